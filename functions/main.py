@@ -1,0 +1,38 @@
+"""Cloud Functions entry points: decode the event, call the library, map the outcome.
+
+A returned call acknowledges the event; a raised exception makes the platform redeliver it.
+Which errors are which is decided in ``opus_pipeline.errors``, not here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import functions_framework
+from cloudevents.http import CloudEvent
+from opus_pipeline import logs, runtime
+from opus_pipeline.errors import PermanentError, TransientError
+from opus_pipeline.events import storage_object
+from opus_pipeline.ingest import handle_finalized
+
+
+@functools.cache
+def services() -> runtime.Services:
+    """Clients and settings, built once per instance (configuration is validated here)."""
+    return runtime.build()
+
+
+@functions_framework.cloud_event
+def on_video_uploaded(cloud_event: CloudEvent) -> None:
+    """``google.cloud.storage.object.v1.finalized``: stream the new video into OpusClip."""
+    svc = services()
+    try:
+        obj = storage_object(cloud_event.get_data())
+    except PermanentError as exc:
+        logs.error(f"ignored an event that cannot be processed: {exc}", event="bad_event")
+        return
+    try:
+        handle_finalized(obj, svc)
+    except TransientError as exc:
+        logs.warning(f"will be retried: {exc}", labels=obj.labels(), event="retry", reason=exc.reason)
+        raise

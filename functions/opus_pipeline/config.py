@@ -1,0 +1,137 @@
+"""Settings from the environment, validated once at start-up.
+
+Every variable the deployed code reads is named in ``ENV_VARS`` so Terraform and the local stack
+can be checked against it. A bad value raises ``ConfigError`` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import ConfigError, PermanentError
+from .preferences import METADATA_PREFIX, Preferences, parse_metadata
+
+KIB = 1024
+CHUNK_GRANULARITY = 256 * KIB
+DEFAULT_PREFERENCE_VARS = {
+    "OPUS_DEFAULT_GENRE": "genre",
+    "OPUS_DEFAULT_TOPIC_KEYWORDS": "topic-keywords",
+    "OPUS_DEFAULT_CLIP_DURATIONS": "clip-durations",
+    "OPUS_DEFAULT_SOURCE_LANG": "source-lang",
+    "OPUS_DEFAULT_BRAND_TEMPLATE_ID": "brand-template-id",
+    "OPUS_DEFAULT_SKIP_CURATE": "skip-curate",
+}
+ENV_VARS = (
+    "OPUS_API_KEY",
+    "OPUS_API_BASE_URL",
+    "OPUS_UPLOAD_URL_HOSTS",
+    "CLIP_REQUESTS_TOPIC",
+    "STATE_BUCKET",
+    "UPLOAD_CHUNK_SIZE",
+    "MAX_VIDEO_BYTES",
+    "SOURCE_PREFIX",
+    "UPLOAD_DEADLINE_SECONDS",
+    "LEASE_SECONDS",
+    "OPUS_NOTIFY_EMAIL",
+    "OPUS_WEBHOOK_URL",
+    *DEFAULT_PREFERENCE_VARS,
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything both functions need, already validated."""
+
+    opus_api_key: str
+    state_bucket: str
+    clip_requests_topic: str
+    opus_api_base_url: str = "https://api.opus.pro"
+    upload_url_hosts: tuple[str, ...] = ("storage.googleapis.com",)
+    upload_chunk_size: int = 16 * 1024 * KIB
+    max_video_bytes: int = 10 * 1024 * 1024 * KIB
+    source_prefix: str = ""
+    upload_deadline_seconds: float = 480.0
+    lease_seconds: float = 90.0
+    notify_email: str | None = None
+    webhook_url: str | None = None
+    default_preferences: Preferences = field(default_factory=Preferences)
+
+    def __repr__(self) -> str:  # the key must not reach a log through a repr
+        return f"Settings(state_bucket={self.state_bucket!r}, topic={self.clip_requests_topic!r})"
+
+
+def _required(env: Mapping[str, str], name: str, hint: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is not set: {hint}")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number of bytes/seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than zero")
+    return value
+
+
+def _topic(env: Mapping[str, str]) -> str:
+    topic = _required(env, "CLIP_REQUESTS_TOPIC", "set it to projects/PROJECT/topics/TOPIC")
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "projects" or parts[2] != "topics" or not all(parts):
+        raise ConfigError(f"CLIP_REQUESTS_TOPIC={topic!r} is not of the form projects/P/topics/T")
+    return topic
+
+
+def _hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("OPUS_UPLOAD_URL_HOSTS", "").strip() or "storage.googleapis.com"
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    if not hosts or any("/" in h or " " in h for h in hosts):
+        raise ConfigError(f"OPUS_UPLOAD_URL_HOSTS={raw!r}: give comma-separated host or host:port")
+    return hosts
+
+
+def _default_preferences(env: Mapping[str, str]) -> Preferences:
+    merged = Preferences()
+    for var, suffix in DEFAULT_PREFERENCE_VARS.items():
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        try:
+            merged = parse_metadata({METADATA_PREFIX + suffix: raw}).over(merged)
+        except PermanentError as exc:
+            raise ConfigError(f"{var}: {exc}") from None
+    return merged
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raise ``ConfigError`` naming the first bad variable."""
+    env = os.environ if env is None else env
+    chunk = _positive_int(env, "UPLOAD_CHUNK_SIZE", Settings.upload_chunk_size)
+    if chunk % CHUNK_GRANULARITY:
+        raise ConfigError(f"UPLOAD_CHUNK_SIZE={chunk} must be a multiple of 262144 (256 KiB)")
+    base_url = (env.get("OPUS_API_BASE_URL", "").strip() or Settings.opus_api_base_url).rstrip("/")
+    if not base_url.startswith(("https://", "http://")):
+        raise ConfigError(f"OPUS_API_BASE_URL={base_url!r} must be an http(s) URL")
+    return Settings(
+        opus_api_key=_required(env, "OPUS_API_KEY", "give the OpusClip API key (a secret)"),
+        state_bucket=_required(env, "STATE_BUCKET", "name the private bucket for state records"),
+        clip_requests_topic=_topic(env),
+        opus_api_base_url=base_url,
+        upload_url_hosts=_hosts(env),
+        upload_chunk_size=chunk,
+        max_video_bytes=_positive_int(env, "MAX_VIDEO_BYTES", Settings.max_video_bytes),
+        source_prefix=env.get("SOURCE_PREFIX", "").strip(),
+        upload_deadline_seconds=_positive_int(env, "UPLOAD_DEADLINE_SECONDS", 480),
+        lease_seconds=_positive_int(env, "LEASE_SECONDS", 90),
+        notify_email=env.get("OPUS_NOTIFY_EMAIL", "").strip() or None,
+        webhook_url=env.get("OPUS_WEBHOOK_URL", "").strip() or None,
+        default_preferences=_default_preferences(env),
+    )

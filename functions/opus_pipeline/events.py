@@ -1,0 +1,75 @@
+"""CloudEvent payloads → typed values. Pure logic."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PermanentError
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
+
+
+@dataclass(frozen=True)
+class StorageObject:
+    """The fields of a GCS object resource this pipeline uses."""
+
+    bucket: str
+    name: str
+    generation: int
+    size: int
+    content_type: str = ""
+    md5_hash: str | None = None
+    crc32c: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The idempotency key of one uploaded version of one object."""
+        return f"{self.bucket}/{self.name}#{self.generation}"
+
+    def labels(self) -> dict[str, str]:
+        return {"bucket": self.bucket, "object": self.name, "generation": str(self.generation)}
+
+    def to_message(self) -> dict[str, Any]:
+        """The ``source`` block of the clip-request message."""
+        return {
+            "bucket": self.bucket,
+            "name": self.name,
+            "generation": str(self.generation),
+            "size": self.size,
+            "contentType": self.content_type,
+            "md5Hash": self.md5_hash,
+        }
+
+
+def storage_object(data: Mapping[str, Any] | None) -> StorageObject:
+    """Parse the object resource of a ``google.cloud.storage.object.v1.finalized`` event."""
+    if not isinstance(data, Mapping):
+        raise PermanentError("the event carries no object resource", reason="bad-event")
+    try:
+        return StorageObject(
+            bucket=str(data["bucket"]),
+            name=str(data["name"]),
+            generation=int(data["generation"]),
+            size=int(data.get("size", 0)),
+            content_type=str(data.get("contentType") or ""),
+            md5_hash=data.get("md5Hash"),
+            crc32c=data.get("crc32c"),
+            metadata=dict(data.get("metadata") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PermanentError(f"malformed object resource in event: {exc!r}", reason="bad-event") from None
+
+
+def skip_reason(obj: StorageObject, source_prefix: str) -> str | None:
+    """Why this object is not a video for us to ingest, or ``None`` when it is."""
+    if obj.name.endswith("/"):
+        return "folder placeholder"
+    if source_prefix and not obj.name.startswith(source_prefix):
+        return f"outside SOURCE_PREFIX {source_prefix!r}"
+    is_video_type = obj.content_type.lower().startswith("video/")
+    if not is_video_type and not obj.name.lower().endswith(VIDEO_EXTENSIONS):
+        return f"not a video (contentType {obj.content_type or 'unset'!r})"
+    return None

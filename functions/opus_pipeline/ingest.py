@@ -1,0 +1,306 @@
+"""Use case: a video landed in the source bucket → its bytes stream into OpusClip → hand-over.
+
+Composed from the ledger (exactly-once claim, lease, resume point), the OpusClip client, the
+resumable session protocol and the prefetching source reader. See ``states.py`` for the states.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime
+
+from . import logs, resumable, states
+from .errors import (
+    InProgressError,
+    PermanentError,
+    SessionExpiredError,
+    SupersededError,
+    TransientError,
+)
+from .events import StorageObject, skip_reason
+from .ledger import ConflictError, Stored, VideoRecord
+from .messages import ClipRequest
+from .preferences import Preferences, parse_metadata
+from .runtime import Services
+from .source import Prefetcher, SourceObject
+from .upload_hosts import check_upload_url
+
+PROGRESS_LOG_SECONDS = 5.0
+MAX_SESSION_RENEWALS = 2
+
+
+class DeadlineReachedError(TransientError):
+    reason = "deadline"
+
+
+def handle_finalized(obj: StorageObject, services: Services) -> str:
+    """Process one finalize event; return the video's state. Raises ``TransientError`` to retry."""
+    why = skip_reason(obj, services.settings.source_prefix)
+    if why:
+        logs.info(f"skipped gs://{obj.bucket}/{obj.name}: {why}", labels=obj.labels(), event="video_skipped")
+        return states.SKIPPED
+    return _Ingest(obj, services).run()
+
+
+class _Ingest:
+    """One invocation's work on one video; holds the lease while it runs."""
+
+    def __init__(self, obj: StorageObject, services: Services) -> None:
+        self.obj = obj
+        self.svc = services
+        self.settings = services.settings
+        self.ledger = services.ledger
+        self.me = uuid.uuid4().hex
+        self.started = services.clock()
+        self.deadline = self.started + self.settings.upload_deadline_seconds
+        self.labels = obj.labels()
+        self.stored: Stored | None = None
+        self.duplicate = False
+
+    # -- lease and record -------------------------------------------------------------------
+
+    def _lease_until(self) -> float:
+        return self.svc.wall() + self.settings.lease_seconds
+
+    def _claim(self) -> Stored:
+        """Create the record or take over its lease; ``self.duplicate`` when nothing is left to do."""
+        for _ in range(5):
+            stored = self.ledger.read(self.obj)
+            try:
+                if stored is None:
+                    record = VideoRecord.for_object(self.obj).replace(
+                        lease_owner=self.me, lease_expires=self._lease_until()
+                    )
+                    return self.ledger.create(record)
+                rec = stored.record
+                step = states.ingest_step(rec.state, rec.lease_owner, rec.lease_expires, self.me, self.svc.wall())
+                if step is states.IngestStep.NOTHING:
+                    logs.info(
+                        f"duplicate event for gs://{self.obj.bucket}/{self.obj.name}: already {rec.state}",
+                        labels={**self.labels, "uploadId": rec.upload_id}, event="duplicate_event",
+                    )
+                    self.duplicate = True
+                    return stored
+                if step is states.IngestStep.BUSY:
+                    raise InProgressError(
+                        "another invocation is streaming this video; this delivery will be retried and "
+                        "takes over if that one stops heartbeating"
+                    )
+                return self.ledger.write(stored, rec.replace(lease_owner=self.me, lease_expires=self._lease_until()))
+            except ConflictError:
+                continue
+        raise InProgressError("the state record kept changing while this invocation tried to claim it")
+
+    def _save(self, **changes) -> None:
+        """CAS-write the record; losing the race means the lease was taken over."""
+        assert self.stored is not None
+        record = self.stored.record.replace(**changes)
+        try:
+            self.stored = self.ledger.write(self.stored, record)
+        except ConflictError:
+            raise InProgressError("another invocation took over this video's lease") from None
+
+    def _heartbeat(self, committed: int) -> None:
+        self._save(committed=committed, lease_expires=self._lease_until())
+
+    @property
+    def record(self) -> VideoRecord:
+        assert self.stored is not None
+        return self.stored.record
+
+    # -- the flow ---------------------------------------------------------------------------
+
+    def run(self) -> str:
+        self.stored = self._claim()
+        if self.duplicate:
+            return self.record.state
+        try:
+            if self.record.state == states.RECEIVED:
+                self._validate()
+            if self.record.state in (states.RECEIVED, states.UPLOADING):
+                self._upload()
+            self._hand_over()
+        except PermanentError as exc:
+            self._fail(exc)
+        except SupersededError as exc:
+            self._supersede(exc)
+        except InProgressError:
+            raise
+        except BaseException:
+            self._release()
+            raise
+        return self.record.state
+
+    def _validate(self) -> None:
+        size, limit = self.obj.size, self.settings.max_video_bytes
+        if size == 0:
+            raise PermanentError("the object is empty (0 bytes); upload the video again", reason="empty")
+        if size > limit:
+            raise PermanentError(
+                f"the video is {size} bytes, over the limit of {limit} bytes (MAX_VIDEO_BYTES); "
+                "trim or compress it and upload again", reason="too-big",
+            )
+        prefs = parse_metadata(self.obj.metadata)
+        self._save(preferences=prefs.to_message())
+
+    # -- uploading --------------------------------------------------------------------------
+
+    def _open_session(self) -> None:
+        """New upload link and session, recorded before any byte is sent."""
+        link = self.svc.opus.create_upload_link()
+        if self.obj.size > link.remaining:
+            raise PermanentError(
+                f"OpusClip's upload quota has {max(link.remaining, 0)} bytes left, the video needs "
+                f"{self.obj.size}; free space or upgrade, then retry", reason="quota",
+            )
+        hosts = self.settings.upload_url_hosts
+        check_upload_url(link.url, hosts, "upload-link url")
+        session_url = resumable.start(self.svc.opus.http, link.url)
+        check_upload_url(session_url, hosts, "upload session Location")
+        self._save(
+            state=states.UPLOADING, upload_id=link.upload_id, session_url=session_url, committed=0,
+            read_generation=self.obj.generation,
+        )
+        self.labels["uploadId"] = link.upload_id
+        self.svc.status.show(self.record.source, states.UPLOADING, upload_id=link.upload_id)
+        logs.info(
+            f"streaming gs://{self.obj.bucket}/{self.obj.name} ({self.obj.size} bytes) into OpusClip",
+            labels=self.labels, event="upload_started", bytes=self.obj.size,
+        )
+
+    def _upload(self) -> None:
+        offset: int | None = None  # unknown: ask the session where it stands
+        if self.record.session_url:
+            self.labels["uploadId"] = self.record.upload_id
+        else:
+            self._open_session()
+            offset = 0
+        renewals = failures = 0
+        while True:
+            try:
+                if offset is None:
+                    progress = resumable.query(self.svc.opus.http, self.record.session_url, self.obj.size)
+                    if not progress.complete:
+                        logs.info(
+                            f"resuming the upload at byte {progress.committed} of {self.obj.size}",
+                            labels=self.labels, event="upload_resumed", bytes=progress.committed,
+                        )
+                else:
+                    progress = self._stream(offset)
+                if progress.complete:
+                    break
+                if offset is None or progress.committed > offset:
+                    failures = 0
+                offset = progress.committed
+            except SessionExpiredError:
+                renewals += 1
+                if renewals > MAX_SESSION_RENEWALS:
+                    raise TransientError("the OpusClip upload session keeps expiring") from None
+                logs.warning("the upload session expired; starting a new one", labels=self.labels)
+                self._open_session()
+                offset = 0
+            except DeadlineReachedError:
+                raise
+            except (InProgressError, SupersededError, PermanentError):
+                raise
+            except TransientError as exc:
+                failures += 1
+                delay = states.backoff_seconds(failures, getattr(exc, "retry_after", None), random.uniform(0.5, 1))
+                if self.svc.clock() + delay > self.deadline:
+                    raise DeadlineReachedError(
+                        f"{exc}; gave up for this attempt at byte {self.record.committed}, the retry resumes there"
+                    ) from None
+                logs.warning(f"{exc}; asking the session where it stands in {delay:.1f}s", labels=self.labels)
+                self.svc.sleep(delay)
+                offset = None
+        self._save(state=states.UPLOADED, committed=self.obj.size, session_url=None)
+        logs.info(
+            f"uploaded gs://{self.obj.bucket}/{self.obj.name}: {self.obj.size} bytes in "
+            f"{self.svc.clock() - self.started:.1f}s", labels=self.labels, event="video_uploaded",
+            bytes=self.obj.size,
+        )
+
+    def _stream(self, offset: int) -> resumable.Progress:
+        """Send ``[offset, size)`` chunk by chunk until done or the session kept fewer bytes."""
+        source = SourceObject(self.svc.storage, self.record.source, self.record.read_generation or self.obj.generation)
+        chunk = self.settings.upload_chunk_size
+        prefetcher = Prefetcher(source.read_into, offset, self.obj.size, chunk)
+        last_beat = last_log = self.svc.clock()
+        try:
+            for chunk_offset, view in prefetcher:
+                progress = resumable.put_chunk(
+                    self.svc.opus.http, self.record.session_url, view, chunk_offset, self.obj.size
+                )
+                if progress.complete or progress.committed != chunk_offset + len(view):
+                    return progress
+                now = self.svc.clock()
+                repinned = source.generation != self.record.read_generation
+                if repinned or now - last_beat >= self.settings.lease_seconds / 3:
+                    self._save(
+                        committed=progress.committed,
+                        read_generation=source.generation,
+                        lease_expires=self._lease_until(),
+                    )
+                    last_beat = now
+                if now - last_log >= PROGRESS_LOG_SECONDS:
+                    logs.info(
+                        f"streamed {progress.committed} of {self.obj.size} bytes",
+                        labels=self.labels, event="upload_progress", bytes=progress.committed,
+                    )
+                    last_log = now
+                if now > self.deadline:
+                    self._heartbeat(progress.committed)
+                    raise DeadlineReachedError(
+                        f"the attempt's time is up at byte {progress.committed}; the retry resumes there"
+                    )
+        finally:
+            prefetcher.close()
+        raise TransientError("the source ended before the session confirmed the last byte")
+
+    # -- hand-over and endings --------------------------------------------------------------
+
+    def _hand_over(self) -> None:
+        rec = self.record
+        request = ClipRequest(
+            upload_id=rec.upload_id or "",
+            source={k: v for k, v in rec.source.items() if k != "crc32c"},
+            preferences=Preferences.from_message(rec.preferences),
+            uploaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        try:
+            future = self.svc.publisher.publish(
+                self.settings.clip_requests_topic, request.encode(), **request.attributes()
+            )
+            message_id = future.result(timeout=60)
+        except Exception as exc:
+            raise TransientError(f"publishing the clip request failed ({type(exc).__name__})") from None
+        self._save(state=states.QUEUED, message_id=message_id, lease_owner=None, lease_expires=0.0)
+        self.svc.status.show(rec.source, states.QUEUED, upload_id=rec.upload_id)
+        logs.info(
+            f"queued gs://{self.obj.bucket}/{self.obj.name} for clip-project creation",
+            labels=self.labels, event="clip_request_published",
+        )
+
+    def _fail(self, exc: PermanentError) -> None:
+        self._save(state=states.FAILED, reason=exc.reason, error=str(exc), session_url=None,
+                   lease_owner=None, lease_expires=0.0)
+        self.svc.status.show(self.record.source, states.FAILED, upload_id=self.record.upload_id, error=str(exc))
+        logs.error(
+            f"gs://{self.obj.bucket}/{self.obj.name} failed: {exc}. Fix the cause, then run "
+            f"`opus-pipeline retry gs://{self.obj.bucket}/{self.obj.name}` (or upload the video again).",
+            labels=self.labels, event="video_failed", reason=exc.reason,
+        )
+
+    def _supersede(self, exc: SupersededError) -> None:
+        self._save(state=states.SUPERSEDED, reason=exc.reason, error=str(exc), session_url=None,
+                   lease_owner=None, lease_expires=0.0)
+        logs.warning(f"{exc}; the newer upload is processed on its own", labels=self.labels,
+                     event="video_superseded", reason=exc.reason)
+
+    def _release(self) -> None:
+        """Give up the lease so the platform's retry can resume at once."""
+        try:
+            self._save(lease_owner=None, lease_expires=0.0)
+        except Exception as exc:  # the retry still resumes once the lease expires
+            logs.warning(f"could not release the lease ({type(exc).__name__})", labels=self.labels)

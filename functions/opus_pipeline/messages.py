@@ -1,0 +1,81 @@
+"""The clip-request message: the contract between ingest and project creation. Pure logic."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import PermanentError
+from .preferences import PreferenceError, Preferences
+
+SCHEMA_VERSION = 1
+_SOURCE_FIELDS = {"bucket": str, "name": str, "generation": str, "size": int}
+
+
+class PoisonMessageError(PermanentError):
+    """A message that can never be processed; it is logged and acknowledged."""
+
+    reason = "poison-message"
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """``{"schemaVersion": 1, "uploadId", "source", "preferences", "uploadedAt"}``."""
+
+    upload_id: str
+    source: dict[str, Any]
+    preferences: Preferences
+    uploaded_at: str
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "schemaVersion": SCHEMA_VERSION,
+                "uploadId": self.upload_id,
+                "source": self.source,
+                "preferences": self.preferences.to_message(),
+                "uploadedAt": self.uploaded_at,
+            },
+            ensure_ascii=False,
+        ).encode("utf-8")
+
+    def attributes(self) -> dict[str, str]:
+        return {
+            "uploadId": self.upload_id,
+            "bucket": self.source["bucket"],
+            "name": self.source["name"],
+            "generation": str(self.source["generation"]),
+        }
+
+    @classmethod
+    def decode(cls, data: bytes) -> ClipRequest:
+        """Parse and validate a message body; ``PoisonMessageError`` says what is wrong."""
+        try:
+            body = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise PoisonMessageError("the message body is not UTF-8 JSON") from None
+        if not isinstance(body, dict):
+            raise PoisonMessageError("the message body is not a JSON object")
+        if body.get("schemaVersion") != SCHEMA_VERSION:
+            raise PoisonMessageError(f"unknown schemaVersion {body.get('schemaVersion')!r}; expected 1")
+        upload_id = body.get("uploadId")
+        if not isinstance(upload_id, str) or not upload_id:
+            raise PoisonMessageError("uploadId is missing or not a string")
+        source = body.get("source")
+        if not isinstance(source, dict):
+            raise PoisonMessageError("source is missing or not an object")
+        for name, kind in _SOURCE_FIELDS.items():
+            if not isinstance(source.get(name), kind) or isinstance(source.get(name), bool):
+                raise PoisonMessageError(f"source.{name} is missing or not a {kind.__name__}")
+        prefs = body.get("preferences", {})
+        if not isinstance(prefs, dict):
+            raise PoisonMessageError("preferences is not an object")
+        try:
+            preferences = Preferences.from_message(prefs)
+        except PreferenceError as exc:
+            raise PoisonMessageError(f"preferences: {exc}") from None
+        uploaded_at = body.get("uploadedAt")
+        if not isinstance(uploaded_at, str):
+            raise PoisonMessageError("uploadedAt is missing or not a string")
+        return cls(upload_id=upload_id, source=source, preferences=preferences, uploaded_at=uploaded_at)

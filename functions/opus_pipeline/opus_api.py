@@ -1,0 +1,148 @@
+"""OpusClip REST client: authentication, the error taxonomy, the two calls this pipeline makes.
+
+Status codes are mapped to ``PermanentError``/``TransientError`` here, once, following OpusClip's
+documented error semantics (shared/opus-api/opus-errors.yml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from .errors import PermanentError, TransientError, describe_transport_error
+from .resumable import retry_after_seconds
+
+TIMEOUT = (10.0, 60.0)
+
+
+@dataclass(frozen=True)
+class UploadLink:
+    """An answer of ``POST /api/upload-links``; ``url`` is where the session is started."""
+
+    url: str
+    upload_id: str
+    use_amount: int
+    total_amount: int
+
+    @property
+    def remaining(self) -> int:
+        return self.total_amount - self.use_amount
+
+
+class OpusApiError(PermanentError):
+    """OpusClip refused a request for a reason retrying cannot fix."""
+
+    def __init__(self, message: str, *, reason: str, status: int, reset_at: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.status = status
+        self.reset_at = reset_at
+
+
+class RateLimitedError(TransientError):
+    """429: per-key rate limit or the parallel-project cap; ``retry_after`` in seconds if given."""
+
+    reason = "rate-limited"
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _body(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _detail(body: dict[str, Any]) -> str:
+    text = body.get("message") or body.get("error") or body.get("detail") or ""
+    if isinstance(text, list):
+        text = "; ".join(map(str, text))
+    return str(text)[:300]
+
+
+def raise_for_status(response: requests.Response, action: str) -> None:
+    """Map a non-2xx OpusClip answer to the pipeline's error taxonomy."""
+    status = response.status_code
+    if status < 300:
+        return
+    body = _body(response)
+    if status == 403 and body.get("code") == "API_MONTHLY_CAP_REACHED":
+        reset_at = body.get("reset_at")
+        raise OpusApiError(
+            f"OpusClip's monthly API cap is reached; {action} can be retried after {reset_at} "
+            "(opus-pipeline retry), or upgrade the plan",
+            reason="monthly-cap", status=status, reset_at=reset_at,
+        )
+    if status in (401, 403):
+        raise OpusApiError(
+            f"OpusClip refused the API key on {action} (HTTP {status}) — check the secret OPUS_API_KEY",
+            reason="api-key-refused", status=status,
+        )
+    if status == 402:
+        raise OpusApiError(
+            f"OpusClip has insufficient credits for {action} (HTTP 402) — add credits, then retry",
+            reason="insufficient-credits", status=status,
+        )
+    if status == 429:
+        cause = "parallel-project cap" if response.headers.get("X-Cap-Reason") == "concurrent" else "rate limit"
+        raise RateLimitedError(
+            f"OpusClip's {cause} on {action} (HTTP 429)",
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
+    if status == 408 or status >= 500:
+        raise TransientError(f"OpusClip answered HTTP {status} on {action}", reason="opus-unavailable")
+    raise OpusApiError(
+        f"OpusClip rejected {action} (HTTP {status}): {_detail(body) or 'no detail given'}",
+        reason="opus-rejected", status=status,
+    )
+
+
+class OpusClient:
+    """One pooled ``requests.Session`` for all calls to OpusClip's API."""
+
+    def __init__(self, base_url: str, api_key: str, http: requests.Session | None = None) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.http = http or requests.Session()
+
+    def _post(
+        self, path: str, body: dict[str, Any], action: str, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        all_headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "Accept": "application/json",
+            **(headers or {}),
+        }
+        try:
+            response = self.http.post(self._base_url + path, json=body, headers=all_headers, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise TransientError(describe_transport_error(exc)) from None
+        raise_for_status(response, action)
+        body = _body(response)
+        if not body:
+            raise TransientError(f"OpusClip answered {action} without a JSON body", reason="opus-unavailable")
+        return body
+
+    def create_upload_link(self) -> UploadLink:
+        """``POST /api/upload-links`` for a local upload."""
+        body = self._post("/api/upload-links", {"video": {"usecase": "LocalUpload"}}, "the upload-link request")
+        try:
+            return UploadLink(
+                url=str(body["url"]),
+                upload_id=str(body["uploadId"]),
+                use_amount=int(body.get("useAmount", 0)),
+                total_amount=int(body["totalAmount"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise TransientError("OpusClip's upload-link answer lacks url/uploadId/totalAmount") from None
+
+    def create_clip_project(self, command: dict[str, Any], upload_id: str) -> dict[str, Any]:
+        """``POST /api/clip-projects`` for an uploaded video; returns the project representation."""
+        return self._post(
+            "/api/clip-projects", command, "the clip-project request", headers={"x-opus-upload-id": upload_id}
+        )

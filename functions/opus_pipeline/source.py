@@ -1,0 +1,142 @@
+"""Reading the source object: generation-pinned ranges, one range read ahead of the sender.
+
+At most two chunk buffers exist per stream, allocated once and reused, so memory does not grow
+with the video's size.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from .errors import SupersededError, TransientError
+
+
+class _ViewWriter:
+    """A file-like sink that fills a preallocated buffer in place (no per-chunk allocation)."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self.position = 0
+
+    def write(self, data: bytes) -> int:
+        end = self.position + len(data)
+        if end > len(self._view):
+            raise TransientError("the source object returned more bytes than the range asked for")
+        self._view[self.position:end] = data
+        self.position = end
+        return len(data)
+
+
+def same_bytes(expected: dict, live: storage.Blob) -> bool:
+    """Whether ``live`` holds the bytes the event announced (size and md5, else crc32c)."""
+    if int(live.size or -1) != int(expected["size"]):
+        return False
+    if expected.get("md5Hash") and live.md5_hash:
+        return expected["md5Hash"] == live.md5_hash
+    if expected.get("crc32c") and live.crc32c:
+        return expected["crc32c"] == live.crc32c
+    return False
+
+
+class SourceObject:
+    """The uploaded version of an object, read by ranges pinned to its generation.
+
+    If the pinned generation disappears, reading continues on the live generation when that
+    holds the same bytes (a metadata rewrite or storage-class change); otherwise the video is
+    superseded by a newer upload.
+    """
+
+    def __init__(self, client: storage.Client, source: dict, generation: int) -> None:
+        self._bucket = client.bucket(source["bucket"])
+        self._source = source
+        self.generation = generation
+
+    def _repin(self) -> None:
+        live = self._bucket.get_blob(self._source["name"])
+        if live is None or not same_bytes(self._source, live):
+            raise SupersededError(
+                f"gs://{self._source['bucket']}/{self._source['name']} generation "
+                f"{self._source['generation']} was replaced or deleted while it was being read"
+            )
+        self.generation = int(live.generation)
+
+    def read_into(self, offset: int, view: memoryview) -> None:
+        """Fill ``view`` with the bytes at ``offset``."""
+        for _ in range(3):
+            blob = self._bucket.blob(self._source["name"], generation=self.generation)
+            writer = _ViewWriter(view)
+            try:
+                blob.download_to_file(
+                    writer, start=offset, end=offset + len(view) - 1, raw_download=True, checksum=None
+                )
+            except gexc.NotFound:
+                self._repin()
+                continue
+            if writer.position != len(view):
+                raise TransientError(f"short read of the source object at byte {offset}")
+            return
+        raise TransientError("the source object kept changing generation while being read")
+
+
+class Prefetcher:
+    """Yields ``(offset, view)`` chunks of ``[start, total)``, reading the next while one is used.
+
+    The view yielded last stays valid until the next one is asked for; then its buffer goes back
+    to the reader thread. Errors of the reader are raised in the consumer.
+    """
+
+    def __init__(
+        self, read_into: Callable[[int, memoryview], None], start: int, total: int, chunk_size: int
+    ) -> None:
+        self._read_into = read_into
+        self._start, self._total, self._chunk = start, total, chunk_size
+        self._free: queue.Queue[memoryview] = queue.Queue()
+        for _ in range(2):
+            self._free.put(memoryview(bytearray(min(chunk_size, max(total - start, 1)))))
+        self._ready: queue.Queue[tuple[int, memoryview] | BaseException | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="source-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for offset in range(self._start, self._total, self._chunk):
+                buffer = self._next_free()
+                if buffer is None:
+                    return
+                view = buffer[: min(self._chunk, self._total - offset)]
+                self._read_into(offset, view)
+                self._ready.put((offset, view))
+            self._ready.put(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._ready.put(exc)
+
+    def _next_free(self) -> memoryview | None:
+        while not self._stop.is_set():
+            try:
+                return self._free.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return None
+
+    def __iter__(self) -> Iterator[tuple[int, memoryview]]:
+        held: memoryview | None = None
+        while True:
+            item = self._ready.get()
+            if held is not None:
+                self._free.put(memoryview(held.obj))
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            held = item[1]
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

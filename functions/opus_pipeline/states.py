@@ -1,0 +1,51 @@
+"""A video's states and the decisions taken on them. Pure logic.
+
+The state record is the truth; every transition is one compare-and-swap write of it.
+
+received ─► skipped | failed(reason)
+   ▼
+uploading(offset, session) ─► superseded
+   ▼
+uploaded ─► queued ─► creating ─► project-created | failed(reason)
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+RECEIVED = "received"
+UPLOADING = "uploading"
+UPLOADED = "uploaded"
+QUEUED = "queued"
+CREATING = "creating"
+PROJECT_CREATED = "project-created"
+FAILED = "failed"
+SKIPPED = "skipped"
+SUPERSEDED = "superseded"
+
+STATES = (RECEIVED, UPLOADING, UPLOADED, QUEUED, CREATING, PROJECT_CREATED, FAILED, SKIPPED, SUPERSEDED)
+
+
+class IngestStep(Enum):
+    """What an ``on_video_uploaded`` invocation does with an existing record."""
+
+    NOTHING = "nothing"  # finished (or failed for good) earlier: a duplicate event
+    BUSY = "busy"  # another invocation holds a live lease: raise, the retry takes over later
+    UPLOAD = "upload"  # take the lease and (re)start or resume the upload
+    PUBLISH = "publish"  # bytes are all there, the hand-over message is not yet confirmed
+
+
+def ingest_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> IngestStep:
+    """Decide what to do with a record in ``state`` whose lease is as given."""
+    if state not in (RECEIVED, UPLOADING, UPLOADED):
+        return IngestStep.NOTHING
+    if lease_owner and lease_owner != me and lease_expires > now:
+        return IngestStep.BUSY
+    return IngestStep.PUBLISH if state == UPLOADED else IngestStep.UPLOAD
+
+
+def backoff_seconds(failures: int, hint: float | None, jitter: float, cap: float = 32.0) -> float:
+    """Exponential backoff (1, 2, 4 … ``cap`` s) scaled by ``jitter`` in [0.5, 1]; a short hint wins."""
+    if hint is not None and hint <= cap:
+        return hint
+    return min(cap, 2.0 ** max(0, failures - 1)) * jitter

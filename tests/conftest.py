@@ -1,0 +1,122 @@
+"""Fixtures: real fake-gcs-server, the real Pub/Sub emulator, the OpusClip stand-in over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from google.cloud import pubsub_v1, storage
+
+from opus_local import emulators
+from opus_local.standin_control import RunningStandIn, StandInControl
+
+API_KEY = "sk-test-" + "7f3a9c1e5b2d4f60"  # a realistic-looking secret the log scans look for
+PROJECT = "test-project"
+CHUNK = 256 * 1024
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process = emulators.start_fake_gcs(tmp_path_factory.mktemp("gcs"))
+    host = f"http://127.0.0.1:{process.port}"
+    os.environ["STORAGE_EMULATOR_HOST"] = host
+    os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
+    yield host
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def pubsub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process = emulators.start_pubsub(tmp_path_factory.mktemp("pubsub"))
+    host = f"127.0.0.1:{process.port}"
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    yield host
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def standin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStandIn]:
+    server = RunningStandIn(API_KEY, tmp_path_factory.mktemp("standin"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def standin(standin_server: RunningStandIn) -> StandInControl:
+    standin_server.control.reset()
+    standin_server.control.set_quota(100 * 1024**3, 0)
+    return standin_server.control
+
+
+@dataclass
+class Stack:
+    """One test's buckets, topic and subscription, and the environment the functions read."""
+
+    env: dict[str, str]
+    storage: storage.Client
+    source_bucket: str
+    state_bucket: str
+    topic: str
+    subscription: str
+    standin_url: str
+
+    def put(self, name: str, data: bytes, content_type: str = "video/mp4", metadata: dict | None = None) -> dict:
+        """Upload an object and return the object resource its finalize event carries."""
+        blob = self.storage.bucket(self.source_bucket).blob(name)
+        blob.metadata = metadata
+        blob.upload_from_string(data, content_type=content_type)
+        return object_resource(blob)
+
+    def pull(self, max_messages: int = 10) -> list[pubsub_v1.types.ReceivedMessage]:
+        subscriber = pubsub_v1.SubscriberClient()
+        response = subscriber.pull(subscription=self.subscription, max_messages=max_messages, timeout=5)
+        if response.received_messages:
+            subscriber.acknowledge(
+                subscription=self.subscription, ack_ids=[m.ack_id for m in response.received_messages]
+            )
+        return list(response.received_messages)
+
+
+def object_resource(blob: storage.Blob) -> dict:
+    return {
+        "bucket": blob.bucket.name, "name": blob.name, "generation": str(blob.generation),
+        "size": str(blob.size), "contentType": blob.content_type, "md5Hash": blob.md5_hash,
+        "crc32c": blob.crc32c, "metadata": blob.metadata or {},
+    }
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+@pytest.fixture
+def stack(gcs: str, pubsub: str, standin: StandInControl) -> Stack:
+    client = storage.Client()
+    suffix = uuid.uuid4().hex[:8]
+    source, state = f"source-{suffix}", f"state-{suffix}"
+    client.create_bucket(source)
+    client.create_bucket(state)
+    topic = f"projects/{PROJECT}/topics/clip-requests-{suffix}"
+    subscription = f"projects/{PROJECT}/subscriptions/clip-requests-{suffix}"
+    pubsub_v1.PublisherClient().create_topic(name=topic)
+    pubsub_v1.SubscriberClient().create_subscription(name=subscription, topic=topic)
+    env = {
+        "OPUS_API_KEY": API_KEY,
+        "OPUS_API_BASE_URL": standin.base_url,
+        "OPUS_UPLOAD_URL_HOSTS": standin.base_url.removeprefix("http://"),
+        "CLIP_REQUESTS_TOPIC": topic,
+        "STATE_BUCKET": state,
+        "UPLOAD_CHUNK_SIZE": str(CHUNK),
+        "LEASE_SECONDS": "60",
+    }
+    return Stack(env, client, source, state, topic, subscription, standin.base_url)

@@ -1,0 +1,234 @@
+"""on_video_uploaded against fake-gcs-server, the Pub/Sub emulator and the OpusClip stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import pytest
+from cloudevents.http import CloudEvent
+from conftest import API_KEY, CHUNK, Stack, md5_hex
+
+from opus_pipeline import runtime, states
+from opus_pipeline.errors import InProgressError, TransientError
+from opus_pipeline.events import storage_object
+from opus_pipeline.ingest import handle_finalized
+from opus_pipeline.ledger import Ledger
+
+
+def services(stack: Stack, **overrides: str) -> runtime.Services:
+    svc = runtime.build({**stack.env, **overrides})
+    svc.sleep = lambda seconds: None  # backoff is unit-tested; here it would only slow the suite
+    return svc
+
+
+def ingest(stack: Stack, resource: dict, **overrides: str) -> str:
+    return handle_finalized(storage_object(resource), services(stack, **overrides))
+
+
+def record(stack: Stack, resource: dict):
+    stored = Ledger(stack.storage, stack.state_bucket).read(storage_object(resource))
+    return stored.record if stored else None
+
+
+def live_metadata(stack: Stack, name: str) -> dict:
+    return stack.storage.bucket(stack.source_bucket).get_blob(name).metadata or {}
+
+
+def only_upload(standin) -> dict:
+    uploads = standin.stats()["uploads"]
+    assert len(uploads) == 1, uploads
+    return next(iter(uploads.values()))
+
+
+# -- byte-exact streaming ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size",
+    [1, CHUNK, 3 * CHUNK + 1000],
+    ids=["one-byte", "exactly-one-chunk", "several-chunks-ragged-tail"],
+)
+def test_streams_the_exact_bytes(stack: Stack, standin, size: int) -> None:
+    data = os.urandom(size)
+    resource = stack.put("talk.mp4", data)
+
+    assert ingest(stack, resource) == states.QUEUED
+
+    upload = only_upload(standin)
+    assert upload["complete"] and upload["md5"] == md5_hex(data)
+    assert standin.stats()["bytesReceived"] == size
+
+
+def test_publishes_the_contract_message(stack: Stack, standin) -> None:
+    data = os.urandom(CHUNK + 5)
+    resource = stack.put("talk.mp4", data, metadata={"opus-genre": "podcast", "opus-clip-durations": "0-30,30-60"})
+
+    ingest(stack, resource)
+
+    [received] = stack.pull()
+    body = json.loads(received.message.data.decode("utf-8"))
+    upload_id = next(iter(standin.stats()["uploads"]))
+    assert body["schemaVersion"] == 1
+    assert body["uploadId"] == upload_id
+    assert body["source"] == {
+        "bucket": stack.source_bucket, "name": "talk.mp4", "generation": resource["generation"],
+        "size": len(data), "contentType": "video/mp4", "md5Hash": resource["md5Hash"],
+    }
+    assert body["preferences"] == {"genre": "Podcast", "clipDurations": [[0, 30], [30, 60]]}
+    assert body["uploadedAt"].endswith("+00:00")
+    assert dict(received.message.attributes) == {
+        "uploadId": upload_id, "bucket": stack.source_bucket, "name": "talk.mp4",
+        "generation": resource["generation"],
+    }
+
+
+def test_object_metadata_shows_queued_with_upload_id(stack: Stack, standin) -> None:
+    resource = stack.put("talk.mp4", os.urandom(10))
+    ingest(stack, resource)
+    metadata = live_metadata(stack, "talk.mp4")
+    assert metadata["opus-status"] == "queued"
+    assert metadata["opus-upload-id"] == next(iter(standin.stats()["uploads"]))
+    assert not metadata.get("opus-error")  # null deletes on GCS; the emulator keeps ""
+
+
+def test_record_keeps_no_session_url_once_uploaded(stack: Stack, standin) -> None:
+    resource = stack.put("talk.mp4", os.urandom(10))
+    ingest(stack, resource)
+    rec = record(stack, resource)
+    assert rec.state == states.QUEUED and rec.session_url is None and rec.committed == 10
+
+
+# -- exactly once ------------------------------------------------------------------------------
+
+
+def test_same_event_three_times_uploads_once(stack: Stack, standin) -> None:
+    resource = stack.put("talk.mp4", os.urandom(2 * CHUNK))
+    results = [ingest(stack, resource) for _ in range(3)]
+    assert results == [states.QUEUED] * 3
+    assert standin.calls("upload-links") == 1 and standin.calls("start") == 1
+    assert len(stack.pull()) == 1
+
+
+def test_concurrent_duplicates_start_one_stream(stack: Stack, standin) -> None:
+    standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.3, "times": 4})
+    resource = stack.put("talk.mp4", os.urandom(4 * CHUNK))
+    outcomes: list[object] = []
+
+    def deliver() -> None:
+        try:
+            outcomes.append(ingest(stack, resource))
+        except InProgressError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert outcomes.count(states.QUEUED) == 1
+    assert all(isinstance(o, InProgressError) for o in outcomes if o != states.QUEUED)
+    assert standin.calls("upload-links") == 1 and standin.calls("start") == 1
+    assert ingest(stack, resource) == states.QUEUED  # the platform's retry of a loser: a no-op
+    assert standin.calls("upload-links") == 1
+
+
+def test_retry_after_a_failed_publish_republishes_without_reuploading(stack: Stack, standin) -> None:
+    resource = stack.put("talk.mp4", os.urandom(CHUNK))
+    missing_topic = stack.topic + "-missing"
+    with pytest.raises(TransientError, match="publishing"):
+        ingest(stack, resource, CLIP_REQUESTS_TOPIC=missing_topic)
+    assert record(stack, resource).state == states.UPLOADED
+
+    assert ingest(stack, resource) == states.QUEUED
+    assert standin.calls("upload-links") == 1 and standin.stats()["bytesReceived"] == CHUNK
+    assert len(stack.pull()) == 1
+
+
+# -- recovery from injected faults ---------------------------------------------------------
+
+
+def test_dropped_connection_resumes_at_committed_offset(stack: Stack, standin) -> None:
+    data = os.urandom(4 * CHUNK)
+    standin.inject({"endpoint": "chunk", "kind": "drop", "skip": 2, "after_bytes": 1000})
+    resource = stack.put("talk.mp4", data)
+
+    assert ingest(stack, resource) == states.QUEUED
+    assert only_upload(standin)["md5"] == md5_hex(data)
+    assert standin.calls("query") >= 1
+
+
+@pytest.mark.parametrize("status", [503, 500, 408])
+def test_retryable_statuses_are_retried(stack: Stack, standin, status: int) -> None:
+    data = os.urandom(3 * CHUNK)
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": status, "times": 3, "skip": 1})
+    resource = stack.put("talk.mp4", data)
+
+    assert ingest(stack, resource) == states.QUEUED
+    assert only_upload(standin)["md5"] == md5_hex(data)
+
+
+def test_429_retry_after_is_honoured(stack: Stack, standin) -> None:
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 429, "headers": {"Retry-After": "3"}})
+    resource = stack.put("talk.mp4", os.urandom(CHUNK))
+    svc = services(stack)
+    slept: list[float] = []
+    svc.sleep = slept.append
+
+    assert handle_finalized(storage_object(resource), svc) == states.QUEUED
+    assert slept == [3.0]
+
+
+def test_session_keeping_fewer_bytes_is_continued_after_its_range(stack: Stack, standin) -> None:
+    data = os.urandom(4 * CHUNK + 7)
+    standin.inject({"endpoint": "chunk", "kind": "keep_fewer", "fewer_bytes": CHUNK // 2, "skip": 1})
+    resource = stack.put("talk.mp4", data)
+
+    assert ingest(stack, resource) == states.QUEUED
+    assert only_upload(standin)["md5"] == md5_hex(data)
+
+
+def test_expired_session_gets_a_new_link_and_session(stack: Stack, standin) -> None:
+    data = os.urandom(3 * CHUNK)
+    standin.inject({"endpoint": "chunk", "kind": "expire", "skip": 1})
+    resource = stack.put("talk.mp4", data)
+
+    assert ingest(stack, resource) == states.QUEUED
+    assert standin.calls("upload-links") == 2 and standin.calls("start") == 2
+    upload_id = record(stack, resource).upload_id
+    assert standin.upload(upload_id)["md5"] == md5_hex(data)
+    assert json.loads(stack.pull()[0].message.data)["uploadId"] == upload_id
+
+
+def test_slow_answers_still_complete(stack: Stack, standin) -> None:
+    data = os.urandom(2 * CHUNK)
+    standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.5, "times": 2})
+    resource = stack.put("talk.mp4", data)
+    assert ingest(stack, resource) == states.QUEUED
+    assert only_upload(standin)["md5"] == md5_hex(data)
+
+
+def test_persistent_failure_records_offset_and_raises_for_a_retry_that_resumes(stack: Stack, standin) -> None:
+    data = os.urandom(4 * CHUNK)
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 2})
+    standin.inject({"endpoint": "query", "kind": "status", "status": 503, "times": 1000})
+    resource = stack.put("talk.mp4", data)
+    svc = services(stack)
+    now = [0.0]
+    svc.clock = lambda: now[0]
+    svc.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+
+    with pytest.raises(TransientError, match="resumes there"):
+        handle_finalized(storage_object(resource), svc)
+    rec = record(stack, resource)
+    assert rec.state == states.UPLOADING and rec.lease_owner is None
+    assert 0 < now[0] <= svc.settings.upload_deadline_seconds
+
+    standin.clear_faults()
+    received_before = standin.stats()["bytesReceived"]
+    assert ingest(stack, resource) == states.QUEUED
+    assert standin.calls("upload-links") == 1
+    assert standin.stats()["bytesReceived"] - received_before == 2 * CHUNK
+    assert only_upload(standin)["md5"] == md5_hex(data)
