@@ -7,6 +7,7 @@ process group and stopped by PID, so nothing is left behind.
 from __future__ import annotations
 
 import os
+import sys
 import shutil
 import signal
 import socket
@@ -133,3 +134,23 @@ def start_pubsub(root: Path, port: int | None = None, log: Path | None = None) -
         time.sleep(0.2)
     process.stop()
     raise TimeoutError("the Pub/Sub emulator did not answer")
+
+
+def start_function(target: str, source: Path, env: dict[str, str], log: Path, port: int | None = None) -> Process:
+    """A function under functions-framework, as Cloud Functions runs it, on loopback."""
+    port = port or free_port()
+    args = [
+        sys.executable, "-m", "functions_framework", "--target", target, "--source", str(source),
+        "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port),
+    ]
+    with open(log, "ab") as out:
+        popen = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **env}
+        )
+    process = Process(target, popen, port)
+    try:
+        wait_for_port(port, 30, popen)
+    except BaseException:
+        process.stop()
+        raise
+    return process

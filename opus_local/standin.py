@@ -326,7 +326,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.bytes_received += received
             self.state.chunk_log.append((first, received))
-        if drop_at is not None:
+        if drop_at is not None or received != size:  # cut short: nothing of it is kept
             self.close_connection = True
             self.connection.shutdown(2)
             return None

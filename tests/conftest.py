@@ -75,7 +75,11 @@ class Stack:
 
     def pull(self, max_messages: int = 10) -> list[pubsub_v1.types.ReceivedMessage]:
         subscriber = pubsub_v1.SubscriberClient()
-        response = subscriber.pull(subscription=self.subscription, max_messages=max_messages, timeout=5)
+        # return_immediately is deprecated for production pulls, but it is what makes "no message"
+        # answer at once instead of after a timeout; the emulator honours it.
+        response = subscriber.pull(
+            subscription=self.subscription, max_messages=max_messages, return_immediately=True, timeout=10
+        )
         if response.received_messages:
             subscriber.acknowledge(
                 subscription=self.subscription, ack_ids=[m.ack_id for m in response.received_messages]

@@ -1,0 +1,97 @@
+"""The deployed entry points, run by functions-framework in their own processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import requests
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+from conftest import API_KEY, CHUNK, Stack, md5_hex
+
+from opus_local import emulators
+
+FUNCTIONS = Path(__file__).resolve().parent.parent / "functions" / "main.py"
+
+
+def finalized_event(resource: dict) -> tuple[dict, bytes]:
+    event = CloudEvent(
+        {
+            "type": "google.cloud.storage.object.v1.finalized",
+            "source": f"//storage.googleapis.com/projects/_/buckets/{resource['bucket']}",
+            "subject": f"objects/{resource['name']}",
+        },
+        resource,
+    )
+    return to_binary(event)
+
+
+def deliver(function: emulators.Process, resource: dict, timeout: float = 60) -> int:
+    headers, body = finalized_event(resource)
+    response = requests.post(f"http://127.0.0.1:{function.port}/", headers=headers, data=body, timeout=timeout)
+    return response.status_code
+
+
+def start_ingest(stack: Stack, tmp_path: Path, **overrides: str) -> emulators.Process:
+    env = {**stack.env, "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"],
+           "PUBSUB_EMULATOR_HOST": os.environ["PUBSUB_EMULATOR_HOST"], **overrides}
+    return emulators.start_function("on_video_uploaded", FUNCTIONS, env, tmp_path / "ingest.log")
+
+
+def test_function_acknowledges_a_streamed_video(stack: Stack, standin, tmp_path: Path) -> None:
+    data = os.urandom(2 * CHUNK + 1)
+    resource = stack.put("talk.mp4", data)
+    function = start_ingest(stack, tmp_path)
+    try:
+        assert deliver(function, resource) == 200
+    finally:
+        function.stop()
+    assert next(iter(standin.stats()["uploads"].values()))["md5"] == md5_hex(data)
+    assert len(stack.pull()) == 1
+    log = (tmp_path / "ingest.log").read_text()
+    assert API_KEY not in log and "/session/" not in log
+    assert all(json.loads(line)["severity"] for line in log.splitlines() if line.startswith("{"))
+
+
+def test_killed_mid_stream_then_redelivered_resumes_at_the_committed_offset(
+    stack: Stack, standin, tmp_path: Path
+) -> None:
+    size = 16 * CHUNK
+    data = os.urandom(size)
+    resource = stack.put("talk.mp4", data)
+    standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.25, "times": 1000})
+    first = start_ingest(stack, tmp_path, LEASE_SECONDS="3")
+    threading.Thread(target=lambda: _ignore_errors(deliver, first, resource), daemon=True).start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and standin.stats()["bytesReceived"] < 4 * CHUNK:
+        time.sleep(0.05)
+    os.killpg(first.popen.pid, signal.SIGKILL)
+    first.popen.wait()
+    standin.clear_faults()
+
+    second = start_ingest(stack, tmp_path, LEASE_SECONDS="3")
+    try:
+        assert deliver(second, resource) == 500  # the dead invocation's lease is still live: retry later
+        time.sleep(3.5)
+        assert deliver(second, resource) == 200
+    finally:
+        second.stop()
+
+    stats = standin.stats()
+    upload = next(iter(stats["uploads"].values()))
+    assert upload["md5"] == md5_hex(data)
+    assert stats["calls"]["upload-links"] == 1 and stats["calls"]["start"] == 1
+    assert stats["bytesReceived"] - size <= CHUNK
+    assert len(stack.pull()) == 1
+
+
+def _ignore_errors(func, *args) -> None:
+    try:
+        func(*args)
+    except requests.RequestException:
+        pass
