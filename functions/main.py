@@ -10,6 +10,7 @@ import functools
 
 import functions_framework
 from cloudevents.http import CloudEvent
+
 from opus_pipeline import logs, runtime
 from opus_pipeline.errors import PermanentError, TransientError
 from opus_pipeline.events import storage_object

@@ -7,11 +7,11 @@ process group and stopped by PID, so nothing is left behind.
 from __future__ import annotations
 
 import os
-import sys
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,9 +95,21 @@ def start_fake_gcs(
     port = port or free_port()
     root.mkdir(parents=True, exist_ok=True)
     args = [
-        fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-        "-backend", "filesystem", "-filesystem-root", str(root / "data"),
-        "-external-url", f"http://127.0.0.1:{port}", "-log-level", "warn",
+        fake_gcs_binary(),
+        "-scheme",
+        "http",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-backend",
+        "filesystem",
+        "-filesystem-root",
+        str(root / "data"),
+        "-external-url",
+        f"http://127.0.0.1:{port}",
+        "-log-level",
+        "warn",
     ]
     if pubsub:
         args += ["-event.pubsub-project-id", pubsub[0], "-event.pubsub-topic", pubsub[1], "-event.list", "finalize"]
@@ -114,9 +126,7 @@ def pubsub_launcher() -> str:
         candidate = sdk / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
         if candidate.exists():
             return str(candidate)
-    raise FileNotFoundError(
-        "the Pub/Sub emulator is not installed: apt-get install google-cloud-cli-pubsub-emulator"
-    )
+    raise FileNotFoundError("the Pub/Sub emulator is not installed: apt-get install google-cloud-cli-pubsub-emulator")
 
 
 def start_pubsub(root: Path, port: int | None = None, log: Path | None = None) -> Process:
@@ -140,8 +150,19 @@ def start_function(target: str, source: Path, env: dict[str, str], log: Path, po
     """A function under functions-framework, as Cloud Functions runs it, on loopback."""
     port = port or free_port()
     args = [
-        sys.executable, "-m", "functions_framework", "--target", target, "--source", str(source),
-        "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable,
+        "-m",
+        "functions_framework",
+        "--target",
+        target,
+        "--source",
+        str(source),
+        "--signature-type",
+        "cloudevent",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
     ]
     with open(log, "ab") as out:
         popen = subprocess.Popen(

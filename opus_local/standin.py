@@ -43,8 +43,12 @@ class Upload:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "uploadId": self.upload_id, "total": self.total, "committed": self.committed,
-            "complete": self.complete, "md5": self.md5, "sessionStarted": self.session is not None,
+            "uploadId": self.upload_id,
+            "total": self.total,
+            "committed": self.committed,
+            "complete": self.complete,
+            "md5": self.md5,
+            "sessionStarted": self.session is not None,
         }
 
 
@@ -196,7 +200,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         path = self.path.split("?")[0]
         if path.startswith("/session/"):
-            return self._put(path[len("/session/"):])
+            return self._put(path[len("/session/") :])
         self._send(404, {"message": "not found"})
 
     def do_GET(self) -> None:
@@ -217,15 +221,21 @@ class Handler(BaseHTTPRequestHandler):
         if self._apply_fault(self.state.take_fault("upload-links")) or not self._authorized():
             return
         if body != {"video": {"usecase": "LocalUpload"}}:
-            return self._send(400, {"message": "body must be {\"video\": {\"usecase\": \"LocalUpload\"}}"})
+            return self._send(400, {"message": 'body must be {"video": {"usecase": "LocalUpload"}}'})
         upload_id = "up_" + secrets.token_hex(8)
         with self.state.lock:
             self.state.uploads[upload_id] = Upload(upload_id, self.state.storage_dir / upload_id)
             use, total = self.state.use_amount, self.state.total_amount
-        self._send(200, {
-            "url": f"{self._base()}/upload/{upload_id}/google-upload",
-            "uploadId": upload_id, "dnsUrl": self._base(), "useAmount": use, "totalAmount": total,
-        })
+        self._send(
+            200,
+            {
+                "url": f"{self._base()}/upload/{upload_id}/google-upload",
+                "uploadId": upload_id,
+                "dnsUrl": self._base(),
+                "useAmount": use,
+                "totalAmount": total,
+            },
+        )
 
     def _start_session(self, path: str) -> None:
         parts = path.split("/")
@@ -258,8 +268,13 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(400, {"message": "x-opus-upload-id must equal videoUrl and name a completed upload"})
         project_id = "P" + secrets.token_hex(6)
         project = {
-            "id": project_id, "projectId": project_id, "sourcePlatform": "UPLOADED", "sourceId": upload_id,
-            "stage": "QUEUED", "curationPref": body.get("curationPref", {}), "isDeleted": False,
+            "id": project_id,
+            "projectId": project_id,
+            "sourcePlatform": "UPLOADED",
+            "sourceId": upload_id,
+            "stage": "QUEUED",
+            "curationPref": body.get("curationPref", {}),
+            "isDeleted": False,
         }
         with self.state.lock:
             self.state.projects[project_id] = {**project, "request": body}
@@ -304,7 +319,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._progress(upload)
         self._chunk(upload, int(match.group(1)), int(match.group(2)), total, length, fault)
 
-    def _chunk(self, upload: Upload, first: int, last: int, total: int | None, length: int, fault: Fault | None) -> None:
+    def _chunk(
+        self, upload: Upload, first: int, last: int, total: int | None, length: int, fault: Fault | None
+    ) -> None:
         size = last - first + 1
         final = total is not None and last + 1 == total
         problem = None

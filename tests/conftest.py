@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import base64
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from google.cloud import pubsub_v1, storage
@@ -89,9 +88,14 @@ class Stack:
 
 def object_resource(blob: storage.Blob) -> dict:
     return {
-        "bucket": blob.bucket.name, "name": blob.name, "generation": str(blob.generation),
-        "size": str(blob.size), "contentType": blob.content_type, "md5Hash": blob.md5_hash,
-        "crc32c": blob.crc32c, "metadata": blob.metadata or {},
+        "bucket": blob.bucket.name,
+        "name": blob.name,
+        "generation": str(blob.generation),
+        "size": str(blob.size),
+        "contentType": blob.content_type,
+        "md5Hash": blob.md5_hash,
+        "crc32c": blob.crc32c,
+        "metadata": blob.metadata or {},
     }
 
 

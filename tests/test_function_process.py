@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,9 +13,10 @@ from pathlib import Path
 import requests
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
-from conftest import API_KEY, CHUNK, Stack, md5_hex
 
 from opus_local import emulators
+
+from conftest import API_KEY, CHUNK, Stack, md5_hex
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions" / "main.py"
 
@@ -38,8 +40,12 @@ def deliver(function: emulators.Process, resource: dict, timeout: float = 60) ->
 
 
 def start_ingest(stack: Stack, tmp_path: Path, **overrides: str) -> emulators.Process:
-    env = {**stack.env, "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"],
-           "PUBSUB_EMULATOR_HOST": os.environ["PUBSUB_EMULATOR_HOST"], **overrides}
+    env = {
+        **stack.env,
+        "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"],
+        "PUBSUB_EMULATOR_HOST": os.environ["PUBSUB_EMULATOR_HOST"],
+        **overrides,
+    }
     return emulators.start_function("on_video_uploaded", FUNCTIONS, env, tmp_path / "ingest.log")
 
 
@@ -91,7 +97,5 @@ def test_killed_mid_stream_then_redelivered_resumes_at_the_committed_offset(
 
 
 def _ignore_errors(func, *args) -> None:
-    try:
+    with contextlib.suppress(requests.RequestException):  # the process is killed mid-request
         func(*args)
-    except requests.RequestException:
-        pass

@@ -7,14 +7,14 @@ import os
 import threading
 
 import pytest
-from cloudevents.http import CloudEvent
-from conftest import API_KEY, CHUNK, Stack, md5_hex
 
 from opus_pipeline import runtime, states
 from opus_pipeline.errors import InProgressError, TransientError
 from opus_pipeline.events import storage_object
 from opus_pipeline.ingest import handle_finalized
 from opus_pipeline.ledger import Ledger
+
+from conftest import CHUNK, Stack, md5_hex
 
 
 def services(stack: Stack, **overrides: str) -> runtime.Services:
@@ -73,13 +73,19 @@ def test_publishes_the_contract_message(stack: Stack, standin) -> None:
     assert body["schemaVersion"] == 1
     assert body["uploadId"] == upload_id
     assert body["source"] == {
-        "bucket": stack.source_bucket, "name": "talk.mp4", "generation": resource["generation"],
-        "size": len(data), "contentType": "video/mp4", "md5Hash": resource["md5Hash"],
+        "bucket": stack.source_bucket,
+        "name": "talk.mp4",
+        "generation": resource["generation"],
+        "size": len(data),
+        "contentType": "video/mp4",
+        "md5Hash": resource["md5Hash"],
     }
     assert body["preferences"] == {"genre": "Podcast", "clipDurations": [[0, 30], [30, 60]]}
     assert body["uploadedAt"].endswith("+00:00")
     assert dict(received.message.attributes) == {
-        "uploadId": upload_id, "bucket": stack.source_bucket, "name": "talk.mp4",
+        "uploadId": upload_id,
+        "bucket": stack.source_bucket,
+        "name": "talk.mp4",
         "generation": resource["generation"],
     }
 

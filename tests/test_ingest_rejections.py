@@ -7,10 +7,11 @@ import os
 import threading
 
 import pytest
-from conftest import API_KEY, CHUNK, Stack
-from test_ingest import ingest, live_metadata, record
 
 from opus_pipeline import states
+
+from conftest import API_KEY, CHUNK, Stack
+from test_ingest import ingest, live_metadata, record
 
 
 def assert_failed_before_any_byte(stack: Stack, standin, resource: dict, reason: str) -> str:
@@ -114,10 +115,14 @@ def test_upload_link_to_unlisted_host_is_refused(stack: Stack, standin) -> None:
 
 
 def test_session_location_on_unlisted_host_is_refused(stack: Stack, standin) -> None:
-    standin.inject({
-        "endpoint": "start", "kind": "status", "status": 201,
-        "headers": {"Location": "https://uploads.example.net/session/abc"},
-    })
+    standin.inject(
+        {
+            "endpoint": "start",
+            "kind": "status",
+            "status": 201,
+            "headers": {"Location": "https://uploads.example.net/session/abc"},
+        }
+    )
     resource = stack.put("talk.mp4", os.urandom(100))
     assert ingest(stack, resource) == states.FAILED
     error = assert_failed_before_any_byte(stack, standin, resource, "refused-host")

@@ -78,7 +78,8 @@ class _Ingest:
                 if step is states.IngestStep.NOTHING:
                     logs.info(
                         f"duplicate event for gs://{self.obj.bucket}/{self.obj.name}: already {rec.state}",
-                        labels={**self.labels, "uploadId": rec.upload_id}, event="duplicate_event",
+                        labels={**self.labels, "uploadId": rec.upload_id},
+                        event="duplicate_event",
                     )
                     self.duplicate = True
                     return stored
@@ -139,7 +140,8 @@ class _Ingest:
         if size > limit:
             raise PermanentError(
                 f"the video is {size} bytes, over the limit of {limit} bytes (MAX_VIDEO_BYTES); "
-                "trim or compress it and upload again", reason="too-big",
+                "trim or compress it and upload again",
+                reason="too-big",
             )
         prefs = parse_metadata(self.obj.metadata)
         self._save(preferences=prefs.to_message())
@@ -152,21 +154,27 @@ class _Ingest:
         if self.obj.size > link.remaining:
             raise PermanentError(
                 f"OpusClip's upload quota has {max(link.remaining, 0)} bytes left, the video needs "
-                f"{self.obj.size}; free space or upgrade, then retry", reason="quota",
+                f"{self.obj.size}; free space or upgrade, then retry",
+                reason="quota",
             )
         hosts = self.settings.upload_url_hosts
         check_upload_url(link.url, hosts, "upload-link url")
         session_url = resumable.start(self.svc.opus.http, link.url)
         check_upload_url(session_url, hosts, "upload session Location")
         self._save(
-            state=states.UPLOADING, upload_id=link.upload_id, session_url=session_url, committed=0,
+            state=states.UPLOADING,
+            upload_id=link.upload_id,
+            session_url=session_url,
+            committed=0,
             read_generation=self.obj.generation,
         )
         self.labels["uploadId"] = link.upload_id
         self.svc.status.show(self.record.source, states.UPLOADING, upload_id=link.upload_id)
         logs.info(
             f"streaming gs://{self.obj.bucket}/{self.obj.name} ({self.obj.size} bytes) into OpusClip",
-            labels=self.labels, event="upload_started", bytes=self.obj.size,
+            labels=self.labels,
+            event="upload_started",
+            bytes=self.obj.size,
         )
 
     def _upload(self) -> None:
@@ -184,7 +192,9 @@ class _Ingest:
                     if not progress.complete:
                         logs.info(
                             f"resuming the upload at byte {progress.committed} of {self.obj.size}",
-                            labels=self.labels, event="upload_resumed", bytes=progress.committed,
+                            labels=self.labels,
+                            event="upload_resumed",
+                            bytes=progress.committed,
                         )
                 else:
                     progress = self._stream(offset)
@@ -217,7 +227,9 @@ class _Ingest:
         self._save(state=states.UPLOADED, committed=self.obj.size, session_url=None)
         logs.info(
             f"uploaded gs://{self.obj.bucket}/{self.obj.name}: {self.obj.size} bytes in "
-            f"{self.svc.clock() - self.started:.1f}s", labels=self.labels, event="video_uploaded",
+            f"{self.svc.clock() - self.started:.1f}s",
+            labels=self.labels,
+            event="video_uploaded",
             bytes=self.obj.size,
         )
 
@@ -246,7 +258,9 @@ class _Ingest:
                 if now - last_log >= PROGRESS_LOG_SECONDS:
                     logs.info(
                         f"streamed {progress.committed} of {self.obj.size} bytes",
-                        labels=self.labels, event="upload_progress", bytes=progress.committed,
+                        labels=self.labels,
+                        event="upload_progress",
+                        bytes=progress.committed,
                     )
                     last_log = now
                 if now > self.deadline:
@@ -279,24 +293,43 @@ class _Ingest:
         self.svc.status.show(rec.source, states.QUEUED, upload_id=rec.upload_id)
         logs.info(
             f"queued gs://{self.obj.bucket}/{self.obj.name} for clip-project creation",
-            labels=self.labels, event="clip_request_published",
+            labels=self.labels,
+            event="clip_request_published",
         )
 
     def _fail(self, exc: PermanentError) -> None:
-        self._save(state=states.FAILED, reason=exc.reason, error=str(exc), session_url=None,
-                   lease_owner=None, lease_expires=0.0)
+        self._save(
+            state=states.FAILED,
+            reason=exc.reason,
+            error=str(exc),
+            session_url=None,
+            lease_owner=None,
+            lease_expires=0.0,
+        )
         self.svc.status.show(self.record.source, states.FAILED, upload_id=self.record.upload_id, error=str(exc))
         logs.error(
             f"gs://{self.obj.bucket}/{self.obj.name} failed: {exc}. Fix the cause, then run "
             f"`opus-pipeline retry gs://{self.obj.bucket}/{self.obj.name}` (or upload the video again).",
-            labels=self.labels, event="video_failed", reason=exc.reason,
+            labels=self.labels,
+            event="video_failed",
+            reason=exc.reason,
         )
 
     def _supersede(self, exc: SupersededError) -> None:
-        self._save(state=states.SUPERSEDED, reason=exc.reason, error=str(exc), session_url=None,
-                   lease_owner=None, lease_expires=0.0)
-        logs.warning(f"{exc}; the newer upload is processed on its own", labels=self.labels,
-                     event="video_superseded", reason=exc.reason)
+        self._save(
+            state=states.SUPERSEDED,
+            reason=exc.reason,
+            error=str(exc),
+            session_url=None,
+            lease_owner=None,
+            lease_expires=0.0,
+        )
+        logs.warning(
+            f"{exc}; the newer upload is processed on its own",
+            labels=self.labels,
+            event="video_superseded",
+            reason=exc.reason,
+        )
 
     def _release(self) -> None:
         """Give up the lease so the platform's retry can resume at once."""

@@ -76,17 +76,21 @@ def raise_for_status(response: requests.Response, action: str) -> None:
         raise OpusApiError(
             f"OpusClip's monthly API cap is reached; {action} can be retried after {reset_at} "
             "(opus-pipeline retry), or upgrade the plan",
-            reason="monthly-cap", status=status, reset_at=reset_at,
+            reason="monthly-cap",
+            status=status,
+            reset_at=reset_at,
         )
     if status in (401, 403):
         raise OpusApiError(
             f"OpusClip refused the API key on {action} (HTTP {status}) — check the secret OPUS_API_KEY",
-            reason="api-key-refused", status=status,
+            reason="api-key-refused",
+            status=status,
         )
     if status == 402:
         raise OpusApiError(
             f"OpusClip has insufficient credits for {action} (HTTP 402) — add credits, then retry",
-            reason="insufficient-credits", status=status,
+            reason="insufficient-credits",
+            status=status,
         )
     if status == 429:
         cause = "parallel-project cap" if response.headers.get("X-Cap-Reason") == "concurrent" else "rate limit"
@@ -98,7 +102,8 @@ def raise_for_status(response: requests.Response, action: str) -> None:
         raise TransientError(f"OpusClip answered HTTP {status} on {action}", reason="opus-unavailable")
     raise OpusApiError(
         f"OpusClip rejected {action} (HTTP {status}): {_detail(body) or 'no detail given'}",
-        reason="opus-rejected", status=status,
+        reason="opus-rejected",
+        status=status,
     )
 
 

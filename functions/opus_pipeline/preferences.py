@@ -14,9 +14,24 @@ from typing import Any
 from .errors import PermanentError
 
 GENRES = (
-    "Auto", "Q&A", "Commentary", "Marketing", "Webinar", "Motivational speech", "Podcast",
-    "Academic", "Listicle", "Product reviews", "How-to", "Comedy", "Sports commentary", "Church",
-    "News", "Vlog", "Gaming", "Others",
+    "Auto",
+    "Q&A",
+    "Commentary",
+    "Marketing",
+    "Webinar",
+    "Motivational speech",
+    "Podcast",
+    "Academic",
+    "Listicle",
+    "Product reviews",
+    "How-to",
+    "Comedy",
+    "Sports commentary",
+    "Church",
+    "News",
+    "Vlog",
+    "Gaming",
+    "Others",
 )
 CLIP_DURATIONS = ((0, 30), (30, 60), (60, 90), (90, 180), (0, 90))
 METADATA_PREFIX = "opus-"
@@ -76,9 +91,7 @@ class Preferences:
             prefs = cls(
                 genre=data.get("genre"),
                 topicKeywords=tuple(keywords) if keywords is not None else None,
-                clipDurations=(
-                    tuple((int(a), int(b)) for a, b in durations) if durations is not None else None
-                ),
+                clipDurations=(tuple((int(a), int(b)) for a, b in durations) if durations is not None else None),
                 range=(int(rng["startSec"]), int(rng["endSec"])) if rng is not None else None,
                 sourceLang=data.get("sourceLang"),
                 brandTemplateId=data.get("brandTemplateId"),
@@ -91,8 +104,7 @@ class Preferences:
     def over(self, defaults: Preferences) -> Preferences:
         """These values where set, ``defaults`` elsewhere."""
         merged = {
-            f.name: getattr(self, f.name) if getattr(self, f.name) is not None
-            else getattr(defaults, f.name)
+            f.name: getattr(self, f.name) if getattr(self, f.name) is not None else getattr(defaults, f.name)
             for f in fields(self)
         }
         return Preferences(**merged)
@@ -180,11 +192,9 @@ def parse_metadata(metadata: Mapping[str, str] | None) -> Preferences:
         lowered = key.lower()
         if not lowered.startswith(METADATA_PREFIX) or lowered in STATUS_KEYS:
             continue
-        suffix = lowered[len(METADATA_PREFIX):]
+        suffix = lowered[len(METADATA_PREFIX) :]
         if suffix not in _PARSERS:
-            raise PreferenceError(
-                f"unknown metadata key {key!r}; the accepted keys are {', '.join(METADATA_KEYS)}"
-            )
+            raise PreferenceError(f"unknown metadata key {key!r}; the accepted keys are {', '.join(METADATA_KEYS)}")
         field_name, parser = _PARSERS[suffix]
         values[field_name] = parser(key, str(raw))
     return Preferences(**values)

@@ -80,9 +80,7 @@ def _progress(response: requests.Response, total: int, action: str) -> Progress:
             f"the upload session answered {status} on {action}",
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
-    raise PermanentError(
-        f"OpusClip's storage refused the {action} with HTTP {status}", reason=f"upload-http-{status}"
-    )
+    raise PermanentError(f"OpusClip's storage refused the {action} with HTTP {status}", reason=f"upload-http-{status}")
 
 
 def start(http: requests.Session, upload_url: str) -> str:
@@ -100,9 +98,7 @@ def start(http: requests.Session, upload_url: str) -> str:
     )
 
 
-def put_chunk(
-    http: requests.Session, session_url: str, data: memoryview, offset: int, total: int
-) -> Progress:
+def put_chunk(http: requests.Session, session_url: str, data: memoryview, offset: int, total: int) -> Progress:
     """PUT ``data`` at ``offset`` of a ``total``-byte upload; the answer says what was kept."""
     end = offset + len(data) - 1
     headers = {"Content-Range": f"bytes {offset}-{end}/{total}", "Content-Type": "application/octet-stream"}

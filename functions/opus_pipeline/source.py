@@ -27,7 +27,7 @@ class _ViewWriter:
         end = self.position + len(data)
         if end > len(self._view):
             raise TransientError("the source object returned more bytes than the range asked for")
-        self._view[self.position:end] = data
+        self._view[self.position : end] = data
         self.position = end
         return len(data)
 
@@ -90,9 +90,7 @@ class Prefetcher:
     to the reader thread. Errors of the reader are raised in the consumer.
     """
 
-    def __init__(
-        self, read_into: Callable[[int, memoryview], None], start: int, total: int, chunk_size: int
-    ) -> None:
+    def __init__(self, read_into: Callable[[int, memoryview], None], start: int, total: int, chunk_size: int) -> None:
         self._read_into = read_into
         self._start, self._total, self._chunk = start, total, chunk_size
         self._free: queue.Queue[memoryview] = queue.Queue()

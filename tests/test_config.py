@@ -1,0 +1,52 @@
+"""Configuration is validated once, and a bad variable is named (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from opus_pipeline import config
+from opus_pipeline.errors import ConfigError
+
+BASE = {
+    "OPUS_API_KEY": "sk-abcdef",
+    "STATE_BUCKET": "state",
+    "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
+}
+
+
+def test_defaults() -> None:
+    settings = config.load(BASE)
+    assert settings.opus_api_base_url == "https://api.opus.pro"
+    assert settings.upload_url_hosts == ("storage.googleapis.com",)
+    assert settings.upload_chunk_size == 16 * 1024 * 1024
+    assert settings.max_video_bytes == 10 * 1024**3
+    assert settings.upload_deadline_seconds < 540
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"OPUS_API_KEY": ""}, "OPUS_API_KEY"),
+        ({"STATE_BUCKET": " "}, "STATE_BUCKET"),
+        ({"CLIP_REQUESTS_TOPIC": "clip-requests"}, "CLIP_REQUESTS_TOPIC"),
+        ({"UPLOAD_CHUNK_SIZE": "1000000"}, "UPLOAD_CHUNK_SIZE"),
+        ({"UPLOAD_CHUNK_SIZE": "16MB"}, "UPLOAD_CHUNK_SIZE"),
+        ({"MAX_VIDEO_BYTES": "-1"}, "MAX_VIDEO_BYTES"),
+        ({"OPUS_API_BASE_URL": "api.opus.pro"}, "OPUS_API_BASE_URL"),
+        ({"OPUS_UPLOAD_URL_HOSTS": "https://storage.googleapis.com/"}, "OPUS_UPLOAD_URL_HOSTS"),
+        ({"OPUS_DEFAULT_GENRE": "Polka"}, "OPUS_DEFAULT_GENRE"),
+        ({"OPUS_DEFAULT_CLIP_DURATIONS": "0-15"}, "OPUS_DEFAULT_CLIP_DURATIONS"),
+    ],
+)
+def test_a_bad_variable_is_named(overrides: dict, variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        config.load({**BASE, **overrides})
+
+
+def test_preference_defaults_use_the_metadata_syntax() -> None:
+    settings = config.load({**BASE, "OPUS_DEFAULT_GENRE": "podcast", "OPUS_DEFAULT_SKIP_CURATE": "true"})
+    assert settings.default_preferences.to_message() == {"genre": "Podcast", "skipCurate": True}
+
+
+def test_the_key_is_not_in_the_settings_repr() -> None:
+    assert "sk-abcdef" not in repr(config.load(BASE))

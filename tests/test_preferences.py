@@ -1,0 +1,75 @@
+"""opus-* metadata → OpusClip preferences (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from opus_pipeline.preferences import PreferenceError, Preferences, parse_metadata, to_metadata
+
+
+def test_every_key_parses_to_opusclip_field_names() -> None:
+    prefs = parse_metadata(
+        {
+            "opus-genre": "how-to",
+            "opus-topic-keywords": "AI, startups ,",
+            "opus-clip-durations": "0-30, 90-180",
+            "opus-range": "28-636",
+            "opus-source-lang": "de",
+            "opus-brand-template-id": "preset-fancy-Karaoke",
+            "opus-skip-curate": "TRUE",
+        }
+    )
+    assert prefs.to_message() == {
+        "genre": "How-to",
+        "topicKeywords": ["AI", "startups"],
+        "clipDurations": [[0, 30], [90, 180]],
+        "range": {"startSec": 28, "endSec": 636},
+        "sourceLang": "de",
+        "brandTemplateId": "preset-fancy-Karaoke",
+        "skipCurate": True,
+    }
+
+
+def test_unset_preferences_are_omitted() -> None:
+    assert parse_metadata({}).to_message() == {}
+    assert parse_metadata(None).to_message() == {}
+
+
+def test_other_metadata_and_status_keys_are_ignored() -> None:
+    prefs = parse_metadata({"owner": "me", "opus-status": "failed", "opus-error": "x", "opus-upload-id": "u"})
+    assert prefs == Preferences()
+
+
+def test_unknown_opus_key_names_the_accepted_keys() -> None:
+    with pytest.raises(PreferenceError, match="opus-genre, opus-topic-keywords"):
+        parse_metadata({"opus-language": "en"})
+
+
+def test_all_offered_clip_durations_are_accepted() -> None:
+    prefs = parse_metadata({"opus-clip-durations": "0-30,30-60,60-90,90-180,0-90"})
+    assert prefs.clipDurations == ((0, 30), (30, 60), (60, 90), (90, 180), (0, 90))
+
+
+@pytest.mark.parametrize("value", ["auto", "en", "pt-BR", "zh-Hans"])
+def test_source_lang_accepts_auto_and_iso_codes(value: str) -> None:
+    assert parse_metadata({"opus-source-lang": value}).sourceLang == value
+
+
+def test_per_video_values_override_defaults_field_by_field() -> None:
+    defaults = parse_metadata({"opus-genre": "Podcast", "opus-source-lang": "en"})
+    video = parse_metadata({"opus-genre": "Vlog"})
+    assert video.over(defaults).to_message() == {"genre": "Vlog", "sourceLang": "en"}
+
+
+def test_message_round_trip_normalises_and_validates() -> None:
+    prefs = parse_metadata({"opus-genre": "q&a", "opus-range": "0-10"})
+    assert Preferences.from_message(prefs.to_message()) == prefs
+    with pytest.raises(PreferenceError):
+        Preferences.from_message({"genre": "Nope"})
+    with pytest.raises(PreferenceError):
+        Preferences.from_message({"colour": "red"})
+
+
+def test_metadata_round_trip_for_the_cli() -> None:
+    prefs = parse_metadata({"opus-topic-keywords": "a,b", "opus-skip-curate": "false", "opus-range": "1-2"})
+    assert parse_metadata(to_metadata(prefs)) == prefs

@@ -1,0 +1,123 @@
+"""Event parsing, upload-host policy, state decisions and protocol parsing (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from opus_pipeline import states
+from opus_pipeline.errors import PermanentError, TransientError
+from opus_pipeline.events import StorageObject, skip_reason, storage_object
+from opus_pipeline.resumable import committed_bytes
+from opus_pipeline.upload_hosts import RefusedHostError, check_upload_url
+
+GCS = ("storage.googleapis.com",)
+
+
+def obj(name: str, content_type: str = "") -> StorageObject:
+    return StorageObject(bucket="b", name=name, generation=1, size=1, content_type=content_type)
+
+
+def test_event_data_parses_strings_to_numbers() -> None:
+    parsed = storage_object({"bucket": "b", "name": "v.mp4", "generation": "17", "size": "42", "metadata": None})
+    assert (parsed.generation, parsed.size, parsed.key) == (17, 42, "b/v.mp4#17")
+
+
+def test_malformed_event_is_permanent() -> None:
+    with pytest.raises(PermanentError, match="malformed"):
+        storage_object({"bucket": "b"})
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "prefix", "skipped"),
+    [
+        ("talk.mp4", "", "", False),
+        ("talk.bin", "video/quicktime", "", False),
+        ("TALK.MKV", "application/octet-stream", "", False),
+        ("notes.txt", "text/plain", "", True),
+        ("folder/", "", "", True),
+        ("in/talk.mp4", "video/mp4", "in/", False),
+        ("out/talk.mp4", "video/mp4", "in/", True),
+    ],
+)
+def test_skip_rules(name: str, content_type: str, prefix: str, skipped: bool) -> None:
+    assert (skip_reason(obj(name, content_type), prefix) is not None) == skipped
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://storage.googleapis.com/ext.gcs.opus.pro/upload/org/google-upload",
+        "https://STORAGE.googleapis.com:443/x",
+    ],
+)
+def test_listed_https_hosts_are_allowed(url: str) -> None:
+    check_upload_url(url, GCS, "url")
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "words"),
+    [
+        ("https://evil.example/x", GCS, "not in OPUS_UPLOAD_URL_HOSTS"),
+        ("http://storage.googleapis.com/x", GCS, "only https"),
+        ("https://storage.googleapis.com.evil.example/x", GCS, "not in"),
+        ("http://10.0.0.5:8080/x", ("10.0.0.5:8080",), "only https"),
+        ("http://127.0.0.1:9000/x", ("127.0.0.1:9001",), "not in"),
+        ("ftp://storage.googleapis.com/x", GCS, "scheme"),
+    ],
+)
+def test_other_hosts_and_plain_http_are_refused(url: str, allowed: tuple, words: str) -> None:
+    with pytest.raises(RefusedHostError, match=words):
+        check_upload_url(url, allowed, "url")
+
+
+def test_listed_loopback_may_use_plain_http() -> None:
+    check_upload_url("http://127.0.0.1:9000/upload/x", ("127.0.0.1:9000",), "url")
+    check_upload_url("http://localhost:9000/upload/x", ("localhost",), "url")
+
+
+def test_refusal_does_not_show_the_url_path() -> None:
+    with pytest.raises(RefusedHostError) as caught:
+        check_upload_url("https://evil.example/session?upload_id=SECRET", GCS, "session Location")
+    assert "SECRET" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("header", "committed"), [(None, 0), ("bytes=0-0", 1), ("bytes=0-262143", 262144)])
+def test_range_header_gives_committed_bytes(header: str | None, committed: int) -> None:
+    assert committed_bytes(header) == committed
+
+
+def test_unreadable_range_header_is_transient() -> None:
+    with pytest.raises(TransientError):
+        committed_bytes("bytes=5-10")
+
+
+ME, OTHER, NOW = "me", "other", 1000.0
+
+
+@pytest.mark.parametrize(
+    ("state", "owner", "expires", "step"),
+    [
+        (states.RECEIVED, None, 0, states.IngestStep.UPLOAD),
+        (states.UPLOADING, OTHER, NOW + 10, states.IngestStep.BUSY),
+        (states.UPLOADING, OTHER, NOW - 1, states.IngestStep.UPLOAD),
+        (states.UPLOADING, ME, NOW + 10, states.IngestStep.UPLOAD),
+        (states.UPLOADED, None, 0, states.IngestStep.PUBLISH),
+        (states.UPLOADED, OTHER, NOW + 10, states.IngestStep.BUSY),
+        (states.QUEUED, None, 0, states.IngestStep.NOTHING),
+        (states.FAILED, None, 0, states.IngestStep.NOTHING),
+        (states.SUPERSEDED, None, 0, states.IngestStep.NOTHING),
+        (states.PROJECT_CREATED, None, 0, states.IngestStep.NOTHING),
+    ],
+)
+def test_ingest_step(state: str, owner: str | None, expires: float, step: states.IngestStep) -> None:
+    assert states.ingest_step(state, owner, expires, ME, NOW) is step
+
+
+def test_backoff_grows_exponentially_to_a_cap_with_jitter() -> None:
+    assert [states.backoff_seconds(n, None, 1.0) for n in (1, 2, 3, 6, 7, 20)] == [1, 2, 4, 32, 32, 32]
+    assert states.backoff_seconds(3, None, 0.5) == 2
+
+
+def test_a_short_retry_after_hint_wins_a_long_one_does_not() -> None:
+    assert states.backoff_seconds(1, 5.0, 1.0) == 5.0
+    assert states.backoff_seconds(1, 3600.0, 1.0) == 1.0

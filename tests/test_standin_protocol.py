@@ -1,0 +1,58 @@
+"""The stand-in is as strict as the documented protocol, and the session client speaks it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import requests
+
+from opus_pipeline import resumable
+from opus_pipeline.errors import PermanentError
+
+from conftest import API_KEY, CHUNK, md5_hex
+
+
+@pytest.fixture
+def session_url(standin) -> str:
+    link = requests.post(
+        f"{standin.base_url}/api/upload-links",
+        json={"video": {"usecase": "LocalUpload"}},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    ).json()
+    return resumable.start(requests.Session(), link["url"])
+
+
+def put(url: str, body: bytes, content_range: str) -> requests.Response:
+    return requests.put(url, data=body, headers={"Content-Range": content_range}, timeout=10)
+
+
+def test_upload_links_require_the_bearer_key(standin) -> None:
+    response = requests.post(f"{standin.base_url}/api/upload-links", json={"video": {"usecase": "LocalUpload"}})
+    assert response.status_code == 401
+
+
+def test_non_final_chunk_must_be_a_multiple_of_256_kib(session_url: str) -> None:
+    assert put(session_url, b"x" * 1000, "bytes 0-999/5000").status_code == 400
+
+
+def test_chunk_must_start_at_the_committed_offset(session_url: str) -> None:
+    assert put(session_url, b"x" * CHUNK, f"bytes {CHUNK}-{2 * CHUNK - 1}/{4 * CHUNK}").status_code == 400
+
+
+def test_chunks_commit_with_308_and_range_then_the_last_gets_200(session_url: str, standin) -> None:
+    http = requests.Session()
+    data = os.urandom(CHUNK + 10)
+    first = resumable.put_chunk(http, session_url, memoryview(data[:CHUNK]), 0, len(data))
+    assert first == resumable.Progress(committed=CHUNK, complete=False)
+    assert resumable.query(http, session_url, len(data)) == first
+    last = resumable.put_chunk(http, session_url, memoryview(data[CHUNK:]), CHUNK, len(data))
+    assert last.complete
+    [upload] = standin.stats()["uploads"].values()
+    assert upload["md5"] == md5_hex(data)
+
+
+def test_other_4xx_from_the_session_is_permanent(session_url: str) -> None:
+    with pytest.raises(PermanentError, match="HTTP 400"):
+        resumable.put_chunk(requests.Session(), session_url, memoryview(b"x" * 10), 0, 5000)
