@@ -13,8 +13,10 @@ from cloudevents.http import CloudEvent
 
 from opus_pipeline import logs, runtime
 from opus_pipeline.errors import PermanentError, TransientError
-from opus_pipeline.events import storage_object
+from opus_pipeline.events import pubsub_payload, storage_object
 from opus_pipeline.ingest import handle_finalized
+from opus_pipeline.messages import ClipRequest
+from opus_pipeline.projects import handle_clip_request
 
 
 @functools.cache
@@ -30,10 +32,32 @@ def on_video_uploaded(cloud_event: CloudEvent) -> None:
     try:
         obj = storage_object(cloud_event.get_data())
     except PermanentError as exc:
-        logs.error(f"ignored an event that cannot be processed: {exc}", event="bad_event")
+        logs.error(f"ignored an event that cannot be processed: {exc}", event="bad_event", reason=exc.reason)
         return
     try:
         handle_finalized(obj, svc)
     except TransientError as exc:
         logs.warning(f"will be retried: {exc}", labels=obj.labels(), event="retry", reason=exc.reason)
+        raise
+
+
+@functions_framework.cloud_event
+def create_clip_project(cloud_event: CloudEvent) -> None:
+    """``google.cloud.pubsub.topic.v1.messagePublished``: create the upload's clip project once."""
+    svc = services()
+    try:
+        request = ClipRequest.decode(pubsub_payload(cloud_event.get_data()))
+    except PermanentError as exc:
+        logs.error(
+            f"acknowledged a clip request that can never be processed: {exc}. Fix the publisher; "
+            "the message is dropped.",
+            event="poison_message",
+            reason=exc.reason,
+        )
+        return
+    labels = {"bucket": request.source["bucket"], "object": request.source["name"], "uploadId": request.upload_id}
+    try:
+        handle_clip_request(request, svc)
+    except TransientError as exc:
+        logs.warning(f"will be redelivered: {exc}", labels=labels, event="retry", reason=exc.reason)
         raise

@@ -278,7 +278,7 @@ class Handler(BaseHTTPRequestHandler):
         }
         with self.state.lock:
             self.state.projects[project_id] = {**project, "request": body}
-        self._send(200, project)
+        self._send(201, project)
 
     # -- resumable session -----------------------------------------------------------------
 

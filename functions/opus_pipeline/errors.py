@@ -53,6 +53,12 @@ class SupersededError(PipelineError):
     reason = "superseded"
 
 
+class PoisonMessageError(PermanentError):
+    """A message that can never be processed; it is logged and acknowledged, never looped."""
+
+    reason = "poison-message"
+
+
 class ConfigError(ValueError):
     """A configuration variable is missing or malformed; the message names it."""
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PermanentError
+from .errors import PermanentError, PoisonMessageError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
 
@@ -73,3 +75,19 @@ def skip_reason(obj: StorageObject, source_prefix: str) -> str | None:
     if not is_video_type and not obj.name.lower().endswith(VIDEO_EXTENSIONS):
         return f"not a video (contentType {obj.content_type or 'unset'!r})"
     return None
+
+
+def pubsub_payload(data: Mapping[str, Any] | None) -> bytes:
+    """The message bytes of a ``google.cloud.pubsub.topic.v1.messagePublished`` event.
+
+    Eventarc and a push subscription (through functions-framework) both deliver
+    ``{"message": {"data": base64, "attributes", "messageId"}, "subscription"}``.
+    """
+    message = data.get("message") if isinstance(data, Mapping) else None
+    encoded = message.get("data") if isinstance(message, Mapping) else None
+    if not isinstance(encoded, str):
+        raise PoisonMessageError("the event carries no Pub/Sub message data")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise PoisonMessageError("the Pub/Sub message data is not base64") from None

@@ -6,17 +6,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import PermanentError
+from .errors import PoisonMessageError
 from .preferences import PreferenceError, Preferences
 
 SCHEMA_VERSION = 1
 _SOURCE_FIELDS = {"bucket": str, "name": str, "generation": str, "size": int}
-
-
-class PoisonMessageError(PermanentError):
-    """A message that can never be processed; it is logged and acknowledged."""
-
-    reason = "poison-message"
 
 
 @dataclass(frozen=True)

@@ -49,3 +49,22 @@ def backoff_seconds(failures: int, hint: float | None, jitter: float, cap: float
     if hint is not None and hint <= cap:
         return hint
     return min(cap, 2.0 ** max(0, failures - 1)) * jitter
+
+
+class ProjectStep(Enum):
+    """What a ``create_clip_project`` delivery does with the video's record."""
+
+    NOTHING = "nothing"  # a project exists already, or the video failed for good
+    BUSY = "busy"  # another delivery is creating it right now: let Pub/Sub redeliver
+    CREATE = "create"  # claim ``creating`` and call OpusClip
+
+
+def project_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> ProjectStep:
+    """Decide what to do with a clip request for a record in ``state``."""
+    if state in (UPLOADED, QUEUED):
+        return ProjectStep.CREATE
+    if state == CREATING:
+        if lease_owner and lease_owner != me and lease_expires > now:
+            return ProjectStep.BUSY
+        return ProjectStep.CREATE
+    return ProjectStep.NOTHING
