@@ -63,9 +63,12 @@ class Process:
             pass
 
 
-def _spawn(name: str, args: list[str], port: int, log: Path, timeout: float) -> Process:
+def spawn(
+    name: str, args: list[str], port: int, log: Path, timeout: float, env: dict[str, str] | None = None
+) -> Process:
+    """Start ``args`` in its own process group, logging to ``log``; wait until ``port`` listens."""
     with open(log, "ab") as out:
-        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     process = Process(name, popen, port)
     try:
         wait_for_port(port, timeout, popen)
@@ -113,7 +116,7 @@ def start_fake_gcs(
     ]
     if pubsub:
         args += ["-event.pubsub-project-id", pubsub[0], "-event.pubsub-topic", pubsub[1], "-event.list", "finalize"]
-    return _spawn("fake-gcs-server", args, port, log or root / "fake-gcs.log", timeout=30)
+    return spawn("fake-gcs-server", args, port, log or root / "fake-gcs.log", timeout=30)
 
 
 def pubsub_launcher() -> str:
@@ -133,7 +136,7 @@ def start_pubsub(root: Path, port: int | None = None, log: Path | None = None) -
     port = port or free_port()
     root.mkdir(parents=True, exist_ok=True)
     args = [pubsub_launcher(), "--host=127.0.0.1", f"--port={port}", f"--data-dir={root / 'pubsub'}"]
-    process = _spawn("pubsub-emulator", args, port, log or root / "pubsub.log", timeout=90)
+    process = spawn("pubsub-emulator", args, port, log or root / "pubsub.log", timeout=90)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the port opens before the gRPC/REST service answers
         try:
@@ -164,14 +167,4 @@ def start_function(target: str, source: Path, env: dict[str, str], log: Path, po
         "--port",
         str(port),
     ]
-    with open(log, "ab") as out:
-        popen = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **env}
-        )
-    process = Process(target, popen, port)
-    try:
-        wait_for_port(port, 30, popen)
-    except BaseException:
-        process.stop()
-        raise
-    return process
+    return spawn(target, args, port, log, timeout=30, env={**os.environ, **env})

@@ -68,3 +68,17 @@ def project_step(state: str, lease_owner: str | None, lease_expires: float, me: 
             return ProjectStep.BUSY
         return ProjectStep.CREATE
     return ProjectStep.NOTHING
+
+
+class RetryAction(Enum):
+    """What ``opus-pipeline retry`` does for a video in a given state."""
+
+    REPUBLISH = "republish"  # the bytes are at OpusClip: ask for the project again
+    REINGEST = "reingest"  # nothing usable was uploaded: deliver the object again
+    NONE = "none"  # nothing to retry
+
+
+def retry_action(state: str, upload_complete: bool) -> RetryAction:
+    if state != FAILED:
+        return RetryAction.NONE
+    return RetryAction.REPUBLISH if upload_complete else RetryAction.REINGEST

@@ -1,0 +1,148 @@
+"""``make demo``: one video through the whole pipeline on this machine, then its final status.
+
+Starts the local stack (see ``stack.py``), uploads a video (yours, or a generated sample) with
+per-video preferences, shows the upload and then the pipeline's progress, checks that the bytes
+OpusClip received equal the file's, and prints the final status and project id. Exit 0 on
+success; 1 with the reason otherwise. Every process it started is stopped, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from opus_pipeline import cli, states
+from opus_pipeline.ledger import Ledger
+
+from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
+
+FINAL = (states.PROJECT_CREATED, states.FAILED, states.SUPERSEDED, states.SKIPPED)
+
+
+def sample_video(path: Path, size: int) -> Path:
+    """A file with an MP4 signature and random payload: the pipeline streams bytes, it never decodes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        out.write(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom")
+        left = size - 24
+        while left > 0:
+            piece = os.urandom(min(left, 1 << 20))
+            out.write(piece)
+            left -= len(piece)
+    return path
+
+
+def md5_hex(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as source:
+        while piece := source.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def watch(stack: LocalStack, name: str, size: int, timeout: float) -> dict:
+    """Print each status change and the bytes streamed until the video reaches a final state."""
+    from google.cloud import storage
+    from tqdm import tqdm
+
+    ledger = Ledger(storage.Client(), STATE_BUCKET)
+    bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc="streamed to OpusClip", file=sys.stderr)
+    seen, deadline = None, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            records = [s.record for s in ledger.records(SOURCE_BUCKET, name) if s.record.source["name"] == name]
+            rec = records[-1] if records else None
+            uploads = stack.standin.stats()["uploads"] if stack.standin else {}
+            if rec and rec.upload_id in uploads:
+                bar.n = uploads[rec.upload_id]["committed"]
+                bar.refresh()
+            if rec and rec.state != seen:
+                seen = rec.state
+                tqdm.write(f"status: {rec.state}" + (f" ({rec.error})" if rec.error else ""), file=sys.stderr)
+            if rec and rec.state in FINAL:
+                return {
+                    "status": rec.state,
+                    "projectId": rec.project_id,
+                    "uploadId": rec.upload_id,
+                    "error": rec.error,
+                    "uploads": uploads,
+                }
+            time.sleep(0.2)
+    finally:
+        bar.close()
+    raise TimeoutError(f"the video did not reach a final status within {timeout:.0f}s (last: {seen})")
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.workdir).resolve()
+    video = Path(args.video) if args.video else sample_video(root / "sample.mp4", args.sample_bytes)
+    print(f"starting the local stack in {root} (logs in {root / 'logs'})", file=sys.stderr)
+    summary: dict = {"video": str(video), "md5": md5_hex(video)}
+    with LocalStack(root / "stack") as stack:
+        summary["pids"] = stack.pids()
+        upload_args = cli.parser().parse_args(
+            [
+                "upload",
+                str(video),
+                f"gs://{SOURCE_BUCKET}/{video.name}",
+                "--genre",
+                "Podcast",
+                "--keywords",
+                "demo,pipeline",
+                "--clip-durations",
+                "0-30,30-60",
+            ]
+        )
+        from google.cloud import storage
+
+        cli.upload(upload_args, storage.Client())
+        result = watch(stack, video.name, video.stat().st_size, args.timeout)
+        summary.update(result)
+        upload = result["uploads"].get(result["uploadId"] or "", {})
+        summary["receivedMd5"] = upload.get("md5")
+        summary["projects"] = len(stack.standin.stats()["projects"])
+    ok = (
+        summary["status"] == states.PROJECT_CREATED
+        and summary["receivedMd5"] == summary["md5"]
+        and summary["projects"] == 1
+    )
+    summary.pop("uploads")
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(summary, indent=2))
+    print(f"\nfinal status: {summary['status']}")
+    print(f"project id:   {summary.get('projectId') or '-'}")
+    print(f"upload id:    {summary.get('uploadId') or '-'}")
+    print(f"bytes match:  {'yes' if summary['receivedMd5'] == summary['md5'] else 'NO'} (md5 {summary['md5']})")
+    if not ok:
+        print(f"demo failed: {summary.get('error') or 'see the logs in ' + str(root / 'stack' / 'logs')}")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="opus-pipeline-demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--video", help="a video file to send (default: a generated sample)")
+    parser.add_argument("--sample-bytes", type=int, default=40 * 1024 * 1024)
+    parser.add_argument("--workdir", default=".demo")
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--summary", help="also write the result as JSON to this file")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))  # stop the stack on TERM as on Ctrl-C
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted; every process the demo started has been stopped", file=sys.stderr)
+        return 130
+    except (TimeoutError, RuntimeError, FileNotFoundError) as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
