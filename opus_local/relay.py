@@ -8,6 +8,7 @@ RETRY_POLICY_RETRY, redelivers with backoff while the function answers an error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -67,8 +68,6 @@ class Relay:
     def stop(self) -> None:
         if self._future is not None:
             self._future.cancel()
-            try:
+            with contextlib.suppress(Exception):  # a cancelled stream ends with an error by design
                 self._future.result(timeout=10)
-            except Exception:  # cancelled streams end with an error by design
-                pass
         self._subscriber.close()

@@ -1,0 +1,112 @@
+"""opus-pipeline upload / status / retry against the emulators."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from test_projects import CAP_BODY, uploaded
+
+from opus_pipeline import cli, states
+from opus_pipeline.messages import ClipRequest
+from opus_pipeline.projects import handle_clip_request
+
+from conftest import Stack, md5_b64
+from test_ingest import ingest, record, services
+
+
+@pytest.fixture(autouse=True)
+def cli_environment(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_BUCKET", stack.state_bucket)
+    monkeypatch.setenv("CLIP_REQUESTS_TOPIC", stack.topic)
+
+
+def run(stack: Stack, *argv: str) -> int:
+    return cli.main(list(argv))
+
+
+def test_upload_sets_the_validated_metadata(stack: Stack, tmp_path: Path, capsys) -> None:
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(os.urandom(300_000))
+    code = run(
+        stack,
+        "upload",
+        str(video),
+        f"gs://{stack.source_bucket}/in/",
+        "--genre",
+        "podcast",
+        "--clip-durations",
+        "0-30,30-60",
+        "--skip-curate",
+        "true",
+    )
+    assert code == 0
+    blob = stack.storage.bucket(stack.source_bucket).get_blob("in/talk.mp4")
+    assert blob.md5_hash == md5_b64(video.read_bytes()) and blob.content_type == "video/mp4"
+    assert blob.metadata == {"opus-genre": "Podcast", "opus-clip-durations": "0-30,30-60", "opus-skip-curate": "true"}
+    assert "uploaded gs://" in capsys.readouterr().out
+
+
+def test_upload_refuses_bad_preferences_before_sending(stack: Stack, tmp_path: Path, capsys) -> None:
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(b"x")
+    assert run(stack, "upload", str(video), f"gs://{stack.source_bucket}/", "--clip-durations", "0-45") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not offered" in err and "Traceback" not in err
+    assert list(stack.storage.list_blobs(stack.source_bucket)) == []
+
+
+@pytest.mark.parametrize("argv", [["status", "bucket-without-scheme"], ["retry", "gs://b"]])
+def test_bad_paths_are_one_clear_line(stack: Stack, capsys, argv: list[str]) -> None:
+    assert run(stack, *argv) == 1
+    assert capsys.readouterr().err.startswith("opus-pipeline: ")
+
+
+def test_status_lists_videos_as_a_table_and_as_json(stack: Stack, standin, capsys) -> None:
+    resource = stack.put("talk.mp4", os.urandom(1000))
+    ingest(stack, resource)
+    ingest(stack, stack.put("bad.mp4", b"x", metadata={"opus-genre": "Polka"}))
+    capsys.readouterr()
+
+    assert run(stack, "status", f"gs://{stack.source_bucket}") == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:3] == ["OBJECT", "STATUS", "SIZE"]
+    assert "queued" in table and "failed" in table
+
+    assert run(stack, "status", f"gs://{stack.source_bucket}/talk", "--json") == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["status"] == "queued" and row["size"] == 1000 and row["uploadId"] == record(stack, resource).upload_id
+
+
+def test_retry_after_the_monthly_cap_asks_for_the_project_again_once(stack: Stack, standin, capsys) -> None:
+    resource, request = uploaded(stack)
+    standin.inject({"endpoint": "clip-projects", "kind": "status", "status": 403, "body": CAP_BODY})
+    assert handle_clip_request(request, services(stack)) == states.FAILED
+
+    assert run(stack, "retry", f"gs://{stack.source_bucket}/talk.mp4") == 0
+    assert record(stack, resource).state == states.QUEUED
+    [message] = stack.pull()
+    assert handle_clip_request(ClipRequest.decode(message.message.data), services(stack)) == states.PROJECT_CREATED
+    assert standin.calls("upload-links") == 1 and len(standin.stats()["projects"]) == 1
+
+    capsys.readouterr()
+    assert run(stack, "retry", f"gs://{stack.source_bucket}/talk.mp4") == 1
+    assert "nothing to retry" in capsys.readouterr().err
+    assert stack.pull() == []
+
+
+def test_retry_after_fixing_metadata_delivers_the_object_again(stack: Stack, standin, capsys) -> None:
+    resource = stack.put("talk.mp4", b"video", metadata={"opus-genre": "Polka"})
+    assert ingest(stack, resource) == states.FAILED
+
+    assert run(stack, "retry", f"gs://{stack.source_bucket}/talk.mp4") == 1
+    assert "fix the object's metadata first" in capsys.readouterr().err
+
+    blob = stack.storage.bucket(stack.source_bucket).get_blob("talk.mp4")
+    blob.metadata = {"opus-genre": "Podcast"}
+    blob.patch()
+    assert run(stack, "retry", f"gs://{stack.source_bucket}/talk.mp4") == 0
+    live = stack.storage.bucket(stack.source_bucket).get_blob("talk.mp4")
+    assert int(live.generation) > int(resource["generation"]) and live.metadata["opus-genre"] == "Podcast"
