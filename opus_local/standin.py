@@ -81,7 +81,10 @@ class StandIn:
         self.reset()
 
     def reset(self) -> None:
+        """Forget every call, fault, project and upload (and delete the uploaded bytes)."""
         with self.lock:
+            for upload in getattr(self, "uploads", {}).values():
+                upload.path.unlink(missing_ok=True)
             self.uploads: dict[str, Upload] = {}
             self.sessions: dict[str, str] = {}
             self.projects: dict[str, dict[str, Any]] = {}

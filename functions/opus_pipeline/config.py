@@ -34,6 +34,7 @@ ENV_VARS = (
     "SOURCE_PREFIX",
     "UPLOAD_DEADLINE_SECONDS",
     "LEASE_SECONDS",
+    "STATUS_METADATA",
     "OPUS_NOTIFY_EMAIL",
     "OPUS_WEBHOOK_URL",
     *DEFAULT_PREFERENCE_VARS,
@@ -54,6 +55,7 @@ class Settings:
     source_prefix: str = ""
     upload_deadline_seconds: float = 480.0
     lease_seconds: float = 90.0
+    status_metadata: bool = True
     notify_email: str | None = None
     webhook_url: str | None = None
     default_preferences: Preferences = field(default_factory=Preferences)
@@ -80,6 +82,15 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be greater than zero")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name}={raw!r}: use 'true' or 'false'")
+    return raw == "true"
 
 
 def _topic(env: Mapping[str, str]) -> str:
@@ -131,6 +142,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         source_prefix=env.get("SOURCE_PREFIX", "").strip(),
         upload_deadline_seconds=_positive_int(env, "UPLOAD_DEADLINE_SECONDS", 480),
         lease_seconds=_positive_int(env, "LEASE_SECONDS", 90),
+        status_metadata=_flag(env, "STATUS_METADATA", default=True),
         notify_email=env.get("OPUS_NOTIFY_EMAIL", "").strip() or None,
         webhook_url=env.get("OPUS_WEBHOOK_URL", "").strip() or None,
         default_preferences=_default_preferences(env),

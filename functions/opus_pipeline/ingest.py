@@ -51,6 +51,7 @@ class _Ingest:
         self.svc = services
         self.settings = services.settings
         self.ledger = services.ledger
+        self.status = services.status
         self.me = uuid.uuid4().hex
         self.started = services.clock()
         self.deadline = self.started + self.settings.upload_deadline_seconds
@@ -131,6 +132,8 @@ class _Ingest:
         except BaseException:
             self._release()
             raise
+        finally:
+            self.status.wait()
         return self.record.state
 
     def _validate(self) -> None:
@@ -169,7 +172,7 @@ class _Ingest:
             read_generation=self.obj.generation,
         )
         self.labels["uploadId"] = link.upload_id
-        self.svc.status.show(self.record.source, states.UPLOADING, upload_id=link.upload_id)
+        self.status.show(self.record.source, states.UPLOADING, upload_id=link.upload_id, background=True)
         logs.info(
             f"streaming gs://{self.obj.bucket}/{self.obj.name} ({self.obj.size} bytes) into OpusClip",
             labels=self.labels,
@@ -184,6 +187,7 @@ class _Ingest:
         else:
             self._open_session()
             offset = 0
+        streaming_since = self.svc.clock()
         renewals = failures = 0
         while True:
             try:
@@ -224,13 +228,14 @@ class _Ingest:
                 logs.warning(f"{exc}; asking the session where it stands in {delay:.1f}s", labels=self.labels)
                 self.svc.sleep(delay)
                 offset = None
+        seconds = self.svc.clock() - streaming_since
         self._save(state=states.UPLOADED, committed=self.obj.size, session_url=None)
         logs.info(
-            f"uploaded gs://{self.obj.bucket}/{self.obj.name}: {self.obj.size} bytes in "
-            f"{self.svc.clock() - self.started:.1f}s",
+            f"uploaded gs://{self.obj.bucket}/{self.obj.name}: {self.obj.size} bytes in {seconds:.1f}s",
             labels=self.labels,
             event="video_uploaded",
             bytes=self.obj.size,
+            seconds=round(seconds, 3),
         )
 
     def _stream(self, offset: int) -> resumable.Progress:
@@ -290,7 +295,7 @@ class _Ingest:
         except Exception as exc:
             raise TransientError(f"publishing the clip request failed ({type(exc).__name__})") from None
         self._save(state=states.QUEUED, message_id=message_id, lease_owner=None, lease_expires=0.0)
-        self.svc.status.show(rec.source, states.QUEUED, upload_id=rec.upload_id)
+        self.status.show(rec.source, states.QUEUED, upload_id=rec.upload_id)
         logs.info(
             f"queued gs://{self.obj.bucket}/{self.obj.name} for clip-project creation",
             labels=self.labels,
@@ -306,7 +311,7 @@ class _Ingest:
             lease_owner=None,
             lease_expires=0.0,
         )
-        self.svc.status.show(self.record.source, states.FAILED, upload_id=self.record.upload_id, error=str(exc))
+        self.status.show(self.record.source, states.FAILED, upload_id=self.record.upload_id, error=str(exc))
         logs.error(
             f"gs://{self.obj.bucket}/{self.obj.name} failed: {exc}. Fix the cause, then run "
             f"`opus-pipeline retry gs://{self.obj.bucket}/{self.obj.name}` (or upload the video again).",

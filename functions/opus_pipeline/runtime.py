@@ -30,7 +30,7 @@ class Services:
 
     @property
     def status(self) -> StatusMirror:
-        return StatusMirror(self.storage)
+        return StatusMirror(self.storage, enabled=self.settings.status_metadata)
 
 
 def build(env: Mapping[str, str] | None = None) -> Services:

@@ -9,27 +9,12 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from google.api_core import exceptions as gexc
+import requests
 from google.cloud import storage
 
 from .errors import SupersededError, TransientError
-
-
-class _ViewWriter:
-    """A file-like sink that fills a preallocated buffer in place (no per-chunk allocation)."""
-
-    def __init__(self, view: memoryview) -> None:
-        self._view = view
-        self.position = 0
-
-    def write(self, data: bytes) -> int:
-        end = self.position + len(data)
-        if end > len(self._view):
-            raise TransientError("the source object returned more bytes than the range asked for")
-        self._view[self.position : end] = data
-        self.position = end
-        return len(data)
 
 
 def same_bytes(expected: dict, live: storage.Blob) -> bool:
@@ -43,44 +28,76 @@ def same_bytes(expected: dict, live: storage.Blob) -> bool:
     return False
 
 
+# urllib3's ``readinto`` reads into a temporary bytes object first: pieces keep that copy small.
+READ_PIECE = 1024 * 1024
+
+
 class SourceObject:
     """The uploaded version of an object, read by ranges pinned to its generation.
 
     If the pinned generation disappears, reading continues on the live generation when that
     holds the same bytes (a metadata rewrite or storage-class change); otherwise the video is
     superseded by a newer upload.
+
+    Ranges are fetched through the storage client's own authorized session and read with
+    ``readinto`` straight into the chunk buffer. The library's downloader hands the body over
+    8 KiB at a time through Python, which competes for the GIL with the sending thread; measured
+    here, reading into the buffer takes a third of the CPU time.
     """
 
     def __init__(self, client: storage.Client, source: dict, generation: int) -> None:
+        self._client = client
         self._bucket = client.bucket(source["bucket"])
         self._source = source
         self.generation = generation
+        self._media_url: str | None = None
+
+    def _describe(self) -> str:
+        return f"gs://{self._source['bucket']}/{self._source['name']} generation {self._source['generation']}"
+
+    def _pinned_url(self) -> str:
+        if self._media_url is None:
+            blob = self._bucket.get_blob(self._source["name"], generation=self.generation)
+            if blob is None:
+                self._repin()
+                return self._pinned_url()
+            parts = urlsplit(blob.media_link)
+            query = dict(parse_qsl(parts.query))
+            query.update({"alt": "media", "generation": str(self.generation)})
+            self._media_url = urlunsplit(parts._replace(query=urlencode(query)))
+        return self._media_url
 
     def _repin(self) -> None:
         live = self._bucket.get_blob(self._source["name"])
         if live is None or not same_bytes(self._source, live):
-            raise SupersededError(
-                f"gs://{self._source['bucket']}/{self._source['name']} generation "
-                f"{self._source['generation']} was replaced or deleted while it was being read"
-            )
+            raise SupersededError(f"{self._describe()} was replaced or deleted while it was being read")
         self.generation = int(live.generation)
+        self._media_url = None
 
     def read_into(self, offset: int, view: memoryview) -> None:
         """Fill ``view`` with the bytes at ``offset``."""
         for _ in range(3):
-            blob = self._bucket.blob(self._source["name"], generation=self.generation)
-            writer = _ViewWriter(view)
+            end = offset + len(view) - 1
+            headers = {"Range": f"bytes={offset}-{end}", "Accept-Encoding": "gzip"}
             try:
-                blob.download_to_file(
-                    writer, start=offset, end=offset + len(view) - 1, raw_download=True, checksum=None
-                )
-            except gexc.NotFound:
-                self._repin()
-                continue
-            if writer.position != len(view):
-                raise TransientError(f"short read of the source object at byte {offset}")
+                with self._client._http.get(self._pinned_url(), headers=headers, stream=True, timeout=(10, 120)) as r:
+                    if r.status_code == 404:
+                        self._repin()
+                        continue
+                    if r.status_code not in (200, 206) or (r.status_code == 200 and offset):
+                        raise TransientError(f"reading {self._describe()} answered HTTP {r.status_code}")
+                    filled = 0
+                    while filled < len(view):
+                        count = r.raw.readinto(view[filled : filled + READ_PIECE])
+                        if not count:
+                            break
+                        filled += count
+            except requests.RequestException as exc:
+                raise TransientError(f"reading {self._describe()} failed ({type(exc).__name__})") from None
+            if filled != len(view):
+                raise TransientError(f"short read of {self._describe()} at byte {offset}")
             return
-        raise TransientError("the source object kept changing generation while being read")
+        raise TransientError(f"{self._describe()} kept changing generation while being read")
 
 
 class Prefetcher:

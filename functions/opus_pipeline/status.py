@@ -1,9 +1,13 @@
 """The status people see: best-effort ``opus-*`` custom metadata on the source object.
 
 The state record stays the truth; a failure to write this mirror is logged and ignored.
+``STATUS_METADATA=false`` turns the mirror off (objects under a hold, or buckets whose
+metadata-update notifications feed other systems).
 """
 
 from __future__ import annotations
+
+import threading
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
@@ -14,8 +18,12 @@ MAX_ERROR_CHARS = 1000
 
 
 class StatusMirror:
-    def __init__(self, client: storage.Client) -> None:
+    """Writes statuses in the order they are shown; one may run in the background meanwhile."""
+
+    def __init__(self, client: storage.Client, enabled: bool = True) -> None:
         self._client = client
+        self._enabled = enabled
+        self._pending: threading.Thread | None = None
 
     def show(
         self,
@@ -25,12 +33,33 @@ class StatusMirror:
         upload_id: str | None = None,
         project_id: str | None = None,
         error: str | None = None,
+        background: bool = False,
     ) -> None:
         """Set ``opus-status`` (and the ids, and ``opus-error`` or its removal) on the object.
 
-        The precondition on the event's generation keeps a newer upload of the same name from
-        being stamped with this one's status (real GCS keeps the generation on a metadata patch).
+        ``background`` lets the caller go on (the first bytes need not wait for a metadata
+        write); the next ``show`` or ``wait`` waits for it, so statuses never land out of order.
         """
+        self.wait()
+        if not self._enabled:
+            return
+        args = (source, status, upload_id, project_id, error)
+        if background:
+            self._pending = threading.Thread(target=self._patch, args=args, name="status-mirror", daemon=True)
+            self._pending.start()
+        else:
+            self._patch(*args)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            self._pending.join()
+            self._pending = None
+
+    def _patch(
+        self, source: dict, status: str, upload_id: str | None, project_id: str | None, error: str | None
+    ) -> None:
+        """The precondition on the event's generation keeps a newer upload of the same name from
+        being stamped with this one's status (real GCS keeps the generation on a metadata patch)."""
         blob = self._client.bucket(source["bucket"]).blob(source["name"])
         metadata: dict[str, str | None] = {
             "opus-status": status,
