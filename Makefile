@@ -1,14 +1,22 @@
-# One-command entry points; every target creates and uses the project's own virtualenv.
+# One-command entry points; each target creates and uses the project's own virtualenvs.
 VENV ?= .venv
+CHECKOV_VENV ?= .venv-checkov
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint infra-check demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+# checkov pins many packages, so it lives in a virtualenv of its own.
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet "checkov>=3.2,<4"
 	touch $@
 
 install: $(BIN)/.installed
@@ -18,14 +26,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	terraform fmt -check -recursive infra
 
-test: lint
+infra-check: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/checkov -d infra --framework terraform --compact --quiet --skip-download
+
+test: lint infra-check
 	$(BIN)/pytest
 
 demo: install
 	$(BIN)/python -m opus_local.demo $(if $(VIDEO),--video "$(VIDEO)")
 
 bench: install
-	$(BIN)/python -m opus_local.bench
+	$(BIN)/python -m opus_local.bench $(if $(SIZES),--size $(SIZES))
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .demo
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .demo infra/.build

@@ -1,0 +1,204 @@
+# Log-based metrics read the functions' structured logs (jsonPayload.event, .bytes, .reason);
+# the dashboard and the alerts are built on them and on the platform's own metrics.
+
+locals {
+  function_logs = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(\"${local.ingest_service}\" OR \"${local.create_service}\")"
+  user_metric   = "logging.googleapis.com/user"
+}
+
+resource "google_logging_metric" "videos_uploaded" {
+  name        = "${local.prefix}_videos_uploaded"
+  description = "Videos whose bytes all reached OpusClip."
+  filter      = "${local.function_logs} AND jsonPayload.event=\"video_uploaded\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
+resource "google_logging_metric" "bytes_streamed" {
+  name            = "${local.prefix}_bytes_streamed"
+  description     = "Sizes of the videos streamed into OpusClip."
+  filter          = "${local.function_logs} AND jsonPayload.event=\"video_uploaded\""
+  value_extractor = "EXTRACT(jsonPayload.bytes)"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "By"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 40
+      growth_factor      = 2
+      scale              = 1024
+    }
+  }
+}
+
+resource "google_logging_metric" "projects_created" {
+  name        = "${local.prefix}_projects_created"
+  description = "OpusClip clip projects created."
+  filter      = "${local.function_logs} AND jsonPayload.event=\"project_created\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
+resource "google_logging_metric" "video_failures" {
+  name        = "${local.prefix}_video_failures"
+  description = "Videos that failed for good, by reason (bad-metadata, quota, monthly-cap, api-key-refused, ...)."
+  filter      = "${local.function_logs} AND jsonPayload.event=(\"video_failed\" OR \"poison_message\")"
+
+  label_extractors = {
+    reason = "EXTRACT(jsonPayload.reason)"
+  }
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "Why the video failed."
+    }
+  }
+}
+
+resource "google_monitoring_dashboard" "pipeline" {
+  dashboard_json = jsonencode({
+    displayName = "opus-clip-pipeline (${local.prefix})"
+    mosaicLayout = {
+      columns = 12
+      tiles = [
+        for index, tile in [
+          { title = "Videos uploaded to OpusClip", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.videos_uploaded.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
+          { title = "Bytes streamed", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.bytes_streamed.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = [] },
+          { title = "Clip projects created", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.projects_created.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
+          { title = "Failed videos by reason", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.video_failures.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = ["metric.label.reason"] },
+          { title = "Function errors (5xx) by function", filter = "metric.type=\"run.googleapis.com/request_count\" AND resource.type=\"cloud_run_revision\" AND metric.label.response_code_class=\"5xx\"", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group = ["resource.label.service_name"] },
+          { title = "Function latency p95 by function", filter = "metric.type=\"run.googleapis.com/request_latencies\" AND resource.type=\"cloud_run_revision\"", aligner = "ALIGN_PERCENTILE_95", reducer = "REDUCE_MAX", group = ["resource.label.service_name"] },
+          { title = "Dead-lettered clip requests waiting", filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\"", aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group = [] },
+          { title = "Clip requests waiting for create-project", filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.create_project_push.name}\"", aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group = [] },
+          ] : {
+          xPos   = (index % 2) * 6
+          yPos   = floor(index / 2) * 4
+          width  = 6
+          height = 4
+          widget = {
+            title = tile.title
+            xyChart = {
+              dataSets = [{
+                plotType = "LINE"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter = tile.filter
+                    aggregation = {
+                      alignmentPeriod    = "300s"
+                      perSeriesAligner   = tile.aligner
+                      crossSeriesReducer = tile.reducer
+                      groupByFields      = tile.group
+                    }
+                  }
+                }
+              }]
+            }
+          }
+        }
+      ]
+    }
+  })
+}
+
+resource "google_monitoring_alert_policy" "dead_letter_not_empty" {
+  display_name          = "opus-clip-pipeline: clip requests in the dead-letter subscription"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "dead-letter subscription holds messages"
+
+    condition_threshold {
+      filter          = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "60s"
+
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A clip request failed ${var.dead_letter_max_attempts} deliveries. Pull it from `${google_pubsub_subscription.dead_letter.id}`, read the create-project logs for its uploadId, fix the cause, then `opus-pipeline retry gs://BUCKET/NAME`."
+  }
+}
+
+resource "google_monitoring_alert_policy" "video_failed" {
+  display_name          = "opus-clip-pipeline: a video failed"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "a video failed for good"
+
+    condition_threshold {
+      filter          = "metric.type=\"${local.user_metric}/${google_logging_metric.video_failures.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.reason"]
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "The object's `opus-error` metadata and the ERROR log line say what to fix; `opus-pipeline status gs://${google_storage_bucket.source.name}` lists failed videos."
+  }
+}
+
+resource "google_monitoring_alert_policy" "function_errors" {
+  display_name          = "opus-clip-pipeline: function error rate"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "5xx answers above 0.1 per second for 10 minutes"
+
+    condition_threshold {
+      filter          = "metric.type=\"run.googleapis.com/request_count\" AND resource.type=\"cloud_run_revision\" AND metric.label.response_code_class=\"5xx\" AND resource.label.service_name=(\"${local.ingest_service}\" OR \"${local.create_service}\")"
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0.1
+      duration        = "600s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_RATE"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.label.service_name"]
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Retries are raising: OpusClip or Cloud Storage is unavailable, or the configuration is wrong. The functions' WARNING lines (jsonPayload.event=\"retry\") say which."
+  }
+}

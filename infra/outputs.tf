@@ -1,0 +1,54 @@
+output "source_bucket" {
+  description = "Upload videos here: gcloud storage cp talk.mp4 gs://<this>/"
+  value       = google_storage_bucket.source.name
+}
+
+output "state_bucket" {
+  description = "Private per-video state records (STATE_BUCKET for the opus-pipeline CLI)."
+  value       = google_storage_bucket.state.name
+}
+
+output "output_bucket" {
+  description = "Where clip lists are written (clips issue)."
+  value       = google_storage_bucket.output.name
+}
+
+output "clip_requests_topic" {
+  description = "CLIP_REQUESTS_TOPIC for the opus-pipeline CLI's retry command."
+  value       = google_pubsub_topic.clip_requests.id
+}
+
+output "dead_letter_subscription" {
+  description = "Pull subscription holding clip requests that failed every delivery (kept 7 days)."
+  value       = google_pubsub_subscription.dead_letter.id
+}
+
+output "api_key_secret" {
+  description = "Add the OpusClip API key as a version of this secret."
+  value       = google_secret_manager_secret.opus_api_key.secret_id
+}
+
+output "webhook_token_secret" {
+  description = "Secret container for the webhook token of the clips issue."
+  value       = google_secret_manager_secret.webhook_token.secret_id
+}
+
+output "ingest_function" {
+  description = "The ingest function (Cloud Run service name)."
+  value       = google_cloudfunctions2_function.ingest.name
+}
+
+output "create_project_function" {
+  description = "The create-project function (Cloud Run service name)."
+  value       = google_cloudfunctions2_function.create_project.name
+}
+
+output "dashboard" {
+  description = "Cloud console link to the pipeline's dashboard."
+  value       = "https://console.cloud.google.com/monitoring/dashboards/builder/${element(split("/", google_monitoring_dashboard.pipeline.id), 3)}?project=${var.project_id}"
+}
+
+output "logs_query" {
+  description = "Paste into Logs Explorer to follow the pipeline."
+  value       = local.function_logs
+}

@@ -1,0 +1,60 @@
+# Ingest publishes one clip request per uploaded video; a push subscription delivers it to the
+# create-project function, and requests that keep failing move to a dead-letter topic whose
+# pull subscription keeps them for a week, so nothing is lost.
+
+resource "google_pubsub_topic" "clip_requests" {
+  # checkov:skip=CKV_GCP_83: messages hold ids and preferences, no video or secret; Google-managed encryption suffices
+  name                       = "${local.prefix}-clip-requests"
+  message_retention_duration = "86400s"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_pubsub_topic" "dead_letter" {
+  # checkov:skip=CKV_GCP_83: as clip_requests
+  name = "${local.prefix}-clip-requests-dead-letter"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_pubsub_subscription" "create_project_push" {
+  name                       = "${local.prefix}-create-project-push"
+  topic                      = google_pubsub_topic.clip_requests.id
+  ack_deadline_seconds       = 300
+  message_retention_duration = "604800s"
+
+  push_config {
+    push_endpoint = google_cloudfunctions2_function.create_project.service_config[0].uri
+
+    oidc_token {
+      service_account_email = google_service_account.push.email
+      audience              = google_cloudfunctions2_function.create_project.service_config[0].uri
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    max_delivery_attempts = var.dead_letter_max_attempts
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+resource "google_pubsub_subscription" "dead_letter" {
+  name                       = "${local.prefix}-clip-requests-dead-letter"
+  topic                      = google_pubsub_topic.dead_letter.id
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+  retain_acked_messages      = true
+
+  expiration_policy {
+    ttl = ""
+  }
+}

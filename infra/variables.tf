@@ -1,0 +1,177 @@
+variable "project_id" {
+  type        = string
+  description = "The Google Cloud project that hosts the pipeline."
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions, the Eventarc trigger and every bucket (a trigger must share its bucket's region)."
+  default     = "us-central1"
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name; keep it short (service account ids allow 30 characters)."
+  default     = "opus"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,11}$", var.name_prefix))
+    error_message = "name_prefix must be 2-12 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "source_bucket_name" {
+  type        = string
+  description = "Name of the bucket users upload videos to (globally unique). Empty: <project_id>-<name_prefix>-videos."
+  default     = ""
+}
+
+variable "opus_api_base_url" {
+  type        = string
+  description = "OpusClip API base URL (OPUS_API_BASE_URL)."
+  default     = "https://api.opus.pro"
+
+  validation {
+    condition     = can(regex("^https://", var.opus_api_base_url))
+    error_message = "opus_api_base_url must be an https URL."
+  }
+}
+
+variable "opus_upload_url_hosts" {
+  type        = list(string)
+  description = "Hosts (host or host:port) that upload links and session Locations may point to (OPUS_UPLOAD_URL_HOSTS)."
+  default     = ["storage.googleapis.com"]
+
+  validation {
+    condition     = length(var.opus_upload_url_hosts) > 0 && alltrue([for h in var.opus_upload_url_hosts : can(regex("^[A-Za-z0-9.-]+(:[0-9]+)?$", h))])
+    error_message = "Each entry must be a host name or host:port, without scheme or path."
+  }
+}
+
+variable "upload_chunk_size_mib" {
+  type        = number
+  description = "Size of each chunk streamed to OpusClip, in MiB (UPLOAD_CHUNK_SIZE). The ingest function holds two."
+  default     = 16
+
+  validation {
+    condition     = var.upload_chunk_size_mib >= 1 && var.upload_chunk_size_mib <= 128 && floor(var.upload_chunk_size_mib) == var.upload_chunk_size_mib
+    error_message = "upload_chunk_size_mib must be a whole number from 1 to 128 (a multiple of 256 KiB by construction)."
+  }
+}
+
+variable "max_video_bytes" {
+  type        = number
+  description = "Largest video accepted, in bytes (MAX_VIDEO_BYTES); OpusClip's cap is 10 GB."
+  default     = 10737418240
+}
+
+variable "source_prefix" {
+  type        = string
+  description = "Only objects whose names start with this prefix are ingested (SOURCE_PREFIX). Empty: all."
+  default     = ""
+}
+
+variable "upload_deadline_seconds" {
+  type        = number
+  description = "Streaming time one invocation allows itself before recording its offset and letting the retry resume (UPLOAD_DEADLINE_SECONDS)."
+  default     = 480
+
+  validation {
+    condition     = var.upload_deadline_seconds >= 60 && var.upload_deadline_seconds <= 500
+    error_message = "upload_deadline_seconds must leave room below the 540 s function timeout (60-500)."
+  }
+}
+
+variable "lease_seconds" {
+  type        = number
+  description = "How long a crashed invocation's claim on a video blocks a retry (LEASE_SECONDS)."
+  default     = 90
+
+  validation {
+    condition     = var.lease_seconds >= 30 && var.lease_seconds <= 180
+    error_message = "lease_seconds must be 30-180: long enough for a chunk, short enough for a quick takeover."
+  }
+}
+
+variable "status_metadata" {
+  type        = bool
+  description = "Show each video's status as opus-* custom metadata on its object (STATUS_METADATA)."
+  default     = true
+}
+
+variable "default_preferences" {
+  type = object({
+    genre             = optional(string, "")
+    topic_keywords    = optional(string, "")
+    clip_durations    = optional(string, "")
+    source_lang       = optional(string, "")
+    brand_template_id = optional(string, "")
+    skip_curate       = optional(string, "")
+  })
+  description = "Deploy-wide OpusClip preferences (OPUS_DEFAULT_*), in the same syntax as the opus-* object metadata; per-video metadata overrides them."
+  default     = {}
+}
+
+variable "notify_email" {
+  type        = string
+  description = "Email OpusClip notifies when a project concludes or fails (OPUS_NOTIFY_EMAIL). Empty: none."
+  default     = ""
+}
+
+variable "webhook_url" {
+  type        = string
+  description = "Webhook OpusClip calls when a project concludes or fails (OPUS_WEBHOOK_URL). Empty: none."
+  default     = ""
+}
+
+variable "ingest_max_instances" {
+  type        = number
+  description = "Most videos streamed at once (one per instance)."
+  default     = 10
+}
+
+variable "ingest_memory" {
+  type        = string
+  description = "Memory of the ingest function: two chunks plus the Python runtime."
+  default     = "512Mi"
+}
+
+variable "create_max_instances" {
+  type        = number
+  description = "Most concurrent create-project calls; OpusClip allows 30 requests per minute per key."
+  default     = 2
+
+  validation {
+    condition     = var.create_max_instances >= 1 && var.create_max_instances <= 5
+    error_message = "create_max_instances must be 1-5 to stay within OpusClip's rate limit."
+  }
+}
+
+variable "state_retention_days" {
+  type        = number
+  description = "Days a video's state record is kept (it guards against duplicate events; later it only documents)."
+  default     = 90
+}
+
+variable "dead_letter_max_attempts" {
+  type        = number
+  description = "Deliveries of a clip request before it moves to the dead-letter topic."
+  default     = 10
+
+  validation {
+    condition     = var.dead_letter_max_attempts >= 5 && var.dead_letter_max_attempts <= 100
+    error_message = "Pub/Sub allows 5-100 delivery attempts."
+  }
+}
+
+variable "notification_channels" {
+  type        = list(string)
+  description = "Monitoring notification channel ids (projects/P/notificationChannels/N) the alerts go to."
+  default     = []
+}
+
+variable "force_destroy_buckets" {
+  type        = bool
+  description = "Let terraform destroy buckets that still hold objects (test projects only)."
+  default     = false
+}
