@@ -148,7 +148,7 @@ def test_trigger_identity_receives_events_and_invokes_only_ingest() -> None:
 
 
 def test_push_identity_invokes_only_create_project() -> None:
-    [(rtype, body)] = _granted("roles/run.invoker", "${google_service_account.push.member}")
+    [(_, body)] = _granted("roles/run.invoker", "${google_service_account.push.member}")
     assert body["name"] == "${google_cloudfunctions2_function.create_project.service_config[0].service}"
 
 
