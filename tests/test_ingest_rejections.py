@@ -145,6 +145,8 @@ def test_non_videos_and_objects_outside_the_prefix_are_skipped(
     assert record(stack, resource) is None and standin.stats()["calls"] == {}
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["severity"] for x in lines] == ["INFO"] and lines[0]["event"] == "video_skipped"
+    status = live_metadata(stack, name).get("opus-status")
+    assert status == ("skipped" if "SOURCE_PREFIX" not in extra else None)
 
 
 def test_folder_placeholder_is_skipped(stack: Stack, standin) -> None:

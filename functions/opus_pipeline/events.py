@@ -65,15 +65,26 @@ def storage_object(data: Mapping[str, Any] | None) -> StorageObject:
         raise PermanentError(f"malformed object resource in event: {exc!r}", reason="bad-event") from None
 
 
-def skip_reason(obj: StorageObject, source_prefix: str) -> str | None:
+@dataclass(frozen=True)
+class Skip:
+    """Why an object is not ingested; ``show`` says whether to mark it ``skipped`` for people.
+
+    Placeholders and objects outside ``SOURCE_PREFIX`` are not this pipeline's to touch.
+    """
+
+    reason: str
+    show: bool
+
+
+def skip_reason(obj: StorageObject, source_prefix: str) -> Skip | None:
     """Why this object is not a video for us to ingest, or ``None`` when it is."""
     if obj.name.endswith("/"):
-        return "folder placeholder"
+        return Skip("folder placeholder", show=False)
     if source_prefix and not obj.name.startswith(source_prefix):
-        return f"outside SOURCE_PREFIX {source_prefix!r}"
+        return Skip(f"outside SOURCE_PREFIX {source_prefix!r}", show=False)
     is_video_type = obj.content_type.lower().startswith("video/")
     if not is_video_type and not obj.name.lower().endswith(VIDEO_EXTENSIONS):
-        return f"not a video (contentType {obj.content_type or 'unset'!r})"
+        return Skip(f"not a video (contentType {obj.content_type or 'unset'!r})", show=True)
     return None
 
 

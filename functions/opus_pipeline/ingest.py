@@ -36,9 +36,11 @@ class DeadlineReachedError(TransientError):
 
 def handle_finalized(obj: StorageObject, services: Services) -> str:
     """Process one finalize event; return the video's state. Raises ``TransientError`` to retry."""
-    why = skip_reason(obj, services.settings.source_prefix)
-    if why:
-        logs.info(f"skipped gs://{obj.bucket}/{obj.name}: {why}", labels=obj.labels(), event="video_skipped")
+    skip = skip_reason(obj, services.settings.source_prefix)
+    if skip:
+        logs.info(f"skipped gs://{obj.bucket}/{obj.name}: {skip.reason}", labels=obj.labels(), event="video_skipped")
+        if skip.show:
+            services.status.show(obj.to_message(), states.SKIPPED, error=skip.reason)
         return states.SKIPPED
     return _Ingest(obj, services).run()
 
