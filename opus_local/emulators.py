@@ -89,11 +89,15 @@ def fake_gcs_binary() -> str:
 
 
 def start_fake_gcs(
-    root: Path, port: int | None = None, pubsub: tuple[str, str] | None = None, log: Path | None = None
+    root: Path,
+    port: int | None = None,
+    pubsub: tuple[str, str, str] | None = None,
+    log: Path | None = None,
 ) -> Process:
     """fake-gcs-server over plain http on loopback with its filesystem backend under ``root``.
 
-    ``pubsub`` = (project, topic) publishes OBJECT_FINALIZE notifications there (the local stack).
+    ``pubsub`` = (project, topic, bucket) publishes the bucket's OBJECT_FINALIZE notifications to
+    the topic (the local stack), as the Eventarc trigger's bucket filter does in the cloud.
     """
     port = port or free_port()
     root.mkdir(parents=True, exist_ok=True)
@@ -115,7 +119,9 @@ def start_fake_gcs(
         "warn",
     ]
     if pubsub:
-        args += ["-event.pubsub-project-id", pubsub[0], "-event.pubsub-topic", pubsub[1], "-event.list", "finalize"]
+        project, topic, bucket = pubsub
+        args += ["-event.pubsub-project-id", project, "-event.pubsub-topic", topic, "-event.bucket", bucket]
+        args += ["-event.list", "finalize"]
     return spawn("fake-gcs-server", args, port, log or root / "fake-gcs.log", timeout=30)
 
 

@@ -62,7 +62,9 @@ class LocalStack:
         os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
         self._create_topics()
         gcs = self._keep(
-            emulators.start_fake_gcs(self.root / "gcs", pubsub=(PROJECT, "gcs-events"), log=logs / "fake-gcs.log")
+            emulators.start_fake_gcs(
+                self.root / "gcs", pubsub=(PROJECT, "gcs-events", SOURCE_BUCKET), log=logs / "fake-gcs.log"
+            )
         )
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{gcs.port}"
         from google.cloud import storage

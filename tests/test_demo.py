@@ -54,3 +54,6 @@ def test_demo_creates_one_project_from_the_exact_bytes_and_leaves_nothing_runnin
     assert summary["projects"] == 1
     assert not [pid for pid in summary["pids"] if alive(pid)]
     assert "final status: project-created" in result.stdout
+    for function in ("on_video_uploaded", "create_clip_project"):
+        log = (tmp_path / "demo" / "stack" / "logs" / f"{function}.log").read_text()
+        assert '"WARNING"' not in log and '"ERROR"' not in log and "Traceback" not in log, log[-2000:]

@@ -43,6 +43,17 @@ def test_skip_rules(name: str, content_type: str, prefix: str, skipped: bool) ->
     assert (skip_reason(obj(name, content_type), prefix) is not None) == skipped
 
 
+def test_non_videos_are_marked_but_placeholders_and_other_prefixes_are_not_touched() -> None:
+    assert skip_reason(obj("notes.txt", "text/plain"), "").show
+    assert not skip_reason(obj("folder/"), "").show
+    assert not skip_reason(obj("out/talk.mp4", "video/mp4"), "in/").show
+
+
+def test_objects_of_the_state_bucket_are_never_ingested_or_touched() -> None:
+    skip = skip_reason(obj("videos/b/talk.mp4#1.json", "application/json"), "", state_bucket="b")
+    assert skip is not None and not skip.show
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -76,8 +76,10 @@ class Skip:
     show: bool
 
 
-def skip_reason(obj: StorageObject, source_prefix: str) -> Skip | None:
+def skip_reason(obj: StorageObject, source_prefix: str, state_bucket: str = "") -> Skip | None:
     """Why this object is not a video for us to ingest, or ``None`` when it is."""
+    if obj.bucket == state_bucket:  # a trigger on the state bucket would feed on its own writes
+        return Skip("the pipeline's own state bucket (check the trigger's bucket filter)", show=False)
     if obj.name.endswith("/"):
         return Skip("folder placeholder", show=False)
     if source_prefix and not obj.name.startswith(source_prefix):

@@ -19,7 +19,7 @@ from .errors import (
     TransientError,
 )
 from .events import StorageObject, skip_reason
-from .ledger import ConflictError, Stored, VideoRecord
+from .ledger import ConflictError, HeldRecord, Stored, VideoRecord
 from .messages import ClipRequest
 from .preferences import Preferences, parse_metadata
 from .runtime import Services
@@ -36,7 +36,7 @@ class DeadlineReachedError(TransientError):
 
 def handle_finalized(obj: StorageObject, services: Services) -> str:
     """Process one finalize event; return the video's state. Raises ``TransientError`` to retry."""
-    skip = skip_reason(obj, services.settings.source_prefix)
+    skip = skip_reason(obj, services.settings.source_prefix, services.settings.state_bucket)
     if skip:
         logs.info(f"skipped gs://{obj.bucket}/{obj.name}: {skip.reason}", labels=obj.labels(), event="video_skipped")
         if skip.show:
@@ -58,7 +58,7 @@ class _Ingest:
         self.started = services.clock()
         self.deadline = self.started + self.settings.upload_deadline_seconds
         self.labels = obj.labels()
-        self.stored: Stored | None = None
+        self.held: HeldRecord | None = None
         self.duplicate = False
 
     # -- lease and record -------------------------------------------------------------------
@@ -96,27 +96,22 @@ class _Ingest:
                 continue
         raise InProgressError("the state record kept changing while this invocation tried to claim it")
 
-    def _save(self, **changes) -> None:
-        """CAS-write the record; losing the race means the lease was taken over."""
-        assert self.stored is not None
-        record = self.stored.record.replace(**changes)
-        try:
-            self.stored = self.ledger.write(self.stored, record)
-        except ConflictError:
-            raise InProgressError("another invocation took over this video's lease") from None
-
     def _heartbeat(self, committed: int) -> None:
         self._save(committed=committed, lease_expires=self._lease_until())
 
+    def _save(self, **changes) -> None:
+        assert self.held is not None
+        self.held.save(**changes)
+
     @property
     def record(self) -> VideoRecord:
-        assert self.stored is not None
-        return self.stored.record
+        assert self.held is not None
+        return self.held.record
 
     # -- the flow ---------------------------------------------------------------------------
 
     def run(self) -> str:
-        self.stored = self._claim()
+        self.held = HeldRecord(self.ledger, self._claim())
         if self.duplicate:
             return self.record.state
         try:
@@ -296,7 +291,7 @@ class _Ingest:
             message_id = future.result(timeout=60)
         except Exception as exc:
             raise TransientError(f"publishing the clip request failed ({type(exc).__name__})") from None
-        self._save(state=states.QUEUED, message_id=message_id, lease_owner=None, lease_expires=0.0)
+        self.held.release(state=states.QUEUED, message_id=message_id)
         self.status.show(rec.source, states.QUEUED, upload_id=rec.upload_id)
         logs.info(
             f"queued gs://{self.obj.bucket}/{self.obj.name} for clip-project creation",
@@ -305,14 +300,7 @@ class _Ingest:
         )
 
     def _fail(self, exc: PermanentError) -> None:
-        self._save(
-            state=states.FAILED,
-            reason=exc.reason,
-            error=str(exc),
-            session_url=None,
-            lease_owner=None,
-            lease_expires=0.0,
-        )
+        self.held.settle(states.FAILED, exc)
         self.status.show(self.record.source, states.FAILED, upload_id=self.record.upload_id, error=str(exc))
         logs.error(
             f"gs://{self.obj.bucket}/{self.obj.name} failed: {exc}. Fix the cause, then run "
@@ -323,14 +311,7 @@ class _Ingest:
         )
 
     def _supersede(self, exc: SupersededError) -> None:
-        self._save(
-            state=states.SUPERSEDED,
-            reason=exc.reason,
-            error=str(exc),
-            session_url=None,
-            lease_owner=None,
-            lease_expires=0.0,
-        )
+        self.held.settle(states.SUPERSEDED, exc)
         logs.warning(
             f"{exc}; the newer upload is processed on its own",
             labels=self.labels,
@@ -341,6 +322,6 @@ class _Ingest:
     def _release(self) -> None:
         """Give up the lease so the platform's retry can resume at once."""
         try:
-            self._save(lease_owner=None, lease_expires=0.0)
+            self.held.release()
         except Exception as exc:  # the retry still resumes once the lease expires
             logs.warning(f"could not release the lease ({type(exc).__name__})", labels=self.labels)

@@ -17,6 +17,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
+from .errors import InProgressError, PipelineError
 from .events import StorageObject
 from .states import RECEIVED
 
@@ -113,3 +114,32 @@ class Ledger:
         """Every record of objects in ``bucket`` whose name starts with ``prefix``."""
         for blob in self._bucket.list_blobs(prefix=f"videos/{bucket}/{prefix}"):
             yield Stored(VideoRecord.from_json(blob.download_as_bytes()), int(blob.generation))
+
+
+class HeldRecord:
+    """The record an invocation holds the lease of; each write is a CAS on the one it last wrote.
+
+    Losing a CAS means another invocation took the lease over: ``InProgressError`` stops this one.
+    """
+
+    def __init__(self, ledger: Ledger, stored: Stored) -> None:
+        self._ledger = ledger
+        self._stored = stored
+
+    @property
+    def record(self) -> VideoRecord:
+        return self._stored.record
+
+    def save(self, **changes: Any) -> None:
+        try:
+            self._stored = self._ledger.write(self._stored, self.record.replace(**changes))
+        except ConflictError:
+            raise InProgressError("another invocation took over this video's record") from None
+
+    def release(self, **changes: Any) -> None:
+        """Write ``changes`` and give the lease up, so a retry can go on at once."""
+        self.save(lease_owner=None, lease_expires=0.0, **changes)
+
+    def settle(self, state: str, exc: PipelineError, **changes: Any) -> None:
+        """End in ``state`` for the reason ``exc`` gives; an open session is forgotten."""
+        self.release(state=state, reason=exc.reason, error=str(exc), session_url=None, **changes)

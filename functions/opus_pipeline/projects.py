@@ -19,7 +19,7 @@ from . import logs, states
 from .clip_command import build_command, check_command
 from .errors import InProgressError, PermanentError
 from .events import StorageObject
-from .ledger import ConflictError, Stored, VideoRecord
+from .ledger import ConflictError, HeldRecord, VideoRecord
 from .messages import ClipRequest
 from .opus_api import OpusApiError, RateLimitedError
 from .runtime import Services
@@ -48,19 +48,12 @@ class _CreateProject:
         self.ledger = services.ledger
         self.me = uuid.uuid4().hex
         self.labels = {**self.obj.labels(), "uploadId": request.upload_id}
-        self.stored: Stored | None = None
+        self.held: HeldRecord | None = None
 
     @property
     def record(self) -> VideoRecord:
-        assert self.stored is not None
-        return self.stored.record
-
-    def _save(self, **changes) -> None:
-        assert self.stored is not None
-        try:
-            self.stored = self.ledger.write(self.stored, self.record.replace(**changes))
-        except ConflictError:
-            raise InProgressError("the video's record changed during project creation") from None
+        assert self.held is not None
+        return self.held.record
 
     def _claim(self) -> bool:
         """Claim ``creating``; False when there is nothing to do."""
@@ -77,7 +70,7 @@ class _CreateProject:
                     stored = self.ledger.create(record)
                 except ConflictError:
                     continue
-            self.stored, rec = stored, stored.record
+            self.held, rec = HeldRecord(self.ledger, stored), stored.record
             if rec.upload_id != self.request.upload_id:
                 logs.warning(
                     f"ignored a clip request for upload {self.request.upload_id}: the video's current upload "
@@ -97,13 +90,11 @@ class _CreateProject:
                 return False
             if step is states.ProjectStep.BUSY:
                 raise InProgressError("another delivery is creating this project; Pub/Sub will redeliver")
+            claimed = rec.replace(
+                state=states.CREATING, lease_owner=self.me, lease_expires=self.svc.wall() + CREATE_LEASE_SECONDS
+            )
             try:
-                self.stored = self.ledger.write(
-                    stored,
-                    rec.replace(
-                        state=states.CREATING, lease_owner=self.me, lease_expires=self.svc.wall() + CREATE_LEASE_SECONDS
-                    ),
-                )
+                self.held = HeldRecord(self.ledger, self.ledger.write(stored, claimed))
                 return True
             except ConflictError:
                 continue
@@ -118,17 +109,11 @@ class _CreateProject:
             self._fail(exc)
             return states.FAILED
         except BaseException:
-            self._save(state=states.QUEUED, lease_owner=None, lease_expires=0.0)
+            self.held.release(state=states.QUEUED)
             raise
         project_id = str(project.get("id") or project.get("projectId") or "")
-        self._save(
-            state=states.PROJECT_CREATED,
-            project_id=project_id,
-            stage=project.get("stage"),
-            lease_owner=None,
-            lease_expires=0.0,
-            reason=None,
-            error=None,
+        self.held.release(
+            state=states.PROJECT_CREATED, project_id=project_id, stage=project.get("stage"), reason=None, error=None
         )
         self.svc.status.show(
             self.record.source, states.PROJECT_CREATED, upload_id=self.request.upload_id, project_id=project_id
@@ -157,14 +142,7 @@ class _CreateProject:
 
     def _fail(self, exc: PermanentError) -> None:
         reset_at = exc.reset_at if isinstance(exc, OpusApiError) else None
-        self._save(
-            state=states.FAILED,
-            reason=exc.reason,
-            error=str(exc),
-            reset_at=reset_at,
-            lease_owner=None,
-            lease_expires=0.0,
-        )
+        self.held.settle(states.FAILED, exc, reset_at=reset_at)
         self.svc.status.show(self.record.source, states.FAILED, upload_id=self.request.upload_id, error=str(exc))
         logs.error(
             f"no clip project for gs://{self.obj.bucket}/{self.obj.name}: {exc}. When the cause is fixed, run "
