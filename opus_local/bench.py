@@ -32,14 +32,7 @@ PROJECT = "bench-project"
 
 
 def _new_session(base_url: str) -> str:
-    link = requests.post(
-        f"{base_url}/api/upload-links",
-        json={"video": {"usecase": "LocalUpload"}},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=10,
-    ).json()
-    response = requests.post(link["url"], headers={"x-goog-resumable": "start"}, data=b"", timeout=10)
-    return response.headers["Location"]
+    return StandInControl(base_url).open_session(API_KEY)
 
 
 def curl_put(base_url: str, path: Path, size: int) -> float:
@@ -166,7 +159,7 @@ def measure(base_url: str, env: dict[str, str], path: Path, resource: dict, chun
         runs["read"].append(read_object(resource["bucket"], resource["name"], size, chunk))
         runs["send"].append(send_bytes(base_url, size, chunk))
         standin.reset()
-        StateReset.clear(env["STATE_BUCKET"])
+        clear_ledger(env["STATE_BUCKET"])
         result = ingest(env, resource)
         runs["ingest"].append(result["seconds"])
         growth = max(growth, (result["rss_peak_kib"] - result["rss_before_kib"]) / 1024)
@@ -174,14 +167,12 @@ def measure(base_url: str, env: dict[str, str], path: Path, resource: dict, chun
     return {**{k: statistics.median(v) for k, v in runs.items()}, "growth_mib": growth}
 
 
-class StateReset:
-    @staticmethod
-    def clear(bucket: str) -> None:
-        """Forget the ledger, so the next round streams the same object again."""
-        from google.cloud import storage
+def clear_ledger(bucket: str) -> None:
+    """Forget every state record, so that the next round streams the same object again."""
+    from google.cloud import storage
 
-        for blob in storage.Client().list_blobs(bucket):
-            blob.delete()
+    for blob in storage.Client().list_blobs(bucket):
+        blob.delete()
 
 
 def main() -> None:

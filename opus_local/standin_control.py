@@ -41,6 +41,18 @@ class StandInControl:
     def calls(self, endpoint: str) -> int:
         return self.stats()["calls"].get(endpoint, 0)
 
+    def open_session(self, api_key: str) -> str:
+        """An upload link and a started session, as a client of OpusClip gets them; the Location."""
+        link = requests.post(
+            f"{self.base_url}/api/upload-links",
+            json={"video": {"usecase": "LocalUpload"}},
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=10,
+        )
+        link.raise_for_status()
+        started = requests.post(link.json()["url"], headers={"x-goog-resumable": "start"}, data=b"", timeout=10)
+        return started.headers["Location"]
+
     def upload(self, upload_id: str) -> dict[str, Any]:
         return self.stats()["uploads"][upload_id]
 

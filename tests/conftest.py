@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -14,6 +15,7 @@ from google.cloud import pubsub_v1, storage
 
 from opus_local import emulators
 from opus_local.standin_control import RunningStandIn, StandInControl
+from opus_pipeline.errors import TransientError
 
 API_KEY = "sk-test-" + "7f3a9c1e5b2d4f60"  # a realistic-looking secret the log scans look for
 PROJECT = "test-project"
@@ -84,6 +86,24 @@ class Stack:
                 subscription=self.subscription, ack_ids=[m.ack_id for m in response.received_messages]
             )
         return list(response.received_messages)
+
+
+def deliver_concurrently(handler: Callable[[], object], times: int = 3) -> list[object]:
+    """Call ``handler`` from ``times`` threads at once; each result, or the TransientError raised."""
+    outcomes: list[object] = []
+
+    def deliver() -> None:
+        try:
+            outcomes.append(handler())
+        except TransientError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=deliver) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
 
 
 def object_resource(blob: storage.Blob) -> dict:

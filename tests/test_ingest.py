@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 
 import pytest
 
@@ -14,7 +13,7 @@ from opus_pipeline.events import storage_object
 from opus_pipeline.ingest import handle_finalized
 from opus_pipeline.ledger import Ledger
 
-from conftest import CHUNK, Stack, md5_hex
+from conftest import CHUNK, Stack, deliver_concurrently, md5_hex
 
 
 def services(stack: Stack, **overrides: str) -> runtime.Services:
@@ -120,19 +119,7 @@ def test_same_event_three_times_uploads_once(stack: Stack, standin) -> None:
 def test_concurrent_duplicates_start_one_stream(stack: Stack, standin) -> None:
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.3, "times": 4})
     resource = stack.put("talk.mp4", os.urandom(4 * CHUNK))
-    outcomes: list[object] = []
-
-    def deliver() -> None:
-        try:
-            outcomes.append(ingest(stack, resource))
-        except InProgressError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=deliver) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = deliver_concurrently(lambda: ingest(stack, resource))
 
     assert outcomes.count(states.QUEUED) == 1
     assert all(isinstance(o, InProgressError) for o in outcomes if o != states.QUEUED)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 
 import main
 import pytest
@@ -16,7 +15,7 @@ from opus_pipeline.errors import TransientError
 from opus_pipeline.messages import ClipRequest
 from opus_pipeline.projects import handle_clip_request
 
-from conftest import API_KEY, CHUNK, Stack
+from conftest import API_KEY, CHUNK, Stack, deliver_concurrently
 from test_ingest import ingest, live_metadata, record, services
 
 
@@ -88,19 +87,7 @@ def test_same_message_three_times_creates_one_project(stack: Stack, standin) -> 
 def test_concurrent_duplicates_create_one_project(stack: Stack, standin) -> None:
     _, request = uploaded(stack)
     standin.inject({"endpoint": "clip-projects", "kind": "slow", "seconds": 0.5})
-    outcomes: list[object] = []
-
-    def deliver() -> None:
-        try:
-            outcomes.append(create(stack, request))
-        except TransientError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=deliver) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = deliver_concurrently(lambda: create(stack, request))
     assert outcomes.count(states.PROJECT_CREATED) >= 1
     assert len(projects(standin)) == 1 and standin.calls("clip-projects") == 1
 

@@ -15,13 +15,7 @@ from conftest import API_KEY, CHUNK, md5_hex
 
 @pytest.fixture
 def session_url(standin) -> str:
-    link = requests.post(
-        f"{standin.base_url}/api/upload-links",
-        json={"video": {"usecase": "LocalUpload"}},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=10,
-    ).json()
-    return resumable.start(requests.Session(), link["url"])
+    return standin.open_session(API_KEY)
 
 
 def put(url: str, body: bytes, content_range: str) -> requests.Response:
