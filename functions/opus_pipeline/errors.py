@@ -30,9 +30,16 @@ class PermanentError(PipelineError):
 
 
 class TransientError(PipelineError):
-    """Retrying later may help: raise so the platform redelivers."""
+    """Retrying later may help: raise so the platform redelivers.
+
+    ``retry_after`` carries a server's hint, in seconds, when it gave one.
+    """
 
     reason = "transient"
+
+    def __init__(self, message: str, *, reason: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
 
 
 class InProgressError(TransientError):

@@ -211,18 +211,17 @@ class _Ingest:
                 logs.warning("the upload session expired; starting a new one", labels=self.labels)
                 self._open_session()
                 offset = 0
-            except DeadlineReachedError:
-                raise
-            except (InProgressError, SupersededError, PermanentError):
+            except (DeadlineReachedError, InProgressError):
                 raise
             except TransientError as exc:
                 failures += 1
-                delay = states.backoff_seconds(failures, getattr(exc, "retry_after", None), random.uniform(0.5, 1))
+                delay = states.backoff_seconds(failures, exc.retry_after, random.uniform(0.5, 1))
                 if self.svc.clock() + delay > self.deadline:
                     raise DeadlineReachedError(
                         f"{exc}; gave up for this attempt at byte {self.record.committed}, the retry resumes there"
                     ) from None
                 logs.warning(f"{exc}; asking the session where it stands in {delay:.1f}s", labels=self.labels)
+                self._heartbeat(self.record.committed)  # keep the lease through the wait
                 self.svc.sleep(delay)
                 offset = None
         seconds = self.svc.clock() - streaming_since

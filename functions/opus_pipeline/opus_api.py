@@ -41,13 +41,9 @@ class OpusApiError(PermanentError):
 
 
 class RateLimitedError(TransientError):
-    """429: per-key rate limit or the parallel-project cap; ``retry_after`` in seconds if given."""
+    """429: the per-key rate limit or the parallel-project cap."""
 
     reason = "rate-limited"
-
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def _body(response: requests.Response) -> dict[str, Any]:

@@ -34,13 +34,9 @@ class Progress:
 
 
 class RetryableStatusError(TransientError):
-    """The session answered 408/429/5xx; ``retry_after`` is its hint in seconds, if any."""
+    """The session answered 408/429/5xx."""
 
     reason = "upload-retryable"
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def committed_bytes(range_header: str | None) -> int:
