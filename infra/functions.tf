@@ -12,7 +12,7 @@ resource "google_cloudfunctions2_function" "ingest" {
 
     source {
       storage_source {
-        bucket = google_storage_bucket.function_source.name
+        bucket = google_storage_bucket.this["function_source"].name
         object = google_storage_bucket_object.functions.name
       }
     }
@@ -46,7 +46,7 @@ resource "google_cloudfunctions2_function" "ingest" {
 
     event_filters {
       attribute = "bucket"
-      value     = google_storage_bucket.source.name
+      value     = google_storage_bucket.this["source"].name
     }
   }
 
@@ -71,7 +71,7 @@ resource "google_cloudfunctions2_function" "create_project" {
 
     source {
       storage_source {
-        bucket = google_storage_bucket.function_source.name
+        bucket = google_storage_bucket.this["function_source"].name
         object = google_storage_bucket_object.functions.name
       }
     }

@@ -31,14 +31,14 @@ resource "google_service_account" "build" {
 
 # Reads videos and writes their opus-* status metadata (objectUser: get, list, update).
 resource "google_storage_bucket_iam_member" "ingest_source" {
-  bucket = google_storage_bucket.source.name
+  bucket = google_storage_bucket.this["source"].name
   role   = "roles/storage.objectUser"
   member = google_service_account.ingest.member
 }
 
 # Creates and replaces state records (replacing an object needs delete as well).
 resource "google_storage_bucket_iam_member" "ingest_state" {
-  bucket = google_storage_bucket.state.name
+  bucket = google_storage_bucket.this["state"].name
   role   = "roles/storage.objectUser"
   member = google_service_account.ingest.member
 }
@@ -58,13 +58,13 @@ resource "google_secret_manager_secret_iam_member" "ingest_reads_key" {
 # -- the create-project function -----------------------------------------------------------
 
 resource "google_storage_bucket_iam_member" "create_state" {
-  bucket = google_storage_bucket.state.name
+  bucket = google_storage_bucket.this["state"].name
   role   = "roles/storage.objectUser"
   member = google_service_account.create_project.member
 }
 
 resource "google_storage_bucket_iam_member" "create_source" {
-  bucket = google_storage_bucket.source.name
+  bucket = google_storage_bucket.this["source"].name
   role   = "roles/storage.objectUser"
   member = google_service_account.create_project.member
 }
@@ -143,7 +143,7 @@ resource "google_project_iam_member" "build" {
 }
 
 resource "google_storage_bucket_iam_member" "build_reads_source" {
-  bucket = google_storage_bucket.function_source.name
+  bucket = google_storage_bucket.this["function_source"].name
   role   = "roles/storage.objectViewer"
   member = google_service_account.build.member
 }

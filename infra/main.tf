@@ -22,7 +22,7 @@ locals {
     OPUS_API_BASE_URL              = var.opus_api_base_url
     OPUS_UPLOAD_URL_HOSTS          = join(",", var.opus_upload_url_hosts)
     CLIP_REQUESTS_TOPIC            = google_pubsub_topic.clip_requests.id
-    STATE_BUCKET                   = google_storage_bucket.state.name
+    STATE_BUCKET                   = google_storage_bucket.this["state"].name
     UPLOAD_CHUNK_SIZE              = tostring(var.upload_chunk_size_mib * 1048576)
     MAX_VIDEO_BYTES                = tostring(var.max_video_bytes)
     SOURCE_PREFIX                  = var.source_prefix

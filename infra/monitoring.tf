@@ -170,7 +170,7 @@ resource "google_monitoring_alert_policy" "video_failed" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "The object's `opus-error` metadata and the ERROR log line say what to fix; `opus-pipeline status gs://${google_storage_bucket.source.name}` lists failed videos."
+    content   = "The object's `opus-error` metadata and the ERROR log line say what to fix; `opus-pipeline status gs://${google_storage_bucket.this["source"].name}` lists failed videos."
   }
 }
 

@@ -1,16 +1,16 @@
 output "source_bucket" {
   description = "Upload videos here: gcloud storage cp talk.mp4 gs://<this>/"
-  value       = google_storage_bucket.source.name
+  value       = google_storage_bucket.this["source"].name
 }
 
 output "state_bucket" {
   description = "Private per-video state records (STATE_BUCKET for the opus-pipeline CLI)."
-  value       = google_storage_bucket.state.name
+  value       = google_storage_bucket.this["state"].name
 }
 
 output "output_bucket" {
   description = "Where clip lists are written (clips issue)."
-  value       = google_storage_bucket.output.name
+  value       = google_storage_bucket.this["output"].name
 }
 
 output "clip_requests_topic" {

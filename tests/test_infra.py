@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import hcl2
-import pytest
 import yaml
 
 from opus_pipeline import config
@@ -97,8 +96,9 @@ def test_ingest_is_triggered_by_finalized_objects_of_the_source_bucket_with_retr
     assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
     assert trigger["trigger_region"] == "${var.region}"
     assert trigger["service_account_email"] == "${google_service_account.trigger.email}"
-    assert one(trigger["event_filters"]) == {"attribute": "bucket", "value": "${google_storage_bucket.source.name}"}
-    assert resources("google_storage_bucket")["source"]["location"] == "${var.region}"
+    source = '${google_storage_bucket.this["source"].name}'
+    assert one(trigger["event_filters"]) == {"attribute": "bucket", "value": source}
+    assert resources("google_storage_bucket")["this"]["location"] == "${var.region}"
 
 
 def test_ingest_has_the_event_timeout_an_instance_cap_and_memory_for_two_chunks() -> None:
@@ -205,19 +205,21 @@ def test_every_variable_the_code_reads_is_set_for_both_functions() -> None:
         assert one(function["service_config"])["environment_variables"] == "${local.function_environment}"
 
 
-@pytest.mark.parametrize("bucket", ["source", "state", "output", "function_source"])
-def test_buckets_are_private_and_uniform(bucket: str) -> None:
-    body = resources("google_storage_bucket")[bucket]
+def test_every_bucket_is_private_and_uniform() -> None:
+    [body] = resources("google_storage_bucket").values()
+    assert body["for_each"] == "${local.buckets}"
+    assert set(infra()["locals"]["buckets"]) == {"source", "state", "output", "function_source"}
     assert body["uniform_bucket_level_access"] is True
     assert body["public_access_prevention"] == "enforced"
 
 
 def test_state_records_and_old_function_archives_expire() -> None:
-    for bucket in ("state", "function_source"):
-        ages = [
-            one(rule["condition"]).get("age") for rule in resources("google_storage_bucket")[bucket]["lifecycle_rule"]
-        ]
-        assert any(ages), bucket
+    buckets = infra()["locals"]["buckets"]
+    assert buckets["state"]["expire_days"] == "${var.state_retention_days}"
+    assert buckets["function_source"]["expire_days"] == 30
+    [body] = resources("google_storage_bucket").values()
+    expiry = one(body["dynamic"])["lifecycle_rule"]
+    assert one(one(expiry["content"])["condition"])["age"] == "${lifecycle_rule.value}"
 
 
 def test_function_source_object_name_carries_the_archive_hash() -> None:
