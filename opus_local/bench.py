@@ -122,13 +122,6 @@ def ingest(env: dict[str, str], resource: dict) -> dict:
     return {**lines[-1], "seconds": streamed["seconds"]}
 
 
-def start_standin(root: Path, received: Path) -> tuple[emulators.Process, str]:
-    port = emulators.free_port()
-    args = [sys.executable, "-m", "opus_local.standin", "--port", str(port), "--api-key", API_KEY]
-    process = emulators.spawn("standin", [*args, "--storage-dir", str(received)], port, root / "standin.log", 30)
-    return process, f"http://127.0.0.1:{port}"
-
-
 def write_video(client, path: Path, size_mib: int) -> dict:
     """A random file of ``size_mib`` MiB, uploaded to the source bucket; its event's object resource."""
     with open(path, "wb") as out:
@@ -190,8 +183,8 @@ def main() -> None:
     try:
         processes.append(pubsub := emulators.start_pubsub(root))
         processes.append(gcs := emulators.start_fake_gcs(root / "gcs"))
-        standin, base_url = start_standin(root, received)
-        processes.append(standin)
+        processes.append(standin := emulators.start_standin(received, API_KEY, root / "standin.log"))
+        base_url = f"http://127.0.0.1:{standin.port}"
         os.environ.update(
             {
                 "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{gcs.port}",

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from google.cloud import storage
+
 from opus_pipeline import cli, states
 from opus_pipeline.ledger import Ledger
 
@@ -48,7 +50,6 @@ def md5_hex(path: Path) -> str:
 
 def watch(stack: LocalStack, name: str, size: int, timeout: float) -> dict:
     """Print each status change and the bytes streamed until the video reaches a final state."""
-    from google.cloud import storage
     from tqdm import tqdm
 
     ledger = Ledger(storage.Client(), STATE_BUCKET)
@@ -79,47 +80,32 @@ def watch(stack: LocalStack, name: str, size: int, timeout: float) -> dict:
     raise TimeoutError(f"the video did not reach a final status within {timeout:.0f}s (last: {seen})")
 
 
+def write_summary(path: str | None, summary: dict) -> None:
+    if path:
+        Path(path).write_text(json.dumps(summary, indent=2))
+
+
 def run(args: argparse.Namespace) -> int:
     root = Path(args.workdir).resolve()
     video = Path(args.video) if args.video else sample_video(root / "sample.mp4", args.sample_bytes)
-    print(f"starting the local stack in {root} (logs in {root / 'logs'})", file=sys.stderr)
-    summary: dict = {"video": str(video), "md5": md5_hex(video)}
+    print(f"starting the local stack (logs in {root / 'stack' / 'logs'})", file=sys.stderr)
+    summary: dict = {"video": str(video), "md5": md5_hex(video), "status": "starting"}
     with LocalStack(root / "stack") as stack:
         summary["pids"] = stack.pids()
-        upload_args = cli.parser().parse_args(
-            [
-                "upload",
-                str(video),
-                f"gs://{SOURCE_BUCKET}/{video.name}",
-                "--genre",
-                "Podcast",
-                "--keywords",
-                "demo,pipeline",
-                "--clip-durations",
-                "0-30,30-60",
-            ]
-        )
-        from google.cloud import storage
-
-        cli.upload(upload_args, storage.Client())
+        write_summary(args.summary, summary)  # early, so that an interrupted run can be checked too
+        preferences = ["--genre", "Podcast", "--keywords", "demo,pipeline", "--clip-durations", "0-30,30-60"]
+        upload = ["upload", str(video), f"gs://{SOURCE_BUCKET}/{video.name}", *preferences]
+        cli.upload(cli.parser().parse_args(upload), storage.Client())
         result = watch(stack, video.name, video.stat().st_size, args.timeout)
-        summary.update(result)
-        upload = result["uploads"].get(result["uploadId"] or "", {})
-        summary["receivedMd5"] = upload.get("md5")
-        summary["projects"] = len(stack.standin.stats()["projects"])
-    ok = (
-        summary["status"] == states.PROJECT_CREATED
-        and summary["receivedMd5"] == summary["md5"]
-        and summary["projects"] == 1
-    )
-    summary.pop("uploads")
-    if args.summary:
-        Path(args.summary).write_text(json.dumps(summary, indent=2))
+        received = result.pop("uploads").get(result["uploadId"] or "", {})
+        summary.update(result, receivedMd5=received.get("md5"), projects=len(stack.standin.stats()["projects"]))
+    write_summary(args.summary, summary)
     print(f"\nfinal status: {summary['status']}")
     print(f"project id:   {summary.get('projectId') or '-'}")
     print(f"upload id:    {summary.get('uploadId') or '-'}")
     print(f"bytes match:  {'yes' if summary['receivedMd5'] == summary['md5'] else 'NO'} (md5 {summary['md5']})")
-    if not ok:
+    ok = summary["status"] == states.PROJECT_CREATED and summary["receivedMd5"] == summary["md5"]
+    if not ok or summary["projects"] != 1:
         print(f"demo failed: {summary.get('error') or 'see the logs in ' + str(root / 'stack' / 'logs')}")
         return 1
     return 0

@@ -174,3 +174,10 @@ def start_function(target: str, source: Path, env: dict[str, str], log: Path, po
         str(port),
     ]
     return spawn(target, args, port, log, timeout=30, env={**os.environ, **env})
+
+
+def start_standin(storage_dir: Path, api_key: str, log: Path, port: int | None = None) -> Process:
+    """The OpusClip stand-in in its own process (the key travels in its environment)."""
+    port = port or free_port()
+    args = [sys.executable, "-m", "opus_local.standin", "--port", str(port), "--storage-dir", str(storage_dir)]
+    return spawn("opus-standin", args, port, log, timeout=30, env={**os.environ, "OPUS_STANDIN_API_KEY": api_key})

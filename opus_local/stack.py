@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,19 +100,7 @@ class LocalStack:
         return process
 
     def _start_standin(self, logs: Path) -> emulators.Process:
-        port = emulators.free_port()
-        args = [
-            sys.executable,
-            "-m",
-            "opus_local.standin",
-            "--port",
-            str(port),
-            "--api-key",
-            self.api_key,
-            "--storage-dir",
-            str(self.root / "standin"),
-        ]
-        return emulators.spawn("opus-standin", args, port, logs / "opus-standin.log", timeout=30)
+        return emulators.start_standin(self.root / "standin", self.api_key, logs / "opus-standin.log")
 
     def _create_topics(self) -> None:
         from google.cloud import pubsub_v1

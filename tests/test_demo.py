@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +20,18 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in args:
+            found.append(args)
+    return found
 
 
 def test_demo_creates_one_project_from_the_exact_bytes_and_leaves_nothing_running(tmp_path: Path) -> None:
@@ -53,7 +67,44 @@ def test_demo_creates_one_project_from_the_exact_bytes_and_leaves_nothing_runnin
     assert summary["receivedMd5"] == hashlib.md5(video.read_bytes()).hexdigest()
     assert summary["projects"] == 1
     assert not [pid for pid in summary["pids"] if alive(pid)]
+    assert not processes_mentioning(str(tmp_path))
     assert "final status: project-created" in result.stdout
     for function in ("on_video_uploaded", "create_clip_project"):
         log = (tmp_path / "demo" / "stack" / "logs" / f"{function}.log").read_text()
         assert '"WARNING"' not in log and '"ERROR"' not in log and "Traceback" not in log, log[-2000:]
+
+
+def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "opus_local.demo",
+            "--sample-bytes",
+            "50000000",
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--summary",
+            str(summary_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not summary_path.exists() and time.monotonic() < deadline and demo.poll() is None:
+        time.sleep(0.2)
+    pids = json.loads(summary_path.read_text())["pids"]
+    assert len(pids) == 5 and all(alive(pid) for pid in pids)
+
+    demo.send_signal(signal.SIGINT)
+    out, err = demo.communicate(timeout=60)
+
+    assert demo.returncode == 130, out + err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not [pid for pid in pids if alive(pid)]
+    assert not processes_mentioning(str(tmp_path))  # no grandchild either (the emulator's java)

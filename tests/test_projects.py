@@ -8,6 +8,7 @@ import os
 
 import main
 import pytest
+import requests
 from cloudevents.http import CloudEvent
 
 from opus_pipeline import states
@@ -241,3 +242,13 @@ def test_the_key_never_reaches_the_logs(stack: Stack, standin, capfd) -> None:
     create(stack, request)
     out, err = capfd.readouterr()
     assert API_KEY not in out + err
+
+
+def test_the_created_project_can_be_read_back_from_the_standin(stack: Stack, standin) -> None:
+    _, request = uploaded(stack)
+    create(stack, request)
+    [project] = projects(standin)
+    url = f"{standin.base_url}/api/clip-projects/{project['id']}"
+    assert requests.get(url, timeout=10).status_code == 401
+    answer = requests.get(url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10).json()
+    assert answer["stage"] == "QUEUED" and answer["sourceId"] == request.upload_id
