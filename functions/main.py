@@ -7,12 +7,13 @@ Which errors are which is decided in ``opus_pipeline.errors``, not here.
 from __future__ import annotations
 
 import functools
+import os
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
 from opus_pipeline import logs, runtime
-from opus_pipeline.errors import PermanentError, TransientError
+from opus_pipeline.errors import ConfigError, PermanentError, TransientError
 from opus_pipeline.events import pubsub_payload, storage_object
 from opus_pipeline.ingest import handle_finalized
 from opus_pipeline.messages import ClipRequest
@@ -22,7 +23,15 @@ from opus_pipeline.projects import handle_clip_request
 @functools.cache
 def services() -> runtime.Services:
     """Clients and settings, built once per instance (configuration is validated here)."""
-    return runtime.build()
+    try:
+        return runtime.build()
+    except ConfigError as exc:
+        logs.error(f"the function is misconfigured: {exc}", event="bad_configuration")
+        raise
+
+
+if os.environ.get("K_SERVICE"):  # on Cloud Run: a bad configuration fails the revision at start-up
+    services()
 
 
 @functions_framework.cloud_event

@@ -99,3 +99,15 @@ def test_killed_mid_stream_then_redelivered_resumes_at_the_committed_offset(
 def _ignore_errors(func, *args) -> None:
     with contextlib.suppress(requests.RequestException):  # the process is killed mid-request
         func(*args)
+
+
+def test_a_bad_configuration_is_named_in_one_error_line(stack: Stack, standin, tmp_path: Path) -> None:
+    resource = stack.put("talk.mp4", os.urandom(10))
+    function = start_ingest(stack, tmp_path, UPLOAD_CHUNK_SIZE="1000")
+    try:
+        assert deliver(function, resource) == 500  # retried once the configuration is fixed
+    finally:
+        function.stop()
+    errors = [json.loads(x) for x in (tmp_path / "ingest.log").read_text().splitlines() if '"ERROR"' in x]
+    assert errors and "UPLOAD_CHUNK_SIZE" in errors[0]["message"] and errors[0]["event"] == "bad_configuration"
+    assert standin.stats()["calls"] == {}
