@@ -170,6 +170,7 @@ def clear_ledger(bucket: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # fake-gcs-server holds a whole upload in memory (about 5x its size): keep sizes to 1-2 GiB here.
     parser.add_argument("--size", type=int, nargs="+", default=[256], help="object sizes in MiB")
     parser.add_argument("--chunk", type=int, default=16, help="UPLOAD_CHUNK_SIZE in MiB")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per size; medians are printed")
@@ -221,7 +222,8 @@ def main() -> None:
                 f"  send {size / m['send'] / MIB:6.1f} MiB/s  ingest {size / m['ingest'] / MIB:6.1f} MiB/s  |  "
                 f"ingest÷curl throughput {m['curl'] / m['ingest']:4.2f} (goal ≥ 0.90)  "
                 f"wall÷max(read,send) {m['ingest'] / max(m['read'], m['send']):4.2f} (goal ≤ 1.15)  "
-                f"peak RSS growth {m['growth_mib']:6.1f} MiB = {m['growth_mib'] / args.chunk:3.1f} chunks"
+                f"peak RSS growth {m['growth_mib']:6.1f} MiB = {m['growth_mib'] / args.chunk:3.1f} chunks",
+                flush=True,
             )
     finally:
         for process in reversed(processes):
