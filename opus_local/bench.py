@@ -173,7 +173,7 @@ def main() -> None:
     # fake-gcs-server holds a whole upload in memory (about 5x its size): keep sizes to 1-2 GiB here.
     parser.add_argument("--size", type=int, nargs="+", default=[256], help="object sizes in MiB")
     parser.add_argument("--chunk", type=int, default=16, help="UPLOAD_CHUNK_SIZE in MiB")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds per size; medians are printed")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds per size; medians are printed")
     args = parser.parse_args()
     chunk = args.chunk * MIB
     root = Path(tempfile.mkdtemp(prefix="opus-bench-"))
