@@ -34,28 +34,26 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def demo_command(tmp_path: Path, *args: str) -> list[str]:
+    """The demo as a user runs it, with its work files and summary in ``tmp_path``."""
+    workdir, summary = str(tmp_path / "demo"), str(tmp_path / "summary.json")
+    return [sys.executable, "-m", "opus_local.demo", "--workdir", workdir, "--summary", summary, *args]
+
+
+def fresh_environment() -> dict[str, str]:
+    """This machine's environment without the test session's emulators: the demo starts its own."""
+    return {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+
+
 def test_demo_creates_one_project_from_the_exact_bytes_and_leaves_nothing_running(tmp_path: Path) -> None:
     video = tmp_path / "talk.mp4"
     video.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
     summary_path = tmp_path / "summary.json"
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
 
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "opus_local.demo",
-            "--video",
-            str(video),
-            "--workdir",
-            str(tmp_path / "demo"),
-            "--summary",
-            str(summary_path),
-            "--timeout",
-            "180",
-        ],
+        demo_command(tmp_path, "--video", str(video), "--timeout", "180"),
         cwd=ROOT,
-        env=env,
+        env=fresh_environment(),
         capture_output=True,
         text=True,
         timeout=400,
@@ -76,21 +74,10 @@ def test_demo_creates_one_project_from_the_exact_bytes_and_leaves_nothing_runnin
 
 def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
     demo = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "opus_local.demo",
-            "--sample-bytes",
-            "50000000",
-            "--workdir",
-            str(tmp_path / "demo"),
-            "--summary",
-            str(summary_path),
-        ],
+        demo_command(tmp_path, "--sample-bytes", "50000000"),
         cwd=ROOT,
-        env=env,
+        env=fresh_environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
