@@ -80,14 +80,14 @@ resource "google_monitoring_dashboard" "pipeline" {
       columns = 12
       tiles = [
         for index, tile in [
-          { title = "Videos uploaded to OpusClip", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.videos_uploaded.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
-          { title = "Bytes streamed", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.bytes_streamed.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = [] },
-          { title = "Clip projects created", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.projects_created.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
-          { title = "Failed videos by reason", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.video_failures.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = ["metric.label.reason"] },
-          { title = "Function errors (5xx) by function", filter = "metric.type=\"run.googleapis.com/request_count\" AND resource.type=\"cloud_run_revision\" AND metric.label.response_code_class=\"5xx\"", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group = ["resource.label.service_name"] },
-          { title = "Function latency p95 by function", filter = "metric.type=\"run.googleapis.com/request_latencies\" AND resource.type=\"cloud_run_revision\"", aligner = "ALIGN_PERCENTILE_95", reducer = "REDUCE_MAX", group = ["resource.label.service_name"] },
-          { title = "Dead-lettered clip requests waiting", filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\"", aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group = [] },
-          { title = "Clip requests waiting for create-project", filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.create_project_push.name}\"", aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group = [] },
+          { title = "Videos uploaded to OpusClip", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.videos_uploaded.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
+          { title = "Sizes of the videos streamed", plot = "HEATMAP", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.bytes_streamed.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = [] },
+          { title = "Clip projects created", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.projects_created.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
+          { title = "Failed videos by reason", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.video_failures.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = ["metric.label.reason"] },
+          { title = "Function errors (5xx) by function", plot = "LINE", filter = "metric.type=\"run.googleapis.com/request_count\" AND resource.type=\"cloud_run_revision\" AND metric.label.response_code_class=\"5xx\"", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group = ["resource.label.service_name"] },
+          { title = "Function latency p95 by function", plot = "LINE", filter = "metric.type=\"run.googleapis.com/request_latencies\" AND resource.type=\"cloud_run_revision\"", aligner = "ALIGN_PERCENTILE_95", reducer = "REDUCE_MAX", group = ["resource.label.service_name"] },
+          { title = "Dead-lettered clip requests waiting", plot = "LINE", filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\"", aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group = [] },
+          { title = "Clip requests waiting for create-project", plot = "LINE", filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.create_project_push.name}\"", aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group = [] },
           ] : {
           xPos   = (index % 2) * 6
           yPos   = floor(index / 2) * 4
@@ -97,7 +97,7 @@ resource "google_monitoring_dashboard" "pipeline" {
             title = tile.title
             xyChart = {
               dataSets = [{
-                plotType = "LINE"
+                plotType = tile.plot
                 timeSeriesQuery = {
                   timeSeriesFilter = {
                     filter = tile.filter
