@@ -97,6 +97,16 @@ def test_retry_after_the_monthly_cap_asks_for_the_project_again_once(stack: Stac
     assert stack.pull() == []
 
 
+def test_retry_of_a_dead_lettered_clip_request_asks_again(stack: Stack, standin) -> None:
+    resource, _ = uploaded(stack)  # its clip request was pulled and never answered
+    assert record(stack, resource).state == states.QUEUED
+
+    assert run(stack, "retry", f"gs://{stack.source_bucket}/talk.mp4") == 0
+    [message] = stack.pull()
+    assert handle_clip_request(ClipRequest.decode(message.message.data), services(stack)) == states.PROJECT_CREATED
+    assert standin.calls("upload-links") == 1
+
+
 def test_retry_after_fixing_metadata_delivers_the_object_again(stack: Stack, standin, capsys) -> None:
     resource = stack.put("talk.mp4", b"video", metadata={"opus-genre": "Polka"})
     assert ingest(stack, resource) == states.FAILED

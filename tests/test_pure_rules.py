@@ -124,6 +124,24 @@ def test_ingest_step(state: str, owner: str | None, expires: float, step: states
     assert states.ingest_step(state, owner, expires, ME, NOW) is step
 
 
+@pytest.mark.parametrize(
+    ("state", "complete", "live", "action"),
+    [
+        (states.FAILED, True, False, states.RetryAction.REPUBLISH),
+        (states.FAILED, False, False, states.RetryAction.REINGEST),
+        (states.QUEUED, True, False, states.RetryAction.REPUBLISH),
+        (states.UPLOADED, True, False, states.RetryAction.REPUBLISH),
+        (states.UPLOADING, False, False, states.RetryAction.REINGEST),
+        (states.UPLOADING, False, True, states.RetryAction.NONE),
+        (states.CREATING, True, False, states.RetryAction.NONE),
+        (states.PROJECT_CREATED, True, False, states.RetryAction.NONE),
+        (states.SUPERSEDED, False, False, states.RetryAction.NONE),
+    ],
+)
+def test_retry_action(state: str, complete: bool, live: bool, action: states.RetryAction) -> None:
+    assert states.retry_action(state, complete, live) is action
+
+
 def test_backoff_grows_exponentially_to_a_cap_with_jitter() -> None:
     assert [states.backoff_seconds(n, None, 1.0) for n in (1, 2, 3, 6, 7, 20)] == [1, 2, 4, 32, 32, 32]
     assert states.backoff_seconds(3, None, 0.5) == 2

@@ -11,6 +11,7 @@ import json
 import mimetypes
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,9 +169,11 @@ def retry(args: argparse.Namespace, client: storage.Client) -> int:
     stored = _latest_record(ledger, target)
     rec = stored.record
     upload_complete = bool(rec.upload_id) and rec.committed >= int(rec.source["size"]) > 0
-    action = states.retry_action(rec.state, upload_complete)
+    lease_live = bool(rec.lease_owner) and rec.lease_expires > time.time()
+    action = states.retry_action(rec.state, upload_complete, lease_live)
     if action is states.RetryAction.NONE:
-        raise CliError(f"gs://{target.bucket}/{target.name} is {rec.state}: there is nothing to retry")
+        busy = " and being worked on right now" if lease_live else ""
+        raise CliError(f"gs://{target.bucket}/{target.name} is {rec.state}{busy}: there is nothing to retry")
     if action is states.RetryAction.REPUBLISH:
         topic = args.topic or os.environ.get("CLIP_REQUESTS_TOPIC")
         if not topic:

@@ -78,7 +78,12 @@ class RetryAction(Enum):
     NONE = "none"  # nothing to retry
 
 
-def retry_action(state: str, upload_complete: bool) -> RetryAction:
-    if state != FAILED:
+def retry_action(state: str, upload_complete: bool, lease_live: bool) -> RetryAction:
+    """Failed videos, and videos stuck after the platform gave up redelivering (a clip request
+    dead-lettered in ``queued``, an upload abandoned in ``uploading``), can be re-driven. Asking
+    for a project twice is safe: creation claims the record first."""
+    if lease_live or state in (PROJECT_CREATED, CREATING, SKIPPED, SUPERSEDED):
         return RetryAction.NONE
-    return RetryAction.REPUBLISH if upload_complete else RetryAction.REINGEST
+    if state in (UPLOADED, QUEUED) or (state == FAILED and upload_complete):
+        return RetryAction.REPUBLISH
+    return RetryAction.REINGEST
