@@ -135,9 +135,12 @@ def test_retry_after_a_failed_publish_republishes_without_reuploading(stack: Sta
         ingest(stack, resource, CLIP_REQUESTS_TOPIC=missing_topic)
     assert record(stack, resource).state == states.UPLOADED
 
+    uploaded_at = record(stack, resource).uploaded_at
+
     assert ingest(stack, resource) == states.QUEUED
     assert standin.calls("upload-links") == 1 and standin.stats()["bytesReceived"] == CHUNK
-    assert len(stack.pull()) == 1
+    [message] = stack.pull()
+    assert json.loads(message.message.data)["uploadedAt"] == uploaded_at  # when the bytes arrived
 
 
 # -- recovery from injected faults ---------------------------------------------------------

@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,7 +23,6 @@ from google.cloud import pubsub_v1, storage
 from . import states
 from .errors import PermanentError
 from .ledger import ConflictError, Ledger, Stored
-from .messages import ClipRequest
 from .preferences import Preferences, parse_metadata, to_metadata
 
 UPLOAD_CHUNK = 8 * 1024 * 1024
@@ -182,12 +180,7 @@ def retry(args: argparse.Namespace, client: storage.Client) -> int:
             ledger.write(stored, rec.replace(state=states.QUEUED, reason=None, error=None, reset_at=None))
         except ConflictError:
             raise CliError("the video's record changed meanwhile; look at `status` and try again") from None
-        request = ClipRequest(
-            upload_id=rec.upload_id or "",
-            source={k: v for k, v in rec.source.items() if k != "crc32c"},
-            preferences=Preferences.from_message(rec.preferences),
-            uploaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        request = rec.clip_request()
         pubsub_v1.PublisherClient().publish(topic, request.encode(), **request.attributes()).result(timeout=60)
         print(f"asked again for the clip project of gs://{target.bucket}/{target.name} (upload {rec.upload_id})")
         return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, datetime
 
 from . import logs, resumable, states
 from .errors import (
@@ -19,9 +18,8 @@ from .errors import (
     TransientError,
 )
 from .events import StorageObject, skip_reason
-from .ledger import ConflictError, HeldRecord, Stored, VideoRecord
-from .messages import ClipRequest
-from .preferences import Preferences, parse_metadata
+from .ledger import ConflictError, HeldRecord, Stored, VideoRecord, now_rfc3339
+from .preferences import parse_metadata
 from .runtime import Services
 from .source import Prefetcher, SourceObject
 from .upload_hosts import check_upload_url
@@ -225,7 +223,7 @@ class _Ingest:
                 self.svc.sleep(delay)
                 offset = None
         seconds = self.svc.clock() - streaming_since
-        self._save(state=states.UPLOADED, committed=self.obj.size, session_url=None)
+        self._save(state=states.UPLOADED, committed=self.obj.size, session_url=None, uploaded_at=now_rfc3339())
         logs.info(
             f"uploaded gs://{self.obj.bucket}/{self.obj.name}: {self.obj.size} bytes in {seconds:.1f}s",
             labels=self.labels,
@@ -277,12 +275,7 @@ class _Ingest:
 
     def _hand_over(self) -> None:
         rec = self.record
-        request = ClipRequest(
-            upload_id=rec.upload_id or "",
-            source={k: v for k, v in rec.source.items() if k != "crc32c"},
-            preferences=Preferences.from_message(rec.preferences),
-            uploaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        request = rec.clip_request()
         try:
             future = self.svc.publisher.publish(
                 self.settings.clip_requests_topic, request.encode(), **request.attributes()

@@ -19,6 +19,8 @@ from google.cloud import storage
 
 from .errors import InProgressError, PipelineError
 from .events import StorageObject
+from .messages import ClipRequest
+from .preferences import Preferences
 from .states import RECEIVED
 
 
@@ -45,6 +47,7 @@ class VideoRecord:
     stage: str | None = None
     reset_at: str | None = None
     message_id: str | None = None
+    uploaded_at: str | None = None
     updated_at: str = ""
 
     @classmethod
@@ -61,8 +64,21 @@ class VideoRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def replace(self, **changes: Any) -> VideoRecord:
-        changes.setdefault("updated_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        changes.setdefault("updated_at", now_rfc3339())
         return dataclasses.replace(self, **changes)
+
+    def clip_request(self) -> ClipRequest:
+        """The hand-over message for this video's completed upload."""
+        return ClipRequest(
+            upload_id=self.upload_id or "",
+            source={k: v for k, v in self.source.items() if k != "crc32c"},
+            preferences=Preferences.from_message(self.preferences),
+            uploaded_at=self.uploaded_at or self.updated_at,
+        )
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
