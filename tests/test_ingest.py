@@ -134,6 +134,7 @@ def test_retry_after_a_failed_publish_republishes_without_reuploading(stack: Sta
     with pytest.raises(TransientError, match="publishing"):
         ingest(stack, resource, CLIP_REQUESTS_TOPIC=missing_topic)
     assert record(stack, resource).state == states.UPLOADED
+    assert live_metadata(stack, "talk.mp4")["opus-status"] == "uploaded"
 
     uploaded_at = record(stack, resource).uploaded_at
 

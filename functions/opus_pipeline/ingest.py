@@ -224,6 +224,7 @@ class _Ingest:
                 offset = None
         seconds = self.svc.clock() - streaming_since
         self._save(state=states.UPLOADED, committed=self.obj.size, session_url=None, uploaded_at=now_rfc3339())
+        self.status.show(self.record.source, states.UPLOADED, upload_id=self.record.upload_id, background=True)
         logs.info(
             f"uploaded gs://{self.obj.bucket}/{self.obj.name}: {self.obj.size} bytes in {seconds:.1f}s",
             labels=self.labels,
