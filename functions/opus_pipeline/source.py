@@ -39,7 +39,8 @@ class SourceObject:
     holds the same bytes (a metadata rewrite or storage-class change); otherwise the video is
     superseded by a newer upload.
 
-    Ranges are fetched through the storage client's own authorized session and read with
+    Ranges are fetched through the storage client's own authorized session (``client._http``,
+    the one its API calls use, so credentials and the emulator setting apply alike) and read with
     ``readinto`` straight into the chunk buffer. The library's downloader hands the body over
     8 KiB at a time through Python, which competes for the GIL with the sending thread; measured
     here, reading into the buffer takes a third of the CPU time.
