@@ -99,7 +99,6 @@ class StandIn:
             self.faults: list[Fault] = []
             self.calls: Counter[str] = Counter()
             self.bytes_received = 0
-            self.chunk_log: list[tuple[int, int]] = []
 
     def take_fault(self, endpoint: str) -> Fault | None:
         with self.lock:
@@ -123,7 +122,6 @@ class StandIn:
                 "bytesReceived": self.bytes_received,
                 "uploads": {k: u.summary() for k, u in self.uploads.items()},
                 "projects": dict(self.projects),
-                "chunks": list(self.chunk_log),
                 "pendingFaults": len(self.faults),
             }
 
@@ -353,7 +351,6 @@ class Handler(BaseHTTPRequestHandler):
         received = self._receive(upload, first, size, drop_at)
         with self.state.lock:
             self.state.bytes_received += received
-            self.state.chunk_log.append((first, received))
         if drop_at is not None or received != size:  # cut short: nothing of it is kept
             self.close_connection = True
             self.connection.shutdown(2)

@@ -18,6 +18,7 @@ from .errors import (
     TransientError,
 )
 from .events import StorageObject, skip_reason
+from .failures import record_failure
 from .ledger import ConflictError, HeldRecord, Stored, VideoRecord, now_rfc3339
 from .preferences import parse_metadata
 from .runtime import Services
@@ -293,15 +294,7 @@ class _Ingest:
         )
 
     def _fail(self, exc: PermanentError) -> None:
-        self.held.settle(states.FAILED, exc)
-        self.status.show(self.record.source, states.FAILED, upload_id=self.record.upload_id, error=str(exc))
-        logs.error(
-            f"gs://{self.obj.bucket}/{self.obj.name} failed: {exc}. Fix the cause, then run "
-            f"`opus-pipeline retry gs://{self.obj.bucket}/{self.obj.name}` (or upload the video again).",
-            labels=self.labels,
-            event="video_failed",
-            reason=exc.reason,
-        )
+        record_failure(self.held, self.status, exc, self.labels)
 
     def _supersede(self, exc: SupersededError) -> None:
         self.held.settle(states.SUPERSEDED, exc)

@@ -19,6 +19,7 @@ from . import logs, states
 from .clip_command import build_command, check_command
 from .errors import InProgressError, PermanentError
 from .events import StorageObject
+from .failures import record_failure
 from .ledger import ConflictError, HeldRecord, VideoRecord
 from .messages import ClipRequest
 from .opus_api import OpusApiError, RateLimitedError
@@ -142,15 +143,7 @@ class _CreateProject:
 
     def _fail(self, exc: PermanentError) -> None:
         reset_at = exc.reset_at if isinstance(exc, OpusApiError) else None
-        self.held.settle(states.FAILED, exc, reset_at=reset_at)
-        self.svc.status.show(self.record.source, states.FAILED, upload_id=self.request.upload_id, error=str(exc))
-        logs.error(
-            f"no clip project for gs://{self.obj.bucket}/{self.obj.name}: {exc}. When the cause is fixed, run "
-            f"`opus-pipeline retry gs://{self.obj.bucket}/{self.obj.name}`.",
-            labels=self.labels,
-            event="video_failed",
-            reason=exc.reason,
-        )
+        record_failure(self.held, self.svc.status, exc, self.labels, reset_at=reset_at)
 
 
 def handle_clip_request(request: ClipRequest, services: Services) -> str:

@@ -23,8 +23,6 @@ FAILED = "failed"
 SKIPPED = "skipped"
 SUPERSEDED = "superseded"
 
-STATES = (RECEIVED, UPLOADING, UPLOADED, QUEUED, CREATING, PROJECT_CREATED, FAILED, SKIPPED, SUPERSEDED)
-
 
 class IngestStep(Enum):
     """What an ``on_video_uploaded`` invocation does with an existing record."""

@@ -1,0 +1,30 @@
+"""The one way a video fails for good: the record, the status people see, one ERROR line.
+
+Both use cases end a video here, so a failure always reads the same in the record, in the
+object's ``opus-error`` and in the logs (where the ``video_failed`` metric counts it by reason).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import logs, states
+from .errors import PermanentError
+from .ledger import HeldRecord
+from .status import StatusMirror
+
+
+def record_failure(
+    held: HeldRecord, mirror: StatusMirror, exc: PermanentError, labels: dict[str, Any], **changes: Any
+) -> None:
+    """Settle the record as ``failed`` for ``exc``, show it on the object, say what to do."""
+    held.settle(states.FAILED, exc, **changes)
+    source = held.record.source
+    mirror.show(source, states.FAILED, upload_id=held.record.upload_id, error=str(exc))
+    target = f"gs://{source['bucket']}/{source['name']}"
+    logs.error(
+        f"{target} failed: {exc}. When the cause is fixed, run `opus-pipeline retry {target}`.",
+        labels=labels,
+        event="video_failed",
+        reason=exc.reason,
+    )
