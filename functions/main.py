@@ -64,7 +64,7 @@ def create_clip_project(cloud_event: CloudEvent) -> None:
             reason=exc.reason,
         )
         return
-    labels = {"bucket": request.source["bucket"], "object": request.source["name"], "uploadId": request.upload_id}
+    labels = {**request.source.labels(), "uploadId": request.upload_id}
     try:
         handle_clip_request(request, svc)
     except TransientError as exc:

@@ -57,7 +57,7 @@ def watch(stack: LocalStack, name: str, size: int, timeout: float) -> dict:
     seen, deadline = None, time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            records = [s.record for s in ledger.records(SOURCE_BUCKET, name) if s.record.source["name"] == name]
+            records = [s.record for s in ledger.records(SOURCE_BUCKET, name) if s.record.source.name == name]
             rec = records[-1] if records else None
             uploads = stack.standin.stats()["uploads"] if stack.standin else {}
             if rec and rec.upload_id in uploads:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opus_pipeline import states
+from opus_pipeline import http_policy, states
 from opus_pipeline.errors import PermanentError, TransientError
 from opus_pipeline.events import StorageObject, skip_reason, storage_object
 from opus_pipeline.resumable import committed_bytes
@@ -143,10 +143,10 @@ def test_retry_action(state: str, complete: bool, live: bool, action: states.Ret
 
 
 def test_backoff_grows_exponentially_to_a_cap_with_jitter() -> None:
-    assert [states.backoff_seconds(n, None, 1.0) for n in (1, 2, 3, 6, 7, 20)] == [1, 2, 4, 32, 32, 32]
-    assert states.backoff_seconds(3, None, 0.5) == 2
+    assert [http_policy.backoff_seconds(n, None, 1.0) for n in (1, 2, 3, 6, 7, 20)] == [1, 2, 4, 32, 32, 32]
+    assert http_policy.backoff_seconds(3, None, 0.5) == 2
 
 
 def test_a_short_retry_after_hint_wins_a_long_one_does_not() -> None:
-    assert states.backoff_seconds(1, 5.0, 1.0) == 5.0
-    assert states.backoff_seconds(1, 3600.0, 1.0) == 1.0
+    assert http_policy.backoff_seconds(1, 5.0, 1.0) == 5.0
+    assert http_policy.backoff_seconds(1, 3600.0, 1.0) == 1.0

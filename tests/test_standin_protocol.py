@@ -36,12 +36,12 @@ def test_chunk_must_start_at_the_committed_offset(session_url: str) -> None:
 
 
 def test_chunks_commit_with_308_and_range_then_the_last_gets_200(session_url: str, standin) -> None:
-    http = requests.Session()
     data = os.urandom(CHUNK + 10)
-    first = resumable.put_chunk(http, session_url, memoryview(data[:CHUNK]), 0, len(data))
+    session = resumable.ResumableSession(requests.Session(), session_url, len(data))
+    first = session.put(memoryview(data[:CHUNK]))
     assert first == resumable.Progress(committed=CHUNK, complete=False)
-    assert resumable.query(http, session_url, len(data)) == first
-    last = resumable.put_chunk(http, session_url, memoryview(data[CHUNK:]), CHUNK, len(data))
+    assert session.recover() == first
+    last = session.put(memoryview(data[CHUNK:]))
     assert last.complete
     [upload] = standin.stats()["uploads"].values()
     assert upload["md5"] == md5_hex(data)
@@ -49,4 +49,4 @@ def test_chunks_commit_with_308_and_range_then_the_last_gets_200(session_url: st
 
 def test_other_4xx_from_the_session_is_permanent(session_url: str) -> None:
     with pytest.raises(PermanentError, match="HTTP 400"):
-        resumable.put_chunk(requests.Session(), session_url, memoryview(b"x" * 10), 0, 5000)
+        resumable.ResumableSession(requests.Session(), session_url, 5000).put(memoryview(b"x" * 10))

@@ -11,7 +11,6 @@ import json
 import mimetypes
 import os
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,11 @@ from typing import Any, BinaryIO
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1, storage
 
-from . import states
 from .errors import PermanentError
-from .ledger import ConflictError, Ledger, Stored
+from .ledger import Ledger, Stored
+from .messages import ClipRequest
 from .preferences import Preferences, parse_metadata, to_metadata
+from .retry import retry_video
 
 UPLOAD_CHUNK = 8 * 1024 * 1024
 
@@ -115,10 +115,10 @@ def _content_type(path: Path) -> str:
 def _row(stored: Stored) -> dict[str, Any]:
     rec = stored.record
     return {
-        "object": f"gs://{rec.source['bucket']}/{rec.source['name']}",
-        "generation": rec.source["generation"],
+        "object": rec.source.uri,
+        "generation": str(rec.source.generation),
         "status": rec.state,
-        "size": rec.source.get("size"),
+        "size": rec.source.size,
         "uploaded": rec.committed,
         "uploadId": rec.upload_id,
         "projectId": rec.project_id,
@@ -153,47 +153,18 @@ def _state_bucket(args: argparse.Namespace) -> str:
     return bucket
 
 
-def _latest_record(ledger: Ledger, target: GcsPath) -> Stored:
-    found = [s for s in ledger.records(target.bucket, target.name) if s.record.source["name"] == target.name]
-    if not found:
-        raise CliError(f"no video record for gs://{target.bucket}/{target.name}")
-    return max(found, key=lambda s: int(s.record.source["generation"]))
-
-
 def retry(args: argparse.Namespace, client: storage.Client) -> int:
     """Re-drive a failed video: ask for the project again, or deliver the object again."""
     target = GcsPath.parse(args.path, need_name=True)
     ledger = Ledger(client, _state_bucket(args))
-    stored = _latest_record(ledger, target)
-    rec = stored.record
-    upload_complete = bool(rec.upload_id) and rec.committed >= int(rec.source["size"]) > 0
-    lease_live = bool(rec.lease_owner) and rec.lease_expires > time.time()
-    action = states.retry_action(rec.state, upload_complete, lease_live)
-    if action is states.RetryAction.NONE:
-        busy = " and being worked on right now" if lease_live else ""
-        raise CliError(f"gs://{target.bucket}/{target.name} is {rec.state}{busy}: there is nothing to retry")
-    if action is states.RetryAction.REPUBLISH:
+
+    def publish(request: ClipRequest) -> None:
         topic = args.topic or os.environ.get("CLIP_REQUESTS_TOPIC")
         if not topic:
             raise CliError("name the clip-requests topic with --topic or CLIP_REQUESTS_TOPIC")
-        try:
-            ledger.write(stored, rec.replace(state=states.QUEUED, reason=None, error=None, reset_at=None))
-        except ConflictError:
-            raise CliError("the video's record changed meanwhile; look at `status` and try again") from None
-        request = rec.clip_request()
         pubsub_v1.PublisherClient().publish(topic, request.encode(), **request.attributes()).result(timeout=60)
-        print(f"asked again for the clip project of gs://{target.bucket}/{target.name} (upload {rec.upload_id})")
-        return 0
-    bucket = client.bucket(target.bucket)
-    blob = bucket.get_blob(target.name)
-    if blob is None:
-        raise CliError(f"gs://{target.bucket}/{target.name} no longer exists; upload it again")
-    try:
-        parse_metadata(blob.metadata)
-    except PermanentError as exc:
-        raise CliError(f"fix the object's metadata first: {exc}") from None
-    copy = bucket.copy_blob(blob, bucket, target.name)  # a new generation: a new finalize event
-    print(f"delivered gs://{target.bucket}/{target.name} again as generation {copy.generation}")
+
+    print(retry_video(client, ledger, target.bucket, target.name, publish).detail)
     return 0
 
 

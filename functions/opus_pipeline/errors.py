@@ -66,10 +66,11 @@ class PoisonMessageError(PermanentError):
     reason = "poison-message"
 
 
+class RefusedHostError(PermanentError):
+    """A URL (or a redirect) would send bytes or credentials to a host nobody listed."""
+
+    reason = "refused-host"
+
+
 class ConfigError(ValueError):
     """A configuration variable is missing or malformed; the message names it."""
-
-
-def describe_transport_error(exc: BaseException) -> str:
-    """A secret-free description of a requests/urllib3 failure (their text embeds the URL)."""
-    return f"network error talking to OpusClip ({type(exc).__name__})"

@@ -15,7 +15,11 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
 
 @dataclass(frozen=True)
 class StorageObject:
-    """The fields of a GCS object resource this pipeline uses."""
+    """One uploaded version (``generation``) of one object: the pipeline's typed source.
+
+    It travels as a dict only at the edges: ``to_message`` for the clip request,
+    ``to_record`` for the state record (which also keeps ``crc32c``).
+    """
 
     bucket: str
     name: str
@@ -24,18 +28,22 @@ class StorageObject:
     content_type: str = ""
     md5_hash: str | None = None
     crc32c: str | None = None
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def key(self) -> str:
         """The idempotency key of one uploaded version of one object."""
         return f"{self.bucket}/{self.name}#{self.generation}"
 
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
     def labels(self) -> dict[str, str]:
         return {"bucket": self.bucket, "object": self.name, "generation": str(self.generation)}
 
     def to_message(self) -> dict[str, Any]:
-        """The ``source`` block of the clip-request message."""
+        """The ``source`` block of the clip-request message (``generation`` as a string, as GCS)."""
         return {
             "bucket": self.bucket,
             "name": self.name,
@@ -44,6 +52,22 @@ class StorageObject:
             "contentType": self.content_type,
             "md5Hash": self.md5_hash,
         }
+
+    def to_record(self) -> dict[str, Any]:
+        return {**self.to_message(), "crc32c": self.crc32c}
+
+    @classmethod
+    def from_message(cls, data: Mapping[str, Any]) -> StorageObject:
+        """From a ``source`` block (message or record); ``KeyError``/``ValueError`` if malformed."""
+        return cls(
+            bucket=str(data["bucket"]),
+            name=str(data["name"]),
+            generation=int(data["generation"]),
+            size=int(data["size"]),
+            content_type=str(data.get("contentType") or ""),
+            md5_hash=data.get("md5Hash"),
+            crc32c=data.get("crc32c"),
+        )
 
 
 def storage_object(data: Mapping[str, Any] | None) -> StorageObject:

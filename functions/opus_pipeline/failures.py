@@ -15,16 +15,14 @@ from .status import StatusMirror
 
 
 def record_failure(
-    held: HeldRecord, mirror: StatusMirror, exc: PermanentError, labels: dict[str, Any], **changes: Any
+    held: HeldRecord, mirror: StatusMirror, exc: PermanentError, log: logs.Logger, **changes: Any
 ) -> None:
     """Settle the record as ``failed`` for ``exc``, show it on the object, say what to do."""
     held.settle(states.FAILED, exc, **changes)
     source = held.record.source
     mirror.show(source, states.FAILED, upload_id=held.record.upload_id, error=str(exc))
-    target = f"gs://{source['bucket']}/{source['name']}"
-    logs.error(
-        f"{target} failed: {exc}. When the cause is fixed, run `opus-pipeline retry {target}`.",
-        labels=labels,
+    log.error(
+        f"{source.uri} failed: {exc}. When the cause is fixed, run `opus-pipeline retry {source.uri}`.",
         event="video_failed",
         reason=exc.reason,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import uuid
 
-from . import logs, resumable, states
+from . import http_policy, logs, states
 from .errors import (
     InProgressError,
     PermanentError,
@@ -19,8 +19,9 @@ from .errors import (
 )
 from .events import StorageObject, skip_reason
 from .failures import record_failure
-from .ledger import ConflictError, HeldRecord, Stored, VideoRecord, now_rfc3339
+from .ledger import HeldRecord, Lease, VideoRecord, now_rfc3339
 from .preferences import parse_metadata
+from .resumable import ResumableSession, start
 from .runtime import Services
 from .source import Prefetcher, SourceObject
 from .upload_hosts import check_upload_url
@@ -39,7 +40,7 @@ def handle_finalized(obj: StorageObject, services: Services) -> str:
     if skip:
         logs.info(f"skipped gs://{obj.bucket}/{obj.name}: {skip.reason}", labels=obj.labels(), event="video_skipped")
         if skip.show:
-            services.status.show(obj.to_message(), states.SKIPPED, error=skip.reason)
+            services.status.show(obj, states.SKIPPED, error=skip.reason)
         return states.SKIPPED
     return _Ingest(obj, services).run()
 
@@ -51,76 +52,41 @@ class _Ingest:
         self.obj = obj
         self.svc = services
         self.settings = services.settings
-        self.ledger = services.ledger
         self.status = services.status
-        self.me = uuid.uuid4().hex
-        self.started = services.clock()
-        self.deadline = self.started + self.settings.upload_deadline_seconds
-        self.labels = obj.labels()
-        self.held: HeldRecord | None = None
-        self.duplicate = False
-
-    # -- lease and record -------------------------------------------------------------------
-
-    def _lease_until(self) -> float:
-        return self.svc.wall() + self.settings.lease_seconds
-
-    def _claim(self) -> Stored:
-        """Create the record or take over its lease; ``self.duplicate`` when nothing is left to do."""
-        for _ in range(5):
-            stored = self.ledger.read(self.obj)
-            try:
-                if stored is None:
-                    record = VideoRecord.for_object(self.obj).replace(
-                        lease_owner=self.me, lease_expires=self._lease_until()
-                    )
-                    return self.ledger.create(record)
-                rec = stored.record
-                step = states.ingest_step(rec.state, rec.lease_owner, rec.lease_expires, self.me, self.svc.wall())
-                if step is states.IngestStep.NOTHING:
-                    logs.info(
-                        f"duplicate event for gs://{self.obj.bucket}/{self.obj.name}: already {rec.state}",
-                        labels={**self.labels, "uploadId": rec.upload_id},
-                        event="duplicate_event",
-                    )
-                    self.duplicate = True
-                    return stored
-                if step is states.IngestStep.BUSY:
-                    raise InProgressError(
-                        "another invocation is streaming this video; this delivery will be retried and "
-                        "takes over if that one stops heartbeating"
-                    )
-                return self.ledger.write(stored, rec.replace(lease_owner=self.me, lease_expires=self._lease_until()))
-            except ConflictError:
-                continue
-        raise InProgressError("the state record kept changing while this invocation tried to claim it")
-
-    def _heartbeat(self, committed: int) -> None:
-        self._save(committed=committed, lease_expires=self._lease_until())
-
-    def _save(self, **changes) -> None:
-        assert self.held is not None
-        self.held.save(**changes)
+        self.log = logs.Logger(obj.labels())
+        self.lease = Lease(uuid.uuid4().hex, self.settings.lease_seconds, services.wall)
+        self.deadline = services.clock() + self.settings.upload_deadline_seconds
+        self.held: HeldRecord
 
     @property
     def record(self) -> VideoRecord:
-        assert self.held is not None
         return self.held.record
 
-    # -- the flow ---------------------------------------------------------------------------
+    def _decide(self, record: VideoRecord) -> states.IngestStep:
+        return states.ingest_step(
+            record.state, record.lease_owner, record.lease_expires, self.lease.owner, self.svc.wall()
+        )
+
+    # -- the story of a video ---------------------------------------------------------------
 
     def run(self) -> str:
-        self.held = HeldRecord(self.ledger, self._claim())
-        if self.duplicate:
+        self.held, step = self.svc.ledger.claim(self.obj, self._decide, self.lease, lambda: VideoRecord(self.obj))
+        self.log.bind(uploadId=self.record.upload_id)
+        if step is states.IngestStep.NOTHING:
+            self.log.info(f"duplicate event for {self.obj.uri}: already {self.record.state}", event="duplicate_event")
             return self.record.state
+        if step is states.IngestStep.BUSY:
+            raise InProgressError(
+                "another invocation is streaming this video; this delivery will be retried and "
+                "takes over if that one stops heartbeating"
+            )
         try:
-            if self.record.state == states.RECEIVED:
-                self._validate()
-            if self.record.state in (states.RECEIVED, states.UPLOADING):
-                self._upload()
-            self._hand_over()
+            with self.held.keep_alive(on_lost=self._lease_trouble):
+                if step is states.IngestStep.UPLOAD:
+                    self._upload()
+                self._hand_over()
         except PermanentError as exc:
-            self._fail(exc)
+            record_failure(self.held, self.status, exc, self.log)
         except SupersededError as exc:
             self._supersede(exc)
         except InProgressError:
@@ -143,14 +109,54 @@ class _Ingest:
                 reason="too-big",
             )
         prefs = parse_metadata(self.obj.metadata)
-        self._save(preferences=prefs.to_message())
+        self.held.save(preferences=prefs.to_message())
 
-    # -- uploading --------------------------------------------------------------------------
+    def _upload(self) -> None:
+        """Stream every byte into one session, resuming it across failures and retries."""
+        session = self._resume() if self.record.session_url else self._open_session()
+        streaming_since = self.svc.clock()
+        renewals = failures = 0
+        while not session.complete:
+            before = session.committed
+            try:
+                if session.invalid:
+                    self._recover(session)
+                else:
+                    self._stream(session)
+            except SessionExpiredError:
+                renewals += 1
+                if renewals > MAX_SESSION_RENEWALS:
+                    raise TransientError("the OpusClip upload session keeps expiring") from None
+                self.log.warning("the upload session expired; starting a new one")
+                session = self._open_session()
+            except (DeadlineReachedError, InProgressError):
+                raise
+            except TransientError as exc:
+                failures = 1 if session.committed > before else failures + 1
+                session.invalid = True
+                self._wait_before_retry(exc, failures, session)
+        self._uploaded(self.svc.clock() - streaming_since)
 
-    def _open_session(self) -> None:
+    def _wait_before_retry(self, exc: TransientError, failures: int, session: ResumableSession) -> None:
+        delay = http_policy.backoff_seconds(failures, exc.retry_after, random.uniform(0.5, 1))
+        if self.svc.clock() + delay > self.deadline:
+            self.held.renew(committed=session.committed)
+            raise DeadlineReachedError(
+                f"{exc}; gave up for this attempt at byte {session.committed}, the retry resumes there"
+            ) from None
+        self.log.warning(f"{exc}; asking the session where it stands in {delay:.1f}s")
+        self.svc.sleep(delay)
+
+    # -- the session ------------------------------------------------------------------------
+
+    def _open_session(self) -> ResumableSession:
         """New upload link and session, recorded before any byte is sent."""
+        if self.record.state == states.RECEIVED:
+            self._validate()
         link = self.svc.opus.create_upload_link()
-        if self.obj.size > link.remaining:
+        if link.remaining is None:
+            self.log.info("OpusClip did not say how much upload quota is left; uploading anyway")
+        elif self.obj.size > link.remaining:
             raise PermanentError(
                 f"OpusClip's upload quota has {max(link.remaining, 0)} bytes left, the video needs "
                 f"{self.obj.size}; free space or upgrade, then retry",
@@ -158,126 +164,85 @@ class _Ingest:
             )
         hosts = self.settings.upload_url_hosts
         check_upload_url(link.url, hosts, "upload-link url")
-        session_url = resumable.start(self.svc.opus.http, link.url)
+        session_url = start(self.svc.opus.http, link.url)
         check_upload_url(session_url, hosts, "upload session Location")
-        self._save(
+        self.held.save(
             state=states.UPLOADING,
             upload_id=link.upload_id,
             session_url=session_url,
             committed=0,
             read_generation=self.obj.generation,
         )
-        self.labels["uploadId"] = link.upload_id
-        self.status.show(self.record.source, states.UPLOADING, upload_id=link.upload_id, background=True)
-        logs.info(
-            f"streaming gs://{self.obj.bucket}/{self.obj.name} ({self.obj.size} bytes) into OpusClip",
-            labels=self.labels,
+        self.log.bind(uploadId=link.upload_id)
+        self.status.show(self.obj, states.UPLOADING, upload_id=link.upload_id, background=True)
+        self.log.info(
+            f"streaming {self.obj.uri} ({self.obj.size} bytes) into OpusClip",
             event="upload_started",
             bytes=self.obj.size,
         )
+        return ResumableSession(self.svc.opus.http, session_url, self.obj.size)
 
-    def _upload(self) -> None:
-        offset: int | None = None  # unknown: ask the session where it stands
-        if self.record.session_url:
-            self.labels["uploadId"] = self.record.upload_id
-        else:
-            self._open_session()
-            offset = 0
-        streaming_since = self.svc.clock()
-        renewals = failures = 0
-        while True:
-            try:
-                if offset is None:
-                    progress = resumable.query(self.svc.opus.http, self.record.session_url, self.obj.size)
-                    if not progress.complete:
-                        logs.info(
-                            f"resuming the upload at byte {progress.committed} of {self.obj.size}",
-                            labels=self.labels,
-                            event="upload_resumed",
-                            bytes=progress.committed,
-                        )
-                else:
-                    progress = self._stream(offset)
-                if progress.complete:
-                    break
-                if offset is None or progress.committed > offset:
-                    failures = 0
-                offset = progress.committed
-            except SessionExpiredError:
-                renewals += 1
-                if renewals > MAX_SESSION_RENEWALS:
-                    raise TransientError("the OpusClip upload session keeps expiring") from None
-                logs.warning("the upload session expired; starting a new one", labels=self.labels)
-                self._open_session()
-                offset = 0
-            except (DeadlineReachedError, InProgressError):
-                raise
-            except TransientError as exc:
-                failures += 1
-                delay = states.backoff_seconds(failures, exc.retry_after, random.uniform(0.5, 1))
-                if self.svc.clock() + delay > self.deadline:
-                    raise DeadlineReachedError(
-                        f"{exc}; gave up for this attempt at byte {self.record.committed}, the retry resumes there"
-                    ) from None
-                logs.warning(f"{exc}; asking the session where it stands in {delay:.1f}s", labels=self.labels)
-                self._heartbeat(self.record.committed)  # keep the lease through the wait
-                self.svc.sleep(delay)
-                offset = None
-        seconds = self.svc.clock() - streaming_since
-        self._save(state=states.UPLOADED, committed=self.obj.size, session_url=None, uploaded_at=now_rfc3339())
-        self.status.show(self.record.source, states.UPLOADED, upload_id=self.record.upload_id, background=True)
-        logs.info(
-            f"uploaded gs://{self.obj.bucket}/{self.obj.name}: {self.obj.size} bytes in {seconds:.1f}s",
-            labels=self.labels,
-            event="video_uploaded",
-            bytes=self.obj.size,
-            seconds=round(seconds, 3),
-        )
+    def _resume(self) -> ResumableSession:
+        """The recorded session, whose position only it knows for sure."""
+        session_url = self.record.session_url or ""
+        return ResumableSession(self.svc.opus.http, session_url, self.obj.size, self.record.committed, invalid=True)
 
-    def _stream(self, offset: int) -> resumable.Progress:
-        """Send ``[offset, size)`` chunk by chunk until done or the session kept fewer bytes."""
-        source = SourceObject(self.svc.storage, self.record.source, self.record.read_generation or self.obj.generation)
-        chunk = self.settings.upload_chunk_size
-        prefetcher = Prefetcher(source.read_into, offset, self.obj.size, chunk)
-        last_beat = last_log = self.svc.clock()
+    def _recover(self, session: ResumableSession) -> None:
+        session.recover()
+        if not session.complete:
+            self.log.info(
+                f"resuming the upload at byte {session.committed} of {self.obj.size}",
+                event="upload_resumed",
+                bytes=session.committed,
+            )
+
+    def _stream(self, session: ResumableSession) -> None:
+        """Send from ``committed`` chunk by chunk until done or the session kept fewer bytes."""
+        source = SourceObject(self.svc.storage, self.obj, self.record.read_generation or self.obj.generation)
+        prefetcher = Prefetcher(source.read_into, session.committed, self.obj.size, self.settings.upload_chunk_size)
+        last_save = last_log = self.svc.clock()
         try:
             for chunk_offset, view in prefetcher:
-                progress = resumable.put_chunk(
-                    self.svc.opus.http, self.record.session_url, view, chunk_offset, self.obj.size
-                )
-                if progress.complete or progress.committed != chunk_offset + len(view):
-                    return progress
+                session.put(view)
+                if session.complete or session.committed != chunk_offset + len(view):
+                    return
                 now = self.svc.clock()
-                repinned = source.generation != self.record.read_generation
-                if repinned or now - last_beat >= self.settings.lease_seconds / 3:
-                    self._save(
-                        committed=progress.committed,
-                        read_generation=source.generation,
-                        lease_expires=self._lease_until(),
-                    )
-                    last_beat = now
+                if (
+                    source.generation != self.record.read_generation
+                    or now - last_save >= self.settings.lease_seconds / 3
+                ):
+                    self.held.renew(committed=session.committed, read_generation=source.generation)
+                    last_save = now
                 if now - last_log >= PROGRESS_LOG_SECONDS:
-                    logs.info(
-                        f"streamed {progress.committed} of {self.obj.size} bytes",
-                        labels=self.labels,
+                    self.log.info(
+                        f"streamed {session.committed} of {self.obj.size} bytes",
                         event="upload_progress",
-                        bytes=progress.committed,
+                        bytes=session.committed,
                     )
                     last_log = now
                 if now > self.deadline:
-                    self._heartbeat(progress.committed)
+                    self.held.renew(committed=session.committed)
                     raise DeadlineReachedError(
-                        f"the attempt's time is up at byte {progress.committed}; the retry resumes there"
+                        f"the attempt's time is up at byte {session.committed}; the retry resumes there"
                     )
         finally:
             prefetcher.close()
         raise TransientError("the source ended before the session confirmed the last byte")
 
+    def _uploaded(self, seconds: float) -> None:
+        self.held.save(state=states.UPLOADED, committed=self.obj.size, session_url=None, uploaded_at=now_rfc3339())
+        self.status.show(self.obj, states.UPLOADED, upload_id=self.record.upload_id, background=True)
+        self.log.info(
+            f"uploaded {self.obj.uri}: {self.obj.size} bytes in {seconds:.1f}s",
+            event="video_uploaded",
+            bytes=self.obj.size,
+            seconds=round(seconds, 3),
+        )
+
     # -- hand-over and endings --------------------------------------------------------------
 
     def _hand_over(self) -> None:
-        rec = self.record
-        request = rec.clip_request()
+        request = self.record.clip_request()
         try:
             future = self.svc.publisher.publish(
                 self.settings.clip_requests_topic, request.encode(), **request.attributes()
@@ -286,28 +251,21 @@ class _Ingest:
         except Exception as exc:
             raise TransientError(f"publishing the clip request failed ({type(exc).__name__})") from None
         self.held.release(state=states.QUEUED, message_id=message_id)
-        self.status.show(rec.source, states.QUEUED, upload_id=rec.upload_id)
-        logs.info(
-            f"queued gs://{self.obj.bucket}/{self.obj.name} for clip-project creation",
-            labels=self.labels,
-            event="clip_request_published",
-        )
-
-    def _fail(self, exc: PermanentError) -> None:
-        record_failure(self.held, self.status, exc, self.labels)
+        self.status.show(self.obj, states.QUEUED, upload_id=self.record.upload_id)
+        self.log.info(f"queued {self.obj.uri} for clip-project creation", event="clip_request_published")
 
     def _supersede(self, exc: SupersededError) -> None:
         self.held.settle(states.SUPERSEDED, exc)
-        logs.warning(
-            f"{exc}; the newer upload is processed on its own",
-            labels=self.labels,
-            event="video_superseded",
-            reason=exc.reason,
+        self.log.warning(
+            f"{exc}; the newer upload is processed on its own", event="video_superseded", reason=exc.reason
         )
+
+    def _lease_trouble(self, exc: Exception) -> None:
+        self.log.warning(f"could not renew the lease ({type(exc).__name__}); the resume point stays recorded")
 
     def _release(self) -> None:
         """Give up the lease so the platform's retry can resume at once."""
         try:
             self.held.release()
         except Exception as exc:  # the retry still resumes once the lease expires
-            logs.warning(f"could not release the lease ({type(exc).__name__})", labels=self.labels)
+            self.log.warning(f"could not release the lease ({type(exc).__name__})")

@@ -3,25 +3,33 @@
 Creation uses ``if_generation_match=0``; every later write uses the generation that was read, so
 two invocations can never both believe they advanced the same record. Writes are single-request
 uploads: the emulator honours generation preconditions on those (not on resumable ones).
+
+``Ledger.claim`` is the one claim protocol of every use case: read (or create) the record, let
+the use case decide, and take the lease by CAS when the decision says so, again on a conflict.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
+from . import states
 from .errors import InProgressError, PipelineError
 from .events import StorageObject
 from .messages import ClipRequest
 from .preferences import Preferences
-from .states import RECEIVED
+
+CLAIM_ATTEMPTS = 5
 
 
 class ConflictError(Exception):
@@ -32,8 +40,8 @@ class ConflictError(Exception):
 class VideoRecord:
     """One uploaded version of one object. ``session_url`` is a credential: never log it."""
 
-    source: dict[str, Any]
-    state: str = RECEIVED
+    source: StorageObject
+    state: str = states.RECEIVED
     reason: str | None = None
     error: str | None = None
     upload_id: str | None = None
@@ -50,28 +58,35 @@ class VideoRecord:
     uploaded_at: str | None = None
     updated_at: str = ""
 
-    @classmethod
-    def for_object(cls, obj: StorageObject) -> VideoRecord:
-        return cls(source={**obj.to_message(), "crc32c": obj.crc32c})
-
     def to_json(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        data = dataclasses.asdict(self)
+        data["source"] = self.source.to_record()
+        return json.dumps(data, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> VideoRecord:
         data = json.loads(raw)
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        values["source"] = StorageObject.from_message(data["source"])
+        return cls(**values)
 
     def replace(self, **changes: Any) -> VideoRecord:
         changes.setdefault("updated_at", now_rfc3339())
         return dataclasses.replace(self, **changes)
 
+    @property
+    def upload_complete(self) -> bool:
+        return bool(self.upload_id) and self.committed >= self.source.size > 0
+
+    def lease_live(self, now: float) -> bool:
+        return bool(self.lease_owner) and self.lease_expires > now
+
     def clip_request(self) -> ClipRequest:
         """The hand-over message for this video's completed upload."""
         return ClipRequest(
             upload_id=self.upload_id or "",
-            source={k: v for k, v in self.source.items() if k != "crc32c"},
+            source=self.source,
             preferences=Preferences.from_message(self.preferences),
             uploaded_at=self.uploaded_at or self.updated_at,
         )
@@ -89,19 +104,39 @@ class Stored:
     generation: int
 
 
-def record_path(bucket: str, name: str, generation: int | str) -> str:
-    return f"videos/{bucket}/{name}#{generation}.json"
+def record_path(obj: StorageObject) -> str:
+    return f"videos/{obj.key}.json"
+
+
+class Step(Protocol):
+    """A use case's decision about a record; ``claims`` says whether it takes the lease."""
+
+    @property
+    def claims(self) -> bool: ...
+
+
+StepT = TypeVar("StepT", bound=Step)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who claims, for how long, on which clock (``wall``: lease expiries are compared across
+    instances, so they are wall-clock seconds)."""
+
+    owner: str
+    seconds: float
+    wall: Callable[[], float] = time.time
+
+    def until(self) -> float:
+        return self.wall() + self.seconds
 
 
 class Ledger:
     def __init__(self, client: storage.Client, bucket: str) -> None:
         self._bucket = client.bucket(bucket)
 
-    def _blob(self, record: VideoRecord) -> storage.Blob:
-        src = record.source
-        return self._bucket.blob(record_path(src["bucket"], src["name"], src["generation"]))
-
-    def _upload(self, blob: storage.Blob, record: VideoRecord, if_generation_match: int) -> Stored:
+    def _upload(self, record: VideoRecord, if_generation_match: int) -> Stored:
+        blob = self._bucket.blob(record_path(record.source))
         try:
             blob.upload_from_string(
                 record.to_json(), content_type="application/json", if_generation_match=if_generation_match
@@ -111,46 +146,90 @@ class Ledger:
         return Stored(record, int(blob.generation))
 
     def read(self, obj: StorageObject) -> Stored | None:
-        blob = self._bucket.blob(record_path(obj.bucket, obj.name, obj.generation))
+        blob = self._bucket.blob(record_path(obj))
         try:
             raw = blob.download_as_bytes()
         except gexc.NotFound:
             return None
         return Stored(VideoRecord.from_json(raw), int(blob.generation))
 
-    def create(self, record: VideoRecord) -> Stored:
-        """Write a new record; ``ConflictError`` if one already exists."""
-        return self._upload(self._blob(record), record.replace(), if_generation_match=0)
+    def create(self, record: VideoRecord, initial: str | None = None) -> Stored:
+        """Write a new record, which starts in ``initial`` (by default its own state) and may
+        have moved on from there already; ``ConflictError`` if one exists."""
+        initial = initial or record.state
+        if initial not in states.INITIAL_STATES:
+            raise states.IllegalTransitionError(f"a record cannot start as {initial!r}")
+        states.check_transition(initial, record.state)
+        return self._upload(record.replace(), if_generation_match=0)
 
     def write(self, stored: Stored, record: VideoRecord) -> Stored:
         """Replace ``stored`` with ``record``; ``ConflictError`` if it changed since it was read."""
-        return self._upload(self._blob(record), record.replace(), if_generation_match=stored.generation)
+        states.check_transition(stored.record.state, record.state)
+        return self._upload(record.replace(), if_generation_match=stored.generation)
 
     def records(self, bucket: str, prefix: str = "") -> Iterator[Stored]:
         """Every record of objects in ``bucket`` whose name starts with ``prefix``."""
         for blob in self._bucket.list_blobs(prefix=f"videos/{bucket}/{prefix}"):
             yield Stored(VideoRecord.from_json(blob.download_as_bytes()), int(blob.generation))
 
+    def claim(
+        self,
+        obj: StorageObject,
+        decide: Callable[[VideoRecord], StepT],
+        lease: Lease,
+        new_record: Callable[[], VideoRecord],
+        **changes: Any,
+    ) -> tuple[HeldRecord, StepT]:
+        """Read (or start with ``new_record``) the record of ``obj`` and ``decide`` on it; when the
+        step ``claims``, take the lease (and apply ``changes``) by CAS. A lost race decides again."""
+        for _ in range(CLAIM_ATTEMPTS):
+            stored = self.read(obj)
+            current = stored.record if stored else new_record()
+            step = decide(current)
+            record = current
+            if step.claims:
+                record = record.replace(lease_owner=lease.owner, lease_expires=lease.until(), **changes)
+            try:
+                if stored is None:
+                    stored = self.create(record, initial=current.state)
+                elif step.claims:
+                    stored = self.write(stored, record)
+            except ConflictError:
+                continue
+            return HeldRecord(self, stored, lease), step
+        raise InProgressError("the video's record kept changing while this invocation tried to claim it")
+
 
 class HeldRecord:
     """The record an invocation holds the lease of; each write is a CAS on the one it last wrote.
 
     Losing a CAS means another invocation took the lease over: ``InProgressError`` stops this one.
+    Writes are serialized by a lock, so ``keep_alive``'s renewals and the holder's own writes
+    never race each other.
     """
 
-    def __init__(self, ledger: Ledger, stored: Stored) -> None:
+    def __init__(self, ledger: Ledger, stored: Stored, lease: Lease) -> None:
         self._ledger = ledger
         self._stored = stored
+        self._lease = lease
+        self._lock = threading.RLock()
 
     @property
     def record(self) -> VideoRecord:
         return self._stored.record
 
     def save(self, **changes: Any) -> None:
-        try:
-            self._stored = self._ledger.write(self._stored, self.record.replace(**changes))
-        except ConflictError:
-            raise InProgressError("another invocation took over this video's record") from None
+        with self._lock:
+            try:
+                self._stored = self._ledger.write(self._stored, self.record.replace(**changes))
+            except ConflictError:
+                raise InProgressError("another invocation took over this video's record") from None
+
+    def renew(self, **changes: Any) -> None:
+        """Extend the lease (with ``changes``, e.g. the committed offset) while it is ours."""
+        with self._lock:
+            if self.record.lease_owner == self._lease.owner:
+                self.save(lease_expires=self._lease.until(), **changes)
 
     def release(self, **changes: Any) -> None:
         """Write ``changes`` and give the lease up, so a retry can go on at once."""
@@ -159,3 +238,28 @@ class HeldRecord:
     def settle(self, state: str, exc: PipelineError, **changes: Any) -> None:
         """End in ``state`` for the reason ``exc`` gives; an open session is forgotten."""
         self.release(state=state, reason=exc.reason, error=str(exc), session_url=None, **changes)
+
+    @contextlib.contextmanager
+    def keep_alive(self, on_lost: Callable[[Exception], None] | None = None) -> Iterator[None]:
+        """Renew the lease every third of its length while the body runs, from a thread of its
+        own: a blocking call (a slow PUT, a long ``Retry-After``) cannot outlive the lease while
+        this process lives, and a crashed process stops renewing, so its lease lapses."""
+        stop = threading.Event()
+
+        def renew_until_stopped() -> None:
+            while not stop.wait(self._lease.seconds / 3):
+                try:
+                    self.renew()
+                except Exception as exc:  # lost to another invocation, or storage trouble
+                    if on_lost is not None:
+                        on_lost(exc)
+                    if isinstance(exc, InProgressError):
+                        return
+
+        renewer = threading.Thread(target=renew_until_stopped, name="lease-renewer", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from typing import Any
 
 _secrets: set[str] = set()
 
@@ -31,8 +31,7 @@ def log(
     severity: str,
     message: str,
     *,
-    labels: dict[str, str] | None = None,
-    stream: TextIO | None = None,
+    labels: dict[str, Any] | None = None,
     **fields: Any,
 ) -> None:
     """Write one structured log line (``severity`` is a Cloud Logging severity name)."""
@@ -41,9 +40,8 @@ def log(
         entry["logging.googleapis.com/labels"] = {k: str(v) for k, v in labels.items() if v is not None}
     entry.update(fields)
     line = _mask(json.dumps(entry, default=str, ensure_ascii=False))
-    out = stream or sys.stdout
-    out.write(line + "\n")
-    out.flush()
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def info(message: str, **kwargs: Any) -> None:
@@ -56,3 +54,22 @@ def warning(message: str, **kwargs: Any) -> None:
 
 def error(message: str, **kwargs: Any) -> None:
     log("ERROR", message, **kwargs)
+
+
+class Logger:
+    """Log lines that all carry one video's labels; ``bind`` adds one as it becomes known."""
+
+    def __init__(self, labels: dict[str, Any]) -> None:
+        self.labels = dict(labels)
+
+    def bind(self, **labels: Any) -> None:
+        self.labels.update(labels)
+
+    def info(self, message: str, **fields: Any) -> None:
+        log("INFO", message, labels=self.labels, **fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        log("WARNING", message, labels=self.labels, **fields)
+
+    def error(self, message: str, **fields: Any) -> None:
+        log("ERROR", message, labels=self.labels, **fields)

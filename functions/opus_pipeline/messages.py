@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from .errors import PoisonMessageError
+from .events import StorageObject
 from .preferences import PreferenceError, Preferences
 
 SCHEMA_VERSION = 1
@@ -18,7 +18,7 @@ class ClipRequest:
     """``{"schemaVersion": 1, "uploadId", "source", "preferences", "uploadedAt"}``."""
 
     upload_id: str
-    source: dict[str, Any]
+    source: StorageObject
     preferences: Preferences
     uploaded_at: str
 
@@ -27,7 +27,7 @@ class ClipRequest:
             {
                 "schemaVersion": SCHEMA_VERSION,
                 "uploadId": self.upload_id,
-                "source": self.source,
+                "source": self.source.to_message(),
                 "preferences": self.preferences.to_message(),
                 "uploadedAt": self.uploaded_at,
             },
@@ -37,9 +37,9 @@ class ClipRequest:
     def attributes(self) -> dict[str, str]:
         return {
             "uploadId": self.upload_id,
-            "bucket": self.source["bucket"],
-            "name": self.source["name"],
-            "generation": str(self.source["generation"]),
+            "bucket": self.source.bucket,
+            "name": self.source.name,
+            "generation": str(self.source.generation),
         }
 
     @classmethod
@@ -62,6 +62,10 @@ class ClipRequest:
         for name, kind in _SOURCE_FIELDS.items():
             if not isinstance(source.get(name), kind) or isinstance(source.get(name), bool):
                 raise PoisonMessageError(f"source.{name} is missing or not a {kind.__name__}")
+        try:
+            typed_source = StorageObject.from_message(source)
+        except ValueError:
+            raise PoisonMessageError("source.generation is not a whole number") from None
         prefs = body.get("preferences", {})
         if not isinstance(prefs, dict):
             raise PoisonMessageError("preferences is not an object")
@@ -72,4 +76,4 @@ class ClipRequest:
         uploaded_at = body.get("uploadedAt")
         if not isinstance(uploaded_at, str):
             raise PoisonMessageError("uploadedAt is missing or not a string")
-        return cls(upload_id=upload_id, source=source, preferences=preferences, uploaded_at=uploaded_at)
+        return cls(upload_id=upload_id, source=typed_source, preferences=preferences, uploaded_at=uploaded_at)

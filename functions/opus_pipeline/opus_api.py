@@ -11,10 +11,8 @@ from typing import Any
 
 import requests
 
-from .errors import PermanentError, TransientError, describe_transport_error
-from .resumable import retry_after_seconds
-
-TIMEOUT = (10.0, 60.0)
+from . import http_policy
+from .errors import PermanentError, TransientError
 
 
 @dataclass(frozen=True)
@@ -24,19 +22,18 @@ class UploadLink:
     url: str
     upload_id: str
     use_amount: int
-    total_amount: int
+    total_amount: int | None  # documented only in an example: absent means "unknown"
 
     @property
-    def remaining(self) -> int:
-        return self.total_amount - self.use_amount
+    def remaining(self) -> int | None:
+        return None if self.total_amount is None else self.total_amount - self.use_amount
 
 
 class OpusApiError(PermanentError):
     """OpusClip refused a request for a reason retrying cannot fix."""
 
-    def __init__(self, message: str, *, reason: str, status: int, reset_at: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str, reset_at: str | None = None) -> None:
         super().__init__(message, reason=reason)
-        self.status = status
         self.reset_at = reset_at
 
 
@@ -73,33 +70,29 @@ def raise_for_status(response: requests.Response, action: str) -> None:
             f"OpusClip's monthly API cap is reached; {action} can be retried after {reset_at} "
             "(opus-pipeline retry), or upgrade the plan",
             reason="monthly-cap",
-            status=status,
             reset_at=reset_at,
         )
     if status in (401, 403):
         raise OpusApiError(
             f"OpusClip refused the API key on {action} (HTTP {status}) — check the secret OPUS_API_KEY",
             reason="api-key-refused",
-            status=status,
         )
     if status == 402:
         raise OpusApiError(
             f"OpusClip has insufficient credits for {action} (HTTP 402) — add credits, then retry",
             reason="insufficient-credits",
-            status=status,
         )
     if status == 429:
         cause = "parallel-project cap" if response.headers.get("X-Cap-Reason") == "concurrent" else "rate limit"
         raise RateLimitedError(
             f"OpusClip's {cause} on {action} (HTTP 429)",
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            retry_after=http_policy.retry_after_seconds(response.headers.get("Retry-After")),
         )
-    if status == 408 or status >= 500:
+    if http_policy.is_retryable(status):
         raise TransientError(f"OpusClip answered HTTP {status} on {action}", reason="opus-unavailable")
     raise OpusApiError(
         f"OpusClip rejected {action} (HTTP {status}): {_detail(body) or 'no detail given'}",
         reason="opus-rejected",
-        status=status,
     )
 
 
@@ -119,10 +112,7 @@ class OpusClient:
             "Accept": "application/json",
             **(headers or {}),
         }
-        try:
-            response = self.http.post(self._base_url + path, json=body, headers=all_headers, timeout=TIMEOUT)
-        except requests.RequestException as exc:
-            raise TransientError(describe_transport_error(exc)) from None
+        response = http_policy.send(self.http, "POST", self._base_url + path, json=body, headers=all_headers)
         raise_for_status(response, action)
         body = _body(response)
         if not body:
@@ -133,14 +123,15 @@ class OpusClient:
         """``POST /api/upload-links`` for a local upload."""
         body = self._post("/api/upload-links", {"video": {"usecase": "LocalUpload"}}, "the upload-link request")
         try:
+            total = body.get("totalAmount")
             return UploadLink(
                 url=str(body["url"]),
                 upload_id=str(body["uploadId"]),
-                use_amount=int(body.get("useAmount", 0)),
-                total_amount=int(body["totalAmount"]),
+                use_amount=int(body.get("useAmount") or 0),
+                total_amount=None if total is None else int(total),
             )
         except (KeyError, TypeError, ValueError):
-            raise TransientError("OpusClip's upload-link answer lacks url/uploadId/totalAmount") from None
+            raise TransientError("OpusClip's upload-link answer lacks url/uploadId or has malformed amounts") from None
 
     def create_clip_project(self, command: dict[str, Any], upload_id: str) -> dict[str, Any]:
         """``POST /api/clip-projects`` for an uploaded video; returns the project representation."""

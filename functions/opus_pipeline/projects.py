@@ -18,9 +18,8 @@ import uuid
 from . import logs, states
 from .clip_command import build_command, check_command
 from .errors import InProgressError, PermanentError
-from .events import StorageObject
 from .failures import record_failure
-from .ledger import ConflictError, HeldRecord, VideoRecord
+from .ledger import HeldRecord, Lease, VideoRecord
 from .messages import ClipRequest
 from .opus_api import OpusApiError, RateLimitedError
 from .runtime import Services
@@ -29,85 +28,64 @@ SHORT_RETRY_AFTER_SECONDS = 10.0
 CREATE_LEASE_SECONDS = 120.0
 
 
-def _source_object(request: ClipRequest) -> StorageObject:
-    src = request.source
-    return StorageObject(
-        bucket=src["bucket"],
-        name=src["name"],
-        generation=int(src["generation"]),
-        size=int(src["size"]),
-        content_type=src.get("contentType") or "",
-        md5_hash=src.get("md5Hash"),
-    )
-
-
 class _CreateProject:
     def __init__(self, request: ClipRequest, services: Services) -> None:
         self.request = request
         self.svc = services
-        self.obj = _source_object(request)
-        self.ledger = services.ledger
-        self.me = uuid.uuid4().hex
-        self.labels = {**self.obj.labels(), "uploadId": request.upload_id}
-        self.held: HeldRecord | None = None
+        self.obj = request.source
+        self.lease = Lease(uuid.uuid4().hex, CREATE_LEASE_SECONDS, services.wall)
+        self.log = logs.Logger({**self.obj.labels(), "uploadId": request.upload_id})
+        self.held: HeldRecord
 
     @property
     def record(self) -> VideoRecord:
-        assert self.held is not None
         return self.held.record
 
-    def _claim(self) -> bool:
-        """Claim ``creating``; False when there is nothing to do."""
-        for _ in range(5):
-            stored = self.ledger.read(self.obj)
-            if stored is None:  # a replayed message whose record has expired: start a new one
-                record = VideoRecord.for_object(self.obj).replace(
-                    state=states.QUEUED,
-                    upload_id=self.request.upload_id,
-                    committed=self.obj.size,
-                    preferences=self.request.preferences.to_message(),
-                )
-                try:
-                    stored = self.ledger.create(record)
-                except ConflictError:
-                    continue
-            self.held, rec = HeldRecord(self.ledger, stored), stored.record
-            if rec.upload_id != self.request.upload_id:
-                logs.warning(
-                    f"ignored a clip request for upload {self.request.upload_id}: the video's current upload "
-                    f"is {rec.upload_id}",
-                    labels=self.labels,
-                    event="stale_clip_request",
-                )
-                return False
-            step = states.project_step(rec.state, rec.lease_owner, rec.lease_expires, self.me, self.svc.wall())
-            if step is states.ProjectStep.NOTHING:
-                logs.info(
-                    f"duplicate clip request: the video is already {rec.state}"
-                    + (f" (project {rec.project_id})" if rec.project_id else ""),
-                    labels={**self.labels, "projectId": rec.project_id},
-                    event="duplicate_clip_request",
-                )
-                return False
-            if step is states.ProjectStep.BUSY:
-                raise InProgressError("another delivery is creating this project; Pub/Sub will redeliver")
-            claimed = rec.replace(
-                state=states.CREATING, lease_owner=self.me, lease_expires=self.svc.wall() + CREATE_LEASE_SECONDS
-            )
-            try:
-                self.held = HeldRecord(self.ledger, self.ledger.write(stored, claimed))
-                return True
-            except ConflictError:
-                continue
-        raise InProgressError("the video's record kept changing while claiming project creation")
+    def _decide(self, record: VideoRecord) -> states.ProjectStep:
+        if record.upload_id != self.request.upload_id:
+            return states.ProjectStep.STALE
+        return states.project_step(
+            record.state, record.lease_owner, record.lease_expires, self.lease.owner, self.svc.wall()
+        )
+
+    def _replayed_record(self) -> VideoRecord:
+        """A replayed message whose record has expired starts a new one, ready for creation."""
+        return VideoRecord(
+            self.obj,
+            state=states.QUEUED,
+            upload_id=self.request.upload_id,
+            committed=self.obj.size,
+            preferences=self.request.preferences.to_message(),
+        )
 
     def run(self) -> str:
-        if not self._claim():
-            return self.record.state
+        self.held, step = self.svc.ledger.claim(
+            self.obj, self._decide, self.lease, self._replayed_record, state=states.CREATING
+        )
+        rec = self.record
+        if step is states.ProjectStep.STALE:
+            self.log.warning(
+                f"ignored a clip request for upload {self.request.upload_id}: the video's current upload "
+                f"is {rec.upload_id}",
+                event="stale_clip_request",
+            )
+            return rec.state
+        if step is states.ProjectStep.NOTHING:
+            self.log.info(
+                f"duplicate clip request: the video is already {rec.state}"
+                + (f" (project {rec.project_id})" if rec.project_id else ""),
+                event="duplicate_clip_request",
+                projectId=rec.project_id,
+            )
+            return rec.state
+        if step is states.ProjectStep.BUSY:
+            raise InProgressError("another delivery is creating this project; Pub/Sub will redeliver")
         try:
-            project = self._call_opus()
+            with self.held.keep_alive():
+                project = self._call_opus()
         except PermanentError as exc:
-            self._fail(exc)
+            reset_at = exc.reset_at if isinstance(exc, OpusApiError) else None
+            record_failure(self.held, self.svc.status, exc, self.log, reset_at=reset_at)
             return states.FAILED
         except BaseException:
             self.held.release(state=states.QUEUED)
@@ -116,12 +94,10 @@ class _CreateProject:
         self.held.release(
             state=states.PROJECT_CREATED, project_id=project_id, stage=project.get("stage"), reason=None, error=None
         )
-        self.svc.status.show(
-            self.record.source, states.PROJECT_CREATED, upload_id=self.request.upload_id, project_id=project_id
-        )
-        logs.info(
-            f"created OpusClip project {project_id} for gs://{self.obj.bucket}/{self.obj.name}",
-            labels={**self.labels, "projectId": project_id},
+        self.svc.status.show(self.obj, states.PROJECT_CREATED, upload_id=self.request.upload_id, project_id=project_id)
+        self.log.bind(projectId=project_id)
+        self.log.info(
+            f"created OpusClip project {project_id} for {self.obj.uri}",
             event="project_created",
             stage=project.get("stage"),
         )
@@ -137,13 +113,9 @@ class _CreateProject:
         except RateLimitedError as exc:
             if exc.retry_after is None or exc.retry_after > SHORT_RETRY_AFTER_SECONDS:
                 raise
-            logs.warning(f"{exc}; retrying in {exc.retry_after:.0f}s", labels=self.labels, event="rate_limited")
+            self.log.warning(f"{exc}; retrying in {exc.retry_after:.0f}s", event="rate_limited")
             self.svc.sleep(exc.retry_after)
             return self.svc.opus.create_clip_project(command, self.request.upload_id)
-
-    def _fail(self, exc: PermanentError) -> None:
-        reset_at = exc.reset_at if isinstance(exc, OpusApiError) else None
-        record_failure(self.held, self.svc.status, exc, self.labels, reset_at=reset_at)
 
 
 def handle_clip_request(request: ClipRequest, services: Services) -> str:

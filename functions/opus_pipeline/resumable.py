@@ -1,28 +1,26 @@
-"""The XML resumable-upload session OpusClip hands out: start, put a chunk, query. Nothing else.
+"""The XML resumable-upload session OpusClip hands out, kept as a position and a protocol.
 
-google-resumable-media cannot adopt a session started by a bare ``x-goog-resumable: start`` POST
-through its public API, and it does not overlap reading with sending, so this small protocol
-module is ours. Session URLs are credentials: no message raised here contains one.
+As google-resumable-media's ``ResumableUpload``: ``ResumableSession`` knows where the upload
+stands (``committed``) and whether that is known (``invalid`` after an unanswered request, until
+``recover``); ``interpret`` reads an answer without I/O; only ``put`` and ``recover`` (and
+``start``) touch the network. That library cannot adopt a session started by a bare
+``x-goog-resumable: start`` POST through its public API and does not overlap reading with
+sending, so this small module is ours. Session URLs are credentials: no message here has one.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import requests
 
-from .errors import (
-    PermanentError,
-    SessionExpiredError,
-    TransientError,
-    describe_transport_error,
-)
+from . import http_policy
+from .errors import PermanentError, SessionExpiredError, TransientError
 
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 120.0
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _RANGE = re.compile(r"^bytes=0-(\d+)$")
+PEER = "OpusClip's upload storage"
 
 
 @dataclass(frozen=True)
@@ -49,44 +47,39 @@ def committed_bytes(range_header: str | None) -> int:
     return int(match.group(1)) + 1
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+def interpret(status: int, headers: Mapping[str, str], total: int, action: str) -> Progress:
+    """What an answer of the session to a chunk or a status query means.
 
-
-def _request(http: requests.Session, method: str, url: str, **kwargs) -> requests.Response:
-    try:
-        return http.request(method, url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
-    except requests.RequestException as exc:
-        raise TransientError(describe_transport_error(exc)) from None
-
-
-def _progress(response: requests.Response, total: int, action: str) -> Progress:
-    status = response.status_code
+    200/201: complete. 308: ``Range`` says what is kept (also fewer bytes than sent). 404/410:
+    the session is gone, a new one is needed. 408/429/5xx: try again. Anything else: refused.
+    """
     if status in (200, 201):
         return Progress(committed=total, complete=True)
     if status == 308:
-        return Progress(committed=committed_bytes(response.headers.get("Range")), complete=False)
+        return Progress(committed=committed_bytes(headers.get("Range")), complete=False)
     if status in (404, 410):
         raise SessionExpiredError(f"the upload session expired or is unknown ({status} on {action})")
-    if status in RETRYABLE_STATUSES:
+    if http_policy.is_retryable(status):
         raise RetryableStatusError(
             f"the upload session answered {status} on {action}",
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            retry_after=http_policy.retry_after_seconds(headers.get("Retry-After")),
         )
     raise PermanentError(f"OpusClip's storage refused the {action} with HTTP {status}", reason=f"upload-http-{status}")
 
 
 def start(http: requests.Session, upload_url: str) -> str:
     """Open a session at the upload-link URL; return its ``Location`` (a credential)."""
-    response = _request(
-        http, "POST", upload_url, data=b"", headers={"x-goog-resumable": "start", "Content-Length": "0"}
+    response = http_policy.send(
+        http,
+        "POST",
+        upload_url,
+        peer=PEER,
+        data=b"",
+        headers={"x-goog-resumable": "start", "Content-Length": "0"},
     )
     if response.status_code in (200, 201) and response.headers.get("Location"):
         return response.headers["Location"]
-    if response.status_code in RETRYABLE_STATUSES:
+    if http_policy.is_retryable(response.status_code):
         raise RetryableStatusError(f"starting the upload session answered {response.status_code}")
     raise PermanentError(
         f"starting the upload session answered HTTP {response.status_code} without a Location",
@@ -94,16 +87,50 @@ def start(http: requests.Session, upload_url: str) -> str:
     )
 
 
-def put_chunk(http: requests.Session, session_url: str, data: memoryview, offset: int, total: int) -> Progress:
-    """PUT ``data`` at ``offset`` of a ``total``-byte upload; the answer says what was kept."""
-    end = offset + len(data) - 1
-    headers = {"Content-Range": f"bytes {offset}-{end}/{total}", "Content-Type": "application/octet-stream"}
-    response = _request(http, "PUT", session_url, data=data, headers=headers)
-    return _progress(response, total, "chunk upload")
+class ResumableSession:
+    """An open session for a ``total``-byte upload at ``url`` (a credential: never log it).
 
+    ``committed`` is the byte the next chunk starts at. After a request whose answer was lost
+    or refused, ``invalid`` is set: the session may have kept more or fewer bytes than known, so
+    ``recover`` asks it before anything else is sent.
+    """
 
-def query(http: requests.Session, session_url: str, total: int) -> Progress:
-    """Ask the session how many bytes it has persisted (empty PUT, ``bytes */TOTAL``)."""
-    headers = {"Content-Range": f"bytes */{total}", "Content-Length": "0"}
-    response = _request(http, "PUT", session_url, data=b"", headers=headers)
-    return _progress(response, total, "status query")
+    def __init__(self, http: requests.Session, url: str, total: int, committed: int = 0, invalid: bool = False):
+        self._http = http
+        self.url = url
+        self.total = total
+        self.committed = committed
+        self.complete = False
+        self.invalid = invalid
+
+    def __repr__(self) -> str:
+        return f"ResumableSession(total={self.total}, committed={self.committed}, invalid={self.invalid})"
+
+    def _send(self, data: bytes | memoryview, headers: dict[str, str], action: str) -> Progress:
+        self.invalid = True  # until an answer says otherwise
+        response = http_policy.send(
+            self._http,
+            "PUT",
+            self.url,
+            timeout=http_policy.TRANSFER_TIMEOUT,
+            peer=PEER,
+            allowed_redirect=308,
+            data=data,
+            headers=headers,
+        )
+        progress = interpret(response.status_code, response.headers, self.total, action)
+        self.committed, self.complete, self.invalid = progress.committed, progress.complete, False
+        return progress
+
+    def put(self, data: memoryview) -> Progress:
+        """Send ``data`` as the bytes at ``committed``; the answer says how many were kept."""
+        end = self.committed + len(data) - 1
+        headers = {
+            "Content-Range": f"bytes {self.committed}-{end}/{self.total}",
+            "Content-Type": "application/octet-stream",
+        }
+        return self._send(data, headers, "chunk upload")
+
+    def recover(self) -> Progress:
+        """Ask the session what it has persisted (empty PUT, ``bytes */TOTAL``)."""
+        return self._send(b"", {"Content-Range": f"bytes */{self.total}", "Content-Length": "0"}, "status query")

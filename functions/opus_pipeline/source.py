@@ -14,17 +14,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 from google.cloud import storage
 
+from . import http_policy
 from .errors import SupersededError, TransientError
+from .events import StorageObject
 
 
-def same_bytes(expected: dict, live: storage.Blob) -> bool:
+def same_bytes(expected: StorageObject, live: storage.Blob) -> bool:
     """Whether ``live`` holds the bytes the event announced (size and md5, else crc32c)."""
-    if int(live.size or -1) != int(expected["size"]):
+    if int(live.size or -1) != expected.size:
         return False
-    if expected.get("md5Hash") and live.md5_hash:
-        return expected["md5Hash"] == live.md5_hash
-    if expected.get("crc32c") and live.crc32c:
-        return expected["crc32c"] == live.crc32c
+    if expected.md5_hash and live.md5_hash:
+        return expected.md5_hash == live.md5_hash
+    if expected.crc32c and live.crc32c:
+        return expected.crc32c == live.crc32c
     return False
 
 
@@ -46,19 +48,19 @@ class SourceObject:
     here, reading into the buffer takes a third of the CPU time.
     """
 
-    def __init__(self, client: storage.Client, source: dict, generation: int) -> None:
+    def __init__(self, client: storage.Client, source: StorageObject, generation: int) -> None:
         self._client = client
-        self._bucket = client.bucket(source["bucket"])
+        self._bucket = client.bucket(source.bucket)
         self._source = source
         self.generation = generation
         self._media_url: str | None = None
 
     def _describe(self) -> str:
-        return f"gs://{self._source['bucket']}/{self._source['name']} generation {self._source['generation']}"
+        return f"{self._source.uri} generation {self._source.generation}"
 
     def _pinned_url(self) -> str:
         if self._media_url is None:
-            blob = self._bucket.get_blob(self._source["name"], generation=self.generation)
+            blob = self._bucket.get_blob(self._source.name, generation=self.generation)
             if blob is None:
                 self._repin()
                 return self._pinned_url()
@@ -69,7 +71,7 @@ class SourceObject:
         return self._media_url
 
     def _repin(self) -> None:
-        live = self._bucket.get_blob(self._source["name"])
+        live = self._bucket.get_blob(self._source.name)
         if live is None or not same_bytes(self._source, live):
             raise SupersededError(f"{self._describe()} was replaced or deleted while it was being read")
         self.generation = int(live.generation)
@@ -81,7 +83,9 @@ class SourceObject:
             end = offset + len(view) - 1
             headers = {"Range": f"bytes={offset}-{end}", "Accept-Encoding": "gzip"}
             try:
-                with self._client._http.get(self._pinned_url(), headers=headers, stream=True, timeout=(10, 120)) as r:
+                with self._client._http.get(
+                    self._pinned_url(), headers=headers, stream=True, timeout=http_policy.TRANSFER_TIMEOUT
+                ) as r:
                     if r.status_code == 404:
                         self._repin()
                         continue

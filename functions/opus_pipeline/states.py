@@ -1,12 +1,18 @@
-"""A video's states and the decisions taken on them. Pure logic.
+"""A video's states, the transitions between them, and the decisions taken on them. Pure logic.
 
-The state record is the truth; every transition is one compare-and-swap write of it.
+The state record is the truth; every transition is one compare-and-swap write of it, checked
+against ``TRANSITIONS`` (writing without a state change is always allowed). The diagram below
+is ``diagram()``; a test keeps the two equal.
 
-received ─► skipped | failed(reason)
-   ▼
-uploading(offset, session) ─► superseded
-   ▼
-uploaded ─► queued ─► creating ─► project-created | failed(reason)
+received ─► uploading | failed
+uploading ─► uploaded | failed | superseded
+uploaded ─► queued | creating
+queued ─► creating
+creating ─► project-created | failed | queued
+failed ─► queued
+
+``skipped`` is shown on objects only (non-videos get no record); ``queued`` is also where a
+record starts when a clip request outlives its record.
 """
 
 from __future__ import annotations
@@ -23,6 +29,36 @@ FAILED = "failed"
 SKIPPED = "skipped"
 SUPERSEDED = "superseded"
 
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    RECEIVED: (UPLOADING, FAILED),
+    UPLOADING: (UPLOADED, FAILED, SUPERSEDED),
+    UPLOADED: (QUEUED, CREATING),  # the clip request can be consumed before ``queued`` is written
+    QUEUED: (CREATING,),
+    CREATING: (PROJECT_CREATED, FAILED, QUEUED),  # queued again: the call failed transiently
+    FAILED: (QUEUED,),  # ``opus-pipeline retry`` when the bytes are at OpusClip
+    PROJECT_CREATED: (),
+    SUPERSEDED: (),
+}
+INITIAL_STATES = frozenset({RECEIVED, QUEUED})
+
+
+class IllegalTransitionError(RuntimeError):
+    """A write that the state machine does not allow: a bug, never a user's mistake."""
+
+
+def check_transition(current: str, new: str) -> None:
+    if new != current and new not in TRANSITIONS.get(current, ()):
+        raise IllegalTransitionError(f"a video cannot go from {current!r} to {new!r}")
+
+
+def diagram() -> str:
+    """The transition table as the module docstring shows it."""
+    return "\n".join(f"{state} ─► {' | '.join(targets)}" for state, targets in TRANSITIONS.items() if targets)
+
+
+def lease_held_by_other(lease_owner: str | None, lease_expires: float, me: str, now: float) -> bool:
+    return bool(lease_owner) and lease_owner != me and lease_expires > now
+
 
 class IngestStep(Enum):
     """What an ``on_video_uploaded`` invocation does with an existing record."""
@@ -32,29 +68,32 @@ class IngestStep(Enum):
     UPLOAD = "upload"  # take the lease and (re)start or resume the upload
     PUBLISH = "publish"  # bytes are all there, the hand-over message is not yet confirmed
 
+    @property
+    def claims(self) -> bool:
+        """Whether this step takes the record's lease."""
+        return self in (IngestStep.UPLOAD, IngestStep.PUBLISH)
+
 
 def ingest_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> IngestStep:
     """Decide what to do with a record in ``state`` whose lease is as given."""
     if state not in (RECEIVED, UPLOADING, UPLOADED):
         return IngestStep.NOTHING
-    if lease_owner and lease_owner != me and lease_expires > now:
+    if lease_held_by_other(lease_owner, lease_expires, me, now):
         return IngestStep.BUSY
     return IngestStep.PUBLISH if state == UPLOADED else IngestStep.UPLOAD
-
-
-def backoff_seconds(failures: int, hint: float | None, jitter: float, cap: float = 32.0) -> float:
-    """Exponential backoff (1, 2, 4 … ``cap`` s) scaled by ``jitter`` in [0.5, 1]; a short hint wins."""
-    if hint is not None and hint <= cap:
-        return hint
-    return min(cap, 2.0 ** max(0, failures - 1)) * jitter
 
 
 class ProjectStep(Enum):
     """What a ``create_clip_project`` delivery does with the video's record."""
 
     NOTHING = "nothing"  # a project exists already, or the video failed for good
+    STALE = "stale"  # the request names an older upload of the video than the record
     BUSY = "busy"  # another delivery is creating it right now: let Pub/Sub redeliver
     CREATE = "create"  # claim ``creating`` and call OpusClip
+
+    @property
+    def claims(self) -> bool:
+        return self is ProjectStep.CREATE
 
 
 def project_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> ProjectStep:
@@ -62,7 +101,7 @@ def project_step(state: str, lease_owner: str | None, lease_expires: float, me: 
     if state in (UPLOADED, QUEUED):
         return ProjectStep.CREATE
     if state == CREATING:
-        if lease_owner and lease_owner != me and lease_expires > now:
+        if lease_held_by_other(lease_owner, lease_expires, me, now):
             return ProjectStep.BUSY
         return ProjectStep.CREATE
     return ProjectStep.NOTHING
@@ -80,7 +119,7 @@ def retry_action(state: str, upload_complete: bool, lease_live: bool) -> RetryAc
     """Failed videos, and videos stuck after the platform gave up redelivering (a clip request
     dead-lettered in ``queued``, an upload abandoned in ``uploading``), can be re-driven. Asking
     for a project twice is safe: creation claims the record first."""
-    if lease_live or state in (PROJECT_CREATED, CREATING, SKIPPED, SUPERSEDED):
+    if lease_live or state in (PROJECT_CREATED, CREATING, SUPERSEDED):
         return RetryAction.NONE
     if state in (UPLOADED, QUEUED) or (state == FAILED and upload_complete):
         return RetryAction.REPUBLISH

@@ -13,6 +13,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from . import logs
+from .events import StorageObject
 
 MAX_ERROR_CHARS = 1000
 
@@ -27,7 +28,7 @@ class StatusMirror:
 
     def show(
         self,
-        source: dict,
+        source: StorageObject,
         status: str,
         *,
         upload_id: str | None = None,
@@ -56,11 +57,11 @@ class StatusMirror:
             self._pending = None
 
     def _patch(
-        self, source: dict, status: str, upload_id: str | None, project_id: str | None, error: str | None
+        self, source: StorageObject, status: str, upload_id: str | None, project_id: str | None, error: str | None
     ) -> None:
         """The precondition on the event's generation keeps a newer upload of the same name from
         being stamped with this one's status (real GCS keeps the generation on a metadata patch)."""
-        blob = self._client.bucket(source["bucket"]).blob(source["name"])
+        blob = self._client.bucket(source.bucket).blob(source.name)
         metadata: dict[str, str | None] = {
             "opus-status": status,
             "opus-error": error[:MAX_ERROR_CHARS] if error else None,
@@ -71,10 +72,10 @@ class StatusMirror:
             metadata["opus-project-id"] = project_id
         blob.metadata = metadata
         try:
-            blob.patch(if_generation_match=int(source["generation"]))
-        except (gexc.GoogleAPICallError, ValueError) as exc:
+            blob.patch(if_generation_match=source.generation)
+        except gexc.GoogleAPICallError as exc:
             logs.warning(
                 f"could not show status {status!r} on the object ({type(exc).__name__}); "
                 "the state record is unaffected",
-                labels={"bucket": source["bucket"], "object": source["name"]},
+                labels=source.labels(),
             )

@@ -9,11 +9,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from .errors import PermanentError
-
-
-class RefusedHostError(PermanentError):
-    reason = "refused-host"
+from .errors import RefusedHostError
 
 
 def _is_loopback(host: str) -> bool:

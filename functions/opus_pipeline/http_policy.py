@@ -1,0 +1,83 @@
+"""The one policy for every outgoing HTTP call: timeouts, redirects, retryable statuses, backoff.
+
+Modelled on google-cloud-storage's ``retry.py`` and httpx's ``Timeout``: the OpusClip API, the
+upload session and clip downloads all go through ``send``, so a status is retryable (or a
+redirect refused) the same way everywhere, and a transport error never carries a URL (which may
+be a credential) into a message.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+
+from .errors import RefusedHostError, TransientError
+
+CONNECT_TIMEOUT = 10.0
+API_TIMEOUT = (CONNECT_TIMEOUT, 60.0)  # JSON calls answer quickly or not at all
+TRANSFER_TIMEOUT = (CONNECT_TIMEOUT, 120.0)  # one chunk or one media read on a slow link
+
+# As google-cloud-storage's retry.py: 501 (Not Implemented) and other 5xx are not transient.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+BACKOFF_CAP_SECONDS = 32.0
+
+
+def is_retryable(status: int) -> bool:
+    return status in RETRYABLE_STATUSES
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def backoff_seconds(failures: int, hint: float | None, jitter: float, cap: float = BACKOFF_CAP_SECONDS) -> float:
+    """Exponential backoff (1, 2, 4 … ``cap`` s) scaled by ``jitter`` in [0.5, 1]; a short hint wins."""
+    if hint is not None and hint <= cap:
+        return hint
+    return min(cap, 2.0 ** max(0, failures - 1)) * jitter
+
+
+def describe_transport_error(exc: BaseException, peer: str = "OpusClip") -> str:
+    """A secret-free description of a requests/urllib3 failure (their text embeds the URL)."""
+    return f"network error talking to {peer} ({type(exc).__name__})"
+
+
+def send(
+    http: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: tuple[float, float] = API_TIMEOUT,
+    peer: str = "OpusClip",
+    allowed_redirect: int | None = None,
+    **kwargs,
+) -> requests.Response:
+    """One request that never follows a redirect: a 3xx (other than ``allowed_redirect``, the
+    resumable protocol's 308) is refused, so no byte or key is ever sent to a host nobody listed."""
+    try:
+        response = http.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
+    except requests.RequestException as exc:
+        raise TransientError(describe_transport_error(exc, peer)) from None
+    if 300 <= response.status_code < 400 and response.status_code != allowed_redirect:
+        response.close()
+        raise RefusedHostError(
+            f"{peer} answered a redirect (HTTP {response.status_code}); redirects are never followed, "
+            "so nothing was sent elsewhere. Report it if OpusClip really moved its endpoints."
+        )
+    return response

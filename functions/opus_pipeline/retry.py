@@ -1,0 +1,87 @@
+"""Use case: re-drive a video that failed, or that the platform gave up redelivering.
+
+Never a duplicate: when the bytes are at OpusClip the clip request is published again (project
+creation claims the record before it calls OpusClip); otherwise the object is rewritten onto
+itself, a new generation and so a new finalize event. A video being worked on is left alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from google.cloud import storage
+
+from . import states
+from .errors import InProgressError, PermanentError
+from .events import StorageObject
+from .ledger import HeldRecord, Lease, Ledger, Stored
+from .messages import ClipRequest
+from .preferences import parse_metadata
+
+
+class NothingToRetryError(PermanentError):
+    reason = "nothing-to-retry"
+
+
+@dataclass(frozen=True)
+class Retried:
+    """What was done, for the person who asked."""
+
+    action: states.RetryAction
+    detail: str
+
+
+def latest_record(ledger: Ledger, bucket: str, name: str) -> Stored:
+    """The record of the newest generation of ``gs://bucket/name``."""
+    found = [s for s in ledger.records(bucket, name) if s.record.source.name == name]
+    if not found:
+        raise NothingToRetryError(f"no video record for gs://{bucket}/{name}")
+    return max(found, key=lambda s: s.record.source.generation)
+
+
+def retry_video(
+    storage_client: storage.Client,
+    ledger: Ledger,
+    bucket: str,
+    name: str,
+    publish: Callable[[ClipRequest], None],
+    wall: Callable[[], float] = time.time,
+) -> Retried:
+    """Re-drive ``gs://bucket/name``; ``PermanentError`` says why nothing was done."""
+    stored = latest_record(ledger, bucket, name)
+    rec = stored.record
+    lease_live = rec.lease_live(wall())
+    action = states.retry_action(rec.state, rec.upload_complete, lease_live)
+    if action is states.RetryAction.NONE:
+        busy = " and being worked on right now" if lease_live else ""
+        raise NothingToRetryError(f"gs://{bucket}/{name} is {rec.state}{busy}: there is nothing to retry")
+    if action is states.RetryAction.REPUBLISH:
+        return _republish(HeldRecord(ledger, stored, Lease("retry", 0.0, wall)), publish)
+    return _reingest(storage_client, rec.source)
+
+
+def _republish(held: HeldRecord, publish: Callable[[ClipRequest], None]) -> Retried:
+    try:
+        held.save(state=states.QUEUED, reason=None, error=None, reset_at=None)
+    except InProgressError:
+        raise NothingToRetryError("the video's record changed meanwhile; look at `status` and try again") from None
+    rec = held.record
+    publish(rec.clip_request())
+    return Retried(
+        states.RetryAction.REPUBLISH, f"asked again for the clip project of {rec.source.uri} (upload {rec.upload_id})"
+    )
+
+
+def _reingest(storage_client: storage.Client, source: StorageObject) -> Retried:
+    bucket = storage_client.bucket(source.bucket)
+    blob = bucket.get_blob(source.name)
+    if blob is None:
+        raise NothingToRetryError(f"{source.uri} no longer exists; upload it again")
+    try:
+        parse_metadata(blob.metadata)
+    except PermanentError as exc:
+        raise NothingToRetryError(f"fix the object's metadata first: {exc}") from None
+    copy = bucket.copy_blob(blob, bucket, source.name)  # a new generation: a new finalize event
+    return Retried(states.RetryAction.REINGEST, f"delivered {source.uri} again as generation {copy.generation}")
