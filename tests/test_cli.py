@@ -7,14 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
-from test_projects import CAP_BODY, uploaded
 
 from opus_pipeline import cli, states
 from opus_pipeline.messages import ClipRequest
 from opus_pipeline.projects import handle_clip_request
 
 from conftest import Stack, md5_b64
-from test_ingest import ingest, record, services
+from support import CAP_BODY, ingest, record, services, uploaded
 
 
 @pytest.fixture(autouse=True)

@@ -12,29 +12,16 @@ from pathlib import Path
 
 import requests
 from cloudevents.conversion import to_binary
-from cloudevents.http import CloudEvent
 
 from opus_local import emulators
+from opus_local.relay import finalized_event
 
 from conftest import API_KEY, CHUNK, Stack, md5_hex
-
-FUNCTIONS = Path(__file__).resolve().parent.parent / "functions" / "main.py"
-
-
-def finalized_event(resource: dict) -> tuple[dict, bytes]:
-    event = CloudEvent(
-        {
-            "type": "google.cloud.storage.object.v1.finalized",
-            "source": f"//storage.googleapis.com/projects/_/buckets/{resource['bucket']}",
-            "subject": f"objects/{resource['name']}",
-        },
-        resource,
-    )
-    return to_binary(event)
+from support import FUNCTIONS
 
 
 def deliver(function: emulators.Process, resource: dict, timeout: float = 60) -> int:
-    headers, body = finalized_event(resource)
+    headers, body = to_binary(finalized_event(resource))
     response = requests.post(f"http://127.0.0.1:{function.port}/", headers=headers, data=body, timeout=timeout)
     return response.status_code
 

@@ -7,39 +7,13 @@ import os
 
 import pytest
 
-from opus_pipeline import runtime, states
+from opus_pipeline import states
 from opus_pipeline.errors import InProgressError, TransientError
 from opus_pipeline.events import storage_object
 from opus_pipeline.ingest import handle_finalized
-from opus_pipeline.ledger import Ledger
 
 from conftest import CHUNK, Stack, deliver_concurrently, md5_hex
-
-
-def services(stack: Stack, **overrides: str) -> runtime.Services:
-    svc = runtime.build({**stack.env, **overrides})
-    svc.sleep = lambda seconds: None  # backoff is unit-tested; here it would only slow the suite
-    return svc
-
-
-def ingest(stack: Stack, resource: dict, **overrides: str) -> str:
-    return handle_finalized(storage_object(resource), services(stack, **overrides))
-
-
-def record(stack: Stack, resource: dict):
-    stored = Ledger(stack.storage, stack.state_bucket).read(storage_object(resource))
-    return stored.record if stored else None
-
-
-def live_metadata(stack: Stack, name: str) -> dict:
-    return stack.storage.bucket(stack.source_bucket).get_blob(name).metadata or {}
-
-
-def only_upload(standin) -> dict:
-    uploads = standin.stats()["uploads"]
-    assert len(uploads) == 1, uploads
-    return next(iter(uploads.values()))
-
+from support import ingest, live_metadata, only_upload, record, services
 
 # -- byte-exact streaming ------------------------------------------------------------------
 

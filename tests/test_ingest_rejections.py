@@ -11,7 +11,7 @@ import pytest
 from opus_pipeline import states
 
 from conftest import API_KEY, CHUNK, Stack
-from test_ingest import ingest, live_metadata, record
+from support import ingest, live_metadata, record, wait_for
 
 
 def assert_failed_before_any_byte(stack: Stack, standin, resource: dict, reason: str) -> str:
@@ -166,8 +166,7 @@ def test_overwritten_while_streaming_is_superseded(stack: Stack, standin) -> Non
     result: list[str] = []
     worker = threading.Thread(target=lambda: result.append(ingest(stack, resource)))
     worker.start()
-    while standin.calls("chunk") == 0:
-        pass
+    wait_for(lambda: standin.calls("chunk") > 0, timeout=30)
     newer = stack.put("talk.mp4", os.urandom(4 * CHUNK))
     worker.join()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 
 import main
 import pytest
@@ -13,23 +12,10 @@ from cloudevents.http import CloudEvent
 
 from opus_pipeline import states
 from opus_pipeline.errors import TransientError
-from opus_pipeline.messages import ClipRequest
 from opus_pipeline.projects import handle_clip_request
 
-from conftest import API_KEY, CHUNK, Stack, deliver_concurrently
-from test_ingest import ingest, live_metadata, record, services
-
-
-def uploaded(stack: Stack, metadata: dict | None = None) -> tuple[dict, ClipRequest]:
-    """A video really streamed by ingest, and the clip request it published."""
-    resource = stack.put("talk.mp4", os.urandom(CHUNK + 1), metadata=metadata)
-    assert ingest(stack, resource) == states.QUEUED
-    [received] = stack.pull()
-    return resource, ClipRequest.decode(received.message.data)
-
-
-def create(stack: Stack, request: ClipRequest, **overrides: str) -> str:
-    return handle_clip_request(request, services(stack, **overrides))
+from conftest import API_KEY, Stack, deliver_concurrently
+from support import CAP_BODY, create, live_metadata, record, services, uploaded
 
 
 def projects(standin) -> list[dict]:
@@ -91,9 +77,6 @@ def test_concurrent_duplicates_create_one_project(stack: Stack, standin) -> None
     outcomes = deliver_concurrently(lambda: create(stack, request))
     assert outcomes.count(states.PROJECT_CREATED) >= 1
     assert len(projects(standin)) == 1 and standin.calls("clip-projects") == 1
-
-
-CAP_BODY = {"code": "API_MONTHLY_CAP_REACHED", "reset_at": "2026-12-01T00:00:00Z", "upgrade_url": "https://x"}
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,7 @@ from opus_local import emulators
 from opus_pipeline import states
 
 from conftest import CHUNK, Stack
-from test_function_process import FUNCTIONS
-from test_ingest import ingest, record
+from support import FUNCTIONS, ingest, record, wait_for
 
 
 @pytest.fixture
@@ -36,15 +35,6 @@ def pushed(stack: Stack, tmp_path: Path) -> Iterator[Callable[[], None]]:
     yield lambda: (tmp_path / "create.log").read_text()
     subscriber.delete_subscription(subscription=push)
     function.stop()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
 
 
 def test_pushed_message_creates_the_project(stack: Stack, standin, pushed) -> None:
@@ -82,8 +72,10 @@ def test_permanent_error_is_acknowledged_not_redelivered(stack: Stack, standin, 
     resource = stack.put("talk.mp4", os.urandom(CHUNK))
     ingest(stack, resource)
     wait_for(lambda: record(stack, resource).state == states.FAILED)
-    time.sleep(3)
+    time.sleep(3)  # the transient-error test shows redeliveries of an error answer come faster
     assert standin.calls("clip-projects") == 1
+    deliveries = pushed().count('"video_failed"') + pushed().count('"duplicate_clip_request"')
+    assert deliveries == 1  # a second delivery would have logged duplicate_clip_request
 
 
 def test_poison_message_is_acknowledged(stack: Stack, standin, pushed) -> None:

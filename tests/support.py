@@ -1,0 +1,66 @@
+"""Helpers the test modules share: run the use cases in-process, read what they left behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from opus_pipeline import runtime, states
+from opus_pipeline.events import storage_object
+from opus_pipeline.ingest import handle_finalized
+from opus_pipeline.ledger import Ledger, VideoRecord
+from opus_pipeline.messages import ClipRequest
+from opus_pipeline.projects import handle_clip_request
+
+from conftest import CHUNK, Stack
+
+CAP_BODY = {"code": "API_MONTHLY_CAP_REACHED", "reset_at": "2026-12-01T00:00:00Z", "upgrade_url": "https://x"}
+FUNCTIONS = Path(__file__).resolve().parent.parent / "functions" / "main.py"
+
+
+def services(stack: Stack, **overrides: str) -> runtime.Services:
+    svc = runtime.build({**stack.env, **overrides})
+    svc.sleep = lambda seconds: None  # backoff is unit-tested; here it would only slow the suite
+    return svc
+
+
+def ingest(stack: Stack, resource: dict, **overrides: str) -> str:
+    return handle_finalized(storage_object(resource), services(stack, **overrides))
+
+
+def create(stack: Stack, request: ClipRequest, **overrides: str) -> str:
+    return handle_clip_request(request, services(stack, **overrides))
+
+
+def uploaded(stack: Stack, metadata: dict | None = None) -> tuple[dict, ClipRequest]:
+    """A video really streamed by ingest, and the clip request it published."""
+    resource = stack.put("talk.mp4", os.urandom(CHUNK + 1), metadata=metadata)
+    assert ingest(stack, resource) == states.QUEUED
+    [received] = stack.pull()
+    return resource, ClipRequest.decode(received.message.data)
+
+
+def record(stack: Stack, resource: dict) -> VideoRecord | None:
+    stored = Ledger(stack.storage, stack.state_bucket).read(storage_object(resource))
+    return stored.record if stored else None
+
+
+def live_metadata(stack: Stack, name: str) -> dict:
+    return stack.storage.bucket(stack.source_bucket).get_blob(name).metadata or {}
+
+
+def only_upload(standin) -> dict:
+    uploads = standin.stats()["uploads"]
+    assert len(uploads) == 1, uploads
+    return next(iter(uploads.values()))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
