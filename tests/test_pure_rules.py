@@ -8,7 +8,8 @@ from opus_pipeline import http_policy, states
 from opus_pipeline.errors import PermanentError, TransientError
 from opus_pipeline.events import StorageObject, skip_reason, storage_object
 from opus_pipeline.resumable import committed_bytes
-from opus_pipeline.upload_hosts import RefusedHostError, check_upload_url
+from opus_pipeline.errors import RefusedHostError
+from opus_pipeline.url_policy import check_url
 
 GCS = ("storage.googleapis.com",)
 
@@ -62,7 +63,7 @@ def test_objects_of_the_state_bucket_are_never_ingested_or_touched() -> None:
     ],
 )
 def test_listed_https_hosts_are_allowed(url: str) -> None:
-    check_upload_url(url, GCS, "url")
+    check_url(url, GCS, "url")
 
 
 @pytest.mark.parametrize(
@@ -78,17 +79,17 @@ def test_listed_https_hosts_are_allowed(url: str) -> None:
 )
 def test_other_hosts_and_plain_http_are_refused(url: str, allowed: tuple, words: str) -> None:
     with pytest.raises(RefusedHostError, match=words):
-        check_upload_url(url, allowed, "url")
+        check_url(url, allowed, "url")
 
 
 def test_listed_loopback_may_use_plain_http() -> None:
-    check_upload_url("http://127.0.0.1:9000/upload/x", ("127.0.0.1:9000",), "url")
-    check_upload_url("http://localhost:9000/upload/x", ("localhost",), "url")
+    check_url("http://127.0.0.1:9000/upload/x", ("127.0.0.1:9000",), "url")
+    check_url("http://localhost:9000/upload/x", ("localhost",), "url")
 
 
 def test_refusal_does_not_show_the_url_path() -> None:
     with pytest.raises(RefusedHostError) as caught:
-        check_upload_url("https://evil.example/session?upload_id=SECRET", GCS, "session Location")
+        check_url("https://evil.example/session?upload_id=SECRET", GCS, "session Location")
     assert "SECRET" not in str(caught.value)
 
 

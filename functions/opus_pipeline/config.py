@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from .errors import ConfigError, PermanentError
 from .preferences import METADATA_PREFIX, Preferences, parse_metadata
+from .url_policy import is_loopback
 
 KIB = 1024
 CHUNK_GRANULARITY = 256 * KIB
@@ -37,8 +39,16 @@ ENV_VARS = (
     "STATUS_METADATA",
     "OPUS_NOTIFY_EMAIL",
     "OPUS_WEBHOOK_URL",
+    "OPUS_WEBHOOK_TOKEN",
+    "OUTPUT_BUCKET",
+    "CLIP_RESULTS_TOPIC",
+    "COPY_CLIPS",
+    "OPUS_CLIP_URL_HOSTS",
+    "SWEEP_MAX_CALLS",
     *DEFAULT_PREFERENCE_VARS,
 )
+# The hosts OpusClip's API description uses for media, and Cloud Storage's.
+DEFAULT_CLIP_URL_HOSTS = "cdn.opus.pro,ext.cdn.opus.pro,storage.googleapis.com"
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,8 @@ class Settings:
     opus_api_key: str
     state_bucket: str
     clip_requests_topic: str
+    output_bucket: str
+    clip_results_topic: str
     opus_api_base_url: str = "https://api.opus.pro"
     upload_url_hosts: tuple[str, ...] = ("storage.googleapis.com",)
     upload_chunk_size: int = 16 * 1024 * KIB
@@ -58,6 +70,10 @@ class Settings:
     status_metadata: bool = True
     notify_email: str | None = None
     webhook_url: str | None = None
+    webhook_token: str | None = None
+    copy_clips: bool = True
+    clip_url_hosts: tuple[str, ...] = tuple(DEFAULT_CLIP_URL_HOSTS.split(","))
+    sweep_max_calls: int = 10
     default_preferences: Preferences = field(default_factory=Preferences)
 
     def __repr__(self) -> str:  # the key must not reach a log through a repr
@@ -93,20 +109,34 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw == "true"
 
 
-def _topic(env: Mapping[str, str]) -> str:
-    topic = _required(env, "CLIP_REQUESTS_TOPIC", "set it to projects/PROJECT/topics/TOPIC")
+def _topic(env: Mapping[str, str], name: str) -> str:
+    topic = _required(env, name, "set it to projects/PROJECT/topics/TOPIC")
     parts = topic.split("/")
     if len(parts) != 4 or parts[0] != "projects" or parts[2] != "topics" or not all(parts):
-        raise ConfigError(f"CLIP_REQUESTS_TOPIC={topic!r} is not of the form projects/P/topics/T")
+        raise ConfigError(f"{name}={topic!r} is not of the form projects/P/topics/T")
     return topic
 
 
-def _hosts(env: Mapping[str, str]) -> tuple[str, ...]:
-    raw = env.get("OPUS_UPLOAD_URL_HOSTS", "").strip() or "storage.googleapis.com"
+def _hosts(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    raw = env.get(name, "").strip() or default
     hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
     if not hosts or any("/" in h or " " in h for h in hosts):
-        raise ConfigError(f"OPUS_UPLOAD_URL_HOSTS={raw!r}: give comma-separated host or host:port")
+        raise ConfigError(f"{name}={raw!r}: give comma-separated host or host:port")
     return hosts
+
+
+def _webhook(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The receiver's URL and its token: a URL without a token would accept anyone's calls."""
+    url = env.get("OPUS_WEBHOOK_URL", "").strip() or None
+    token = env.get("OPUS_WEBHOOK_TOKEN", "").strip() or None
+    parts = urlsplit(url or "")
+    if url and not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname or ""))):
+        raise ConfigError(f"OPUS_WEBHOOK_URL={url!r} must be an https URL (OpusClip calls it from the internet)")
+    if url and not token:
+        raise ConfigError("OPUS_WEBHOOK_URL is set but OPUS_WEBHOOK_TOKEN is not: give the receiver's secret token")
+    if token and len(token) < 16:
+        raise ConfigError("OPUS_WEBHOOK_TOKEN is shorter than 16 characters: use a long random value")
+    return url, token
 
 
 def _default_preferences(env: Mapping[str, str]) -> Preferences:
@@ -131,12 +161,15 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     base_url = (env.get("OPUS_API_BASE_URL", "").strip() or Settings.opus_api_base_url).rstrip("/")
     if not base_url.startswith(("https://", "http://")):
         raise ConfigError(f"OPUS_API_BASE_URL={base_url!r} must be an http(s) URL")
+    webhook_url, webhook_token = _webhook(env)
     return Settings(
         opus_api_key=_required(env, "OPUS_API_KEY", "give the OpusClip API key (a secret)"),
         state_bucket=_required(env, "STATE_BUCKET", "name the private bucket for state records"),
-        clip_requests_topic=_topic(env),
+        clip_requests_topic=_topic(env, "CLIP_REQUESTS_TOPIC"),
+        output_bucket=_required(env, "OUTPUT_BUCKET", "name the bucket the clips are copied into"),
+        clip_results_topic=_topic(env, "CLIP_RESULTS_TOPIC"),
         opus_api_base_url=base_url,
-        upload_url_hosts=_hosts(env),
+        upload_url_hosts=_hosts(env, "OPUS_UPLOAD_URL_HOSTS", "storage.googleapis.com"),
         upload_chunk_size=chunk,
         max_video_bytes=_positive_int(env, "MAX_VIDEO_BYTES", Settings.max_video_bytes),
         source_prefix=env.get("SOURCE_PREFIX", "").strip(),
@@ -144,6 +177,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         lease_seconds=_positive_int(env, "LEASE_SECONDS", 90),
         status_metadata=_flag(env, "STATUS_METADATA", default=True),
         notify_email=env.get("OPUS_NOTIFY_EMAIL", "").strip() or None,
-        webhook_url=env.get("OPUS_WEBHOOK_URL", "").strip() or None,
+        webhook_url=webhook_url,
+        webhook_token=webhook_token,
+        copy_clips=_flag(env, "COPY_CLIPS", default=True),
+        clip_url_hosts=_hosts(env, "OPUS_CLIP_URL_HOSTS", DEFAULT_CLIP_URL_HOSTS),
+        sweep_max_calls=_positive_int(env, "SWEEP_MAX_CALLS", Settings.sweep_max_calls),
         default_preferences=_default_preferences(env),
     )

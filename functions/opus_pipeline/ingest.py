@@ -24,7 +24,7 @@ from .preferences import parse_metadata
 from .resumable import ResumableSession, start
 from .runtime import Services
 from .source import Prefetcher, SourceObject
-from .upload_hosts import check_upload_url
+from .url_policy import check_url
 
 PROGRESS_LOG_SECONDS = 5.0
 MAX_SESSION_RENEWALS = 2
@@ -163,9 +163,9 @@ class _Ingest:
                 reason="quota",
             )
         hosts = self.settings.upload_url_hosts
-        check_upload_url(link.url, hosts, "upload-link url")
+        check_url(link.url, hosts, "upload-link url")
         session_url = start(self.svc.opus.http, link.url)
-        check_upload_url(session_url, hosts, "upload session Location")
+        check_url(session_url, hosts, "upload session Location")
         self.held.save(
             state=states.UPLOADING,
             upload_id=link.upload_id,

@@ -56,6 +56,12 @@ class VideoRecord:
     reset_at: str | None = None
     message_id: str | None = None
     uploaded_at: str | None = None
+    checks: int = 0  # the sweeper's looks at the running project
+    next_check: float = 0.0  # wall-clock seconds before which the sweeper leaves it alone
+    clip_count: int | None = None
+    manifest_uri: str | None = None
+    copied: dict[str, dict[str, Any]] = field(default_factory=dict)  # clip id → its copy, as made
+    concluded_at: str | None = None
     updated_at: str = ""
 
     def to_json(self) -> bytes:
@@ -106,6 +112,22 @@ class Stored:
 
 def record_path(obj: StorageObject) -> str:
     return f"videos/{obj.key}.json"
+
+
+OPEN_PREFIX = "open/"
+
+
+def open_marker_path(obj: StorageObject) -> str:
+    return f"{OPEN_PREFIX}{obj.key}"
+
+
+def _key_to_object(key: str) -> StorageObject:
+    """The object a ``bucket/name#generation`` key names (size unknown: it is not needed to find it)."""
+    rest, _, generation = key.rpartition("#")
+    bucket, _, name = rest.partition("/")
+    if not bucket or not name:
+        raise ValueError(f"not a video key: {key!r}")
+    return StorageObject(bucket=bucket, name=name, generation=int(generation), size=0)
 
 
 class Step(Protocol):
@@ -166,6 +188,35 @@ class Ledger:
         """Replace ``stored`` with ``record``; ``ConflictError`` if it changed since it was read."""
         states.check_transition(stored.record.state, record.state)
         return self._upload(record.replace(), if_generation_match=stored.generation)
+
+    def update(self, stored: Stored, **changes: Any) -> Stored | None:
+        """One CAS write without a lease (bookkeeping); ``None`` when someone wrote meanwhile."""
+        try:
+            return self.write(stored, stored.record.replace(**changes))
+        except ConflictError:
+            return None
+
+    # -- the index of running projects: one empty object per project created and not concluded.
+    # It keeps the sweeper's listing proportional to the projects in flight, not to every video.
+
+    def mark_open(self, obj: StorageObject) -> None:
+        self._bucket.blob(open_marker_path(obj)).upload_from_string(b"", content_type="text/plain")
+
+    def mark_concluded(self, obj: StorageObject) -> None:
+        with contextlib.suppress(gexc.NotFound):
+            self._bucket.blob(open_marker_path(obj)).delete()
+
+    def open_projects(self) -> list[StorageObject]:
+        """The videos whose project runs, oldest marker first (the sweeper's order)."""
+        markers = sorted(self._bucket.list_blobs(prefix=OPEN_PREFIX), key=lambda b: (b.time_created, b.name))
+        return [_key_to_object(blob.name[len(OPEN_PREFIX) :]) for blob in markers]
+
+    def read_key(self, key: str) -> Stored | None:
+        """The record of ``bucket/name#generation`` (as a webhook URL names it), if any."""
+        try:
+            return self.read(_key_to_object(key))
+        except ValueError:
+            return None
 
     def records(self, bucket: str, prefix: str = "") -> Iterator[Stored]:
         """Every record of objects in ``bucket`` whose name starts with ``prefix``."""

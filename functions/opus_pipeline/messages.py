@@ -77,3 +77,39 @@ class ClipRequest:
         if not isinstance(uploaded_at, str):
             raise PoisonMessageError("uploadedAt is missing or not a string")
         return cls(upload_id=upload_id, source=typed_source, preferences=preferences, uploaded_at=uploaded_at)
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """One message per concluded video on ``CLIP_RESULTS_TOPIC``, for the user's own tools."""
+
+    source: StorageObject
+    upload_id: str
+    project_id: str
+    status: str
+    clip_count: int
+    manifest: str | None
+    reason: str | None = None
+
+    def encode(self) -> bytes:
+        body = {
+            "schemaVersion": SCHEMA_VERSION,
+            "source": {"bucket": self.source.bucket, "name": self.source.name, "generation": str(self.source.generation)},
+            "uploadId": self.upload_id,
+            "projectId": self.project_id,
+            "status": self.status,
+            "clipCount": self.clip_count,
+            "manifest": self.manifest,
+        }
+        if self.reason:
+            body["reason"] = self.reason
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+    def attributes(self) -> dict[str, str]:
+        return {
+            "projectId": self.project_id,
+            "status": self.status,
+            "bucket": self.source.bucket,
+            "name": self.source.name,
+            "generation": str(self.source.generation),
+        }

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
 from . import http_policy
 from .errors import PermanentError, TransientError
+
+CLIPS_PAGE_SIZE = 50  # as OpusClip's own CLI pages
+MAX_CLIP_PAGES = 100
 
 
 @dataclass(frozen=True)
@@ -104,20 +108,34 @@ class OpusClient:
         self._api_key = api_key
         self.http = http or requests.Session()
 
+    def _call(
+        self,
+        method: str,
+        path: str,
+        action: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One authorized call; the JSON answer (an object or, for lists, an array)."""
+        all_headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json", **(headers or {})}
+        response = http_policy.send(
+            self.http, method, self._base_url + path, json=body, params=params, headers=all_headers
+        )
+        raise_for_status(response, action)
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientError(f"OpusClip answered {action} without JSON", reason="opus-unavailable") from None
+
     def _post(
         self, path: str, body: dict[str, Any], action: str, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        all_headers = {
-            "Authorization": f"Bearer {self._api_key}",
-            "Accept": "application/json",
-            **(headers or {}),
-        }
-        response = http_policy.send(self.http, "POST", self._base_url + path, json=body, headers=all_headers)
-        raise_for_status(response, action)
-        body = _body(response)
-        if not body:
+        answer = self._call("POST", path, action, body=body, headers=headers)
+        if not isinstance(answer, dict) or not answer:
             raise TransientError(f"OpusClip answered {action} without a JSON body", reason="opus-unavailable")
-        return body
+        return answer
 
     def create_upload_link(self) -> UploadLink:
         """``POST /api/upload-links`` for a local upload."""
@@ -138,3 +156,35 @@ class OpusClient:
         return self._post(
             "/api/clip-projects", command, "the clip-project request", headers={"x-opus-upload-id": upload_id}
         )
+
+    def get_project(self, project_id: str) -> dict[str, Any]:
+        """``GET /api/clip-projects/{projectId}``: the project and its ``stage``."""
+        answer = self._call("GET", f"/api/clip-projects/{quote(project_id, safe='')}", "the project lookup")
+        if not isinstance(answer, dict) or not isinstance(answer.get("stage"), str):
+            raise TransientError("OpusClip answered the project lookup without a stage", reason="opus-unavailable")
+        return answer
+
+    def clips_page(self, project_id: str, page_num: int, page_size: int) -> list[dict[str, Any]]:
+        """One page of ``GET /api/exportable-clips?q=findByProjectId``; pages count from 1.
+
+        The API description shows a bare array, OpusClip's own tools read ``{"data": [...]}``:
+        both are accepted.
+        """
+        params = {"q": "findByProjectId", "projectId": project_id, "pageNum": page_num, "pageSize": page_size}
+        answer = self._call("GET", "/api/exportable-clips", "the clip list", params=params)
+        if isinstance(answer, dict):
+            answer = answer.get("data")
+        if not isinstance(answer, list) or not all(isinstance(clip, dict) for clip in answer):
+            raise TransientError("OpusClip answered the clip list with an unexpected shape", reason="opus-unavailable")
+        return answer
+
+    def all_clips(self, project_id: str, page_size: int = CLIPS_PAGE_SIZE) -> list[dict[str, Any]]:
+        """Every exportable clip: there is no total and no cursor, so pages are read until one
+        comes back shorter than ``page_size`` (an exactly full last page costs one empty read)."""
+        clips: list[dict[str, Any]] = []
+        for page_num in range(1, MAX_CLIP_PAGES + 1):
+            page = self.clips_page(project_id, page_num, page_size)
+            clips.extend(page)
+            if len(page) < page_size:
+                return clips
+        raise TransientError(f"the clip list did not end within {MAX_CLIP_PAGES} pages", reason="opus-unavailable")

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from google.cloud import storage
 
 from . import states
-from .errors import InProgressError, PermanentError
+from .errors import PermanentError
 from .events import StorageObject
-from .ledger import HeldRecord, Lease, Ledger, Stored
+from .ledger import Ledger, Stored
 from .messages import ClipRequest
 from .preferences import parse_metadata
 
@@ -58,16 +58,15 @@ def retry_video(
         busy = " and being worked on right now" if lease_live else ""
         raise NothingToRetryError(f"gs://{bucket}/{name} is {rec.state}{busy}: there is nothing to retry")
     if action is states.RetryAction.REPUBLISH:
-        return _republish(HeldRecord(ledger, stored, Lease("retry", 0.0, wall)), publish)
+        return _republish(ledger, stored, publish)
     return _reingest(storage_client, rec.source)
 
 
-def _republish(held: HeldRecord, publish: Callable[[ClipRequest], None]) -> Retried:
-    try:
-        held.save(state=states.QUEUED, reason=None, error=None, reset_at=None)
-    except InProgressError:
-        raise NothingToRetryError("the video's record changed meanwhile; look at `status` and try again") from None
-    rec = held.record
+def _republish(ledger: Ledger, stored: Stored, publish: Callable[[ClipRequest], None]) -> Retried:
+    written = ledger.update(stored, state=states.QUEUED, reason=None, error=None, reset_at=None)
+    if written is None:
+        raise NothingToRetryError("the video's record changed meanwhile; look at `status` and try again")
+    rec = written.record
     publish(rec.clip_request())
     return Retried(
         states.RetryAction.REPUBLISH, f"asked again for the clip project of {rec.source.uri} (upload {rec.upload_id})"

@@ -37,6 +37,7 @@ def build(env: Mapping[str, str] | None = None) -> Services:
     """Validate the configuration and create the clients (ADC, or the emulators' variables)."""
     settings = config.load(env)
     logs.register_secret(settings.opus_api_key)
+    logs.register_secret(settings.webhook_token or "")
     return Services(
         settings=settings,
         storage=storage.Client(),

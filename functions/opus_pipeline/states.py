@@ -9,6 +9,8 @@ uploading ─► uploaded | failed | superseded
 uploaded ─► queued | creating
 queued ─► creating
 creating ─► project-created | failed | queued
+project-created ─► concluding
+concluding ─► clips-ready | failed | project-created
 failed ─► queued
 
 ``skipped`` is shown on objects only (non-videos get no record); ``queued`` is also where a
@@ -25,6 +27,8 @@ UPLOADED = "uploaded"
 QUEUED = "queued"
 CREATING = "creating"
 PROJECT_CREATED = "project-created"
+CONCLUDING = "concluding"
+CLIPS_READY = "clips-ready"
 FAILED = "failed"
 SKIPPED = "skipped"
 SUPERSEDED = "superseded"
@@ -35,10 +39,14 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     UPLOADED: (QUEUED, CREATING),  # the clip request can be consumed before ``queued`` is written
     QUEUED: (CREATING,),
     CREATING: (PROJECT_CREATED, FAILED, QUEUED),  # queued again: the call failed transiently
+    PROJECT_CREATED: (CONCLUDING,),  # OpusClip says the project ended (COMPLETE or STALLED)
+    CONCLUDING: (CLIPS_READY, FAILED, PROJECT_CREATED),  # back: collecting the clips failed transiently
     FAILED: (QUEUED,),  # ``opus-pipeline retry`` when the bytes are at OpusClip
-    PROJECT_CREATED: (),
+    CLIPS_READY: (),
     SUPERSEDED: (),
 }
+END_STATES = frozenset({CLIPS_READY, FAILED, SKIPPED, SUPERSEDED})
+TERMINAL_STAGES = frozenset({"COMPLETE", "STALLED"})
 INITIAL_STATES = frozenset({RECEIVED, QUEUED})
 
 
@@ -107,6 +115,34 @@ def project_step(state: str, lease_owner: str | None, lease_expires: float, me: 
     return ProjectStep.NOTHING
 
 
+class ConcludeStep(Enum):
+    """What a webhook or a sweep does with a video whose project may have ended."""
+
+    NOTHING = "nothing"  # no project running: concluded already, or not created yet
+    BUSY = "busy"  # another invocation is concluding it right now
+    CONCLUDE = "conclude"  # claim ``concluding``, collect the clips
+
+    @property
+    def claims(self) -> bool:
+        return self is ConcludeStep.CONCLUDE
+
+
+def conclude_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> ConcludeStep:
+    if state == PROJECT_CREATED:
+        return ConcludeStep.CONCLUDE
+    if state == CONCLUDING:
+        if lease_held_by_other(lease_owner, lease_expires, me, now):
+            return ConcludeStep.BUSY
+        return ConcludeStep.CONCLUDE
+    return ConcludeStep.NOTHING
+
+
+def next_check_seconds(checks: int, first: float = 60.0, cap: float = 1800.0) -> float:
+    """How long the sweeper leaves a running project alone after its ``checks``-th look:
+    1, 2, 4 … 30 minutes, so long projects cost few calls and short ones are seen soon."""
+    return min(cap, first * 2.0 ** max(0, checks - 1))
+
+
 class RetryAction(Enum):
     """What ``opus-pipeline retry`` does for a video in a given state."""
 
@@ -116,10 +152,11 @@ class RetryAction(Enum):
 
 
 def retry_action(state: str, upload_complete: bool, lease_live: bool) -> RetryAction:
-    """Failed videos, and videos stuck after the platform gave up redelivering (a clip request
-    dead-lettered in ``queued``, an upload abandoned in ``uploading``), can be re-driven. Asking
-    for a project twice is safe: creation claims the record first."""
-    if lease_live or state in (PROJECT_CREATED, CREATING, SUPERSEDED):
+    """Failed videos (a stalled project too: a new one is made from the same upload), and videos
+    stuck after the platform gave up redelivering (a clip request dead-lettered in ``queued``, an
+    upload abandoned in ``uploading``), can be re-driven. Asking for a project twice is safe:
+    creation claims the record first."""
+    if lease_live or state in (PROJECT_CREATED, CREATING, CONCLUDING, CLIPS_READY, SUPERSEDED):
         return RetryAction.NONE
     if state in (UPLOADED, QUEUED) or (state == FAILED and upload_complete):
         return RetryAction.REPUBLISH

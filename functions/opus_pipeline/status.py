@@ -34,6 +34,7 @@ class StatusMirror:
         upload_id: str | None = None,
         project_id: str | None = None,
         error: str | None = None,
+        extra: dict[str, str] | None = None,
         background: bool = False,
     ) -> None:
         """Set ``opus-status`` (and the ids, and ``opus-error`` or its removal) on the object.

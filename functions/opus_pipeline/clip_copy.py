@@ -1,0 +1,61 @@
+"""Copy one clip file from OpusClip's media host into the output bucket, in bounded memory.
+
+The body is read in pieces and written through the storage library's own ``BlobWriter``
+(``blob.open("wb")``, a resumable upload of ``COPY_CHUNK`` bytes at a time), so memory stays at
+one chunk whatever the clip's size. The MD5 of what was read is compared with the one Cloud
+Storage computed for what it stored: a copy is byte-exact or it is not counted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+import requests
+from google.cloud import storage
+
+from . import http_policy
+from .errors import PermanentError, TransientError
+from .url_policy import check_url
+
+COPY_CHUNK = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
+READ_PIECE = 1024 * 1024
+PEER = "OpusClip's media host"
+
+
+@dataclass(frozen=True)
+class Copied:
+    gcs_uri: str
+    size: int
+    md5_hash: str
+
+    def to_manifest(self) -> dict[str, object]:
+        return {"copied": True, "gcsUri": self.gcs_uri, "size": self.size, "md5Hash": self.md5_hash}
+
+
+def copy_clip(http: requests.Session, url: str, allowed_hosts: tuple[str, ...], blob: storage.Blob) -> Copied:
+    """Stream ``url`` into ``blob``; ``TransientError`` to try again, ``PermanentError`` if never."""
+    check_url(url, allowed_hosts, "clip file URL", setting="OPUS_CLIP_URL_HOSTS")
+    response = http_policy.send(http, "GET", url, timeout=http_policy.TRANSFER_TIMEOUT, peer=PEER, stream=True)
+    with response:
+        if response.status_code != 200:
+            if http_policy.is_retryable(response.status_code) or response.status_code in (403, 404):
+                # 403/404 from a CDN right at COMPLETE: the file may not be published yet.
+                raise TransientError(f"{PEER} answered HTTP {response.status_code} for a clip file")
+            raise PermanentError(f"{PEER} refused a clip file with HTTP {response.status_code}", reason="clip-refused")
+        digest = hashlib.md5()
+        size = 0
+        try:
+            with blob.open("wb", chunk_size=COPY_CHUNK, content_type="video/mp4") as out:
+                for piece in response.iter_content(READ_PIECE):
+                    digest.update(piece)
+                    out.write(piece)
+                    size += len(piece)
+        except requests.RequestException as exc:
+            raise TransientError(http_policy.describe_transport_error(exc, PEER)) from None
+    blob.reload()
+    md5 = base64.b64encode(digest.digest()).decode()
+    if blob.md5_hash != md5 or int(blob.size or -1) != size:
+        raise TransientError(f"the copy of a clip in gs://{blob.bucket.name}/{blob.name} does not match what was read")
+    return Copied(f"gs://{blob.bucket.name}/{blob.name}", size, md5)

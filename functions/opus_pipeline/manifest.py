@@ -1,0 +1,80 @@
+"""The clips manifest (``gs://OUTPUT/<source name>/clips.json``) and where each clip file goes.
+
+Pure logic. Clips are ordered best first: by OpusClip's ``rank`` (1 is best) when every clip has
+one, else by ``score`` (higher is better) when every clip has one, else in OpusClip's order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .events import StorageObject
+
+SCHEMA_VERSION = 1
+# What the manifest keeps of a clip, when OpusClip sent it.
+CLIP_FIELDS = ("id", "title", "description", "hashtags", "durationMs", "timeRanges", "keywords", "genre")
+SCORE_FIELDS = ("rank", "score", "isBonusClip", "judgeResult")
+MEDIA_FIELDS = ("uriForExport", "uriForPreview", "uriForThumbnail")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _all_numeric(clips: Sequence[Mapping[str, Any]], key: str) -> bool:
+    return bool(clips) and all(isinstance(c.get(key), int | float) and not isinstance(c.get(key), bool) for c in clips)
+
+
+def best_first(clips: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    if _all_numeric(clips, "rank"):
+        return sorted(clips, key=lambda c: c["rank"])
+    if _all_numeric(clips, "score"):
+        return sorted(clips, key=lambda c: -c["score"])
+    return list(clips)
+
+
+def clip_id(clip: Mapping[str, Any], index: int) -> str:
+    return str(clip.get("id") or clip.get("curationId") or f"clip-{index}")
+
+
+def output_prefix(source: StorageObject) -> str:
+    """Everything a video gets in the output bucket lives under its own object name."""
+    return source.name
+
+
+def manifest_name(source: StorageObject) -> str:
+    return f"{output_prefix(source)}/clips.json"
+
+
+def clip_object_name(source: StorageObject, clip: Mapping[str, Any], index: int) -> str:
+    """``<source name>/clips/<curationId>.mp4``: named by OpusClip's id, so a second attempt
+    overwrites its own file instead of adding one."""
+    ident = str(clip.get("curationId") or clip_id(clip, index).rsplit(".", 1)[-1])
+    return f"{output_prefix(source)}/clips/{_UNSAFE.sub('_', ident)}.mp4"
+
+
+def manifest(
+    source: StorageObject,
+    upload_id: str,
+    project_id: str,
+    stage: str,
+    concluded_at: str,
+    clips: Sequence[Mapping[str, Any]],
+    copies: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The manifest a person or a tool reads; ``copies`` maps a clip id to its copy (or error)."""
+    entries = []
+    for index, clip in enumerate(best_first(clips)):
+        ident = clip_id(clip, index)
+        entry = {key: clip[key] for key in (*CLIP_FIELDS, *SCORE_FIELDS, *MEDIA_FIELDS) if key in clip}
+        entry["id"] = ident
+        entry.update(copies.get(ident, {}))
+        entries.append(entry)
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "source": {"bucket": source.bucket, "name": source.name, "generation": str(source.generation)},
+        "uploadId": upload_id,
+        "projectId": project_id,
+        "stage": stage,
+        "concludedAt": concluded_at,
+        "clips": entries,
+    }
