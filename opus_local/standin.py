@@ -47,8 +47,10 @@ GRANULARITY = 256 * 1024
 PIECE = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"^bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)$")
 
-# A project's working stages, in order; each lasts an equal share of ``projectSeconds``.
+# A project's working stages, in order, and their shares of ``projectSeconds``. QUEUED takes half,
+# so that a project read back soon after creation is still QUEUED, as the POST answered.
 STAGES = ("QUEUED", "IMPORT", "CURATE", "REFINE", "RENDER", "UPLOAD")
+STAGE_SHARES = (5, 1, 1, 1, 1, 1)
 ORG_ID = "org_StandIn000000001"
 USER_ID = "standin|000000000000000000001"
 STORAGE_DAYS = 30  # OpusClip keeps a project's files 30 days (the OpenAPI example's storageExpireAt)
@@ -151,9 +153,13 @@ class Project:
         """The stage at ``now`` and when it began."""
         if now >= self.ends:
             return ("STALLED" if self.stalls else "COMPLETE"), self.ends
-        step = self.seconds / len(STAGES)
-        index = min(int((now - self.created) / step), len(STAGES) - 1)
-        return STAGES[index], self.created + index * step
+        unit = self.seconds / sum(STAGE_SHARES)
+        since = self.created
+        for stage, share in zip(STAGES[:-1], STAGE_SHARES, strict=False):
+            if now < since + share * unit:
+                return stage, since
+            since += share * unit
+        return STAGES[-1], since
 
     def in_flight(self, now: float) -> bool:
         return now < self.ends
