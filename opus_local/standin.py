@@ -401,7 +401,7 @@ class StandIn:
     def clips(self, project: Project) -> list[dict[str, Any]]:
         """The project's exportable clips: none until it is COMPLETE."""
         with self.lock:
-            media_base, scored = self.config["mediaBaseUrl"] or self.base_url, self.config["scoredClips"]
+            media_base, scored = (self.config["mediaBaseUrl"] or self.base_url).rstrip("/"), self.config["scoredClips"]
         if project.stage(time.time())[0] != "COMPLETE":
             return []
         return project.clips(media_base, scored)
@@ -860,13 +860,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stall(self, body: dict[str, Any]) -> None:
         """``{"projectId": id}`` stalls that project; ``{"next": n}`` the next n created."""
-        if "next" in body and _count(0)(body["next"]):
+        if "next" in body:
+            if not _count(0)(body["next"]):
+                return self._send(400, {"message": "next must be a whole number from 0"})
             with self.state.lock:
                 self.state.stall_next = body["next"]
             return self._send(200, {"stallNext": body["next"]})
         if self.state.stall(str(body.get("projectId"))):
             return self._send(200, {})
-        self._send(409, {"message": "give {'next': n}, or the projectId of a project still in flight"})
+        self._send(409, {"message": "projectId must name a project still in flight"})
 
     def _control_get(self, path: str) -> None:
         if path == "/_standin/stats":
