@@ -20,6 +20,11 @@ class StandInControl:
         response.raise_for_status()
         return response.json()
 
+    def _get(self, path: str) -> Any:
+        response = requests.get(f"{self.base_url}/_standin/{path}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
     def inject(self, *faults: dict[str, Any]) -> None:
         """Queue faults, e.g. ``{"endpoint": "chunk", "kind": "status", "status": 503, "times": 2}``."""
         self._post("faults", {"faults": list(faults)})
@@ -31,18 +36,58 @@ class StandInControl:
         self._post("quota", {"totalAmount": total_amount, "useAmount": use_amount})
 
     def reset(self) -> None:
+        """Forget everything, the configuration included (back to its defaults)."""
         self._post("reset", {})
 
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change settings by their wire names, e.g. ``configure(projectSeconds=3, clipsPerProject=5)``;
+        all or nothing (HTTP 400 on an unknown name or a bad value). Returns the whole configuration."""
+        return self._post("config", settings)
+
+    def config(self) -> dict[str, Any]:
+        return self._get("config")
+
+    def stall(self, project_id: str) -> None:
+        """Make a project still in flight end STALLED instead of COMPLETE."""
+        self._post("stall", {"projectId": project_id})
+
+    def stall_next(self, count: int = 1) -> None:
+        """Make the next ``count`` projects created end STALLED."""
+        self._post("stall", {"next": count})
+
+    def webhook_fault(self, kind: str, times: int = 1, skip: int = 0, **options: Any) -> None:
+        """Misbehave on the next webhooks sent: ``drop``, ``slow`` (``seconds=``), ``duplicate``
+        (``copies=``) or ``bad_signature``."""
+        self.inject({"endpoint": "webhook", "kind": kind, "times": times, "skip": skip, **options})
+
+    def project(self, project_id: str) -> dict[str, Any]:
+        """The project as OpusClip would answer it now, plus the ``request`` it was created with."""
+        return self._get(f"projects/{project_id}")
+
+    def clip_md5s(self, project_id: str) -> dict[str, str]:
+        """Clip id → md5 of its export file, for the project's clips (none until it is COMPLETE)."""
+        files = self.stats()["clipFiles"]
+        return {clip_id: f["md5"] for clip_id, f in files.items() if clip_id.startswith(f"{project_id}.")}
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook delivery attempted, in order, with its response status (None when not answered)."""
+        return self.stats()["webhooks"]
+
+    def refused(self) -> dict[str, int]:
+        """Calls refused by the limits: ``{"rate": n, "concurrent": n}``."""
+        return self.stats()["refused"]
+
     def stats(self) -> dict[str, Any]:
-        response = requests.get(f"{self.base_url}/_standin/stats", timeout=10)
-        response.raise_for_status()
-        return response.json()
+        return self._get("stats")
 
     def calls(self, endpoint: str) -> int:
         return self.stats()["calls"].get(endpoint, 0)
 
     def open_session(self, api_key: str) -> str:
         """An upload link and a started session, as a client of OpusClip gets them; the Location."""
+        return self._start(api_key)[1]
+
+    def _start(self, api_key: str) -> tuple[str, str]:
         link = requests.post(
             f"{self.base_url}/api/upload-links",
             json={"video": {"usecase": "LocalUpload"}},
@@ -51,10 +96,25 @@ class StandInControl:
         )
         link.raise_for_status()
         started = requests.post(link.json()["url"], headers={"x-goog-resumable": "start"}, data=b"", timeout=10)
-        return started.headers["Location"]
+        return link.json()["uploadId"], started.headers["Location"]
 
     def upload(self, upload_id: str) -> dict[str, Any]:
         return self.stats()["uploads"][upload_id]
+
+    def create_project(self, api_key: str, **request: Any) -> requests.Response:
+        """A small video uploaded whole, then ``POST /api/clip-projects`` for it with ``request`` added to
+        the body, as the pipeline sends it; the raw answer, so that refusals can be inspected."""
+        upload_id, location = self._start(api_key)
+        data = b"standin video"
+        requests.put(
+            location, data=data, headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"}, timeout=10
+        ).raise_for_status()
+        return requests.post(
+            f"{self.base_url}/api/clip-projects",
+            json={"videoUrl": upload_id, **request},
+            headers={"Authorization": f"Bearer {api_key}", "x-opus-upload-id": upload_id},
+            timeout=10,
+        )
 
 
 class RunningStandIn:
