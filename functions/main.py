@@ -9,15 +9,19 @@ from __future__ import annotations
 import functools
 import os
 
+import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
 from opus_pipeline import logs, runtime
+from opus_pipeline.conclusion import handle_webhook
 from opus_pipeline.errors import ConfigError, PermanentError, TransientError
 from opus_pipeline.events import pubsub_payload, storage_object
 from opus_pipeline.ingest import handle_finalized
 from opus_pipeline.messages import ClipRequest
 from opus_pipeline.projects import handle_clip_request
+from opus_pipeline.sweep import sweep
+from opus_pipeline.webhook import MAX_BODY_BYTES
 
 
 @functools.cache
@@ -70,3 +74,27 @@ def create_clip_project(cloud_event: CloudEvent) -> None:
     except TransientError as exc:
         logs.warning(f"will be redelivered: {exc}", labels=labels, event="retry", reason=exc.reason)
         raise
+
+
+@functions_framework.http
+def on_project_concluded(request: flask.Request) -> tuple[str, int]:
+    """OpusClip's webhook (the one public endpoint): a hint to look at one video's project."""
+    svc = services()
+    too_long = (request.content_length or 0) > MAX_BODY_BYTES
+    body = None if too_long else request.stream.read(MAX_BODY_BYTES + 1)
+    if body is not None and len(body) > MAX_BODY_BYTES:
+        body = None
+    try:
+        status = handle_webhook(request.args, request.headers, body, svc)
+    except TransientError as exc:
+        logs.warning(f"webhook: OpusClip could not be asked, the sweeper will look later: {exc}", reason=exc.reason)
+        return "try again later\n", 503
+    return ("ok\n" if status == 200 else "refused\n"), status
+
+
+@functions_framework.cloud_event
+def sweep_projects(cloud_event: CloudEvent) -> None:
+    """A Cloud Scheduler tick through Pub/Sub: look at running projects whose webhook got lost.
+
+    A failed look is logged and left to the next tick; the tick itself is never redelivered."""
+    sweep(services())

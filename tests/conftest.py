@@ -66,6 +66,8 @@ class Stack:
     topic: str
     subscription: str
     standin_url: str
+    output_bucket: str
+    results_subscription: str
 
     def put(self, name: str, data: bytes, content_type: str = "video/mp4", metadata: dict | None = None) -> dict:
         """Upload an object and return the object resource its finalize event carries."""
@@ -74,17 +76,16 @@ class Stack:
         blob.upload_from_string(data, content_type=content_type)
         return object_resource(blob)
 
-    def pull(self, max_messages: int = 10) -> list[pubsub_v1.types.ReceivedMessage]:
+    def pull(self, max_messages: int = 10, subscription: str | None = None) -> list[pubsub_v1.types.ReceivedMessage]:
         subscriber = pubsub_v1.SubscriberClient()
+        subscription = subscription or self.subscription
         # return_immediately is deprecated for production pulls, but it is what makes "no message"
         # answer at once instead of after a timeout; the emulator honours it.
         response = subscriber.pull(
-            subscription=self.subscription, max_messages=max_messages, return_immediately=True, timeout=10
+            subscription=subscription, max_messages=max_messages, return_immediately=True, timeout=10
         )
         if response.received_messages:
-            subscriber.acknowledge(
-                subscription=self.subscription, ack_ids=[m.ack_id for m in response.received_messages]
-            )
+            subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages])
         return list(response.received_messages)
 
 
@@ -131,20 +132,26 @@ def md5_b64(data: bytes) -> str:
 def stack(gcs: str, pubsub: str, standin: StandInControl) -> Stack:
     client = storage.Client()
     suffix = uuid.uuid4().hex[:8]
-    source, state = f"source-{suffix}", f"state-{suffix}"
-    client.create_bucket(source)
-    client.create_bucket(state)
+    source, state, output = f"source-{suffix}", f"state-{suffix}", f"output-{suffix}"
+    for bucket in (source, state, output):
+        client.create_bucket(bucket)
     topic = f"projects/{PROJECT}/topics/clip-requests-{suffix}"
     subscription = f"projects/{PROJECT}/subscriptions/clip-requests-{suffix}"
-    pubsub_v1.PublisherClient().create_topic(name=topic)
-    pubsub_v1.SubscriberClient().create_subscription(name=subscription, topic=topic)
+    results_topic = f"projects/{PROJECT}/topics/clip-results-{suffix}"
+    results_subscription = f"projects/{PROJECT}/subscriptions/clip-results-{suffix}"
+    for name, sub in ((topic, subscription), (results_topic, results_subscription)):
+        pubsub_v1.PublisherClient().create_topic(name=name)
+        pubsub_v1.SubscriberClient().create_subscription(name=sub, topic=name)
     env = {
         "OPUS_API_KEY": API_KEY,
         "OPUS_API_BASE_URL": standin.base_url,
         "OPUS_UPLOAD_URL_HOSTS": standin.base_url.removeprefix("http://"),
         "CLIP_REQUESTS_TOPIC": topic,
         "STATE_BUCKET": state,
+        "OUTPUT_BUCKET": output,
+        "CLIP_RESULTS_TOPIC": results_topic,
+        "OPUS_CLIP_URL_HOSTS": standin.base_url.removeprefix("http://"),
         "UPLOAD_CHUNK_SIZE": str(CHUNK),
         "LEASE_SECONDS": "60",
     }
-    return Stack(env, client, source, state, topic, subscription, standin.base_url)
+    return Stack(env, client, source, state, topic, subscription, standin.base_url, output, results_subscription)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from opus_pipeline import http_policy, states
-from opus_pipeline.errors import PermanentError, TransientError
+from opus_pipeline.errors import PermanentError, RefusedHostError, TransientError
 from opus_pipeline.events import StorageObject, skip_reason, storage_object
 from opus_pipeline.resumable import committed_bytes
-from opus_pipeline.errors import RefusedHostError
 from opus_pipeline.url_policy import check_url
 
 GCS = ("storage.googleapis.com",)

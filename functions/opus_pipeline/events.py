@@ -42,6 +42,10 @@ class StorageObject:
     def labels(self) -> dict[str, str]:
         return {"bucket": self.bucket, "object": self.name, "generation": str(self.generation)}
 
+    def ref(self) -> dict[str, str]:
+        """Which version of which object, as the results message and the manifest name it."""
+        return {"bucket": self.bucket, "name": self.name, "generation": str(self.generation)}
+
     def to_message(self) -> dict[str, Any]:
         """The ``source`` block of the clip-request message (``generation`` as a string, as GCS)."""
         return {

@@ -36,6 +36,10 @@ class ConflictError(Exception):
     """Someone else wrote the record since it was read."""
 
 
+class UnknownVideoError(LookupError):
+    """No record exists for the video, and the claim was not allowed to start one."""
+
+
 @dataclass(frozen=True)
 class VideoRecord:
     """One uploaded version of one object. ``session_url`` is a credential: never log it."""
@@ -228,13 +232,16 @@ class Ledger:
         obj: StorageObject,
         decide: Callable[[VideoRecord], StepT],
         lease: Lease,
-        new_record: Callable[[], VideoRecord],
+        new_record: Callable[[], VideoRecord] | None,
         **changes: Any,
     ) -> tuple[HeldRecord, StepT]:
         """Read (or start with ``new_record``) the record of ``obj`` and ``decide`` on it; when the
-        step ``claims``, take the lease (and apply ``changes``) by CAS. A lost race decides again."""
+        step ``claims``, take the lease (and apply ``changes``) by CAS. A lost race decides again.
+        Without ``new_record``, a missing record is ``UnknownVideoError``."""
         for _ in range(CLAIM_ATTEMPTS):
             stored = self.read(obj)
+            if stored is None and new_record is None:
+                raise UnknownVideoError(obj.key)
             current = stored.record if stored else new_record()
             step = decide(current)
             record = current

@@ -71,7 +71,7 @@ def manifest(
         entries.append(entry)
     return {
         "schemaVersion": SCHEMA_VERSION,
-        "source": {"bucket": source.bucket, "name": source.name, "generation": str(source.generation)},
+        "source": source.ref(),
         "uploadId": upload_id,
         "projectId": project_id,
         "stage": stage,

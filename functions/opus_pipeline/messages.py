@@ -94,7 +94,7 @@ class ClipResult:
     def encode(self) -> bytes:
         body = {
             "schemaVersion": SCHEMA_VERSION,
-            "source": {"bucket": self.source.bucket, "name": self.source.name, "generation": str(self.source.generation)},
+            "source": self.source.ref(),
             "uploadId": self.upload_id,
             "projectId": self.project_id,
             "status": self.status,

@@ -37,7 +37,9 @@ CLIP_DURATIONS = ((0, 30), (30, 60), (60, 90), (90, 180), (0, 90))
 METADATA_PREFIX = "opus-"
 
 # Keys this pipeline writes itself to show status; they are not preferences.
-STATUS_KEYS = frozenset({"opus-status", "opus-upload-id", "opus-project-id", "opus-error"})
+STATUS_KEYS = frozenset(
+    {"opus-status", "opus-upload-id", "opus-project-id", "opus-error", "opus-stage", "opus-clip-count", "opus-clips"}
+)
 
 _LANG = re.compile(r"^(auto|[a-z]{2,3}(-[A-Za-z0-9]{2,8})*)$")
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")

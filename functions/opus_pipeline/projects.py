@@ -23,6 +23,7 @@ from .ledger import HeldRecord, Lease, VideoRecord
 from .messages import ClipRequest
 from .opus_api import OpusApiError, RateLimitedError
 from .runtime import Services
+from .webhook import registered_url
 
 SHORT_RETRY_AFTER_SECONDS = 10.0
 CREATE_LEASE_SECONDS = 120.0
@@ -91,8 +92,19 @@ class _CreateProject:
             self.held.release(state=states.QUEUED)
             raise
         project_id = str(project.get("id") or project.get("projectId") or "")
+        self.svc.ledger.mark_open(self.obj)  # before the record says so: the sweeper never misses it
         self.held.release(
-            state=states.PROJECT_CREATED, project_id=project_id, stage=project.get("stage"), reason=None, error=None
+            state=states.PROJECT_CREATED,
+            project_id=project_id,
+            stage=project.get("stage"),
+            reason=None,
+            error=None,
+            checks=0,
+            next_check=self.svc.wall() + states.next_check_seconds(1),
+            copied={},
+            clip_count=None,
+            manifest_uri=None,
+            concluded_at=None,
         )
         self.svc.status.show(self.obj, states.PROJECT_CREATED, upload_id=self.request.upload_id, project_id=project_id)
         self.log.bind(projectId=project_id)
@@ -106,7 +118,8 @@ class _CreateProject:
     def _call_opus(self) -> dict:
         settings = self.svc.settings
         prefs = self.request.preferences.over(settings.default_preferences)
-        command = build_command(self.request.upload_id, prefs, settings.notify_email, settings.webhook_url)
+        hook = settings.webhook_url and registered_url(settings.webhook_url, settings.webhook_token or "", self.obj.key)
+        command = build_command(self.request.upload_id, prefs, settings.notify_email, hook or None)
         check_command(command)
         try:
             return self.svc.opus.create_clip_project(command, self.request.upload_id)

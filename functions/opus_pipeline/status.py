@@ -37,7 +37,7 @@ class StatusMirror:
         extra: dict[str, str] | None = None,
         background: bool = False,
     ) -> None:
-        """Set ``opus-status`` (and the ids, and ``opus-error`` or its removal) on the object.
+        """Set ``opus-status`` (and the ids, ``extra`` keys, and ``opus-error`` or its removal).
 
         ``background`` lets the caller go on (the first bytes need not wait for a metadata
         write); the next ``show`` or ``wait`` waits for it, so statuses never land out of order.
@@ -45,7 +45,16 @@ class StatusMirror:
         self.wait()
         if not self._enabled:
             return
-        args = (source, status, upload_id, project_id, error)
+        metadata: dict[str, str | None] = {
+            "opus-status": status,
+            "opus-error": error[:MAX_ERROR_CHARS] if error else None,
+            **(extra or {}),
+        }
+        if upload_id:
+            metadata["opus-upload-id"] = upload_id
+        if project_id:
+            metadata["opus-project-id"] = project_id
+        args = (source, status, metadata)
         if background:
             self._pending = threading.Thread(target=self._patch, args=args, name="status-mirror", daemon=True)
             self._pending.start()
@@ -57,20 +66,10 @@ class StatusMirror:
             self._pending.join()
             self._pending = None
 
-    def _patch(
-        self, source: StorageObject, status: str, upload_id: str | None, project_id: str | None, error: str | None
-    ) -> None:
+    def _patch(self, source: StorageObject, status: str, metadata: dict[str, str | None]) -> None:
         """The precondition on the event's generation keeps a newer upload of the same name from
         being stamped with this one's status (real GCS keeps the generation on a metadata patch)."""
         blob = self._client.bucket(source.bucket).blob(source.name)
-        metadata: dict[str, str | None] = {
-            "opus-status": status,
-            "opus-error": error[:MAX_ERROR_CHARS] if error else None,
-        }
-        if upload_id:
-            metadata["opus-upload-id"] = upload_id
-        if project_id:
-            metadata["opus-project-id"] = project_id
         blob.metadata = metadata
         try:
             blob.patch(if_generation_match=source.generation)

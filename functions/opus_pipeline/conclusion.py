@@ -1,0 +1,228 @@
+"""Use case: a project may have ended → ask OpusClip → bring the clips back, or fail the video.
+
+Both the webhook receiver and the sweeper end here; neither trusts anything but OpusClip's own
+answer to ``GET /api/clip-projects/{id}``. A running project only has its stage noted. An ended
+one is claimed ``concluding`` by compare-and-swap, so a second webhook, a webhook racing the
+sweeper or a redelivered sweep find it taken (or done) and write nothing. A takeover after a
+crash skips the clips already copied (the record keeps each copy as it is made).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from . import http_policy, logs, manifest, states, webhook
+from .clip_copy import copy_clip
+from .errors import PermanentError, TransientError
+from .events import StorageObject
+from .failures import record_failure
+from .ledger import HeldRecord, Lease, Stored, VideoRecord, now_rfc3339
+from .messages import ClipResult
+from .runtime import Services
+
+CONCLUDE_LEASE_SECONDS = 120.0
+COPY_ATTEMPTS = 3
+OPEN_STATES = (states.PROJECT_CREATED, states.CONCLUDING)
+
+
+def check_project(stored: Stored, services: Services, trigger: str) -> str:
+    """Look at the project of ``stored``'s video once; conclude it if it ended. Returns the state."""
+    rec = stored.record
+    log = logs.Logger({**rec.source.labels(), "uploadId": rec.upload_id, "projectId": rec.project_id})
+    if rec.state not in OPEN_STATES or not rec.project_id:
+        log.info(f"{trigger}: {rec.source.uri} is {rec.state}; nothing to do", event="conclusion_ignored")
+        return rec.state
+    project = services.opus.get_project(rec.project_id)
+    stage = project["stage"]
+    if stage not in states.TERMINAL_STAGES:
+        _note_stage(stored, stage, services, log)
+        return rec.state
+    return _Conclusion(rec.source, services, stage, log, trigger).run()
+
+
+def handle_webhook(query: Mapping[str, str], headers: Mapping[str, str], body: bytes | None, services: Services) -> int:
+    """The HTTP status to answer OpusClip's call; ``TransientError`` when OpusClip could not be
+    asked (the sweeper looks later anyway). Unknown or concluded videos get 200: nothing to retry."""
+    settings = services.settings
+    verdict = webhook.judge(settings.webhook_token, settings.opus_api_key, query, headers, body)
+    if verdict.status is not None:
+        logs.warning(f"refused a webhook call: {verdict.why}", event="webhook_refused", status=verdict.status)
+        return verdict.status
+    key = query.get(webhook.VIDEO_PARAM, "")
+    stored = services.ledger.read_key(key)
+    if stored is None:
+        logs.info(f"webhook for an unknown video {key!r}; nothing to do", event="conclusion_ignored")
+        return 200
+    check_project(stored, services, "webhook")
+    return 200
+
+
+def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger) -> None:
+    """Remember the stage and when to look again; show it on the object when it changed."""
+    rec = stored.record
+    checks = rec.checks + 1
+    next_check = services.wall() + states.next_check_seconds(checks)
+    if services.ledger.update(stored, stage=stage, checks=checks, next_check=next_check) is None:
+        return  # someone else moved the record on meanwhile; their word wins
+    if stage != rec.stage:
+        services.status.show(
+            rec.source, rec.state, upload_id=rec.upload_id, project_id=rec.project_id, extra={"opus-stage": stage}
+        )
+        log.info(f"project {rec.project_id} is at stage {stage}", event="project_stage", stage=stage)
+
+
+class _Conclusion:
+    def __init__(self, obj: StorageObject, services: Services, stage: str, log: logs.Logger, trigger: str) -> None:
+        self.obj = obj
+        self.svc = services
+        self.settings = services.settings
+        self.stage = stage
+        self.log = log
+        self.trigger = trigger
+        self.lease = Lease(uuid.uuid4().hex, CONCLUDE_LEASE_SECONDS, services.wall)
+        self.held: HeldRecord
+
+    @property
+    def record(self) -> VideoRecord:
+        return self.held.record
+
+    def _decide(self, record: VideoRecord) -> states.ConcludeStep:
+        return states.conclude_step(
+            record.state, record.lease_owner, record.lease_expires, self.lease.owner, self.svc.wall()
+        )
+
+    def run(self) -> str:
+        self.held, step = self.svc.ledger.claim(self.obj, self._decide, self.lease, None, state=states.CONCLUDING)
+        if step is not states.ConcludeStep.CONCLUDE:
+            why = "being concluded by another invocation" if step is states.ConcludeStep.BUSY else self.record.state
+            self.log.info(f"{self.trigger}: {self.obj.uri} is {why}; nothing to do", event="conclusion_ignored")
+            return self.record.state
+        try:
+            with self.held.keep_alive():
+                if self.stage == "COMPLETE":
+                    self._bring_clips_back()
+                else:
+                    self._stalled()
+        except BaseException:
+            self.held.release(state=states.PROJECT_CREATED)
+            raise
+        self.svc.ledger.mark_concluded(self.obj)
+        return self.record.state
+
+    # -- COMPLETE ---------------------------------------------------------------------------
+
+    def _bring_clips_back(self) -> None:
+        rec = self.record
+        clips = manifest.best_first(self.svc.opus.all_clips(rec.project_id or ""))
+        copies = dict(rec.copied)
+        if self.settings.copy_clips:
+            for index, clip in enumerate(clips):
+                ident = manifest.clip_id(clip, index)
+                if not copies.get(ident, {}).get("copied"):
+                    copies[ident] = self._copy(clip, index)
+                    self.held.save(copied=copies)
+        concluded_at = now_rfc3339()
+        doc = manifest.manifest(
+            self.obj, rec.upload_id or "", rec.project_id or "", self.stage, concluded_at, clips, copies
+        )
+        manifest_uri = self._write_manifest(doc)
+        self._publish(states.CLIPS_READY, len(clips), manifest_uri)
+        self.held.release(
+            state=states.CLIPS_READY,
+            stage=self.stage,
+            clip_count=len(clips),
+            manifest_uri=manifest_uri,
+            concluded_at=concluded_at,
+        )
+        self.svc.status.show(
+            self.obj,
+            states.CLIPS_READY,
+            upload_id=rec.upload_id,
+            project_id=rec.project_id,
+            extra={"opus-stage": self.stage, "opus-clip-count": str(len(clips)), "opus-clips": manifest_uri},
+        )
+        copied = sum(1 for c in copies.values() if c.get("copied"))
+        self.log.info(
+            f"{len(clips)} clips of {self.obj.uri} are ready ({copied} copied): {manifest_uri}",
+            event="clips_ready",
+            clips=len(clips),
+            copied=copied,
+            bytes=sum(int(c.get("size", 0)) for c in copies.values() if c.get("copied")),
+            seconds_since_upload=_seconds_since(rec.uploaded_at),
+        )
+
+    def _copy(self, clip: dict[str, Any], index: int) -> dict[str, Any]:
+        """Copy one clip, retrying a transient failure; a clip that never copies is noted, not fatal."""
+        url = clip.get("uriForExport")
+        if not isinstance(url, str) or not url:
+            return {"copied": False, "error": "OpusClip gave no uriForExport for this clip"}
+        blob = self.svc.storage.bucket(self.settings.output_bucket).blob(
+            manifest.clip_object_name(self.obj, clip, index)
+        )
+        error: PermanentError | TransientError | None = None
+        for attempt in range(1, COPY_ATTEMPTS + 1):
+            try:
+                copied = copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, blob)
+            except PermanentError as exc:
+                error = exc
+                break
+            except TransientError as exc:
+                error = exc
+                if attempt < COPY_ATTEMPTS:
+                    self.svc.sleep(http_policy.backoff_seconds(attempt, exc.retry_after, random.uniform(0.5, 1)))
+                continue
+            self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size)
+            return copied.to_manifest()
+        self.log.warning(
+            f"a clip of {self.obj.uri} was not copied: {error}; its uriForExport stays in the manifest",
+            event="clip_not_copied",
+            reason=error.reason if error else None,
+        )
+        return {"copied": False, "error": str(error)}
+
+    def _write_manifest(self, doc: dict[str, Any]) -> str:
+        name = manifest.manifest_name(self.obj)
+        blob = self.svc.storage.bucket(self.settings.output_bucket).blob(name)
+        blob.upload_from_string(json.dumps(doc, indent=2, ensure_ascii=False), content_type="application/json")
+        return f"gs://{self.settings.output_bucket}/{name}"
+
+    # -- STALLED ----------------------------------------------------------------------------
+
+    def _stalled(self) -> None:
+        rec = self.record
+        exc = PermanentError(
+            f"OpusClip stalled project {rec.project_id}; `opus-pipeline retry {self.obj.uri}` creates a new "
+            "project from the same upload while OpusClip still has it",
+            reason="project-stalled",
+        )
+        self._publish(states.FAILED, 0, None, reason=exc.reason)
+        record_failure(self.held, self.svc.status, exc, self.log, stage=self.stage, concluded_at=now_rfc3339())
+
+    # -- telling other systems --------------------------------------------------------------
+
+    def _publish(self, status: str, clip_count: int, manifest_uri: str | None, reason: str | None = None) -> None:
+        """At least once: published before the record says concluded, so a crash in between
+        publishes again rather than never (subscribers key on ``projectId``)."""
+        rec = self.record
+        result = ClipResult(
+            rec.source, rec.upload_id or "", rec.project_id or "", status, clip_count, manifest_uri, reason
+        )
+        try:
+            future = self.svc.publisher.publish(
+                self.settings.clip_results_topic, result.encode(), **result.attributes()
+            )
+            future.result(timeout=60)
+        except Exception as exc:
+            raise TransientError(f"publishing the clip result failed ({type(exc).__name__})") from None
+
+
+def _seconds_since(rfc3339: str | None) -> float | None:
+    """For the upload-to-clips-ready distribution metric."""
+    if not rfc3339:
+        return None
+    return round((datetime.now(UTC) - datetime.fromisoformat(rfc3339)).total_seconds(), 1)

@@ -1,0 +1,61 @@
+"""Use case: the safety net for lost webhooks: look at running projects, oldest first.
+
+Each run reads the index of running projects (one marker per project in ``STATE_BUCKET``),
+skips those whose next look is not due (per-video backoff: ``states.next_check_seconds``) or
+that another invocation is concluding, and asks OpusClip about at most ``SWEEP_MAX_CALLS`` of
+them, so a thousand open projects cost a bounded number of calls per run out of the 30 a minute
+OpusClip allows one key. Markers of videos that ended meanwhile are removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import logs, states
+from .conclusion import OPEN_STATES, check_project
+from .errors import TransientError
+from .runtime import Services
+
+ENDED = frozenset({states.CLIPS_READY, states.FAILED, states.SUPERSEDED})
+
+
+@dataclass
+class SweepReport:
+    open: int = 0
+    checked: int = 0
+    not_due: int = 0
+    concluded: int = 0
+    errors: int = 0
+
+
+def sweep(services: Services) -> SweepReport:
+    report = SweepReport()
+    ledger = services.ledger
+    for obj in ledger.open_projects():
+        report.open += 1
+        stored = ledger.read(obj)
+        rec = stored.record if stored else None
+        if rec is None or rec.state in ENDED:
+            ledger.mark_concluded(obj)
+            continue
+        now = services.wall()
+        if rec.state not in OPEN_STATES or rec.next_check > now or rec.lease_live(now):
+            report.not_due += 1
+            continue
+        if report.checked >= services.settings.sweep_max_calls:
+            continue  # counted as open; looked at on a later run
+        report.checked += 1
+        try:
+            if check_project(stored, services, "sweep") in ENDED:
+                report.concluded += 1
+        except TransientError as exc:
+            report.errors += 1
+            logs.warning(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
+    logs.info(
+        f"sweep: {report.open} running projects, {report.checked} looked at, {report.concluded} concluded",
+        event="sweep",
+        open=report.open,
+        checked=report.checked,
+        concluded=report.concluded,
+    )
+    return report
