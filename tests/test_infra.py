@@ -350,11 +350,52 @@ def test_log_metrics_match_the_events_the_code_logs() -> None:
 def test_cloud_build_tests_checks_plans_and_applies_only_on_request() -> None:
     build = yaml.safe_load((INFRA.parent / "cloudbuild.yaml").read_text())
     steps = {step["id"]: step for step in build["steps"]}
+    # The emulators image has the Pub/Sub emulator and Java; the stable one has neither.
+    assert steps["test"]["name"] == "gcr.io/google.com/cloudsdktool/google-cloud-cli:emulators"
     script = "\n".join(steps["test"]["args"])
-    assert "google-cloud-cli-pubsub-emulator" in script and "pytest" in script and "ruff check" in script
+    assert "make install provider-schemas" in script and "pytest" in script and "ruff check" in script
     assert steps["terraform-fmt"]["args"] == ["fmt", "-check", "-recursive", "infra"]
-    assert "-backend-config=bucket=${_TF_STATE_BUCKET}" in steps["terraform-init"]["args"]
+    init = "\n".join(steps["terraform-init"]["args"])
+    assert "-backend-config=bucket=${_TF_STATE_BUCKET}" in init and "-lockfile=readonly" in init
     assert steps["terraform-validate"]["args"] == ["validate"]
-    assert "plan" in steps["terraform-plan"]["args"]
+    plan = "\n".join(steps["terraform-plan"]["args"])
+    assert "terraform plan -input=false -lock=false -out=tfplan" in plan  # the read-only plan account
     assert '"${_APPLY}" = "true"' in "\n".join(steps["terraform-apply"]["args"])
     assert build["substitutions"]["_APPLY"] == "false"
+
+
+def test_monitoring_filters_use_monitoring_syntax_and_logging_filters_logging_syntax() -> None:
+    locals_ = infra()["locals"]
+    assert "=one_of(" in locals_["function_series"] and " OR " not in locals_["function_series"]
+    assert " OR " in locals_["function_logs"]
+    filters = [
+        one(one(alert["conditions"])["condition_threshold"])["filter"]
+        for alert in resources("google_monitoring_alert_policy").values()
+    ]
+    filters.append(resources("google_monitoring_dashboard")["pipeline"]["dashboard_json"])
+    for text in filters:
+        assert not re.search(r'=\(\\?"', text), text  # a Logging-style ("a" OR "b")
+    cloud_run = [f for f in filters if "run.googleapis.com/" in f]
+    assert cloud_run and all("${local.function_series}" in f for f in cloud_run)
+
+
+def test_a_stuck_upload_event_alerts_well_before_eventarc_drops_it() -> None:
+    alert = resources("google_monitoring_alert_policy")["ingest_backlog"]
+    condition = one(one(alert["conditions"])["condition_threshold"])
+    assert "pubsub.googleapis.com/subscription/oldest_unacked_message_age" in condition["filter"]
+    assert "${local.ingest_subscription}" in condition["filter"]
+    assert (
+        'starts_with(\\"eventarc-${var.region}-${local.ingest_trigger_id}-sub-\\")'
+        in (infra()["locals"]["ingest_subscription"])
+    )
+    assert condition["threshold_value"] == "${var.ingest_backlog_alert_hours * 3600}"
+    hours = infra()["variable"]["ingest_backlog_alert_hours"]
+    assert hours["default"] * 3600 < 24 * 3600
+    assert "opus-pipeline retry" in one(alert["documentation"])["content"]
+
+
+def test_the_dashboard_writes_no_zero_position_and_no_empty_grouping() -> None:
+    dashboard = resources("google_monitoring_dashboard")["pipeline"]["dashboard_json"]
+    assert "index % 2 == 0 ? {} : {xPos = 6}" in dashboard
+    assert "index < 2 ? {} : {yPos = floor(index / 2) * 4}" in dashboard
+    assert "length(tile.group) == 0 ? {} : {groupByFields = tile.group}" in dashboard
