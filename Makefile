@@ -1,10 +1,11 @@
 # One-command entry points; each target creates and uses the project's own virtualenvs.
 VENV ?= .venv
 CHECKOV_VENV ?= .venv-checkov
+SCHEMAS ?= .provider-schemas
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install test lint infra-check demo bench clean
+.PHONY: install test lint infra-check provider-schemas deploy demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,24 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/pip install --quiet "checkov>=3.2,<4"
 	touch $@
 
+# The providers' schemas for tests/test_provider_schema.py, from their prebuilt CDK Terrain bindings:
+# each package version below binds exactly the provider version infra/versions.tf pins
+# (cdktn-provider-google 20.3.1 = google and google-beta 7.46.1, time 14.0.2 = time 0.14.2,
+# archive 14.0.1 = archive 2.8.1; each package's README names its provider version). The wheels
+# (about 130 MB) are only downloaded, never installed, and reduced to a few MB of JSON.
+PROVIDER_SCHEMA_PACKAGES := cdktn-provider-google==20.3.1 cdktn-provider-google-beta==20.3.1 \
+	cdktn-provider-time==14.0.2 cdktn-provider-archive==14.0.1
+
+$(SCHEMAS)/.extracted: Makefile tests/provider_schema.py | $(BIN)/.installed
+	rm -rf $(SCHEMAS)
+	$(BIN)/pip download --quiet --no-deps --dest $(SCHEMAS)/wheels $(PROVIDER_SCHEMA_PACKAGES)
+	$(BIN)/python tests/provider_schema.py $(SCHEMAS) $(SCHEMAS)/wheels/*.whl
+	rm -rf $(SCHEMAS)/wheels
+	touch $@
+
 install: $(BIN)/.installed
+
+provider-schemas: $(SCHEMAS)/.extracted
 
 lint: install
 	$(BIN)/ruff check .
@@ -29,8 +47,12 @@ lint: install
 infra-check: $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov -d infra --framework terraform --compact --quiet --skip-download
 
-test: lint infra-check
-	$(BIN)/pytest
+test: lint infra-check provider-schemas
+	PROVIDER_SCHEMAS=$(SCHEMAS) $(BIN)/pytest
+
+# First deployment and every later one by hand: see the README's "Deploying to Google Cloud".
+deploy:
+	infra/deploy.sh
 
 demo: install
 	$(BIN)/python -m opus_local.demo $(if $(VIDEO),--video "$(VIDEO)")
@@ -39,4 +61,4 @@ bench: install
 	$(BIN)/python -m opus_local.bench $(if $(SIZES),--size $(SIZES))
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .demo infra/.build
+	rm -rf $(VENV) $(CHECKOV_VENV) $(SCHEMAS) .pytest_cache .ruff_cache .demo infra/.build

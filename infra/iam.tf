@@ -1,78 +1,85 @@
 # One service account per function, per trigger and per push subscription, and for the builds.
-# Roles are bound on the bucket, topic, subscription, secret or service they concern; the only
-# project-level bindings are roles that exist at project level alone (noted where they are).
+# Roles are bound on the bucket, topic, subscription, secret, repository or service they concern;
+# the only project-level bindings are roles that exist at project level alone (noted where they are).
 
 resource "google_service_account" "ingest" {
   account_id   = "${local.prefix}-ingest"
   display_name = "opus-clip-pipeline ingest function"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "create_project" {
   account_id   = "${local.prefix}-create-project"
   display_name = "opus-clip-pipeline create-project function"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "trigger" {
   account_id   = "${local.prefix}-ingest-trigger"
   display_name = "opus-clip-pipeline Eventarc trigger of the ingest function"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "push" {
   account_id   = "${local.prefix}-clip-push"
   display_name = "opus-clip-pipeline Pub/Sub push identity for create-project"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "build" {
   account_id   = "${local.prefix}-build"
   display_name = "opus-clip-pipeline Cloud Build of the functions"
+
+  depends_on = [google_project_service.this]
 }
 
-# -- the ingest function -------------------------------------------------------------------
+# -- both functions ------------------------------------------------------------------------
 
-# Reads videos and writes their opus-* status metadata (objectUser: get, list, update).
-resource "google_storage_bucket_iam_member" "ingest_source" {
+# Read a video, list a prefix, write its opus-* status metadata: no create or delete on users'
+# videos (roles/storage.objectUser would allow both). Defined on the project, bound on the bucket.
+resource "google_project_iam_custom_role" "video_status" {
+  role_id     = "${replace(local.prefix, "-", "_")}_videoStatus"
+  title       = "opus-clip-pipeline: read videos and update their metadata"
+  permissions = ["storage.objects.get", "storage.objects.list", "storage.objects.update"]
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_storage_bucket_iam_member" "reads_videos" {
+  for_each = local.functions
+
   bucket = google_storage_bucket.this["source"].name
-  role   = "roles/storage.objectUser"
-  member = google_service_account.ingest.member
+  role   = google_project_iam_custom_role.video_status.id
+  member = "serviceAccount:${each.value.service_account}"
 }
 
 # Creates and replaces state records (replacing an object needs delete as well).
-resource "google_storage_bucket_iam_member" "ingest_state" {
+resource "google_storage_bucket_iam_member" "writes_state" {
+  for_each = local.functions
+
   bucket = google_storage_bucket.this["state"].name
   role   = "roles/storage.objectUser"
-  member = google_service_account.ingest.member
+  member = "serviceAccount:${each.value.service_account}"
 }
+
+resource "google_secret_manager_secret_iam_member" "reads_key" {
+  for_each = local.functions
+
+  secret_id = google_secret_manager_secret.opus_api_key.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${each.value.service_account}"
+}
+
+# -- the ingest function -------------------------------------------------------------------
 
 resource "google_pubsub_topic_iam_member" "ingest_publishes" {
   topic  = google_pubsub_topic.clip_requests.id
   role   = "roles/pubsub.publisher"
   member = google_service_account.ingest.member
-}
-
-resource "google_secret_manager_secret_iam_member" "ingest_reads_key" {
-  secret_id = google_secret_manager_secret.opus_api_key.id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.ingest.member
-}
-
-# -- the create-project function -----------------------------------------------------------
-
-resource "google_storage_bucket_iam_member" "create_state" {
-  bucket = google_storage_bucket.this["state"].name
-  role   = "roles/storage.objectUser"
-  member = google_service_account.create_project.member
-}
-
-resource "google_storage_bucket_iam_member" "create_source" {
-  bucket = google_storage_bucket.this["source"].name
-  role   = "roles/storage.objectUser"
-  member = google_service_account.create_project.member
-}
-
-resource "google_secret_manager_secret_iam_member" "create_reads_key" {
-  secret_id = google_secret_manager_secret.opus_api_key.id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.create_project.member
 }
 
 # -- the Eventarc trigger ------------------------------------------------------------------
@@ -83,6 +90,18 @@ resource "google_project_iam_member" "gcs_agent_publisher" {
   project = var.project_id
   role    = "roles/pubsub.publisher"
   member  = data.google_storage_project_service_account.gcs.member
+
+  depends_on = [google_project_service.this]
+}
+
+# The Eventarc agent creates the trigger's topic and subscription; an agent created through
+# google_project_service_identity is not always granted its role (terraform-docs-samples #486).
+# Service agent roles are project-level only.
+resource "google_project_iam_member" "eventarc_agent" {
+  # checkov:skip=CKV_GCP_49: the member is Google's Eventarc service agent and this is its own documented role
+  project = var.project_id
+  role    = "roles/eventarc.serviceAgent"
+  member  = local.eventarc_agent
 }
 
 # roles/eventarc.eventReceiver can only be granted on a project.
@@ -92,10 +111,32 @@ resource "google_project_iam_member" "trigger_event_receiver" {
   member  = google_service_account.trigger.member
 }
 
+# The trigger's push subscription authenticates as the trigger's account: on projects whose
+# Pub/Sub agent predates April 2021 that agent lacks the token-minting role it has on newer ones
+# (Eventarc, "Roles and permissions for Cloud Run functions").
+resource "google_service_account_iam_member" "pubsub_agent_mints_trigger_tokens" {
+  service_account_id = google_service_account.trigger.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent
+}
+
+# IAM changes take minutes to reach every service; the first trigger creation fails while the
+# Cloud Storage agent cannot publish yet (provider issue #25294).
+resource "time_sleep" "event_grants_propagate" {
+  create_duration = "60s"
+
+  depends_on = [
+    google_project_iam_member.gcs_agent_publisher,
+    google_project_iam_member.eventarc_agent,
+    google_project_iam_member.trigger_event_receiver,
+    google_service_account_iam_member.pubsub_agent_mints_trigger_tokens,
+  ]
+}
+
 resource "google_cloud_run_v2_service_iam_member" "trigger_invokes_ingest" {
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.ingest.service_config[0].service
+  name     = google_cloudfunctions2_function.this["ingest"].service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.trigger.member
 }
@@ -105,7 +146,7 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invokes_ingest" {
 resource "google_cloud_run_v2_service_iam_member" "push_invokes_create" {
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.create_project.service_config[0].service
+  name     = google_cloudfunctions2_function.this["create_project"].service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.push.member
 }
@@ -132,18 +173,52 @@ resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_source" {
 
 # -- builds --------------------------------------------------------------------------------
 
-# Build logs and the gcf-artifacts repository Cloud Functions creates: project-level roles, as
-# the Cloud Functions module documents for a custom build service account.
-resource "google_project_iam_member" "build" {
-  for_each = toset(["roles/logging.logWriter", "roles/artifactregistry.writer"])
-
+# Build logs: project-level, as the Cloud Functions docs list for a custom build service account.
+resource "google_project_iam_member" "build_logs" {
   project = var.project_id
-  role    = each.value
+  role    = "roles/logging.logWriter"
   member  = google_service_account.build.member
+}
+
+# The build reads the source from the copy Cloud Functions makes in its own bucket, not from ours
+# (provider issue #20571: "Access to bucket gcf-v2-sources-... denied"). That bucket belongs to
+# Cloud Functions, so the grant is a project-level one limited to it by a condition.
+resource "google_project_iam_member" "build_reads_gcf_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = "gcf-v2-sources bucket only"
+    description = "The bucket Cloud Functions copies each deployment's source into."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${local.gcf_sources_bucket}\")"
+  }
 }
 
 resource "google_storage_bucket_iam_member" "build_reads_source" {
   bucket = google_storage_bucket.this["function_source"].name
   role   = "roles/storage.objectViewer"
   member = google_service_account.build.member
+}
+
+# Images go to the pipeline's own repository (build_config.docker_repository), so the push
+# right is scoped to it instead of the project-wide writer the default gcf-artifacts needs.
+resource "google_artifact_registry_repository_iam_member" "build_pushes_images" {
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
+}
+
+# As the magic-modules example cloudfunctions2_basic_builder: the builder's grants must have
+# propagated before the first build pulls the source.
+resource "time_sleep" "build_grants_propagate" {
+  create_duration = "60s"
+
+  depends_on = [
+    google_project_iam_member.build_logs,
+    google_project_iam_member.build_reads_gcf_sources,
+    google_storage_bucket_iam_member.build_reads_source,
+    google_artifact_registry_repository_iam_member.build_pushes_images,
+  ]
 }

@@ -4,18 +4,25 @@
 
 data "google_project" "this" {
   project_id = var.project_id
+
+  depends_on = [google_project_service.this["cloudresourcemanager.googleapis.com"]]
 }
 
 data "google_storage_project_service_account" "gcs" {
   project = var.project_id
+
+  depends_on = [google_project_service.this["storage.googleapis.com"]]
 }
 
 locals {
   prefix         = var.name_prefix
   source_bucket  = var.source_bucket_name != "" ? var.source_bucket_name : "${var.project_id}-${var.name_prefix}-videos"
-  pubsub_agent   = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_agent   = google_project_service_identity.agents["pubsub.googleapis.com"].member
+  eventarc_agent = google_project_service_identity.agents["eventarc.googleapis.com"].member
   ingest_service = "${local.prefix}-ingest"
   create_service = "${local.prefix}-create-project"
+  # Cloud Functions copies each deployment's source here, and the build reads it from here.
+  gcf_sources_bucket = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
 
   # Every variable the code reads (functions/opus_pipeline/config.py ENV_VARS), but the secret key.
   function_environment = {

@@ -35,12 +35,12 @@ output "webhook_token_secret" {
 
 output "ingest_function" {
   description = "The ingest function (Cloud Run service name)."
-  value       = google_cloudfunctions2_function.ingest.name
+  value       = google_cloudfunctions2_function.this["ingest"].name
 }
 
 output "create_project_function" {
   description = "The create-project function (Cloud Run service name)."
-  value       = google_cloudfunctions2_function.create_project.name
+  value       = google_cloudfunctions2_function.this["create_project"].name
 }
 
 output "dashboard" {

@@ -24,11 +24,11 @@ resource "google_pubsub_subscription" "create_project_push" {
   message_retention_duration = "604800s"
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.create_project.service_config[0].uri
+    push_endpoint = google_cloudfunctions2_function.this["create_project"].service_config[0].uri
 
     oidc_token {
       service_account_email = google_service_account.push.email
-      audience              = google_cloudfunctions2_function.create_project.service_config[0].uri
+      audience              = google_cloudfunctions2_function.this["create_project"].service_config[0].uri
     }
   }
 

@@ -1,5 +1,6 @@
-# The secret containers only. Values never enter Terraform code, variables or state: add them with
-#   printf %s "$OPUS_API_KEY" | gcloud secrets versions add <name> --data-file=-
+# The secret containers only. Values never enter Terraform code, variables or state: infra/deploy.sh
+# applies these first, adds the API key as a version with `gcloud secrets versions add --data-file=-`,
+# then applies the functions, which resolve the key before they start.
 
 resource "google_secret_manager_secret" "opus_api_key" {
   secret_id = "${local.prefix}-opus-api-key"

@@ -4,10 +4,13 @@ locals {
   # expire_days: objects older than this are deleted (null: kept); noncurrent_days: overwritten
   # or deleted generations are kept this long (versioning guards against accidents).
   buckets = {
-    source          = { name = local.source_bucket, expire_days = null, noncurrent_days = 7, force_destroy = var.force_destroy_buckets }
-    state           = { name = "${var.project_id}-${local.prefix}-state", expire_days = var.state_retention_days, noncurrent_days = 3, force_destroy = var.force_destroy_buckets }
-    output          = { name = "${var.project_id}-${local.prefix}-output", expire_days = null, noncurrent_days = 30, force_destroy = var.force_destroy_buckets }
-    function_source = { name = "${var.project_id}-${local.prefix}-function-source", expire_days = 30, noncurrent_days = 7, force_destroy = true }
+    source = { name = local.source_bucket, expire_days = null, noncurrent_days = 7, force_destroy = var.force_destroy_buckets }
+    state  = { name = "${var.project_id}-${local.prefix}-state", expire_days = var.state_retention_days, noncurrent_days = 3, force_destroy = var.force_destroy_buckets }
+    output = { name = "${var.project_id}-${local.prefix}-output", expire_days = null, noncurrent_days = 30, force_destroy = var.force_destroy_buckets }
+    # No age rule here: it would delete the live archive and Terraform would upload it again.
+    # A code change gives the archive a new name and Terraform deletes the old one, which
+    # versioning keeps noncurrent for noncurrent_days.
+    function_source = { name = "${var.project_id}-${local.prefix}-function-source", expire_days = null, noncurrent_days = 7, force_destroy = true }
   }
 }
 

@@ -175,3 +175,14 @@ variable "force_destroy_buckets" {
   description = "Let terraform destroy buckets that still hold objects (test projects only)."
   default     = false
 }
+
+variable "ingest_backlog_alert_hours" {
+  type        = number
+  description = "Alert when an upload event has waited this long for ingest; Eventarc gives up on it after 24 h."
+  default     = 4
+
+  validation {
+    condition     = var.ingest_backlog_alert_hours >= 1 && var.ingest_backlog_alert_hours <= 12
+    error_message = "ingest_backlog_alert_hours must be 1-12: early enough to act before the 24 h limit."
+  }
+}

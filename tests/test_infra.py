@@ -67,7 +67,8 @@ def bindings() -> list[tuple[str, str, dict]]:
     ]
 
 
-FUNCTIONS = resources("google_cloudfunctions2_function")
+FUNCTION = resources("google_cloudfunctions2_function")["this"]
+FUNCTIONS = infra()["locals"]["functions"]  # the definitions FUNCTION is deployed from, by key
 
 
 def test_every_variable_has_a_type_and_a_description() -> None:
@@ -77,34 +78,41 @@ def test_every_variable_has_a_type_and_a_description() -> None:
 
 
 def test_every_function_runs_as_its_own_service_account() -> None:
-    accounts = [one(f["service_config"])["service_account_email"] for f in FUNCTIONS.values()]
-    assert len(FUNCTIONS) == 2 and len(set(accounts)) == 2
+    assert FUNCTION["for_each"] == "${local.functions}"
+    assert one(FUNCTION["service_config"])["service_account_email"] == "${each.value.service_account}"
+    accounts = [f["service_account"] for f in FUNCTIONS.values()]
+    assert set(FUNCTIONS) == {"ingest", "create_project"} and len(set(accounts)) == 2
     for account in accounts:
         name = re.fullmatch(r"\$\{google_service_account\.(\w+)\.email\}", account).group(1)
         assert name in resources("google_service_account")
 
 
 def test_functions_are_gen2_python_312_or_newer() -> None:
-    for function in FUNCTIONS.values():
-        runtime = one(function["build_config"])["runtime"]
-        assert re.fullmatch(r"python3(1[2-9]|[2-9]\d)", runtime), runtime
+    runtime = one(FUNCTION["build_config"])["runtime"]
+    assert re.fullmatch(r"python3(1[2-9]|[2-9]\d)", runtime), runtime
 
 
 def test_ingest_is_triggered_by_finalized_objects_of_the_source_bucket_with_retries() -> None:
-    trigger = one(FUNCTIONS["ingest"]["event_trigger"])
+    dynamic = one(FUNCTION["dynamic"])["event_trigger"]
+    assert dynamic["for_each"] == "${each.value.event_bucket == null ? [] : [each.value.event_bucket]}"
+    trigger = one(dynamic["content"])
     assert trigger["event_type"] == "google.cloud.storage.object.v1.finalized"
     assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
     assert trigger["trigger_region"] == "${var.region}"
     assert trigger["service_account_email"] == "${google_service_account.trigger.email}"
-    source = '${google_storage_bucket.this["source"].name}'
-    assert one(trigger["event_filters"]) == {"attribute": "bucket", "value": source}
+    assert one(trigger["event_filters"]) == {"attribute": "bucket", "value": "${event_trigger.value}"}
+    assert FUNCTIONS["ingest"]["event_bucket"] == '${google_storage_bucket.this["source"].name}'
     assert resources("google_storage_bucket")["this"]["location"] == "${var.region}"
 
 
 def test_ingest_has_the_event_timeout_an_instance_cap_and_memory_for_two_chunks() -> None:
-    service = one(FUNCTIONS["ingest"]["service_config"])
-    assert service["timeout_seconds"] == 540
-    assert service["max_instance_count"] == "${var.ingest_max_instances}"
+    ingest = FUNCTIONS["ingest"]
+    assert ingest["timeout_seconds"] == 540
+    assert ingest["max_instances"] == "${var.ingest_max_instances}"
+    assert ingest["memory"] == "${var.ingest_memory}"
+    service = one(FUNCTION["service_config"])
+    assert service["timeout_seconds"] == "${each.value.timeout_seconds}"
+    assert service["max_instance_count"] == "${each.value.max_instances}"
     assert service["max_instance_request_concurrency"] == 1
     memory = infra()["variable"]["ingest_memory"]["default"]
     chunk_mib = infra()["variable"]["upload_chunk_size_mib"]["default"]
@@ -115,12 +123,12 @@ def test_create_project_is_fed_by_an_oidc_push_subscription_with_retry_and_dead_
     push = resources("google_pubsub_subscription")["create_project_push"]
     assert push["topic"] == "${google_pubsub_topic.clip_requests.id}"
     config_block = one(push["push_config"])
-    uri = "${google_cloudfunctions2_function.create_project.service_config[0].uri}"
+    uri = '${google_cloudfunctions2_function.this["create_project"].service_config[0].uri}'
     assert config_block["push_endpoint"] == uri
     assert one(config_block["oidc_token"])["service_account_email"] == "${google_service_account.push.email}"
     assert set(one(push["retry_policy"])) == {"minimum_backoff", "maximum_backoff"}
     assert one(push["dead_letter_policy"])["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
-    assert "event_trigger" not in FUNCTIONS["create_project"]
+    assert FUNCTIONS["create_project"]["event_bucket"] is None
 
 
 def test_dead_letter_topic_has_a_pull_subscription_kept_seven_days() -> None:
@@ -131,7 +139,7 @@ def test_dead_letter_topic_has_a_pull_subscription_kept_seven_days() -> None:
 
 
 def test_create_project_instances_stay_within_opusclip_rate_limit() -> None:
-    assert one(FUNCTIONS["create_project"]["service_config"])["max_instance_count"] == "${var.create_max_instances}"
+    assert FUNCTIONS["create_project"]["max_instances"] == "${var.create_max_instances}"
     assert infra()["variable"]["create_max_instances"]["default"] <= 5
 
 
@@ -144,12 +152,12 @@ def test_trigger_identity_receives_events_and_invokes_only_ingest() -> None:
     assert _granted("roles/eventarc.eventReceiver", member)
     [(rtype, body)] = _granted("roles/run.invoker", member)
     assert rtype == "google_cloud_run_v2_service_iam_member"
-    assert body["name"] == "${google_cloudfunctions2_function.ingest.service_config[0].service}"
+    assert body["name"] == '${google_cloudfunctions2_function.this["ingest"].service_config[0].service}'
 
 
 def test_push_identity_invokes_only_create_project() -> None:
     [(_, body)] = _granted("roles/run.invoker", "${google_service_account.push.member}")
-    assert body["name"] == "${google_cloudfunctions2_function.create_project.service_config[0].service}"
+    assert body["name"] == '${google_cloudfunctions2_function.this["create_project"].service_config[0].service}'
 
 
 def test_platform_agents_have_what_eventarc_and_dead_lettering_need() -> None:
@@ -160,8 +168,22 @@ def test_platform_agents_have_what_eventarc_and_dead_lettering_need() -> None:
     assert publisher["topic"] == "${google_pubsub_topic.dead_letter.id}"
     [(_, subscriber)] = _granted("roles/pubsub.subscriber", pubsub)
     assert subscriber["subscription"] == "${google_pubsub_subscription.create_project_push.id}"
-    [(_, minter)] = _granted("roles/iam.serviceAccountTokenCreator", pubsub)
-    assert minter["service_account_id"] == "${google_service_account.push.name}"
+    minted = {body["service_account_id"] for _, body in _granted("roles/iam.serviceAccountTokenCreator", pubsub)}
+    # The trigger's account too: Pub/Sub agents older than April 2021 lack the role on it.
+    assert minted == {"${google_service_account.push.name}", "${google_service_account.trigger.name}"}
+    assert _granted("roles/eventarc.serviceAgent", "${local.eventarc_agent}")
+
+
+def test_service_agents_are_created_not_assumed() -> None:
+    agents = resources("google_project_service_identity")["agents"]
+    assert agents["provider"] == "google-beta"
+    assert set(re.findall(r'"([a-z]+\.googleapis\.com)"', agents["for_each"])) == {
+        "pubsub.googleapis.com",
+        "eventarc.googleapis.com",
+    }
+    locals_ = infra()["locals"]
+    assert locals_["pubsub_agent"] == '${google_project_service_identity.agents["pubsub.googleapis.com"].member}'
+    assert locals_["eventarc_agent"] == '${google_project_service_identity.agents["eventarc.googleapis.com"].member}'
 
 
 def test_no_primitive_role_and_no_public_member() -> None:
@@ -173,36 +195,94 @@ def test_no_primitive_role_and_no_public_member() -> None:
 PROJECT_LEVEL_ALLOWED = {
     "roles/pubsub.publisher",  # the GCS service agent, for Eventarc's own topic
     "roles/eventarc.eventReceiver",  # only grantable on a project
+    "roles/eventarc.serviceAgent",  # a service agent's role
     "roles/logging.logWriter",  # builds
-    "roles/artifactregistry.writer",  # builds: the repository Cloud Functions creates
+    "roles/storage.objectViewer",  # builds, conditioned on the gcf-v2-sources bucket (below)
 }
 
 
 def test_project_level_bindings_are_only_those_without_a_narrower_scope() -> None:
     for name, body in resources("google_project_iam_member").items():
-        roles = body.get("for_each") or [body["role"]]
-        if isinstance(roles, str):
-            roles = re.findall(r'"(roles/[^"]+)"', roles.replace('\\"', '"'))
-        assert roles, name
-        for role in roles:
-            assert role in PROJECT_LEVEL_ALLOWED, (name, role)
+        assert "for_each" not in body, name
+        assert body["role"] in PROJECT_LEVEL_ALLOWED, (name, body["role"])
+
+
+def test_build_reads_only_the_gcf_sources_bucket_and_pushes_only_to_the_functions_repository() -> None:
+    member = "${google_service_account.build.member}"
+    viewers = _granted("roles/storage.objectViewer", member)
+    [viewer] = [body for rtype, body in viewers if rtype == "google_project_iam_member"]
+    condition = one(viewer["condition"])
+    assert condition["expression"] == 'resource.name.startsWith(\\"projects/_/buckets/${local.gcf_sources_bucket}\\")'
+    assert infra()["locals"]["gcf_sources_bucket"] == "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+    [(rtype, writer)] = _granted("roles/artifactregistry.writer", member)
+    assert rtype == "google_artifact_registry_repository_iam_member"
+    assert writer["repository"] == "${google_artifact_registry_repository.functions.name}"
+    assert one(FUNCTION["build_config"])["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
+
+
+def test_functions_read_and_annotate_videos_but_cannot_create_or_delete_them() -> None:
+    role = resources("google_project_iam_custom_role")["video_status"]
+    assert sorted(role["permissions"]) == ["storage.objects.get", "storage.objects.list", "storage.objects.update"]
+    source = '${google_storage_bucket.this["source"].name}'
+    on_source = [b for _, _, b in bindings() if b.get("bucket") == source]
+    assert [b["role"] for b in on_source] == ["${google_project_iam_custom_role.video_status.id}"]
+    assert on_source[0]["for_each"] == "${local.functions}"
+
+
+def test_fresh_project_ordering() -> None:
+    """What a first apply on a new project must wait for (issue 9, findings 1-4)."""
+    for name, account in resources("google_service_account").items():
+        assert account["depends_on"] == ["${google_project_service.this}"], name
+    assert infra()["data"]["google_project"]["this"]["depends_on"] == [
+        '${google_project_service.this["cloudresourcemanager.googleapis.com"]}'
+    ]
+    assert "cloudresourcemanager.googleapis.com" in infra()["locals"]["services"]
+    sleeps = resources("time_sleep")
+    assert set(sleeps["event_grants_propagate"]["depends_on"]) == {
+        "${google_project_iam_member.gcs_agent_publisher}",
+        "${google_project_iam_member.eventarc_agent}",
+        "${google_project_iam_member.trigger_event_receiver}",
+        "${google_service_account_iam_member.pubsub_agent_mints_trigger_tokens}",
+    }
+    assert set(sleeps["build_grants_propagate"]["depends_on"]) == {
+        "${google_project_iam_member.build_logs}",
+        "${google_project_iam_member.build_reads_gcf_sources}",
+        "${google_storage_bucket_iam_member.build_reads_source}",
+        "${google_artifact_registry_repository_iam_member.build_pushes_images}",
+    }
+    assert set(FUNCTION["depends_on"]) == {
+        "${time_sleep.build_grants_propagate}",
+        "${time_sleep.event_grants_propagate}",
+        "${google_secret_manager_secret_iam_member.reads_key}",
+    }
+    metric_wait = sleeps["log_metrics_registered"]
+    assert metric_wait["triggers"] == {"video_failures": "${google_logging_metric.video_failures.id}"}
+    alert = resources("google_monitoring_alert_policy")["video_failed"]
+    assert alert["depends_on"] == ["${time_sleep.log_metrics_registered}"]
 
 
 def test_secret_values_never_enter_terraform() -> None:
     assert "google_secret_manager_secret_version" not in infra()["resource"]
     for name in infra()["variable"]:
         assert not re.search(r"key|token|password|secret", name), name
-    for function in FUNCTIONS.values():
-        secret = one(one(function["service_config"])["secret_environment_variables"])
-        assert secret["key"] == "OPUS_API_KEY"
-        assert secret["secret"] == "${google_secret_manager_secret.opus_api_key.secret_id}"
+    secret = one(one(FUNCTION["service_config"])["secret_environment_variables"])
+    assert secret["key"] == "OPUS_API_KEY"
+    assert secret["secret"] == "${google_secret_manager_secret.opus_api_key.secret_id}"
+
+
+def test_the_first_deployment_adds_the_key_between_the_secrets_and_the_functions() -> None:
+    script = (INFRA / "deploy.sh").read_text()
+    phase_one = script.index("-target=google_secret_manager_secret.opus_api_key")
+    add_key = script.index("gcloud secrets versions add")
+    phase_two = script.rindex("terraform apply")
+    assert phase_one < add_key < phase_two
+    assert "--data-file=-" in script and "OPUS_API_KEY" in script and "read -rs" in script
 
 
 def test_every_variable_the_code_reads_is_set_for_both_functions() -> None:
     environment = infra()["locals"]["function_environment"]
     assert set(config.ENV_VARS) - {"OPUS_API_KEY"} <= set(environment)
-    for function in FUNCTIONS.values():
-        assert one(function["service_config"])["environment_variables"] == "${local.function_environment}"
+    assert one(FUNCTION["service_config"])["environment_variables"] == "${local.function_environment}"
 
 
 def test_every_bucket_is_private_and_uniform() -> None:
@@ -213,10 +293,12 @@ def test_every_bucket_is_private_and_uniform() -> None:
     assert body["public_access_prevention"] == "enforced"
 
 
-def test_state_records_and_old_function_archives_expire() -> None:
+def test_state_records_expire_and_the_live_function_archive_does_not() -> None:
     buckets = infra()["locals"]["buckets"]
     assert buckets["state"]["expire_days"] == "${var.state_retention_days}"
-    assert buckets["function_source"]["expire_days"] == 30
+    # Replaced archives become noncurrent (versioning) and go after noncurrent_days.
+    assert buckets["function_source"]["expire_days"] is None
+    assert buckets["function_source"]["noncurrent_days"] == 7
     [body] = resources("google_storage_bucket").values()
     expiry = one(body["dynamic"])["lifecycle_rule"]
     assert one(one(expiry["content"])["condition"])["age"] == "${lifecycle_rule.value}"
@@ -268,11 +350,52 @@ def test_log_metrics_match_the_events_the_code_logs() -> None:
 def test_cloud_build_tests_checks_plans_and_applies_only_on_request() -> None:
     build = yaml.safe_load((INFRA.parent / "cloudbuild.yaml").read_text())
     steps = {step["id"]: step for step in build["steps"]}
+    # The emulators image has the Pub/Sub emulator and Java; the stable one has neither.
+    assert steps["test"]["name"] == "gcr.io/google.com/cloudsdktool/google-cloud-cli:emulators"
     script = "\n".join(steps["test"]["args"])
-    assert "google-cloud-cli-pubsub-emulator" in script and "pytest" in script and "ruff check" in script
+    assert "make install provider-schemas" in script and "pytest" in script and "ruff check" in script
     assert steps["terraform-fmt"]["args"] == ["fmt", "-check", "-recursive", "infra"]
-    assert "-backend-config=bucket=${_TF_STATE_BUCKET}" in steps["terraform-init"]["args"]
+    init = "\n".join(steps["terraform-init"]["args"])
+    assert "-backend-config=bucket=${_TF_STATE_BUCKET}" in init and "-lockfile=readonly" in init
     assert steps["terraform-validate"]["args"] == ["validate"]
-    assert "plan" in steps["terraform-plan"]["args"]
+    plan = "\n".join(steps["terraform-plan"]["args"])
+    assert "terraform plan -input=false -lock=false -out=tfplan" in plan  # the read-only plan account
     assert '"${_APPLY}" = "true"' in "\n".join(steps["terraform-apply"]["args"])
     assert build["substitutions"]["_APPLY"] == "false"
+
+
+def test_monitoring_filters_use_monitoring_syntax_and_logging_filters_logging_syntax() -> None:
+    locals_ = infra()["locals"]
+    assert "=one_of(" in locals_["function_series"] and " OR " not in locals_["function_series"]
+    assert " OR " in locals_["function_logs"]
+    filters = [
+        one(one(alert["conditions"])["condition_threshold"])["filter"]
+        for alert in resources("google_monitoring_alert_policy").values()
+    ]
+    filters.append(resources("google_monitoring_dashboard")["pipeline"]["dashboard_json"])
+    for text in filters:
+        assert not re.search(r'=\(\\?"', text), text  # a Logging-style ("a" OR "b")
+    cloud_run = [f for f in filters if "run.googleapis.com/" in f]
+    assert cloud_run and all("${local.function_series}" in f for f in cloud_run)
+
+
+def test_a_stuck_upload_event_alerts_well_before_eventarc_drops_it() -> None:
+    alert = resources("google_monitoring_alert_policy")["ingest_backlog"]
+    condition = one(one(alert["conditions"])["condition_threshold"])
+    assert "pubsub.googleapis.com/subscription/oldest_unacked_message_age" in condition["filter"]
+    assert "${local.ingest_subscription}" in condition["filter"]
+    assert (
+        'starts_with(\\"eventarc-${var.region}-${local.ingest_trigger_id}-sub-\\")'
+        in (infra()["locals"]["ingest_subscription"])
+    )
+    assert condition["threshold_value"] == "${var.ingest_backlog_alert_hours * 3600}"
+    hours = infra()["variable"]["ingest_backlog_alert_hours"]
+    assert hours["default"] * 3600 < 24 * 3600
+    assert "opus-pipeline retry" in one(alert["documentation"])["content"]
+
+
+def test_the_dashboard_writes_no_zero_position_and_no_empty_grouping() -> None:
+    dashboard = resources("google_monitoring_dashboard")["pipeline"]["dashboard_json"]
+    assert "index % 2 == 0 ? {} : {xPos = 6}" in dashboard
+    assert "index < 2 ? {} : {yPos = floor(index / 2) * 4}" in dashboard
+    assert "length(tile.group) == 0 ? {} : {groupByFields = tile.group}" in dashboard
