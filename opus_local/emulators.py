@@ -155,7 +155,9 @@ def start_pubsub(root: Path, port: int | None = None, log: Path | None = None) -
     raise TimeoutError("the Pub/Sub emulator did not answer")
 
 
-def start_function(target: str, source: Path, env: dict[str, str], log: Path, port: int | None = None) -> Process:
+def start_function(
+    target: str, source: Path, env: dict[str, str], log: Path, port: int | None = None, signature: str = "cloudevent"
+) -> Process:
     """A function under functions-framework, as Cloud Functions runs it, on loopback."""
     port = port or free_port()
     args = [
@@ -167,7 +169,7 @@ def start_function(target: str, source: Path, env: dict[str, str], log: Path, po
         "--source",
         str(source),
         "--signature-type",
-        "cloudevent",
+        signature,
         "--host",
         "127.0.0.1",
         "--port",

@@ -106,7 +106,13 @@ class _CreateProject:
             manifest_uri=None,
             concluded_at=None,
         )
-        self.svc.status.show(self.obj, states.PROJECT_CREATED, upload_id=self.request.upload_id, project_id=project_id)
+        self.svc.status.show(
+            self.obj,
+            states.PROJECT_CREATED,
+            upload_id=self.request.upload_id,
+            project_id=project_id,
+            extra={"opus-stage": str(project.get("stage") or "")},
+        )
         self.log.bind(projectId=project_id)
         self.log.info(
             f"created OpusClip project {project_id} for {self.obj.uri}",

@@ -1,0 +1,267 @@
+"""Following a project to its end: the sweeper, the conclusion, the clips in the output bucket."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+
+import pytest
+
+from opus_pipeline import states
+from opus_pipeline.conclusion import check_project
+from opus_pipeline.errors import TransientError
+from opus_pipeline.events import storage_object
+from opus_pipeline.ledger import Ledger
+from opus_pipeline.messages import ClipRequest
+from opus_pipeline.retry import retry_video
+from opus_pipeline.sweep import sweep
+
+from conftest import Stack, deliver_concurrently
+from support import create, ingest, live_metadata, record, services, uploaded, wait_for
+
+LATER = 24 * 3600.0  # a sweep "a day later": every backoff is over
+
+
+def running_project(stack: Stack, standin, **overrides: str) -> tuple[dict, str]:
+    """A video uploaded and its project created; the project's id."""
+    resource, request = uploaded(stack)
+    assert create(stack, request, **overrides) == states.PROJECT_CREATED
+    return resource, record(stack, resource).project_id
+
+
+def concluded_project(stack: Stack, standin, **overrides: str) -> tuple[dict, str]:
+    resource, project_id = running_project(stack, standin, **overrides)
+    wait_for(lambda: standin.project(project_id)["stage"] in ("COMPLETE", "STALLED"), timeout=30)
+    return resource, project_id
+
+
+def sweep_later(stack: Stack, **overrides: str):
+    svc = services(stack, **overrides)
+    svc.wall = lambda: time.time() + LATER
+    return sweep(svc)
+
+
+def output_json(stack: Stack, name: str) -> dict:
+    return json.loads(stack.storage.bucket(stack.output_bucket).blob(name).download_as_bytes())
+
+
+def results(stack: Stack) -> list[dict]:
+    return [json.loads(m.message.data) for m in stack.pull(subscription=stack.results_subscription)]
+
+
+@pytest.fixture(autouse=True)
+def quick_projects(standin) -> None:
+    standin.configure(projectSeconds=0.5, clipsPerProject=3, clipBytes=300_000)
+
+
+# -- a lost webhook: the sweeper concludes ---------------------------------------------------
+
+
+def test_the_sweeper_brings_the_clips_of_a_completed_project_back(stack: Stack, standin) -> None:
+    resource, project_id = concluded_project(stack, standin)
+
+    assert sweep_later(stack).concluded == 1
+
+    rec = record(stack, resource)
+    manifest_uri = f"gs://{stack.output_bucket}/talk.mp4/clips.json"
+    assert rec.state == states.CLIPS_READY and rec.clip_count == 3 and rec.manifest_uri == manifest_uri
+    manifest = output_json(stack, "talk.mp4/clips.json")
+    assert manifest["schemaVersion"] == 1 and manifest["projectId"] == project_id
+    assert manifest["source"] == {
+        "bucket": stack.source_bucket,
+        "name": "talk.mp4",
+        "generation": resource["generation"],
+    }
+    assert manifest["uploadId"] == rec.upload_id and manifest["stage"] == "COMPLETE" and manifest["concludedAt"]
+    md5s = standin.clip_md5s(project_id)
+    assert {clip["id"] for clip in manifest["clips"]} == set(md5s)
+    for clip in manifest["clips"]:
+        blob = stack.storage.bucket(stack.output_bucket).get_blob(clip["gcsUri"].split("/", 3)[3])
+        assert clip["copied"] and base64.b64decode(blob.md5_hash).hex() == md5s[clip["id"]]
+        assert clip["size"] == blob.size == 300_000 and clip["md5Hash"] == blob.md5_hash
+        assert clip["title"] and clip["uriForExport"] and "durationMs" in clip
+
+
+def test_the_object_shows_clips_ready_with_the_count_and_the_manifest(stack: Stack, standin) -> None:
+    concluded_project(stack, standin)
+    sweep_later(stack)
+    metadata = live_metadata(stack, "talk.mp4")
+    assert metadata["opus-status"] == "clips-ready" and metadata["opus-clip-count"] == "3"
+    assert metadata["opus-clips"] == f"gs://{stack.output_bucket}/talk.mp4/clips.json"
+    assert metadata["opus-stage"] == "COMPLETE"
+
+
+def test_one_result_message_tells_other_systems(stack: Stack, standin) -> None:
+    resource, project_id = concluded_project(stack, standin)
+    sweep_later(stack)
+    [result] = results(stack)
+    assert result == {
+        "schemaVersion": 1,
+        "source": {"bucket": stack.source_bucket, "name": "talk.mp4", "generation": resource["generation"]},
+        "uploadId": record(stack, resource).upload_id,
+        "projectId": project_id,
+        "status": "clips-ready",
+        "clipCount": 3,
+        "manifest": f"gs://{stack.output_bucket}/talk.mp4/clips.json",
+    }
+
+
+def test_clips_are_ordered_best_first_by_rank(stack: Stack, standin) -> None:
+    standin.configure(scoredClips="all", clipsPerProject=4)
+    concluded_project(stack, standin)
+    sweep_later(stack)
+    ranks = [clip["rank"] for clip in output_json(stack, "talk.mp4/clips.json")["clips"]]
+    assert ranks == sorted(ranks)
+
+
+def test_a_running_project_only_has_its_stage_noted_and_is_looked_at_again_later(stack: Stack, standin) -> None:
+    standin.configure(projectSeconds=600)
+    resource, _ = running_project(stack, standin)
+
+    report = sweep_later(stack)
+
+    rec = record(stack, resource)
+    assert report.checked == 1 and report.concluded == 0
+    assert rec.state == states.PROJECT_CREATED and rec.checks == 1 and rec.next_check > time.time()
+    assert live_metadata(stack, "talk.mp4")["opus-stage"] == rec.stage
+    before = standin.calls("project-get")
+    assert sweep(services(stack)).checked == 0  # not due yet: no call
+    assert standin.calls("project-get") == before
+
+
+def test_a_sweep_looks_at_no_more_projects_than_its_budget_oldest_first(stack: Stack, standin) -> None:
+    standin.configure(projectSeconds=600)
+    names = [f"ep{n:02d}.mp4" for n in range(7)]
+    for name in names:
+        resource = stack.put(name, b"x" * 1000)
+        ingest(stack, resource)
+    for message in stack.pull():
+        create(stack, ClipRequest.decode(message.message.data))
+    before = standin.calls("project-get")
+
+    report = sweep_later(stack, SWEEP_MAX_CALLS="3")
+
+    assert report.open == 7 and report.checked == 3
+    assert standin.calls("project-get") - before == 3
+    ledger = Ledger(stack.storage, stack.state_bucket)
+    looked_at = [s.record.source.name for s in ledger.records(stack.source_bucket) if s.record.checks]
+    oldest = [obj.name for obj in ledger.open_projects()][:3]
+    assert sorted(looked_at) == sorted(oldest)
+
+
+# -- a stalled project ------------------------------------------------------------------------
+
+
+def test_a_stalled_project_fails_the_video_and_retry_creates_a_new_project(stack: Stack, standin) -> None:
+    standin.stall_next()
+    resource, first_project = concluded_project(stack, standin)
+
+    sweep_later(stack)
+
+    rec = record(stack, resource)
+    assert rec.state == states.FAILED and rec.reason == "project-stalled" and "opus-pipeline retry" in rec.error
+    assert live_metadata(stack, "talk.mp4")["opus-status"] == "failed"
+    assert [r["status"] for r in results(stack)] == ["failed"]
+
+    ledger = Ledger(stack.storage, stack.state_bucket)
+    published = []
+    retry_video(stack.storage, ledger, stack.source_bucket, "talk.mp4", published.append)
+    assert create(stack, published[0]) == states.PROJECT_CREATED
+    assert record(stack, resource).project_id != first_project
+
+
+# -- idempotence ------------------------------------------------------------------------------
+
+
+def test_a_webhook_racing_the_sweeper_concludes_once(stack: Stack, standin) -> None:
+    resource, _ = concluded_project(stack, standin)
+    ledger = Ledger(stack.storage, stack.state_bucket)
+
+    def look() -> str:
+        return check_project(ledger.read(storage_object(resource)), services(stack), "race")
+
+    outcomes = deliver_concurrently(look, times=3)
+
+    assert states.CLIPS_READY in outcomes
+    assert all(o in (states.CLIPS_READY, states.PROJECT_CREATED, states.CONCLUDING) for o in outcomes)
+    assert all(f["downloads"] == 1 for f in standin.stats()["clipFiles"].values())
+    assert len(results(stack)) == 1
+
+
+def test_looking_at_a_concluded_video_again_writes_nothing_and_asks_nothing(stack: Stack, standin) -> None:
+    resource, _ = concluded_project(stack, standin)
+    sweep_later(stack)
+    ledger = Ledger(stack.storage, stack.state_bucket)
+    stored = ledger.read(storage_object(resource))
+    calls = standin.calls("project-get")
+    assert check_project(stored, services(stack), "again") == states.CLIPS_READY
+    assert standin.calls("project-get") == calls
+    assert ledger.read(storage_object(resource)).generation == stored.generation
+    assert sweep_later(stack).open == 0
+
+
+# -- copying clips ---------------------------------------------------------------------------
+
+
+def test_a_clip_that_fails_once_is_copied_on_the_second_attempt(stack: Stack, standin) -> None:
+    concluded_project(stack, standin)
+    standin.inject({"endpoint": "media", "kind": "status", "status": 503})
+    sweep_later(stack)
+    clips = output_json(stack, "talk.mp4/clips.json")["clips"]
+    assert all(clip["copied"] for clip in clips)
+
+
+def test_a_clip_that_never_copies_is_noted_and_does_not_block_the_others(stack: Stack, standin) -> None:
+    concluded_project(stack, standin)
+    standin.inject({"endpoint": "media", "kind": "status", "status": 500, "times": 3})
+    sweep_later(stack)
+    clips = output_json(stack, "talk.mp4/clips.json")["clips"]
+    assert [clip["copied"] for clip in clips].count(False) == 1
+    assert [clip["copied"] for clip in clips].count(True) == 2
+    [failed] = [clip for clip in clips if not clip["copied"]]
+    assert "500" in failed["error"] and failed["uriForExport"] and "gcsUri" not in failed
+
+
+def test_a_clip_host_outside_the_allow_list_is_refused(stack: Stack, standin) -> None:
+    resource, _ = concluded_project(stack, standin)
+    sweep_later(stack, OPUS_CLIP_URL_HOSTS="cdn.opus.pro")
+    clips = output_json(stack, "talk.mp4/clips.json")["clips"]
+    assert not any(clip["copied"] for clip in clips)
+    assert all("OPUS_CLIP_URL_HOSTS" in clip["error"] for clip in clips)
+    assert all(f["downloads"] == 0 for f in standin.stats()["clipFiles"].values())
+    assert record(stack, resource).state == states.CLIPS_READY
+
+
+def test_copying_can_be_turned_off(stack: Stack, standin) -> None:
+    concluded_project(stack, standin)
+    sweep_later(stack, COPY_CLIPS="false")
+    clips = output_json(stack, "talk.mp4/clips.json")["clips"]
+    assert len(clips) == 3 and not any("gcsUri" in clip for clip in clips)
+    assert list(stack.storage.list_blobs(stack.output_bucket, prefix="talk.mp4/clips/")) == []
+
+
+def test_a_failing_clip_list_leaves_the_project_to_the_next_look(stack: Stack, standin) -> None:
+    resource, _ = concluded_project(stack, standin)
+    standin.inject({"endpoint": "exportable-clips", "kind": "status", "status": 503})
+    report = sweep_later(stack)
+    assert report.errors == 1 and record(stack, resource).state == states.PROJECT_CREATED
+    assert sweep_later(stack).concluded == 1
+
+
+def test_the_copy_is_byte_exact_for_a_clip_of_several_chunks(stack: Stack, standin) -> None:
+    standin.configure(clipsPerProject=1, clipBytes=20 * 1024 * 1024 + 17)
+    _, project_id = concluded_project(stack, standin)
+    sweep_later(stack)
+    [clip] = output_json(stack, "talk.mp4/clips.json")["clips"]
+    data = stack.storage.bucket(stack.output_bucket).blob(clip["gcsUri"].split("/", 3)[3]).download_as_bytes()
+    assert hashlib.md5(data).hexdigest() == standin.clip_md5s(project_id)[clip["id"]]
+
+
+def test_transient_errors_of_the_project_lookup_are_raised_for_the_webhook(stack: Stack, standin) -> None:
+    resource, _ = concluded_project(stack, standin)
+    standin.inject({"endpoint": "project-get", "kind": "status", "status": 503})
+    ledger = Ledger(stack.storage, stack.state_bucket)
+    with pytest.raises(TransientError):
+        check_project(ledger.read(storage_object(resource)), services(stack), "webhook")
