@@ -15,7 +15,7 @@ from .preferences import PREFERENCES, Preferences, parse_texts
 
 KIB = 1024
 CHUNK_GRANULARITY = 256 * KIB
-DEFAULT_PREFERENCE_VARS = tuple(pref.env_var for pref in PREFERENCES)
+DEFAULT_PREFERENCE_VARS = tuple(pref.env_var for pref in PREFERENCES if pref.env_var)
 ENV_VARS = (
     "OPUS_API_KEY",
     "OPUS_API_BASE_URL",
@@ -103,7 +103,7 @@ def _hosts(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _default_preferences(env: Mapping[str, str]) -> Preferences:
-    texts = [(pref, pref.env_var, raw) for pref in PREFERENCES if (raw := env.get(pref.env_var, "").strip())]
+    texts = [(pref, var, raw) for pref in PREFERENCES if (var := pref.env_var) and (raw := env.get(var, "").strip())]
     try:
         return parse_texts(texts)
     except PermanentError as exc:

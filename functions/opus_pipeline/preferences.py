@@ -168,6 +168,7 @@ class Preference:
     syntax: Syntax
     flag: str  # the ``opus-pipeline upload`` option
     example: str  # a valid value, for the CLI's help
+    deploy_default: bool = True  # False: per video only, no OPUS_DEFAULT_* variable
 
     @property
     def key(self) -> str:
@@ -178,9 +179,9 @@ class Preference:
         return f"{self.syntax.hint}, e.g. {self.example}"
 
     @property
-    def env_var(self) -> str:
+    def env_var(self) -> str | None:
         """The deploy-wide default's variable, e.g. ``OPUS_DEFAULT_SOURCE_LANG``."""
-        return "OPUS_DEFAULT_" + self.suffix.upper().replace("-", "_")
+        return "OPUS_DEFAULT_" + self.suffix.upper().replace("-", "_") if self.deploy_default else None
 
 
 # A new OpusClip project option is one line here (and its field in create_clip_project.schema.json).
@@ -188,7 +189,7 @@ PREFERENCES = (
     Preference("genre", "genre", CURATION, GENRE, "--genre", "Podcast"),
     Preference("topic-keywords", "topicKeywords", CURATION, KEYWORDS, "--keywords", "AI,startups"),
     Preference("clip-durations", "clipDurations", CURATION, DURATIONS, "--clip-durations", "0-30,30-60"),
-    Preference("range", "range", CURATION, SECONDS_RANGE, "--range", "30-600"),
+    Preference("range", "range", CURATION, SECONDS_RANGE, "--range", "30-600", deploy_default=False),
     Preference("source-lang", "sourceLang", IMPORT, LANGUAGE, "--source-lang", "en"),
     Preference("brand-template-id", "brandTemplateId", TOP, TEXT, "--brand-template", "preset-fancy-Karaoke"),
     Preference("skip-curate", "skipCurate", CURATION, TRUE_FALSE, "--skip-curate", "true"),
