@@ -24,6 +24,7 @@ from pathlib import Path
 import requests
 
 from . import emulators
+from .function_env import function_env
 from .standin_control import StandInControl
 
 MIB = 1024 * 1024
@@ -200,15 +201,14 @@ def main() -> None:
         client = storage.Client()
         client.create_bucket("bench-source")
         client.create_bucket("bench-state")
-        env = {
-            "OPUS_API_KEY": API_KEY,
-            "OPUS_API_BASE_URL": base_url,
-            "OPUS_UPLOAD_URL_HOSTS": base_url[7:],
-            "CLIP_REQUESTS_TOPIC": topic,
-            "STATE_BUCKET": "bench-state",
-            "UPLOAD_CHUNK_SIZE": str(chunk),
-            "STATUS_METADATA": "false",
-        }
+        env = function_env(
+            api_key=API_KEY,
+            standin_url=base_url,
+            topic=topic,
+            state_bucket="bench-state",
+            chunk_size=chunk,
+            STATUS_METADATA="false",
+        )
         print(f"chunk {args.chunk} MiB; loopback; stand-in in its own process; medians of {args.repeat} rounds")
         for size_mib in args.size:
             path = root / f"video-{size_mib}.mp4"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import emulators
+from .function_env import function_env
 from .relay import Relay
 from .standin_control import StandInControl
 
@@ -74,17 +75,13 @@ class LocalStack:
         standin = self._keep(self._start_standin(logs))
         base_url = f"http://127.0.0.1:{standin.port}"
         self.standin = StandInControl(base_url)
-        self.env = {
-            "OPUS_API_KEY": self.api_key,
-            "OPUS_API_BASE_URL": base_url,
-            "OPUS_UPLOAD_URL_HOSTS": f"127.0.0.1:{standin.port}",
-            "CLIP_REQUESTS_TOPIC": self.topic("clip-requests"),
-            "STATE_BUCKET": STATE_BUCKET,
-            "UPLOAD_CHUNK_SIZE": str(self.chunk_size),
-            "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"],
-            "PUBSUB_EMULATOR_HOST": os.environ["PUBSUB_EMULATOR_HOST"],
-            "GOOGLE_CLOUD_PROJECT": PROJECT,
-        }
+        self.env = function_env(
+            api_key=self.api_key,
+            standin_url=base_url,
+            topic=self.topic("clip-requests"),
+            state_bucket=STATE_BUCKET,
+            chunk_size=self.chunk_size,
+        )
         ingest = self._keep(
             emulators.start_function("on_video_uploaded", FUNCTIONS, self.env, logs / "on_video_uploaded.log")
         )
