@@ -15,9 +15,6 @@ from cloudevents.http import CloudEvent
 from opus_pipeline import logs, runtime
 from opus_pipeline.errors import ConfigError, PermanentError, TransientError
 from opus_pipeline.events import pubsub_payload, storage_object
-from opus_pipeline.ingest import handle_finalized
-from opus_pipeline.messages import ClipRequest
-from opus_pipeline.projects import handle_clip_request
 
 
 @functools.cache
@@ -37,6 +34,8 @@ if os.environ.get("K_SERVICE"):  # on Cloud Run: a bad configuration fails the r
 @functions_framework.cloud_event
 def on_video_uploaded(cloud_event: CloudEvent) -> None:
     """``google.cloud.storage.object.v1.finalized``: stream the new video into OpusClip."""
+    from opus_pipeline.ingest import handle_finalized  # here, so that the other entry point never imports it
+
     svc = services()
     try:
         obj = storage_object(cloud_event.get_data())
@@ -53,6 +52,9 @@ def on_video_uploaded(cloud_event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def create_clip_project(cloud_event: CloudEvent) -> None:
     """``google.cloud.pubsub.topic.v1.messagePublished``: create the upload's clip project once."""
+    from opus_pipeline.messages import ClipRequest  # here, so that the other entry point never imports them
+    from opus_pipeline.projects import handle_clip_request
+
     svc = services()
     try:
         request = ClipRequest.decode(pubsub_payload(cloud_event.get_data()))
