@@ -4,7 +4,7 @@ CHECKOV_VENV ?= .venv-checkov
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install test lint infra-check demo bench clean
+.PHONY: install test lint infra-check demo up down bench bench-imports clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,18 @@ test: lint infra-check
 demo: install
 	$(BIN)/python -m opus_local.demo $(if $(VIDEO),--video "$(VIDEO)")
 
+# The local stack in the background: `eval "$$(make -s up)"` points opus-pipeline at it; `make down` stops it.
+up: install
+	@$(BIN)/python -m opus_local.background up
+
+down:
+	@$(BIN)/python -m opus_local.background down
+
 bench: install
 	$(BIN)/python -m opus_local.bench $(if $(SIZES),--size $(SIZES))
+
+bench-imports: install
+	$(BIN)/python -m opus_local.bench --imports-only
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .demo infra/.build
