@@ -24,8 +24,6 @@ from opus_pipeline.ledger import Ledger
 
 from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
 
-FINAL = (states.PROJECT_CREATED, states.FAILED, states.SUPERSEDED, states.SKIPPED)
-
 
 def sample_video(path: Path, size: int) -> Path:
     """A file with an MP4 signature and random payload: the pipeline streams bytes, it never decodes."""
@@ -66,7 +64,7 @@ def watch(stack: LocalStack, name: str, size: int, timeout: float) -> dict:
             if rec and rec.state != seen:
                 seen = rec.state
                 tqdm.write(f"status: {rec.state}" + (f" ({rec.error})" if rec.error else ""), file=sys.stderr)
-            if rec and rec.state in FINAL:
+            if rec and rec.state in cli.END_STATES:
                 return {
                     "status": rec.state,
                     "projectId": rec.project_id,

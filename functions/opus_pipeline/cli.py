@@ -280,15 +280,16 @@ def _unreachable() -> str:
 
 def _explain(exc: Exception) -> str:
     """What went wrong and what to do, for the errors a user can meet."""
+    detail = exc.args[0] if exc.args else exc  # google.auth puts the words first, then the response
     if isinstance(exc, auth_exceptions.DefaultCredentialsError):
         return (
-            f"no usable Google Cloud credentials ({exc}): {LOGIN}, "
+            f"no usable Google Cloud credentials ({detail}): {LOGIN}, "
             f"or set {STORAGE_EMULATOR} (and {PUBSUB_EMULATOR}) to use the emulators"
         )
     if isinstance(exc, auth_exceptions.RefreshError):
-        return f"Google Cloud refused your credentials ({exc}): {LOGIN} again"
+        return f"Google Cloud refused your credentials ({detail}): {LOGIN} again"
     if isinstance(exc, auth_exceptions.GoogleAuthError):
-        return f"could not authenticate with Google Cloud ({exc}): check the network, then {LOGIN}"
+        return f"could not authenticate with Google Cloud ({detail}): check the network, then {LOGIN}"
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         return _unreachable()
     if isinstance(exc, gexc.GoogleAPICallError):
