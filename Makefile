@@ -5,7 +5,7 @@ SCHEMAS ?= .provider-schemas
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install test lint infra-check provider-schemas deploy demo bench clean
+.PHONY: install test lint infra-check provider-schemas deploy demo up down bench bench-imports clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,8 +57,18 @@ deploy:
 demo: install
 	$(BIN)/python -m opus_local.demo $(if $(VIDEO),--video "$(VIDEO)")
 
+# The local stack in the background: `eval "$$(make -s up)"` points opus-pipeline at it; `make down` stops it.
+up: install
+	@$(BIN)/python -m opus_local.background up
+
+down:
+	@$(BIN)/python -m opus_local.background down
+
 bench: install
 	$(BIN)/python -m opus_local.bench $(if $(SIZES),--size $(SIZES))
+
+bench-imports: install
+	$(BIN)/python -m opus_local.bench --imports-only
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(SCHEMAS) .pytest_cache .ruff_cache .demo infra/.build

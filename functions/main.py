@@ -14,14 +14,8 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from opus_pipeline import logs, runtime
-from opus_pipeline.conclusion import handle_webhook
 from opus_pipeline.errors import ConfigError, PermanentError, TransientError
 from opus_pipeline.events import pubsub_payload, storage_object
-from opus_pipeline.ingest import handle_finalized
-from opus_pipeline.messages import ClipRequest
-from opus_pipeline.projects import handle_clip_request
-from opus_pipeline.sweep import sweep
-from opus_pipeline.webhook import MAX_BODY_BYTES
 
 
 @functools.cache
@@ -41,6 +35,8 @@ if os.environ.get("K_SERVICE"):  # on Cloud Run: a bad configuration fails the r
 @functions_framework.cloud_event
 def on_video_uploaded(cloud_event: CloudEvent) -> None:
     """``google.cloud.storage.object.v1.finalized``: stream the new video into OpusClip."""
+    from opus_pipeline.ingest import handle_finalized  # here, so that the other entry point never imports it
+
     svc = services()
     try:
         obj = storage_object(cloud_event.get_data())
@@ -57,6 +53,9 @@ def on_video_uploaded(cloud_event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def create_clip_project(cloud_event: CloudEvent) -> None:
     """``google.cloud.pubsub.topic.v1.messagePublished``: create the upload's clip project once."""
+    from opus_pipeline.messages import ClipRequest  # here, so that the other entry point never imports them
+    from opus_pipeline.projects import handle_clip_request
+
     svc = services()
     try:
         request = ClipRequest.decode(pubsub_payload(cloud_event.get_data()))
@@ -79,6 +78,9 @@ def create_clip_project(cloud_event: CloudEvent) -> None:
 @functions_framework.http
 def on_project_concluded(request: flask.Request) -> tuple[str, int]:
     """OpusClip's webhook (the one public endpoint): a hint to look at one video's project."""
+    from opus_pipeline.conclusion import handle_webhook
+    from opus_pipeline.webhook import MAX_BODY_BYTES
+
     svc = services()
     too_long = (request.content_length or 0) > MAX_BODY_BYTES
     body = None if too_long else request.stream.read(MAX_BODY_BYTES + 1)
@@ -97,4 +99,6 @@ def sweep_projects(cloud_event: CloudEvent) -> None:
     """A Cloud Scheduler tick through Pub/Sub: look at running projects whose webhook got lost.
 
     A failed look is logged and left to the next tick; the tick itself is never redelivered."""
+    from opus_pipeline.sweep import sweep
+
     sweep(services())

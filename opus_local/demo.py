@@ -1,9 +1,10 @@
-"""``make demo``: one video through the whole pipeline on this machine, then its final status.
+"""``make demo``: one video through the whole pipeline on this machine, until its clips are back.
 
 Starts the local stack (see ``stack.py``), uploads a video (yours, or a generated sample) with
 per-video preferences, shows the upload and then the pipeline's progress, checks that the bytes
-OpusClip received equal the file's, and prints the final status and project id. Exit 0 on
-success; 1 with the reason otherwise. Every process it started is stopped, also on Ctrl-C.
+OpusClip received equal the file's, and prints the final status, the project id and the clips
+now in the output bucket. Exit 0 on success; 1 with the reason otherwise. Every process it
+started is stopped, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from pathlib import Path
 from google.cloud import storage
 
 from opus_pipeline import cli, states
+from opus_pipeline.events import StorageObject
 from opus_pipeline.ledger import Ledger
+from opus_pipeline.manifest import manifest_name
 
-from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
-
-FINAL = (states.PROJECT_CREATED, states.FAILED, states.SUPERSEDED, states.SKIPPED)
+from .stack import OUTPUT_BUCKET, SOURCE_BUCKET, STATE_BUCKET, LocalStack
 
 
 def sample_video(path: Path, size: int) -> Path:
@@ -66,18 +67,26 @@ def watch(stack: LocalStack, name: str, size: int, timeout: float) -> dict:
             if rec and rec.state != seen:
                 seen = rec.state
                 tqdm.write(f"status: {rec.state}" + (f" ({rec.error})" if rec.error else ""), file=sys.stderr)
-            if rec and rec.state in FINAL:
+            if rec and rec.state in states.END_STATES:
                 return {
                     "status": rec.state,
                     "projectId": rec.project_id,
                     "uploadId": rec.upload_id,
                     "error": rec.error,
+                    "manifest": rec.manifest_uri,
                     "uploads": uploads,
                 }
             time.sleep(0.2)
     finally:
         bar.close()
     raise TimeoutError(f"the video did not reach a final status within {timeout:.0f}s (last: {seen})")
+
+
+def clips_in_output(name: str) -> list[dict]:
+    """The clips the manifest in the output bucket lists, best first (none if there is none)."""
+    obj = StorageObject(bucket=SOURCE_BUCKET, name=name, generation=0, size=0)
+    blob = storage.Client().bucket(OUTPUT_BUCKET).get_blob(manifest_name(obj))
+    return json.loads(blob.download_as_bytes())["clips"] if blob else []
 
 
 def write_summary(path: str | None, summary: dict) -> None:
@@ -99,12 +108,18 @@ def run(args: argparse.Namespace) -> int:
         result = watch(stack, video.name, video.stat().st_size, args.timeout)
         received = result.pop("uploads").get(result["uploadId"] or "", {})
         summary.update(result, receivedMd5=received.get("md5"), projects=len(stack.standin.stats()["projects"]))
+        summary["clips"] = clips_in_output(video.name)
     write_summary(args.summary, summary)
     print(f"\nfinal status: {summary['status']}")
     print(f"project id:   {summary.get('projectId') or '-'}")
     print(f"upload id:    {summary.get('uploadId') or '-'}")
     print(f"bytes match:  {'yes' if summary['receivedMd5'] == summary['md5'] else 'NO'} (md5 {summary['md5']})")
-    ok = summary["status"] == states.PROJECT_CREATED and summary["receivedMd5"] == summary["md5"]
+    print(f"manifest:     {summary.get('manifest') or '-'}")
+    for clip in summary["clips"]:
+        score = clip.get("score", "-")
+        seconds = clip.get("durationMs", 0) / 1000
+        print(f"  {seconds:6.1f}s  score {score!s:>5}  {clip.get('gcsUri', 'not copied')}  {clip.get('title', '')}")
+    ok = summary["status"] == states.CLIPS_READY and summary["receivedMd5"] == summary["md5"]
     if not ok or summary["projects"] != 1:
         print(f"demo failed: {summary.get('error') or 'see the logs in ' + str(root / 'stack' / 'logs')}")
         return 1

@@ -1,8 +1,10 @@
-"""The whole pipeline on one machine: emulators, the OpusClip stand-in, both functions, the relay.
+"""The whole pipeline on one machine: emulators, the OpusClip stand-in, every function, the relay.
 
     fake-gcs-server ──OBJECT_FINALIZE──► Pub/Sub emulator (gcs-events) ──► relay ──CloudEvent──►
     on_video_uploaded ──► stand-in (upload) ──► clip-requests ──push (dead-letter: clip-requests-dead)──►
-    create_clip_project ──► stand-in (project)
+    create_clip_project ──► stand-in (project, webhook at its end) ──► on_project_concluded ──►
+    clips in gs://clips, a message on clip-results;  a ticker (Cloud Scheduler's part) ──► sweep-ticks
+    ──push──► sweep_projects (for lost webhooks)
 
 Everything is started as a child process in its own process group and stopped by PID on exit,
 also on Ctrl-C.
@@ -12,16 +14,19 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import emulators
+from .function_env import function_env
 from .relay import Relay
 from .standin_control import StandInControl
 
 PROJECT = "local-project"
 SOURCE_BUCKET = "videos"
 STATE_BUCKET = "pipeline-state"
+OUTPUT_BUCKET = "clips"
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions" / "main.py"
 
 
@@ -34,6 +39,8 @@ class LocalStack:
     relay: Relay | None = None
     env: dict[str, str] = field(default_factory=dict)
     standin: StandInControl | None = None
+    sweep_seconds: float = 5.0
+    ticker: Ticker | None = None
 
     def topic(self, name: str) -> str:
         return f"projects/{PROJECT}/topics/{name}"
@@ -69,29 +76,48 @@ class LocalStack:
         from google.cloud import storage
 
         client = storage.Client()
-        for bucket in (SOURCE_BUCKET, STATE_BUCKET):
+        for bucket in (SOURCE_BUCKET, STATE_BUCKET, OUTPUT_BUCKET):
             client.create_bucket(bucket)
         standin = self._keep(self._start_standin(logs))
         base_url = f"http://127.0.0.1:{standin.port}"
         self.standin = StandInControl(base_url)
-        self.env = {
-            "OPUS_API_KEY": self.api_key,
-            "OPUS_API_BASE_URL": base_url,
-            "OPUS_UPLOAD_URL_HOSTS": f"127.0.0.1:{standin.port}",
-            "CLIP_REQUESTS_TOPIC": self.topic("clip-requests"),
-            "STATE_BUCKET": STATE_BUCKET,
-            "UPLOAD_CHUNK_SIZE": str(self.chunk_size),
-            "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"],
-            "PUBSUB_EMULATOR_HOST": os.environ["PUBSUB_EMULATOR_HOST"],
-            "GOOGLE_CLOUD_PROJECT": PROJECT,
-        }
+        receiver_port = emulators.free_port()
+        self.env = function_env(
+            api_key=self.api_key,
+            standin_url=base_url,
+            topic=self.topic("clip-requests"),
+            state_bucket=STATE_BUCKET,
+            output_bucket=OUTPUT_BUCKET,
+            results_topic=self.topic("clip-results"),
+            chunk_size=self.chunk_size,
+            OPUS_WEBHOOK_URL=f"http://127.0.0.1:{receiver_port}/",
+            OPUS_WEBHOOK_TOKEN=secrets.token_hex(16),
+        )
+        self._keep(
+            emulators.start_function(
+                "on_project_concluded",
+                FUNCTIONS,
+                self.env,
+                logs / "on_project_concluded.log",
+                port=receiver_port,
+                signature="http",
+            )
+        )
+        sweeper = self._keep(
+            emulators.start_function("sweep_projects", FUNCTIONS, self.env, logs / "sweep_projects.log")
+        )
+        self._create_push_subscription("sweep-ticks-push", "sweep-ticks", f"http://127.0.0.1:{sweeper.port}/")
+        self.ticker = Ticker(self.topic("sweep-ticks"), self.sweep_seconds)
+        self.ticker.start()
         ingest = self._keep(
             emulators.start_function("on_video_uploaded", FUNCTIONS, self.env, logs / "on_video_uploaded.log")
         )
         create = self._keep(
             emulators.start_function("create_clip_project", FUNCTIONS, self.env, logs / "create_clip_project.log")
         )
-        self._create_push_subscription(f"http://127.0.0.1:{create.port}/")
+        self._create_push_subscription(
+            "clip-requests-push", "clip-requests", f"http://127.0.0.1:{create.port}/", dead_letter="clip-requests-dead"
+        )
         self.relay = Relay(self.subscription("gcs-events-relay"), f"http://127.0.0.1:{ingest.port}/")
         self.relay.start()
 
@@ -106,36 +132,59 @@ class LocalStack:
         from google.cloud import pubsub_v1
 
         publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-        for name in ("gcs-events", "clip-requests", "clip-requests-dead"):
+        for name in ("gcs-events", "clip-requests", "clip-requests-dead", "clip-results", "sweep-ticks"):
             publisher.create_topic(name=self.topic(name))
         subscriber.create_subscription(name=self.subscription("gcs-events-relay"), topic=self.topic("gcs-events"))
-        subscriber.create_subscription(
-            name=self.subscription("clip-requests-dead"), topic=self.topic("clip-requests-dead")
-        )
+        for name in ("clip-requests-dead", "clip-results"):  # what a user of the local stack pulls from
+            subscriber.create_subscription(name=self.subscription(name), topic=self.topic(name))
 
-    def _create_push_subscription(self, endpoint: str) -> None:
+    def _create_push_subscription(self, name: str, topic: str, endpoint: str, dead_letter: str | None = None) -> None:
         from google.cloud import pubsub_v1
 
-        pubsub_v1.SubscriberClient().create_subscription(
-            request={
-                "name": self.subscription("clip-requests-push"),
-                "topic": self.topic("clip-requests"),
-                "push_config": {"push_endpoint": endpoint},
-                "ack_deadline_seconds": 60,
-                "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 30}},
-                "dead_letter_policy": {
-                    "dead_letter_topic": self.topic("clip-requests-dead"),
-                    "max_delivery_attempts": 5,
-                },
-            }
-        )
+        request = {
+            "name": self.subscription(name),
+            "topic": self.topic(topic),
+            "push_config": {"push_endpoint": endpoint},
+            "ack_deadline_seconds": 60,
+            "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 30}},
+        }
+        if dead_letter:
+            request["dead_letter_policy"] = {"dead_letter_topic": self.topic(dead_letter), "max_delivery_attempts": 5}
+        pubsub_v1.SubscriberClient().create_subscription(request=request)
 
     def pids(self) -> list[int]:
         return [p.popen.pid for p in self.processes]
 
     def stop(self) -> None:
+        if self.ticker is not None:
+            self.ticker.stop()
+            self.ticker = None
         if self.relay is not None:
             self.relay.stop()
             self.relay = None
         while self.processes:
             self.processes.pop().stop()
+
+
+class Ticker:
+    """Cloud Scheduler's part: publish a tick to the sweeper's topic every ``seconds``."""
+
+    def __init__(self, topic: str, seconds: float) -> None:
+        self._topic = topic
+        self._seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweep-ticker", daemon=True)
+
+    def _run(self) -> None:
+        from google.cloud import pubsub_v1
+
+        publisher = pubsub_v1.PublisherClient()
+        while not self._stop.wait(self._seconds):
+            publisher.publish(self._topic, b"tick").result(timeout=30)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=40)

@@ -14,6 +14,7 @@ import pytest
 from google.cloud import pubsub_v1, storage
 
 from opus_local import emulators
+from opus_local.function_env import function_env
 from opus_local.standin_control import RunningStandIn, StandInControl
 from opus_pipeline.errors import TransientError
 
@@ -142,16 +143,14 @@ def stack(gcs: str, pubsub: str, standin: StandInControl) -> Stack:
     for name, sub in ((topic, subscription), (results_topic, results_subscription)):
         pubsub_v1.PublisherClient().create_topic(name=name)
         pubsub_v1.SubscriberClient().create_subscription(name=sub, topic=name)
-    env = {
-        "OPUS_API_KEY": API_KEY,
-        "OPUS_API_BASE_URL": standin.base_url,
-        "OPUS_UPLOAD_URL_HOSTS": standin.base_url.removeprefix("http://"),
-        "CLIP_REQUESTS_TOPIC": topic,
-        "STATE_BUCKET": state,
-        "OUTPUT_BUCKET": output,
-        "CLIP_RESULTS_TOPIC": results_topic,
-        "OPUS_CLIP_URL_HOSTS": standin.base_url.removeprefix("http://"),
-        "UPLOAD_CHUNK_SIZE": str(CHUNK),
-        "LEASE_SECONDS": "60",
-    }
+    env = function_env(
+        api_key=API_KEY,
+        standin_url=standin.base_url,
+        topic=topic,
+        state_bucket=state,
+        output_bucket=output,
+        results_topic=results_topic,
+        chunk_size=CHUNK,
+        LEASE_SECONDS="60",
+    )
     return Stack(env, client, source, state, topic, subscription, standin.base_url, output, results_subscription)

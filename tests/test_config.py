@@ -10,6 +10,8 @@ from opus_pipeline.errors import ConfigError
 BASE = {
     "OPUS_API_KEY": "sk-abcdef",
     "STATE_BUCKET": "state",
+    "OUTPUT_BUCKET": "clips",
+    "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
     "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
 }
 

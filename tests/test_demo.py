@@ -61,13 +61,15 @@ def test_demo_creates_one_project_from_the_exact_bytes_and_leaves_nothing_runnin
 
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(summary_path.read_text())
-    assert summary["status"] == "project-created" and summary["projectId"]
+    assert summary["status"] == "clips-ready" and summary["projectId"]
     assert summary["receivedMd5"] == hashlib.md5(video.read_bytes()).hexdigest()
     assert summary["projects"] == 1
     assert not [pid for pid in summary["pids"] if alive(pid)]
     assert not processes_mentioning(str(tmp_path))
-    assert "final status: project-created" in result.stdout
-    for function in ("on_video_uploaded", "create_clip_project"):
+    assert "final status: clips-ready" in result.stdout
+    assert summary["clips"] and all(clip["copied"] for clip in summary["clips"])
+    assert all(clip["gcsUri"] in result.stdout for clip in summary["clips"])
+    for function in ("on_video_uploaded", "create_clip_project", "on_project_concluded"):
         log = (tmp_path / "demo" / "stack" / "logs" / f"{function}.log").read_text()
         assert '"WARNING"' not in log and '"ERROR"' not in log and "Traceback" not in log, log[-2000:]
 
@@ -86,7 +88,7 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     while not summary_path.exists() and time.monotonic() < deadline and demo.poll() is None:
         time.sleep(0.2)
     pids = json.loads(summary_path.read_text())["pids"]
-    assert len(pids) == 5 and all(alive(pid) for pid in pids)
+    assert len(pids) == 7 and all(alive(pid) for pid in pids)
 
     demo.send_signal(signal.SIGINT)
     out, err = demo.communicate(timeout=60)

@@ -13,6 +13,7 @@ from cloudevents.http import CloudEvent
 from opus_pipeline import states
 from opus_pipeline.errors import TransientError
 from opus_pipeline.projects import handle_clip_request
+from opus_pipeline.webhook import registered_url
 
 from conftest import API_KEY, Stack, deliver_concurrently
 from support import CAP_BODY, create, live_metadata, record, services, uploaded
@@ -45,7 +46,9 @@ def test_request_merges_video_preferences_over_defaults_and_adds_notifications(s
         OPUS_DEFAULT_BRAND_TEMPLATE_ID="preset-fancy-Karaoke",
         OPUS_NOTIFY_EMAIL="me@example.com",
         OPUS_WEBHOOK_URL="https://hooks.example.com/opus",
+        OPUS_WEBHOOK_TOKEN="t0ken-" + "0123456789abcdef",
     )
+    hook = registered_url("https://hooks.example.com/opus", "t0ken-0123456789abcdef", request.source.key)
     [project] = projects(standin)
     assert project["request"] == {
         "videoUrl": request.upload_id,
@@ -54,7 +57,7 @@ def test_request_merges_video_preferences_over_defaults_and_adds_notifications(s
         "brandTemplateId": "preset-fancy-Karaoke",
         "conclusionActions": [
             {"type": "EMAIL", "notifyFailure": True, "email": "me@example.com"},
-            {"type": "WEBHOOK", "notifyFailure": True, "url": "https://hooks.example.com/opus"},
+            {"type": "WEBHOOK", "notifyFailure": True, "url": hook},
         ],
     }
 

@@ -10,22 +10,32 @@ import argparse
 import json
 import mimetypes
 import os
+import socket
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
+from urllib.parse import urlsplit
 
+import requests
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1, storage
+from google.auth import exceptions as auth_exceptions
+from google.cloud import storage
 
+from . import states
 from .errors import PermanentError
 from .ledger import Ledger, Stored
 from .messages import ClipRequest
-from .preferences import Preferences, parse_metadata, to_metadata
+from .preferences import PREFERENCES, Preferences, parse_texts, to_metadata
 from .retry import retry_video
 
 UPLOAD_CHUNK = 8 * 1024 * 1024
+# Where a video's story ends (``status --watch`` stops when every listed video is in one).
+STORAGE_EMULATOR = "STORAGE_EMULATOR_HOST"
+PUBSUB_EMULATOR = "PUBSUB_EMULATOR_HOST"
+LOGIN = "run `gcloud auth application-default login`"
 
 
 class CliError(Exception):
@@ -75,16 +85,8 @@ class _Progress:
 
 
 def preferences_from_args(args: argparse.Namespace) -> Preferences:
-    raw = {
-        "opus-genre": args.genre,
-        "opus-topic-keywords": args.keywords,
-        "opus-clip-durations": args.clip_durations,
-        "opus-range": args.range,
-        "opus-source-lang": args.source_lang,
-        "opus-brand-template-id": args.brand_template,
-        "opus-skip-curate": args.skip_curate,
-    }
-    return parse_metadata({k: v for k, v in raw.items() if v is not None})
+    """The upload's preferences; a bad value is refused naming its flag, before a byte is sent."""
+    return parse_texts((pref, pref.flag, raw) for pref in PREFERENCES if (raw := getattr(args, pref.field)) is not None)
 
 
 def upload(args: argparse.Namespace, client: storage.Client) -> int:
@@ -122,28 +124,56 @@ def _row(stored: Stored) -> dict[str, Any]:
         "uploaded": rec.committed,
         "uploadId": rec.upload_id,
         "projectId": rec.project_id,
+        "stage": rec.stage,
+        "clips": rec.clip_count,
+        "manifest": rec.manifest_uri,
         "error": rec.error,
         "updated": rec.updated_at,
     }
 
 
-def status(args: argparse.Namespace, client: storage.Client) -> int:
-    target = GcsPath.parse(args.path)
-    rows = [_row(s) for s in Ledger(client, _state_bucket(args)).records(target.bucket, target.name)]
-    rows.sort(key=lambda r: r["updated"] or "", reverse=True)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print(f"no videos under gs://{target.bucket}/{target.name}")
-        return 0
-    columns = ("object", "status", "size", "uploadId", "projectId", "updated", "error")
+def _table(rows: list[dict[str, Any]]) -> str:
+    columns = ("object", "status", "size", "uploaded", "stage", "clips", "projectId", "manifest", "updated", "error")
     table = [[str(row[c] if row[c] is not None else "-") for c in columns] for row in rows]
     widths = [min(60, max(len(c), *(len(r[i]) for r in table))) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for r in table:
-        print("  ".join(v[:w].ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    return 0
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v[:w].ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    return "\n".join(lines)
+
+
+def status(args: argparse.Namespace, client: storage.Client) -> int:
+    """Print the videos under a path as a table (or JSON); with ``--watch``, until each has ended."""
+    target = GcsPath.parse(args.path)
+    ledger = Ledger(client, _state_bucket(args))
+
+    def rows() -> list[dict[str, Any]]:
+        found = [_row(s) for s in ledger.records(target.bucket, target.name)]
+        return sorted(found, key=lambda r: r["updated"] or "", reverse=True)
+
+    if args.json:
+        print(json.dumps(rows(), indent=2))
+        return 0
+    empty = f"no videos under gs://{target.bucket}/{target.name}"
+    if not args.watch:
+        listed = rows()
+        print(_table(listed) if listed else empty)
+        return 0
+    return _watch(rows, empty, args.interval)
+
+
+def _watch(rows: Callable[[], list[dict[str, Any]]], empty: str, interval: float) -> int:
+    """Redraw the table when it changes until every listed video is in an end state (or Ctrl-C)."""
+    shown = None
+    while True:
+        listed = rows()
+        text = _table(listed) if listed else empty
+        if text != shown:
+            # On a terminal the table is redrawn in place; piped, each change is printed below the last.
+            print(("\x1b[H\x1b[2J" if sys.stdout.isatty() else "\n" if shown else "") + text, flush=True)
+            shown = text
+        if listed and all(row["status"] in states.END_STATES for row in listed):
+            return 0
+        time.sleep(interval)
 
 
 def _state_bucket(args: argparse.Namespace) -> str:
@@ -162,50 +192,114 @@ def retry(args: argparse.Namespace, client: storage.Client) -> int:
         topic = args.topic or os.environ.get("CLIP_REQUESTS_TOPIC")
         if not topic:
             raise CliError("name the clip-requests topic with --topic or CLIP_REQUESTS_TOPIC")
+        from google.cloud import pubsub_v1  # only retry publishes: status and upload start faster
+
         pubsub_v1.PublisherClient().publish(topic, request.encode(), **request.attributes()).result(timeout=60)
 
     print(retry_video(client, ledger, target.bucket, target.name, publish).detail)
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see `{self.prog} --help`)")
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="opus-pipeline", description=__doc__.splitlines()[0])
+    root = _Parser(prog="opus-pipeline", description=__doc__.splitlines()[0])
     sub = root.add_subparsers(dest="command", required=True)
     up = sub.add_parser("upload", help="upload a video with its OpusClip preferences")
     up.add_argument("file")
     up.add_argument("destination", help="gs://BUCKET[/NAME]")
-    up.add_argument("--genre")
-    up.add_argument("--keywords", help="comma-separated topic keywords")
-    up.add_argument("--clip-durations", help="e.g. 0-30,30-60")
-    up.add_argument("--range", help="START-END seconds")
-    up.add_argument("--source-lang", help="auto or an ISO-639 code")
-    up.add_argument("--brand-template", help="brand template id")
-    up.add_argument("--skip-curate", choices=("true", "false"))
-    up.set_defaults(run=upload)
+    for pref in PREFERENCES:
+        up.add_argument(pref.flag, dest=pref.field, metavar=pref.suffix.upper(), help=f"{pref.help} (sets {pref.key})")
+    up.set_defaults(run=upload, emulators=(STORAGE_EMULATOR,))
     st = sub.add_parser("status", help="list videos and their statuses")
     st.add_argument("path", help="gs://BUCKET[/PREFIX]")
-    st.add_argument("--json", action="store_true")
+    output = st.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true")
+    output.add_argument("--watch", action="store_true", help="refresh until every video has ended (or Ctrl-C)")
+    st.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --watch")
     st.add_argument("--state-bucket")
-    st.set_defaults(run=status)
+    st.set_defaults(run=status, emulators=(STORAGE_EMULATOR,))
     rt = sub.add_parser("retry", help="re-drive a failed video without creating duplicates")
     rt.add_argument("path", help="gs://BUCKET/NAME")
     rt.add_argument("--state-bucket")
     rt.add_argument("--topic", help="projects/P/topics/T (default: CLIP_REQUESTS_TOPIC)")
-    rt.set_defaults(run=retry)
+    rt.set_defaults(run=retry, emulators=(STORAGE_EMULATOR, PUBSUB_EMULATOR))
     return root
 
 
+def _check_emulators(names: Sequence[str]) -> None:
+    """Fail at once when an emulator variable names a port nobody listens on (the clients would retry for minutes)."""
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
+        url = urlsplit(value if "://" in value else "//" + value)
+        try:
+            socket.create_connection((url.hostname or "localhost", url.port or 80), timeout=3).close()
+        except OSError:
+            raise CliError(
+                f"nothing answers at {name}={value}: start the local stack (`make up`, then its `export` lines), "
+                f"or unset {name} to use Google Cloud"
+            ) from None
+
+
+def _unreachable() -> str:
+    emulator = os.environ.get(STORAGE_EMULATOR)
+    if emulator:
+        return f"cannot reach the storage emulator at {emulator}: is the local stack running (`make up`)?"
+    return "cannot reach Google Cloud: check the network connection"
+
+
+def _explain(exc: Exception) -> str:
+    """What went wrong and what to do, for the errors a user can meet."""
+    detail = exc.args[0] if exc.args else exc  # google.auth puts the words first, then the response
+    if isinstance(exc, auth_exceptions.DefaultCredentialsError):
+        return (
+            f"no usable Google Cloud credentials ({detail}): {LOGIN}, "
+            f"or set {STORAGE_EMULATOR} (and {PUBSUB_EMULATOR}) to use the emulators"
+        )
+    if isinstance(exc, auth_exceptions.RefreshError):
+        return f"Google Cloud refused your credentials ({detail}): {LOGIN} again"
+    if isinstance(exc, auth_exceptions.GoogleAuthError):
+        return f"could not authenticate with Google Cloud ({detail}): check the network, then {LOGIN}"
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        return _unreachable()
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return f"Google Cloud refused the request: {exc.message}"
+    if isinstance(exc, gexc.RetryError):
+        return f"{_unreachable()} (gave up retrying: {exc.cause or exc})"
+    if isinstance(exc, TimeoutError):
+        return f"no answer in time ({exc or 'timed out'}): check the network, or that the local stack is running"
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
+        args = parser().parse_args(argv)
+        _check_emulators(args.emulators)
         return args.run(args, storage.Client())
-    except (CliError, PermanentError) as exc:
-        print(f"opus-pipeline: {exc}", file=sys.stderr)
-    except gexc.GoogleAPICallError as exc:
-        print(f"opus-pipeline: Google Cloud refused the request: {exc.message}", file=sys.stderr)
-    except OSError as exc:
-        print(f"opus-pipeline: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    except (
+        CliError,
+        PermanentError,
+        auth_exceptions.GoogleAuthError,
+        requests.RequestException,
+        gexc.GoogleAPIError,
+        OSError,
+    ) as exc:
+        _fail(_explain(exc))
     return 1
+
+
+def _fail(message: str) -> None:
+    print("opus-pipeline: " + " ".join(message.split()), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
+from typing import TYPE_CHECKING, Any
 
 from .errors import PermanentError
 from .preferences import Preferences
 
-_CURATION_FIELDS = ("range", "clipDurations", "topicKeywords", "genre", "skipCurate")
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 
 class InvalidCommandError(PermanentError):
@@ -26,6 +25,8 @@ class InvalidCommandError(PermanentError):
 
 @cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator  # only project creation checks bodies: ingest never pays for it
+
     schema = json.loads(Path(__file__).with_name("create_clip_project.schema.json").read_text())
     return Draft202012Validator(schema)
 
@@ -34,15 +35,10 @@ def build_command(
     upload_id: str, prefs: Preferences, notify_email: str | None = None, webhook_url: str | None = None
 ) -> dict[str, Any]:
     """The request body; fields that are not set are omitted, never sent as null."""
-    values = prefs.to_message()
     body: dict[str, Any] = {"videoUrl": upload_id}
-    curation = {name: values[name] for name in _CURATION_FIELDS if name in values}
-    if curation:
-        body["curationPref"] = curation
-    if "sourceLang" in values:
-        body["importPref"] = {"sourceLang": values["sourceLang"]}
-    if "brandTemplateId" in values:
-        body["brandTemplateId"] = values["brandTemplateId"]
+    for pref, value in prefs.set_items():
+        place = body.setdefault(pref.place, {}) if pref.place else body
+        place[pref.field] = pref.syntax.to_json(value)
     actions = []
     if notify_email:
         actions.append({"type": "EMAIL", "notifyFailure": True, "email": notify_email})

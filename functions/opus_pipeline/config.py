@@ -12,19 +12,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, PermanentError
-from .preferences import METADATA_PREFIX, Preferences, parse_metadata
+from .preferences import PREFERENCES, Preferences, parse_texts
 from .url_policy import is_loopback
 
 KIB = 1024
 CHUNK_GRANULARITY = 256 * KIB
-DEFAULT_PREFERENCE_VARS = {
-    "OPUS_DEFAULT_GENRE": "genre",
-    "OPUS_DEFAULT_TOPIC_KEYWORDS": "topic-keywords",
-    "OPUS_DEFAULT_CLIP_DURATIONS": "clip-durations",
-    "OPUS_DEFAULT_SOURCE_LANG": "source-lang",
-    "OPUS_DEFAULT_BRAND_TEMPLATE_ID": "brand-template-id",
-    "OPUS_DEFAULT_SKIP_CURATE": "skip-curate",
-}
+DEFAULT_PREFERENCE_VARS = tuple(pref.env_var for pref in PREFERENCES if pref.env_var)
 ENV_VARS = (
     "OPUS_API_KEY",
     "OPUS_API_BASE_URL",
@@ -140,16 +133,11 @@ def _webhook(env: Mapping[str, str]) -> tuple[str | None, str | None]:
 
 
 def _default_preferences(env: Mapping[str, str]) -> Preferences:
-    merged = Preferences()
-    for var, suffix in DEFAULT_PREFERENCE_VARS.items():
-        raw = env.get(var, "").strip()
-        if not raw:
-            continue
-        try:
-            merged = parse_metadata({METADATA_PREFIX + suffix: raw}).over(merged)
-        except PermanentError as exc:
-            raise ConfigError(f"{var}: {exc}") from None
-    return merged
+    texts = [(pref, var, raw) for pref in PREFERENCES if (var := pref.env_var) and (raw := env.get(var, "").strip())]
+    try:
+        return parse_texts(texts)
+    except PermanentError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:

@@ -1,15 +1,17 @@
 """Per-video preferences: ``opus-*`` object metadata ⇄ OpusClip request fields.
 
-Pure logic. The same parser reads the deploy-wide defaults (``OPUS_DEFAULT_*`` variables) and the
-per-video object metadata, so both accept exactly the same syntax and fail with the same words.
+Pure logic. Each preference is declared once, in ``PREFERENCES``; its metadata key, message field,
+place in the clip-project request, CLI flag and ``OPUS_DEFAULT_*`` variable all derive from that
+line. The same parser reads the deploy-wide defaults and the per-video object metadata, so both
+accept exactly the same syntax and fail with the same words.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, make_dataclass, replace
+from typing import Any, get_type_hints
 
 from .errors import PermanentError
 
@@ -36,7 +38,7 @@ GENRES = (
 CLIP_DURATIONS = ((0, 30), (30, 60), (60, 90), (90, 180), (0, 90))
 METADATA_PREFIX = "opus-"
 
-# Keys this pipeline writes itself to show status; they are not preferences.
+# Keys this pipeline writes itself to show status; they are not preferences (add new ones here).
 STATUS_KEYS = frozenset(
     {"opus-status", "opus-upload-id", "opus-project-id", "opus-error", "opus-stage", "opus-clip-count", "opus-clips"}
 )
@@ -49,67 +51,6 @@ class PreferenceError(PermanentError):
     """A preference value is invalid; the message names the key and what is accepted."""
 
     reason = "bad-metadata"
-
-
-@dataclass(frozen=True)
-class Preferences:
-    """Validated preferences, named as OpusClip names them; ``None`` means "not set"."""
-
-    genre: str | None = None
-    topicKeywords: tuple[str, ...] | None = None  # noqa: N815 - OpusClip's field name
-    clipDurations: tuple[tuple[int, int], ...] | None = None  # noqa: N815
-    range: tuple[int, int] | None = None
-    sourceLang: str | None = None  # noqa: N815
-    brandTemplateId: str | None = None  # noqa: N815
-    skipCurate: bool | None = None  # noqa: N815
-
-    def to_message(self) -> dict[str, Any]:
-        """JSON-ready dict of the set fields only (the message contract's ``preferences``)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            if f.name == "range":
-                value = {"startSec": value[0], "endSec": value[1]}
-            elif f.name == "clipDurations":
-                value = [list(pair) for pair in value]
-            elif f.name == "topicKeywords":
-                value = list(value)
-            out[f.name] = value
-        return out
-
-    @classmethod
-    def from_message(cls, data: Mapping[str, Any]) -> Preferences:
-        """Rebuild from a message's ``preferences`` (raises PreferenceError on a wrong shape)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PreferenceError(f"unknown preference field(s): {', '.join(unknown)}")
-        try:
-            rng = data.get("range")
-            durations = data.get("clipDurations")
-            keywords = data.get("topicKeywords")
-            prefs = cls(
-                genre=data.get("genre"),
-                topicKeywords=tuple(keywords) if keywords is not None else None,
-                clipDurations=(tuple((int(a), int(b)) for a, b in durations) if durations is not None else None),
-                range=(int(rng["startSec"]), int(rng["endSec"])) if rng is not None else None,
-                sourceLang=data.get("sourceLang"),
-                brandTemplateId=data.get("brandTemplateId"),
-                skipCurate=data.get("skipCurate"),
-            )
-        except (TypeError, KeyError, ValueError) as exc:
-            raise PreferenceError(f"malformed preferences: {exc}") from None
-        return normalize(prefs)
-
-    def over(self, defaults: Preferences) -> Preferences:
-        """These values where set, ``defaults`` elsewhere."""
-        merged = {
-            f.name: getattr(self, f.name) if getattr(self, f.name) is not None else getattr(defaults, f.name)
-            for f in fields(self)
-        }
-        return Preferences(**merged)
 
 
 def _parse_genre(key: str, raw: str) -> str:
@@ -174,53 +115,153 @@ def _parse_bool(key: str, raw: str) -> bool:
     return value == "true"
 
 
-# metadata key suffix → (Preferences field, parser)
-_PARSERS = {
-    "genre": ("genre", _parse_genre),
-    "topic-keywords": ("topicKeywords", _parse_keywords),
-    "clip-durations": ("clipDurations", _parse_durations),
-    "range": ("range", _parse_pair),
-    "source-lang": ("sourceLang", _parse_lang),
-    "brand-template-id": ("brandTemplateId", _parse_text),
-    "skip-curate": ("skipCurate", _parse_bool),
-}
-METADATA_KEYS = tuple(METADATA_PREFIX + suffix for suffix in _PARSERS)
+def _pair_text(pair: tuple[int, int]) -> str:
+    return f"{pair[0]}-{pair[1]}"
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Syntax:
+    """One kind of value: read from text (naming ``key`` when it fails), written back, carried in JSON."""
+
+    parse: Callable[[str, str], Any]
+    hint: str  # what the text may be, for help
+    text: Callable[[Any], str] = str
+    to_json: Callable[[Any], Any] = _same
+    from_json: Callable[[Any], Any] = _same
+
+
+TEXT = Syntax(_parse_text, "text")
+GENRE = Syntax(_parse_genre, "an OpusClip genre, any case")
+LANGUAGE = Syntax(_parse_lang, "auto or an ISO-639 code")
+TRUE_FALSE = Syntax(_parse_bool, "true or false", text=lambda value: "true" if value else "false")
+KEYWORDS = Syntax(_parse_keywords, "comma-separated", text=",".join, to_json=list, from_json=tuple)
+SECONDS_RANGE = Syntax(
+    _parse_pair,
+    "START-END in whole seconds",
+    text=_pair_text,
+    to_json=lambda pair: {"startSec": pair[0], "endSec": pair[1]},
+    from_json=lambda obj: (int(obj["startSec"]), int(obj["endSec"])),
+)
+DURATIONS = Syntax(
+    _parse_durations,
+    "comma-separated of " + ", ".join(map(_pair_text, CLIP_DURATIONS)),
+    text=lambda pairs: ",".join(map(_pair_text, pairs)),
+    to_json=lambda pairs: [list(pair) for pair in pairs],
+    from_json=lambda pairs: tuple((int(a), int(b)) for a, b in pairs),
+)
+
+# Where a preference goes in the ``CreateClipProjectCommand`` body.
+CURATION = "curationPref"
+IMPORT = "importPref"
+TOP = ""
+
+
+@dataclass(frozen=True)
+class Preference:
+    """One preference, declared once; every place that handles preferences derives from it."""
+
+    suffix: str  # the metadata key after ``opus-``
+    field: str  # OpusClip's name: the message key, the ``Preferences`` attribute, the request field
+    place: str  # CURATION, IMPORT or TOP (a top-level field) in the request body
+    syntax: Syntax
+    flag: str  # the ``opus-pipeline upload`` option
+    example: str  # a valid value, for the CLI's help
+    deploy_default: bool = True  # False: per video only, no OPUS_DEFAULT_* variable
+
+    @property
+    def key(self) -> str:
+        return METADATA_PREFIX + self.suffix
+
+    @property
+    def help(self) -> str:
+        return f"{self.syntax.hint}, e.g. {self.example}"
+
+    @property
+    def env_var(self) -> str | None:
+        """The deploy-wide default's variable, e.g. ``OPUS_DEFAULT_SOURCE_LANG``."""
+        return "OPUS_DEFAULT_" + self.suffix.upper().replace("-", "_") if self.deploy_default else None
+
+
+# A new OpusClip project option is one line here (and its field in create_clip_project.schema.json).
+PREFERENCES = (
+    Preference("genre", "genre", CURATION, GENRE, "--genre", "Podcast"),
+    Preference("topic-keywords", "topicKeywords", CURATION, KEYWORDS, "--keywords", "AI,startups"),
+    Preference("clip-durations", "clipDurations", CURATION, DURATIONS, "--clip-durations", "0-30,30-60"),
+    Preference("range", "range", CURATION, SECONDS_RANGE, "--range", "30-600", deploy_default=False),
+    Preference("source-lang", "sourceLang", IMPORT, LANGUAGE, "--source-lang", "en"),
+    Preference("brand-template-id", "brandTemplateId", TOP, TEXT, "--brand-template", "preset-fancy-Karaoke"),
+    Preference("skip-curate", "skipCurate", CURATION, TRUE_FALSE, "--skip-curate", "true"),
+)
+_BY_KEY = {pref.key: pref for pref in PREFERENCES}
+_BY_FIELD = {pref.field: pref for pref in PREFERENCES}
+METADATA_KEYS = tuple(_BY_KEY)
+
+
+class _PreferenceMethods:
+    """What ``Preferences`` does; its fields are made from ``PREFERENCES`` below."""
+
+    def set_items(self) -> list[tuple[Preference, Any]]:
+        """Each preference that is set, with its value, in declaration order."""
+        return [(pref, value) for pref in PREFERENCES if (value := getattr(self, pref.field)) is not None]
+
+    def to_message(self) -> dict[str, Any]:
+        """JSON-ready dict of the set fields only (the message contract's ``preferences``)."""
+        return {pref.field: pref.syntax.to_json(value) for pref, value in self.set_items()}
+
+    @classmethod
+    def from_message(cls, data: Mapping[str, Any]) -> Preferences:
+        """Rebuild from a message's ``preferences`` (raises PreferenceError on a wrong shape)."""
+        unknown = sorted(set(data) - set(_BY_FIELD))
+        if unknown:
+            raise PreferenceError(f"unknown preference field(s): {', '.join(unknown)}")
+        try:
+            values = {name: _BY_FIELD[name].syntax.from_json(raw) for name, raw in data.items() if raw is not None}
+            return normalize(Preferences(**values))
+        except (TypeError, KeyError, ValueError) as exc:
+            raise PreferenceError(f"malformed preferences: {exc}") from None
+
+    def over(self, defaults: Preferences) -> Preferences:
+        """These values where set, ``defaults`` elsewhere."""
+        return replace(defaults, **{pref.field: value for pref, value in self.set_items()})
+
+
+Preferences = make_dataclass(
+    "Preferences",
+    [(p.field, get_type_hints(p.syntax.parse)["return"] | None, field(default=None)) for p in PREFERENCES],
+    bases=(_PreferenceMethods,),
+    frozen=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "Validated preferences, named as OpusClip names them; ``None`` means not set.",
+    },
+)
+
+
+def parse_texts(texts: Iterable[tuple[Preference, str, str]]) -> Preferences:
+    """Preferences from (preference, name the user gave it, text): messages name the key, flag or variable."""
+    return Preferences(**{pref.field: pref.syntax.parse(name, text) for pref, name, text in texts})
 
 
 def parse_metadata(metadata: Mapping[str, str] | None) -> Preferences:
     """Validate an object's ``opus-*`` custom metadata; other keys are the user's own business."""
-    values: dict[str, Any] = {}
+    texts = []
     for key, raw in (metadata or {}).items():
         lowered = key.lower()
         if not lowered.startswith(METADATA_PREFIX) or lowered in STATUS_KEYS:
             continue
-        suffix = lowered[len(METADATA_PREFIX) :]
-        if suffix not in _PARSERS:
+        if lowered not in _BY_KEY:
             raise PreferenceError(f"unknown metadata key {key!r}; the accepted keys are {', '.join(METADATA_KEYS)}")
-        field_name, parser = _PARSERS[suffix]
-        values[field_name] = parser(key, str(raw))
-    return Preferences(**values)
+        texts.append((_BY_KEY[lowered], key, str(raw)))
+    return parse_texts(texts)
 
 
 def to_metadata(prefs: Preferences) -> dict[str, str]:
     """The ``opus-*`` metadata that ``parse_metadata`` reads back as ``prefs`` (used by the CLI)."""
-    out = {}
-    for suffix, (field_name, _) in _PARSERS.items():
-        value = getattr(prefs, field_name)
-        if value is None:
-            continue
-        if field_name == "clipDurations":
-            text = ",".join(f"{a}-{b}" for a, b in value)
-        elif field_name == "range":
-            text = f"{value[0]}-{value[1]}"
-        elif field_name == "topicKeywords":
-            text = ",".join(value)
-        elif field_name == "skipCurate":
-            text = "true" if value else "false"
-        else:
-            text = value
-        out[METADATA_PREFIX + suffix] = text
-    return out
+    return {pref.key: pref.syntax.text(value) for pref, value in prefs.set_items()}
 
 
 def normalize(prefs: Preferences) -> Preferences:

@@ -1,17 +1,26 @@
-"""The clients one function instance builds once and reuses across invocations."""
+"""The clients one function instance builds once and reuses across invocations.
+
+Only what both entry points use is imported here; the Pub/Sub publisher (about as slow to import as
+everything else together) is imported and built on first use, which only the ingest function makes.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from google.cloud import pubsub_v1, storage
+from google.cloud import storage
 
 from . import config, logs
 from .ledger import Ledger
 from .opus_api import OpusClient
 from .status import StatusMirror
+
+if TYPE_CHECKING:
+    from google.cloud import pubsub_v1
 
 
 @dataclass
@@ -19,17 +28,23 @@ class Services:
     settings: config.Settings
     storage: storage.Client
     opus: OpusClient
-    publisher: pubsub_v1.PublisherClient
     clock: Callable[[], float] = field(default=time.monotonic)
     wall: Callable[[], float] = field(default=time.time)
     sleep: Callable[[float], None] = field(default=time.sleep)
+
+    @cached_property
+    def publisher(self) -> pubsub_v1.PublisherClient:
+        from google.cloud import pubsub_v1
+
+        return pubsub_v1.PublisherClient()
 
     @property
     def ledger(self) -> Ledger:
         return Ledger(self.storage, self.settings.state_bucket)
 
-    @property
+    @cached_property
     def status(self) -> StatusMirror:
+        """One mirror per instance, so that a background status write is waited for by the next one."""
         return StatusMirror(self.storage, enabled=self.settings.status_metadata)
 
 
@@ -42,5 +57,4 @@ def build(env: Mapping[str, str] | None = None) -> Services:
         settings=settings,
         storage=storage.Client(),
         opus=OpusClient(settings.opus_api_base_url, settings.opus_api_key),
-        publisher=pubsub_v1.PublisherClient(),
     )
