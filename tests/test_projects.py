@@ -131,11 +131,10 @@ def test_short_retry_after_is_honoured_within_the_delivery(stack: Stack, standin
     "fault",
     [
         {"status": 429, "headers": {"Retry-After": "120"}},
-        {"status": 429, "headers": {"X-Cap-Reason": "concurrent"}},
         {"status": 503},
         {"status": 500},
     ],
-    ids=["rate-limit-long-retry-after", "concurrency-cap", "503", "500"],
+    ids=["rate-limit-long-retry-after", "503", "500"],
 )
 def test_transient_answers_raise_for_redelivery_and_release_the_claim(stack: Stack, standin, fault: dict) -> None:
     resource, request = uploaded(stack)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import http_policy, logs, manifest, states, webhook
+from .admit import free_slot
 from .clip_copy import copy_clip
 from .errors import PermanentError, TransientError
 from .events import StorageObject
@@ -112,6 +113,7 @@ class _Conclusion:
             self.held.release(state=states.PROJECT_CREATED)
             raise
         self.svc.ledger.mark_concluded(self.obj)
+        free_slot(self.svc, self.obj.key)  # the next waiting video starts now, not on the next sweep
         return self.record.state
 
     # -- COMPLETE ---------------------------------------------------------------------------

@@ -38,6 +38,8 @@ ENV_VARS = (
     "COPY_CLIPS",
     "OPUS_CLIP_URL_HOSTS",
     "SWEEP_MAX_CALLS",
+    "OPUS_MAX_PARALLEL_PROJECTS",
+    "OPUS_RATE_PER_MINUTE",
     *DEFAULT_PREFERENCE_VARS,
 )
 # The hosts OpusClip's API description uses for media, and Cloud Storage's.
@@ -67,6 +69,8 @@ class Settings:
     copy_clips: bool = True
     clip_url_hosts: tuple[str, ...] = tuple(DEFAULT_CLIP_URL_HOSTS.split(","))
     sweep_max_calls: int = 10
+    max_parallel_projects: int = 4  # OpusClip's Pro and Max plans; Business allows 50
+    rate_per_minute: int = 30  # OpusClip's limit per API key
     default_preferences: Preferences = field(default_factory=Preferences)
 
     def __repr__(self) -> str:  # the key must not reach a log through a repr
@@ -170,5 +174,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         copy_clips=_flag(env, "COPY_CLIPS", default=True),
         clip_url_hosts=_hosts(env, "OPUS_CLIP_URL_HOSTS", DEFAULT_CLIP_URL_HOSTS),
         sweep_max_calls=_positive_int(env, "SWEEP_MAX_CALLS", Settings.sweep_max_calls),
+        max_parallel_projects=_positive_int(env, "OPUS_MAX_PARALLEL_PROJECTS", Settings.max_parallel_projects),
+        rate_per_minute=_positive_int(env, "OPUS_RATE_PER_MINUTE", Settings.rate_per_minute),
         default_preferences=_default_preferences(env),
     )

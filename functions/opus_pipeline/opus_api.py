@@ -1,4 +1,4 @@
-"""OpusClip REST client: authentication, the error taxonomy, the two calls this pipeline makes.
+"""OpusClip REST client: authentication, the request budget, the error taxonomy, the calls made.
 
 Status codes are mapped to ``PermanentError``/``TransientError`` here, once, following OpusClip's
 documented error semantics (shared/opus-api/opus-errors.yml).
@@ -14,7 +14,9 @@ import requests
 
 from . import http_policy
 from .errors import PermanentError, TransientError
+from .rate_limit import RateLimiter
 
+RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
 CLIPS_PAGE_SIZE = 50  # as OpusClip's own CLI pages
 MAX_CLIP_PAGES = 100
 
@@ -42,9 +44,15 @@ class OpusApiError(PermanentError):
 
 
 class RateLimitedError(TransientError):
-    """429: the per-key rate limit or the parallel-project cap."""
+    """429: the per-key rate limit."""
 
     reason = "rate-limited"
+
+
+class ConcurrentCapError(RateLimitedError):
+    """429 with ``X-Cap-Reason: concurrent``: the plan's projects in flight are all taken."""
+
+    reason = "concurrent-cap"
 
 
 def _body(response: requests.Response) -> dict[str, Any]:
@@ -87,11 +95,10 @@ def raise_for_status(response: requests.Response, action: str) -> None:
             reason="insufficient-credits",
         )
     if status == 429:
-        cause = "parallel-project cap" if response.headers.get("X-Cap-Reason") == "concurrent" else "rate limit"
-        raise RateLimitedError(
-            f"OpusClip's {cause} on {action} (HTTP 429)",
-            retry_after=http_policy.retry_after_seconds(response.headers.get("Retry-After")),
-        )
+        retry_after = http_policy.retry_after_seconds(response.headers.get("Retry-After"))
+        if response.headers.get("X-Cap-Reason") == "concurrent":
+            raise ConcurrentCapError(f"OpusClip's parallel-project cap on {action} (HTTP 429)", retry_after=retry_after)
+        raise RateLimitedError(f"OpusClip's rate limit on {action} (HTTP 429)", retry_after=retry_after)
     if http_policy.is_retryable(status):
         raise TransientError(f"OpusClip answered HTTP {status} on {action}", reason="opus-unavailable")
     raise OpusApiError(
@@ -103,10 +110,11 @@ def raise_for_status(response: requests.Response, action: str) -> None:
 class OpusClient:
     """One pooled ``requests.Session`` for all calls to OpusClip's API."""
 
-    def __init__(self, base_url: str, api_key: str, http: requests.Session | None = None) -> None:
+    def __init__(self, base_url: str, api_key: str, limiter: RateLimiter | None = None) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self.http = http or requests.Session()
+        self._limiter = limiter
+        self.http = requests.Session()
 
     def _call(
         self,
@@ -118,7 +126,10 @@ class OpusClient:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        """One authorized call; the JSON answer (an object or, for lists, an array)."""
+        """One authorized call, within the shared request budget; the JSON answer (an object or,
+        for lists, an array)."""
+        if self._limiter is not None:
+            self._limiter.acquire(RATE_WAIT_SECONDS)
         all_headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json", **(headers or {})}
         response = http_policy.send(
             self.http, method, self._base_url + path, json=body, params=params, headers=all_headers

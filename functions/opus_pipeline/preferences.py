@@ -40,7 +40,16 @@ METADATA_PREFIX = "opus-"
 
 # Keys this pipeline writes itself to show status; they are not preferences (add new ones here).
 STATUS_KEYS = frozenset(
-    {"opus-status", "opus-upload-id", "opus-project-id", "opus-error", "opus-stage", "opus-clip-count", "opus-clips"}
+    {
+        "opus-status",
+        "opus-upload-id",
+        "opus-project-id",
+        "opus-error",
+        "opus-stage",
+        "opus-clip-count",
+        "opus-clips",
+        "opus-queue-position",
+    }
 )
 
 _LANG = re.compile(r"^(auto|[a-z]{2,3}(-[A-Za-z0-9]{2,8})*)$")

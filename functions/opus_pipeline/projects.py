@@ -16,16 +16,18 @@ from __future__ import annotations
 import uuid
 
 from . import logs, states
+from .admit import free_slot
 from .clip_command import build_command, check_command
 from .errors import InProgressError, PermanentError
 from .failures import record_failure
 from .ledger import HeldRecord, Lease, VideoRecord
 from .messages import ClipRequest
-from .opus_api import OpusApiError, RateLimitedError
+from .opus_api import ConcurrentCapError, OpusApiError, RateLimitedError
 from .runtime import Services
 from .webhook import registered_url
 
 SHORT_RETRY_AFTER_SECONDS = 10.0
+CAP_RETRY_SECONDS = 60.0  # a 429 for the in-flight cap without Retry-After: try that video again after this
 CREATE_LEASE_SECONDS = 120.0
 
 
@@ -81,15 +83,25 @@ class _CreateProject:
             return rec.state
         if step is states.ProjectStep.BUSY:
             raise InProgressError("another delivery is creating this project; Pub/Sub will redeliver")
+        grant = self.svc.admission.request(self.obj.key, self.svc.wall())
+        if not grant.granted:
+            return self._wait(grant.position)
         try:
             with self.held.keep_alive():
                 project = self._call_opus()
+        except ConcurrentCapError as exc:
+            not_before = self.svc.wall() + (exc.retry_after or CAP_RETRY_SECONDS)
+            self.svc.admission.requeue(self.obj.key, self.svc.wall(), not_before)
+            self.log.warning(f"{exc}: another tool shares the key's slots; waiting again", event="rate_limited")
+            return self._wait(1)
         except PermanentError as exc:
+            free_slot(self.svc, self.obj.key)
             reset_at = exc.reset_at if isinstance(exc, OpusApiError) else None
             record_failure(self.held, self.svc.status, exc, self.log, reset_at=reset_at)
             return states.FAILED
         except BaseException:
             self.held.release(state=states.QUEUED)
+            free_slot(self.svc, self.obj.key)
             raise
         project_id = str(project.get("id") or project.get("projectId") or "")
         self.svc.ledger.mark_open(self.obj)  # before the record says so: the sweeper never misses it
@@ -121,6 +133,20 @@ class _CreateProject:
         )
         return states.PROJECT_CREATED
 
+    def _wait(self, position: int) -> str:
+        """No free project slot: acknowledge, and be admitted when one frees (see ``admit``)."""
+        self.held.release(state=states.WAITING)
+        self.svc.status.show(
+            self.obj, states.WAITING, upload_id=self.request.upload_id, extra={"opus-queue-position": str(position)}
+        )
+        self.log.info(
+            f"waiting for a free project slot (place {position} in the queue; at most "
+            f"{self.svc.settings.max_parallel_projects} projects run at once)",
+            event="video_waiting",
+            position=position,
+        )
+        return states.WAITING
+
     def _call_opus(self) -> dict:
         settings = self.svc.settings
         prefs = self.request.preferences.over(settings.default_preferences)
@@ -129,6 +155,8 @@ class _CreateProject:
         check_command(command)
         try:
             return self.svc.opus.create_clip_project(command, self.request.upload_id)
+        except ConcurrentCapError:
+            raise  # the slots are all taken: waiting in the queue is cheaper than sleeping here
         except RateLimitedError as exc:
             if exc.retry_after is None or exc.retry_after > SHORT_RETRY_AFTER_SECONDS:
                 raise

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 from google.cloud import storage
 
 from . import config, logs
+from .admission import Admission
 from .ledger import Ledger
 from .opus_api import OpusClient
+from .rate_limit import RateLimiter
 from .status import StatusMirror
 
 if TYPE_CHECKING:
@@ -43,6 +45,10 @@ class Services:
         return Ledger(self.storage, self.settings.state_bucket)
 
     @cached_property
+    def admission(self) -> Admission:
+        return Admission(self.storage, self.settings.state_bucket, self.settings.max_parallel_projects)
+
+    @cached_property
     def status(self) -> StatusMirror:
         """One mirror per instance, so that a background status write is waited for by the next one."""
         return StatusMirror(self.storage, enabled=self.settings.status_metadata)
@@ -53,8 +59,10 @@ def build(env: Mapping[str, str] | None = None) -> Services:
     settings = config.load(env)
     logs.register_secret(settings.opus_api_key)
     logs.register_secret(settings.webhook_token or "")
+    client = storage.Client()
+    limiter = RateLimiter(client, settings.state_bucket, settings.rate_per_minute)
     return Services(
         settings=settings,
-        storage=storage.Client(),
-        opus=OpusClient(settings.opus_api_base_url, settings.opus_api_key),
+        storage=client,
+        opus=OpusClient(settings.opus_api_base_url, settings.opus_api_key, limiter=limiter),
     )

@@ -8,7 +8,8 @@ received ─► uploading | failed
 uploading ─► uploaded | failed | superseded
 uploaded ─► queued | creating
 queued ─► creating
-creating ─► project-created | failed | queued
+creating ─► project-created | failed | queued | waiting
+waiting ─► creating
 project-created ─► concluding
 concluding ─► clips-ready | failed | project-created
 failed ─► queued
@@ -26,6 +27,7 @@ UPLOADING = "uploading"
 UPLOADED = "uploaded"
 QUEUED = "queued"
 CREATING = "creating"
+WAITING = "waiting"
 PROJECT_CREATED = "project-created"
 CONCLUDING = "concluding"
 CLIPS_READY = "clips-ready"
@@ -38,7 +40,8 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     UPLOADING: (UPLOADED, FAILED, SUPERSEDED),
     UPLOADED: (QUEUED, CREATING),  # the clip request can be consumed before ``queued`` is written
     QUEUED: (CREATING,),
-    CREATING: (PROJECT_CREATED, FAILED, QUEUED),  # queued again: the call failed transiently
+    CREATING: (PROJECT_CREATED, FAILED, QUEUED, WAITING),  # queued again: the call failed transiently
+    WAITING: (CREATING,),  # no free project slot: admitted when one frees
     PROJECT_CREATED: (CONCLUDING,),  # OpusClip says the project ended (COMPLETE or STALLED)
     CONCLUDING: (CLIPS_READY, FAILED, PROJECT_CREATED),  # back: collecting the clips failed transiently
     FAILED: (QUEUED,),  # ``opus-pipeline retry`` when the bytes are at OpusClip
@@ -106,7 +109,7 @@ class ProjectStep(Enum):
 
 def project_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> ProjectStep:
     """Decide what to do with a clip request for a record in ``state``."""
-    if state in (UPLOADED, QUEUED):
+    if state in (UPLOADED, QUEUED, WAITING):
         return ProjectStep.CREATE
     if state == CREATING:
         if lease_held_by_other(lease_owner, lease_expires, me, now):
@@ -156,7 +159,7 @@ def retry_action(state: str, upload_complete: bool, lease_live: bool) -> RetryAc
     stuck after the platform gave up redelivering (a clip request dead-lettered in ``queued``, an
     upload abandoned in ``uploading``), can be re-driven. Asking for a project twice is safe:
     creation claims the record first."""
-    if lease_live or state in (PROJECT_CREATED, CREATING, CONCLUDING, CLIPS_READY, SUPERSEDED):
+    if lease_live or state in (WAITING, PROJECT_CREATED, CREATING, CONCLUDING, CLIPS_READY, SUPERSEDED):
         return RetryAction.NONE
     if state in (UPLOADED, QUEUED) or (state == FAILED and upload_complete):
         return RetryAction.REPUBLISH

@@ -4,7 +4,8 @@ Each run reads the index of running projects (one marker per project in ``STATE_
 skips those whose next look is not due (per-video backoff: ``states.next_check_seconds``) or
 that another invocation is concluding, and asks OpusClip about at most ``SWEEP_MAX_CALLS`` of
 them, so a thousand open projects cost a bounded number of calls per run out of the 30 a minute
-OpusClip allows one key. Markers of videos that ended meanwhile are removed.
+OpusClip allows one key. Markers of videos that ended meanwhile are removed. Last, project slots
+whose holder is gone are reclaimed and waiting videos admitted, should an admission have been lost.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import logs, states
+from .admit import admit
 from .conclusion import OPEN_STATES, check_project
 from .errors import TransientError
 from .runtime import Services
@@ -26,6 +28,9 @@ class SweepReport:
     not_due: int = 0
     concluded: int = 0
     errors: int = 0
+    reclaimed: int = 0
+    slots_in_use: int = 0
+    waiting: int = 0
 
 
 def sweep(services: Services) -> SweepReport:
@@ -51,11 +56,44 @@ def sweep(services: Services) -> SweepReport:
         except TransientError as exc:
             report.errors += 1
             logs.warning(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
+    report.reclaimed = reclaim_slots(services, report)
     logs.info(
         f"sweep: {report.open} running projects, {report.checked} looked at, {report.concluded} concluded",
         event="sweep",
         open=report.open,
         checked=report.checked,
         concluded=report.concluded,
+        reclaimed=report.reclaimed,
+        slots_in_use=report.slots_in_use,
+        waiting=report.waiting,
     )
     return report
+
+
+# A slot is held from the admission of a clip request until its project concludes; a video in any
+# other state, or whose record is gone, holds it no more (its holder crashed or it was re-driven).
+HOLDING_STATES = frozenset({states.CREATING, states.PROJECT_CREATED, states.CONCLUDING})
+# A waiting video is in the queue until it is admitted (or asks again: its request is redelivered).
+QUEUE_STATES = frozenset({states.WAITING, states.QUEUED, states.UPLOADED, states.CREATING})
+
+
+def reclaim_slots(services: Services, report: SweepReport) -> int:
+    """Free the slots nobody holds any more, then admit whoever may go (a lost admission too)."""
+    table, _ = services.admission.read()
+    now = services.wall()
+    stale = []
+    for key in table.in_flight:
+        stored = services.ledger.read_key(key)
+        rec = stored.record if stored else None
+        if rec is None or rec.state not in HOLDING_STATES or (rec.state == states.CREATING and not rec.lease_live(now)):
+            stale.append(key)
+    for entry in table.waiting:
+        stored = services.ledger.read_key(entry["key"])
+        if stored is None or stored.record.state not in QUEUE_STATES:
+            stale.append(entry["key"])
+    for key in stale:
+        services.admission.change(lambda t, key=key: t.drop(key))
+    admit(services, services.admission.change(lambda t: t.admissible(services.admission.cap, now)))
+    table, _ = services.admission.read()
+    report.slots_in_use, report.waiting = len(table.in_flight), len(table.waiting)
+    return len(stale)

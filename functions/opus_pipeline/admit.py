@@ -1,0 +1,33 @@
+"""Use case: a project slot freed → admit the videos waiting for one, oldest first.
+
+Admitting a video is publishing its clip request again: project creation, which claims the
+record first, takes it from there, so two instances admitting the same video create one project.
+"""
+
+from __future__ import annotations
+
+from . import logs, states
+from .runtime import Services
+
+
+def free_slot(services: Services, key: str) -> None:
+    """Give ``key``'s project slot up and admit whoever may go now."""
+    admit(services, services.admission.release(key, services.wall()))
+
+
+def admit(services: Services, keys: list[str]) -> None:
+    for key in keys:
+        stored = services.ledger.read_key(key)
+        if stored is None or stored.record.state != states.WAITING:
+            services.admission.change(lambda table, key=key: table.drop(key))  # it ended meanwhile
+            continue
+        request = stored.record.clip_request()
+        future = services.publisher.publish(
+            services.settings.clip_requests_topic, request.encode(), **request.attributes()
+        )
+        future.result(timeout=60)
+        logs.info(
+            f"admitted {stored.record.source.uri}: a project slot is free",
+            labels={**stored.record.source.labels(), "uploadId": stored.record.upload_id},
+            event="video_admitted",
+        )
