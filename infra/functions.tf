@@ -1,5 +1,8 @@
 # Every function deploys the same source (functions/) with its own entry point, service account
-# and limits. A new function is one more entry here (event_bucket = null: no Eventarc trigger).
+# and limits. A new function is one more entry here. trigger: the Eventarc trigger (null: none,
+# the function is called over HTTP). webhook: "registers" gets OPUS_WEBHOOK_URL and the token to
+# put in it, "receives" the token to check; config.py refuses a URL without its token. concludes:
+# copies clips into the output bucket and publishes results (the grants in iam.tf follow it).
 
 locals {
   functions = {
@@ -13,7 +16,16 @@ locals {
       timeout_seconds = 540
       max_instances   = var.ingest_max_instances
       service_account = google_service_account.ingest.email
-      event_bucket    = google_storage_bucket.this["source"].name
+      ingress         = "ALLOW_INTERNAL_ONLY" # Eventarc in the same project counts as internal
+      webhook         = null
+      concludes       = false
+      trigger = {
+        event_type      = "google.cloud.storage.object.v1.finalized"
+        retry_policy    = "RETRY_POLICY_RETRY"
+        service_account = google_service_account.trigger.email
+        bucket          = google_storage_bucket.this["source"].name
+        topic           = null
+      }
     }
     create_project = {
       name            = local.create_service
@@ -24,12 +36,57 @@ locals {
       timeout_seconds = 120
       max_instances   = var.create_max_instances
       service_account = google_service_account.create_project.email
-      event_bucket    = null # fed by the push subscription in pubsub.tf
+      ingress         = "ALLOW_INTERNAL_ONLY" # Pub/Sub push in the same project counts as internal
+      webhook         = "registers"
+      concludes       = false
+      trigger         = null # fed by the push subscription in pubsub.tf
+    }
+    on_project_concluded = {
+      name        = local.webhook_service
+      description = "OpusClip's webhook: a hint that a project ended; asks OpusClip and brings the clips back."
+      entry_point = "on_project_concluded"
+      # Clips are streamed through one 8 MiB chunk at a time; copying a project's clips can take minutes.
+      memory          = "512Mi"
+      cpu             = null
+      timeout_seconds = 540
+      # Each call costs a request of OpusClip's 30 a minute, shared with create-project.
+      max_instances   = 3
+      service_account = google_service_account.webhook.email
+      # The one public function: OpusClip calls it from the internet. The URL's secret token (and
+      # the signature, when sent) is what admits a call, and the receiver trusts nothing but
+      # OpusClip's own answer about the project (functions/opus_pipeline/webhook.py).
+      ingress   = "ALLOW_ALL"
+      webhook   = "receives"
+      concludes = true
+      trigger   = null
+    }
+    sweep_projects = {
+      name            = local.sweep_service
+      description     = "Every few minutes, looks at running projects whose webhook got lost and concludes those that ended."
+      entry_point     = "sweep_projects"
+      memory          = "512Mi"
+      cpu             = null
+      timeout_seconds = 540
+      # One sweep at a time: an overlapping one would only spend OpusClip requests on the same projects.
+      max_instances   = 1
+      service_account = google_service_account.sweep.email
+      ingress         = "ALLOW_INTERNAL_ONLY" # Eventarc in the same project counts as internal
+      webhook         = null
+      concludes       = true
+      trigger = {
+        event_type = "google.cloud.pubsub.topic.v1.messagePublished"
+        # A failed tick is not redelivered: the next one comes within sweep_schedule anyway.
+        retry_policy    = "RETRY_POLICY_DO_NOT_RETRY"
+        service_account = google_service_account.sweep_trigger.email
+        bucket          = null
+        topic           = google_pubsub_topic.sweep_ticks.id
+      }
     }
   }
 }
 
 resource "google_cloudfunctions2_function" "this" {
+  # checkov:skip=CKV_GCP_124: only on_project_concluded allows all ingress, OpusClip calls it from the internet (see its entry in local.functions)
   for_each = local.functions
 
   name        = each.value.name
@@ -56,32 +113,46 @@ resource "google_cloudfunctions2_function" "this" {
     timeout_seconds                  = each.value.timeout_seconds
     max_instance_count               = each.value.max_instances
     max_instance_request_concurrency = 1
-    ingress_settings                 = "ALLOW_INTERNAL_ONLY" # Eventarc and Pub/Sub in the same project count as internal
+    ingress_settings                 = each.value.ingress
     all_traffic_on_latest_revision   = true
     service_account_email            = each.value.service_account
-    environment_variables            = local.function_environment
+    environment_variables            = merge(local.function_environment, each.value.webhook == "registers" ? { OPUS_WEBHOOK_URL = local.webhook_url } : {})
 
-    # Resolved before an instance starts, and main.py refuses to start without it: the secret must
-    # have a version before this apply (infra/deploy.sh adds it between its two phases).
+    # Resolved before an instance starts, and main.py refuses to start without them: the secrets
+    # must have a version before this apply (infra/deploy.sh adds them between its two phases).
     secret_environment_variables {
       key        = "OPUS_API_KEY"
       project_id = var.project_id
       secret     = google_secret_manager_secret.opus_api_key.secret_id
       version    = "latest"
     }
+
+    dynamic "secret_environment_variables" {
+      for_each = each.value.webhook == null ? [] : [google_secret_manager_secret.webhook_token.secret_id]
+      content {
+        key        = "OPUS_WEBHOOK_TOKEN"
+        project_id = var.project_id
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
   dynamic "event_trigger" {
-    for_each = each.value.event_bucket == null ? [] : [each.value.event_bucket]
+    for_each = each.value.trigger == null ? [] : [each.value.trigger]
     content {
       trigger_region        = var.region
-      event_type            = "google.cloud.storage.object.v1.finalized"
-      retry_policy          = "RETRY_POLICY_RETRY"
-      service_account_email = google_service_account.trigger.email
+      event_type            = event_trigger.value.event_type
+      retry_policy          = event_trigger.value.retry_policy
+      service_account_email = event_trigger.value.service_account
+      pubsub_topic          = event_trigger.value.topic
 
-      event_filters {
-        attribute = "bucket"
-        value     = event_trigger.value
+      dynamic "event_filters" {
+        for_each = event_trigger.value.bucket == null ? [] : [event_trigger.value.bucket]
+        content {
+          attribute = "bucket"
+          value     = event_filters.value
+        }
       }
     }
   }
@@ -90,7 +161,24 @@ resource "google_cloudfunctions2_function" "this" {
     time_sleep.build_grants_propagate,
     time_sleep.event_grants_propagate,
     google_secret_manager_secret_iam_member.reads_key,
+    google_secret_manager_secret_iam_member.reads_webhook_token,
   ]
+}
+
+# The URL create-project registers (local.webhook_url) is computed, not read from the receiver: after
+# each apply, confirm the receiver's Cloud Run service serves it. A failed check warns, it does not
+# undo the apply; projects created meanwhile would call a URL nobody answers, and the sweeper
+# concludes them instead.
+check "webhook_url_serves_the_receiver" {
+  data "google_cloud_run_v2_service" "webhook" {
+    name     = google_cloudfunctions2_function.this["on_project_concluded"].service_config[0].service
+    location = var.region
+  }
+
+  assert {
+    condition     = contains(data.google_cloud_run_v2_service.webhook.urls, local.webhook_url)
+    error_message = "The webhook receiver does not serve ${local.webhook_url}, the URL create-project registers with OpusClip; its URLs are ${join(", ", data.google_cloud_run_v2_service.webhook.urls)}."
+  }
 }
 
 # The functions' images. Cloud Functions would otherwise create gcf-artifacts on first deploy,

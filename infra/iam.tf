@@ -16,9 +16,30 @@ resource "google_service_account" "create_project" {
   depends_on = [google_project_service.this]
 }
 
+resource "google_service_account" "webhook" {
+  account_id   = "${local.prefix}-webhook"
+  display_name = "opus-clip-pipeline webhook receiver function"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_service_account" "sweep" {
+  account_id   = "${local.prefix}-sweep"
+  display_name = "opus-clip-pipeline sweeper function"
+
+  depends_on = [google_project_service.this]
+}
+
 resource "google_service_account" "trigger" {
   account_id   = "${local.prefix}-ingest-trigger"
   display_name = "opus-clip-pipeline Eventarc trigger of the ingest function"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_service_account" "sweep_trigger" {
+  account_id   = "${local.prefix}-sweep-trigger"
+  display_name = "opus-clip-pipeline Eventarc trigger of the sweeper function"
 
   depends_on = [google_project_service.this]
 }
@@ -37,7 +58,7 @@ resource "google_service_account" "build" {
   depends_on = [google_project_service.this]
 }
 
-# -- both functions ------------------------------------------------------------------------
+# -- every function ------------------------------------------------------------------------
 
 # Read a video, list a prefix, write its opus-* status metadata: no create or delete on users'
 # videos (roles/storage.objectUser would allow both). Defined on the project, bound on the bucket.
@@ -57,7 +78,8 @@ resource "google_storage_bucket_iam_member" "reads_videos" {
   member = "serviceAccount:${each.value.service_account}"
 }
 
-# Creates and replaces state records (replacing an object needs delete as well).
+# Creates and replaces state records (replacing an object needs delete as well), and creates and
+# deletes the open/ markers of running projects (create-project, the concluding functions).
 resource "google_storage_bucket_iam_member" "writes_state" {
   for_each = local.functions
 
@@ -74,6 +96,48 @@ resource "google_secret_manager_secret_iam_member" "reads_key" {
   member    = "serviceAccount:${each.value.service_account}"
 }
 
+# -- the webhook token: create-project puts it in the URL it registers, the receiver checks it --
+
+resource "google_secret_manager_secret_iam_member" "reads_webhook_token" {
+  for_each = { for key, f in local.functions : key => f if f.webhook != null }
+
+  secret_id = google_secret_manager_secret.webhook_token.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${each.value.service_account}"
+}
+
+# -- the concluding functions (the webhook receiver and the sweeper) --------------------------
+
+# Only they write clips and clip lists; a clip list is rewritten when a crashed conclusion is taken
+# over, and replacing an object needs delete as well.
+resource "google_storage_bucket_iam_member" "writes_output" {
+  for_each = { for key, f in local.functions : key => f if f.concludes }
+
+  bucket = google_storage_bucket.this["output"].name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${each.value.service_account}"
+}
+
+resource "google_pubsub_topic_iam_member" "publishes_results" {
+  for_each = { for key, f in local.functions : key => f if f.concludes }
+
+  topic  = google_pubsub_topic.clip_results.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${each.value.service_account}"
+}
+
+# The one public binding: OpusClip calls the receiver from the internet without a Google identity.
+# What admits a call is the secret token in the URL (functions/opus_pipeline/webhook.py). checkov's
+# public-invoker checks (CKV_GCP_102, CKV_GCP_107) cover only the v1 Cloud Run and Cloud Functions
+# IAM resources, so nothing is skipped here; tests/test_infra.py allows this binding and no other.
+resource "google_cloud_run_v2_service_iam_member" "anyone_invokes_webhook" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.this["on_project_concluded"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
 # -- the ingest function -------------------------------------------------------------------
 
 resource "google_pubsub_topic_iam_member" "ingest_publishes" {
@@ -82,7 +146,7 @@ resource "google_pubsub_topic_iam_member" "ingest_publishes" {
   member = google_service_account.ingest.member
 }
 
-# -- the Eventarc trigger ------------------------------------------------------------------
+# -- the Eventarc triggers -----------------------------------------------------------------
 
 # Cloud Storage publishes its events through Pub/Sub (Eventarc's transport). Project level:
 # Eventarc creates and owns that topic.
@@ -120,6 +184,15 @@ resource "google_service_account_iam_member" "pubsub_agent_mints_trigger_tokens"
   member             = local.pubsub_agent
 }
 
+# The sweeper's trigger delivers Pub/Sub messages directly: its account needs no
+# roles/eventarc.eventReceiver (Eventarc, "Roles and permissions for Cloud Run functions targets"),
+# only the token minting below and run.invoker on the sweeper.
+resource "google_service_account_iam_member" "pubsub_agent_mints_sweep_trigger_tokens" {
+  service_account_id = google_service_account.sweep_trigger.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent
+}
+
 # IAM changes take minutes to reach every service; the first trigger creation fails while the
 # Cloud Storage agent cannot publish yet (provider issue #25294).
 resource "time_sleep" "event_grants_propagate" {
@@ -130,6 +203,7 @@ resource "time_sleep" "event_grants_propagate" {
     google_project_iam_member.eventarc_agent,
     google_project_iam_member.trigger_event_receiver,
     google_service_account_iam_member.pubsub_agent_mints_trigger_tokens,
+    google_service_account_iam_member.pubsub_agent_mints_sweep_trigger_tokens,
   ]
 }
 
@@ -139,6 +213,14 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invokes_ingest" {
   name     = google_cloudfunctions2_function.this["ingest"].service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.trigger.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "sweep_trigger_invokes_sweep" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.this["sweep_projects"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.sweep_trigger.member
 }
 
 # -- the push subscription -----------------------------------------------------------------

@@ -1,6 +1,7 @@
-# opus-clip-pipeline: a video dropped into the source bucket streams into OpusClip, and a clip
-# project is created for it. Files by concern: apis, storage, pubsub, secrets, functions, iam,
-# monitoring.
+# opus-clip-pipeline: a video dropped into the source bucket streams into OpusClip, a clip
+# project is created for it, and when the project ends (OpusClip's webhook, or the sweeper that
+# catches lost webhooks) its clips are copied to the output bucket and a result is published.
+# Files by concern: apis, storage, pubsub, secrets, functions, iam, monitoring.
 
 data "google_project" "this" {
   project_id = var.project_id
@@ -15,16 +16,26 @@ data "google_storage_project_service_account" "gcs" {
 }
 
 locals {
-  prefix         = var.name_prefix
-  source_bucket  = var.source_bucket_name != "" ? var.source_bucket_name : "${var.project_id}-${var.name_prefix}-videos"
-  pubsub_agent   = google_project_service_identity.agents["pubsub.googleapis.com"].member
-  eventarc_agent = google_project_service_identity.agents["eventarc.googleapis.com"].member
-  ingest_service = "${local.prefix}-ingest"
-  create_service = "${local.prefix}-create-project"
+  prefix          = var.name_prefix
+  source_bucket   = var.source_bucket_name != "" ? var.source_bucket_name : "${var.project_id}-${var.name_prefix}-videos"
+  pubsub_agent    = google_project_service_identity.agents["pubsub.googleapis.com"].member
+  eventarc_agent  = google_project_service_identity.agents["eventarc.googleapis.com"].member
+  ingest_service  = "${local.prefix}-ingest"
+  create_service  = "${local.prefix}-create-project"
+  webhook_service = "${local.prefix}-webhook"
+  sweep_service   = "${local.prefix}-sweep"
+  # The receiver's own URL, which create-project registers with each project. It cannot be read from
+  # the function: all functions are one for_each resource, so the receiver's url in their environment
+  # would be a cycle. Cloud Run's deterministic URL is known before the service exists
+  # (https://SERVICE-PROJECT_NUMBER.REGION.run.app, "Invoke with an HTTPS request"); it needs the
+  # service name and project number to fit one 63-character DNS label, which 20 + 1 + 12 do. The
+  # check in functions.tf confirms after each apply that the receiver serves it.
+  webhook_url = "https://${local.webhook_service}-${data.google_project.this.number}.${var.region}.run.app"
   # Cloud Functions copies each deployment's source here, and the build reads it from here.
   gcf_sources_bucket = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
 
-  # Every variable the code reads (functions/opus_pipeline/config.py ENV_VARS), but the secret key.
+  # Every variable the code reads (functions/opus_pipeline/config.py ENV_VARS) but the two secrets
+  # and OPUS_WEBHOOK_URL, which only the function that registers the webhook gets (functions.tf).
   function_environment = {
     OPUS_API_BASE_URL              = var.opus_api_base_url
     OPUS_UPLOAD_URL_HOSTS          = join(",", var.opus_upload_url_hosts)
@@ -37,7 +48,11 @@ locals {
     LEASE_SECONDS                  = tostring(var.lease_seconds)
     STATUS_METADATA                = tostring(var.status_metadata)
     OPUS_NOTIFY_EMAIL              = var.notify_email
-    OPUS_WEBHOOK_URL               = var.webhook_url
+    OUTPUT_BUCKET                  = google_storage_bucket.this["output"].name
+    CLIP_RESULTS_TOPIC             = google_pubsub_topic.clip_results.id
+    COPY_CLIPS                     = tostring(var.copy_clips)
+    OPUS_CLIP_URL_HOSTS            = join(",", var.opus_clip_url_hosts)
+    SWEEP_MAX_CALLS                = tostring(var.sweep_max_calls)
     OPUS_DEFAULT_GENRE             = var.default_preferences.genre
     OPUS_DEFAULT_TOPIC_KEYWORDS    = var.default_preferences.topic_keywords
     OPUS_DEFAULT_CLIP_DURATIONS    = var.default_preferences.clip_durations

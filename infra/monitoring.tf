@@ -80,6 +80,76 @@ resource "google_logging_metric" "video_failures" {
   }
 }
 
+resource "google_logging_metric" "clips_ready" {
+  name        = "${local.prefix}_clips_ready"
+  description = "Projects concluded with their clips listed (and copied) in the output bucket."
+  filter      = "${local.function_logs} AND jsonPayload.event=\"clips_ready\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
+# The pipeline's end-to-end time as a user sees it: from the video's upload to its clips being ready.
+resource "google_logging_metric" "upload_to_clips_ready" {
+  name            = "${local.prefix}_upload_to_clips_ready"
+  description     = "Seconds from a video's upload to its clips being ready."
+  filter          = "${local.function_logs} AND jsonPayload.event=\"clips_ready\""
+  value_extractor = "EXTRACT(jsonPayload.seconds_since_upload)"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "s"
+  }
+
+  # 1 minute to about 11 days: OpusClip takes minutes to hours, a lost webhook adds up to a sweep.
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 14
+      growth_factor      = 2
+      scale              = 60
+    }
+  }
+}
+
+resource "google_logging_metric" "clip_bytes_copied" {
+  name            = "${local.prefix}_clip_bytes_copied"
+  description     = "Sizes of the clip files copied into the output bucket."
+  filter          = "${local.function_logs} AND jsonPayload.event=\"clip_copied\""
+  value_extractor = "EXTRACT(jsonPayload.bytes)"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "By"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 40
+      growth_factor      = 2
+      scale              = 1024
+    }
+  }
+}
+
+# Also counted in video_failures (reason project-stalled); a metric of its own for its own alert,
+# whose remedy differs: the upload is still at OpusClip, a retry only asks for a new project.
+resource "google_logging_metric" "projects_stalled" {
+  name        = "${local.prefix}_projects_stalled"
+  description = "OpusClip projects that ended stalled instead of complete."
+  filter      = "${local.function_logs} AND jsonPayload.event=\"video_failed\" AND jsonPayload.reason=\"project-stalled\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
 resource "google_monitoring_dashboard" "pipeline" {
   dashboard_json = jsonencode({
     displayName = "opus-clip-pipeline (${local.prefix})"
@@ -96,6 +166,10 @@ resource "google_monitoring_dashboard" "pipeline" {
           { title = "Dead-lettered clip requests waiting", plot = "LINE", filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\"", aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group = [] },
           { title = "Clip requests waiting for create-project", plot = "LINE", filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.create_project_push.name}\"", aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group = [] },
           { title = "Age of the oldest upload event not yet ingested", plot = "LINE", filter = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND ${local.ingest_subscription}", aligner = "ALIGN_MAX", reducer = "REDUCE_MAX", group = [] },
+          { title = "Projects with clips ready", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.clips_ready.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
+          { title = "Time from upload to clips ready", plot = "HEATMAP", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.upload_to_clips_ready.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = [] },
+          { title = "Sizes of the clips copied", plot = "HEATMAP", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.clip_bytes_copied.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = [] },
+          { title = "Stalled projects", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.projects_stalled.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           ] : merge(index % 2 == 0 ? {} : { xPos = 6 }, index < 2 ? {} : { yPos = floor(index / 2) * 4 }, {
             width                                = 6
             height                               = 4
@@ -217,7 +291,39 @@ resource "time_sleep" "log_metrics_registered" {
 
   # A renamed metric is a new metric: wait for it again.
   triggers = {
-    video_failures = google_logging_metric.video_failures.id
+    video_failures   = google_logging_metric.video_failures.id
+    projects_stalled = google_logging_metric.projects_stalled.id
+  }
+}
+
+resource "google_monitoring_alert_policy" "project_stalled" {
+  display_name          = "opus-clip-pipeline: an OpusClip project stalled"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "a project ended stalled"
+
+    condition_threshold {
+      filter          = "metric.type=\"${local.user_metric}/${google_logging_metric.projects_stalled.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  # As video_failed: the policy needs its metric registered first (provider issue #11102).
+  depends_on = [time_sleep.log_metrics_registered]
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "OpusClip stopped a project before its clips were ready. The upload is still at OpusClip for a while: `opus-pipeline status gs://${google_storage_bucket.this["source"].name}` lists the video as failed with reason project-stalled, and `opus-pipeline retry gs://${google_storage_bucket.this["source"].name}/NAME` asks for a new project from the same upload."
   }
 }
 

@@ -9,8 +9,18 @@ output "state_bucket" {
 }
 
 output "output_bucket" {
-  description = "Where clip lists are written (clips issue)."
+  description = "Where each finished project's clips and clip list (manifest) are written."
   value       = google_storage_bucket.this["output"].name
+}
+
+output "clip_results_topic" {
+  description = "Subscribe here for one message per concluded project (clips ready, or failed)."
+  value       = google_pubsub_topic.clip_results.id
+}
+
+output "webhook_url" {
+  description = "The public webhook receiver; create-project registers it, with the secret token, on every project."
+  value       = local.webhook_url
 }
 
 output "clip_requests_topic" {
@@ -29,7 +39,7 @@ output "api_key_secret" {
 }
 
 output "webhook_token_secret" {
-  description = "Secret container for the webhook token of the clips issue."
+  description = "The webhook token (make deploy generates it; create-project and the receiver read it)."
   value       = google_secret_manager_secret.webhook_token.secret_id
 }
 

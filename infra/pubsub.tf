@@ -1,6 +1,7 @@
 # Ingest publishes one clip request per uploaded video; a push subscription delivers it to the
 # create-project function, and requests that keep failing move to a dead-letter topic whose
-# pull subscription keeps them for a week, so nothing is lost.
+# pull subscription keeps them for a week, so nothing is lost. A concluded project is published
+# to clip-results for other systems; Cloud Scheduler's ticks drive the sweeper.
 
 resource "google_pubsub_topic" "clip_requests" {
   # checkov:skip=CKV_GCP_83: messages hold ids and preferences, no video or secret; Google-managed encryption suffices
@@ -57,4 +58,41 @@ resource "google_pubsub_subscription" "dead_letter" {
   expiration_policy {
     ttl = ""
   }
+}
+
+# One message per concluded project (clips ready, or failed), for whatever subscribes; this
+# pipeline does not. Kept a week so a subscription created later can seek back to the results it missed.
+resource "google_pubsub_topic" "clip_results" {
+  # checkov:skip=CKV_GCP_83: messages hold ids, counts and gs:// links, no video or secret; Google-managed encryption suffices
+  name                       = "${local.prefix}-clip-results"
+  message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.this]
+}
+
+# The sweeper's clock: Cloud Scheduler publishes a tick, the sweeper's Eventarc trigger delivers it.
+resource "google_pubsub_topic" "sweep_ticks" {
+  # checkov:skip=CKV_GCP_83: a tick carries no data worth encrypting with a key of our own
+  name = "${local.prefix}-sweep-ticks"
+
+  depends_on = [google_project_service.this]
+}
+
+# Cloud Scheduler publishes as its own service agent, and a job may publish to any topic of its
+# project (Cloud Scheduler, "Access control with IAM"): no grant on the topic, as in the provider's
+# example scheduler_job_pubsub.
+resource "google_cloud_scheduler_job" "sweep" {
+  name        = "${local.prefix}-sweep"
+  description = "Ticks the opus-clip-pipeline sweeper, which concludes projects whose webhook got lost."
+  region      = var.region
+  schedule    = var.sweep_schedule
+  time_zone   = "Etc/UTC"
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.sweep_ticks.id
+    # Pub/Sub refuses a message with neither data nor attributes; the sweeper reads neither.
+    data = base64encode("tick")
+  }
+
+  depends_on = [google_project_service.this]
 }

@@ -1,6 +1,7 @@
 # The secret containers only. Values never enter Terraform code, variables or state: infra/deploy.sh
-# applies these first, adds the API key as a version with `gcloud secrets versions add --data-file=-`,
-# then applies the functions, which resolve the key before they start.
+# applies these first, adds the API key and a random webhook token as versions with
+# `gcloud secrets versions add --data-file=-`, then applies the functions, which resolve them before
+# they start.
 
 resource "google_secret_manager_secret" "opus_api_key" {
   secret_id = "${local.prefix}-opus-api-key"
@@ -12,6 +13,7 @@ resource "google_secret_manager_secret" "opus_api_key" {
   depends_on = [google_project_service.this]
 }
 
+# The secret in the webhook URL create-project registers, which the public receiver checks.
 resource "google_secret_manager_secret" "webhook_token" {
   secret_id = "${local.prefix}-opus-webhook-token"
 

@@ -118,10 +118,38 @@ variable "notify_email" {
   default     = ""
 }
 
-variable "webhook_url" {
+variable "copy_clips" {
+  type        = bool
+  description = "Copy each finished project's clip files into the output bucket (COPY_CLIPS); false: the clip list only links to OpusClip's files."
+  default     = true
+}
+
+variable "opus_clip_url_hosts" {
+  type        = list(string)
+  description = "Hosts (host or host:port) that clip file URLs may point to before they are copied (OPUS_CLIP_URL_HOSTS)."
+  default     = ["cdn.opus.pro", "ext.cdn.opus.pro", "storage.googleapis.com"]
+
+  validation {
+    condition     = length(var.opus_clip_url_hosts) > 0 && alltrue([for h in var.opus_clip_url_hosts : can(regex("^[A-Za-z0-9.-]+(:[0-9]+)?$", h))])
+    error_message = "Each entry must be a host name or host:port, without scheme or path."
+  }
+}
+
+variable "sweep_schedule" {
   type        = string
-  description = "Webhook OpusClip calls when a project concludes or fails (OPUS_WEBHOOK_URL). Empty: none."
-  default     = ""
+  description = "Cron schedule (UTC) of the sweeper that looks at running projects whose webhook got lost."
+  default     = "*/5 * * * *"
+}
+
+variable "sweep_max_calls" {
+  type        = number
+  description = "Most projects one sweep asks OpusClip about (SWEEP_MAX_CALLS); OpusClip allows 30 requests per minute per key."
+  default     = 10
+
+  validation {
+    condition     = var.sweep_max_calls >= 1 && var.sweep_max_calls <= 20 && floor(var.sweep_max_calls) == var.sweep_max_calls
+    error_message = "sweep_max_calls must be a whole number from 1 to 20, leaving create-project most of OpusClip's 30 requests a minute."
+  }
 }
 
 variable "ingest_max_instances" {

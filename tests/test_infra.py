@@ -30,7 +30,7 @@ def _unquote(text: str) -> str:
 
 @cache
 def infra() -> dict[str, Any]:
-    merged: dict[str, Any] = {"resource": {}, "data": {}, "variable": {}, "locals": {}, "output": {}}
+    merged: dict[str, Any] = {"resource": {}, "data": {}, "variable": {}, "locals": {}, "output": {}, "check": {}}
     for path in sorted(INFRA.glob("*.tf")):
         with open(path) as source:
             parsed = _clean(hcl2.load(source))
@@ -44,6 +44,8 @@ def infra() -> dict[str, Any]:
             merged["locals"].update(block)
         for block in parsed.get("output", []):
             merged["output"].update(block)
+        for block in parsed.get("check", []):
+            merged["check"].update(block)
     return merged
 
 
@@ -69,6 +71,17 @@ def bindings() -> list[tuple[str, str, dict]]:
 
 FUNCTION = resources("google_cloudfunctions2_function")["this"]
 FUNCTIONS = infra()["locals"]["functions"]  # the definitions FUNCTION is deployed from, by key
+CONCLUDING = {"on_project_concluded", "sweep_projects"}
+
+
+def service_of(key: str) -> str:
+    """How a binding names the Cloud Run service of one function."""
+    return f'${{google_cloudfunctions2_function.this["{key}"].service_config[0].service}}'
+
+
+def only(key: str) -> str:
+    """The for_each of a grant to the functions whose definition has ``key`` set."""
+    return f"${{{{for key, f in local.functions : key => f if f.{key}}}}}"
 
 
 def test_every_variable_has_a_type_and_a_description() -> None:
@@ -81,7 +94,8 @@ def test_every_function_runs_as_its_own_service_account() -> None:
     assert FUNCTION["for_each"] == "${local.functions}"
     assert one(FUNCTION["service_config"])["service_account_email"] == "${each.value.service_account}"
     accounts = [f["service_account"] for f in FUNCTIONS.values()]
-    assert set(FUNCTIONS) == {"ingest", "create_project"} and len(set(accounts)) == 2
+    assert set(FUNCTIONS) == {"ingest", "create_project", "on_project_concluded", "sweep_projects"}
+    assert len(set(accounts)) == len(FUNCTIONS)
     for account in accounts:
         name = re.fullmatch(r"\$\{google_service_account\.(\w+)\.email\}", account).group(1)
         assert name in resources("google_service_account")
@@ -92,17 +106,59 @@ def test_functions_are_gen2_python_312_or_newer() -> None:
     assert re.fullmatch(r"python3(1[2-9]|[2-9]\d)", runtime), runtime
 
 
-def test_ingest_is_triggered_by_finalized_objects_of_the_source_bucket_with_retries() -> None:
+def test_event_triggers_are_built_from_each_functions_trigger() -> None:
     dynamic = one(FUNCTION["dynamic"])["event_trigger"]
-    assert dynamic["for_each"] == "${each.value.event_bucket == null ? [] : [each.value.event_bucket]}"
+    assert dynamic["for_each"] == "${each.value.trigger == null ? [] : [each.value.trigger]}"
     trigger = one(dynamic["content"])
-    assert trigger["event_type"] == "google.cloud.storage.object.v1.finalized"
-    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
     assert trigger["trigger_region"] == "${var.region}"
-    assert trigger["service_account_email"] == "${google_service_account.trigger.email}"
-    assert one(trigger["event_filters"]) == {"attribute": "bucket", "value": "${event_trigger.value}"}
-    assert FUNCTIONS["ingest"]["event_bucket"] == '${google_storage_bucket.this["source"].name}'
+    assert trigger["event_type"] == "${event_trigger.value.event_type}"
+    assert trigger["retry_policy"] == "${event_trigger.value.retry_policy}"
+    assert trigger["service_account_email"] == "${event_trigger.value.service_account}"
+    assert trigger["pubsub_topic"] == "${event_trigger.value.topic}"
+    filters = one(trigger["dynamic"])["event_filters"]
+    assert filters["for_each"] == "${event_trigger.value.bucket == null ? [] : [event_trigger.value.bucket]}"
+    assert one(filters["content"]) == {"attribute": "bucket", "value": "${event_filters.value}"}
+    # HTTP and push-fed functions have none.
+    assert FUNCTIONS["create_project"]["trigger"] is None and FUNCTIONS["on_project_concluded"]["trigger"] is None
+
+
+def test_ingest_is_triggered_by_finalized_objects_of_the_source_bucket_with_retries() -> None:
+    assert FUNCTIONS["ingest"]["trigger"] == {
+        "event_type": "google.cloud.storage.object.v1.finalized",
+        "retry_policy": "RETRY_POLICY_RETRY",
+        "service_account": "${google_service_account.trigger.email}",
+        "bucket": '${google_storage_bucket.this["source"].name}',
+        "topic": None,
+    }
     assert resources("google_storage_bucket")["this"]["location"] == "${var.region}"
+
+
+def test_the_scheduler_ticks_a_topic_that_triggers_the_sweeper_without_redelivery() -> None:
+    job = resources("google_cloud_scheduler_job")["sweep"]
+    assert job["schedule"] == "${var.sweep_schedule}"
+    assert job["region"] == "${var.region}"
+    target = one(job["pubsub_target"])
+    assert target["topic_name"] == "${google_pubsub_topic.sweep_ticks.id}"
+    assert target["data"]  # Pub/Sub refuses a message with neither data nor attributes
+    assert infra()["variable"]["sweep_schedule"]["default"] == "*/5 * * * *"
+    assert FUNCTIONS["sweep_projects"]["trigger"] == {
+        "event_type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "retry_policy": "RETRY_POLICY_DO_NOT_RETRY",
+        "service_account": "${google_service_account.sweep_trigger.email}",
+        "bucket": None,
+        "topic": "${google_pubsub_topic.sweep_ticks.id}",
+    }
+    assert FUNCTIONS["sweep_projects"]["entry_point"] == "sweep_projects"
+    assert FUNCTIONS["sweep_projects"]["max_instances"] == 1
+    assert "cloudscheduler.googleapis.com" in infra()["locals"]["services"]
+
+
+def test_sweep_trigger_identity_invokes_only_the_sweeper_and_needs_no_event_receiver_role() -> None:
+    member = "${google_service_account.sweep_trigger.member}"
+    [(rtype, body)] = [(t, b) for t, _, b in bindings() if b["member"] == member]
+    assert rtype == "google_cloud_run_v2_service_iam_member"
+    assert body["role"] == "roles/run.invoker"
+    assert body["name"] == service_of("sweep_projects")
 
 
 def test_ingest_has_the_event_timeout_an_instance_cap_and_memory_for_two_chunks() -> None:
@@ -128,7 +184,7 @@ def test_create_project_is_fed_by_an_oidc_push_subscription_with_retry_and_dead_
     assert one(config_block["oidc_token"])["service_account_email"] == "${google_service_account.push.email}"
     assert set(one(push["retry_policy"])) == {"minimum_backoff", "maximum_backoff"}
     assert one(push["dead_letter_policy"])["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
-    assert FUNCTIONS["create_project"]["event_bucket"] is None
+    assert FUNCTIONS["create_project"]["trigger"] is None
 
 
 def test_dead_letter_topic_has_a_pull_subscription_kept_seven_days() -> None:
@@ -152,12 +208,12 @@ def test_trigger_identity_receives_events_and_invokes_only_ingest() -> None:
     assert _granted("roles/eventarc.eventReceiver", member)
     [(rtype, body)] = _granted("roles/run.invoker", member)
     assert rtype == "google_cloud_run_v2_service_iam_member"
-    assert body["name"] == '${google_cloudfunctions2_function.this["ingest"].service_config[0].service}'
+    assert body["name"] == service_of("ingest")
 
 
 def test_push_identity_invokes_only_create_project() -> None:
     [(_, body)] = _granted("roles/run.invoker", "${google_service_account.push.member}")
-    assert body["name"] == '${google_cloudfunctions2_function.this["create_project"].service_config[0].service}'
+    assert body["name"] == service_of("create_project")
 
 
 def test_platform_agents_have_what_eventarc_and_dead_lettering_need() -> None:
@@ -169,8 +225,12 @@ def test_platform_agents_have_what_eventarc_and_dead_lettering_need() -> None:
     [(_, subscriber)] = _granted("roles/pubsub.subscriber", pubsub)
     assert subscriber["subscription"] == "${google_pubsub_subscription.create_project_push.id}"
     minted = {body["service_account_id"] for _, body in _granted("roles/iam.serviceAccountTokenCreator", pubsub)}
-    # The trigger's account too: Pub/Sub agents older than April 2021 lack the role on it.
-    assert minted == {"${google_service_account.push.name}", "${google_service_account.trigger.name}"}
+    # The triggers' accounts too: Pub/Sub agents older than April 2021 lack the role on them.
+    assert minted == {
+        "${google_service_account.push.name}",
+        "${google_service_account.trigger.name}",
+        "${google_service_account.sweep_trigger.name}",
+    }
     assert _granted("roles/eventarc.serviceAgent", "${local.eventarc_agent}")
 
 
@@ -186,10 +246,49 @@ def test_service_agents_are_created_not_assumed() -> None:
     assert locals_["eventarc_agent"] == '${google_project_service_identity.agents["eventarc.googleapis.com"].member}'
 
 
-def test_no_primitive_role_and_no_public_member() -> None:
+def test_no_primitive_role_and_no_public_member_but_the_webhook_invoker() -> None:
+    public = []
     for rtype, name, body in bindings():
         assert body["role"] not in ("roles/owner", "roles/editor", "roles/viewer"), (rtype, name)
-        assert "allUsers" not in body["member"] and "allAuthenticatedUsers" not in body["member"], (rtype, name)
+        if "allUsers" in body["member"] or "allAuthenticatedUsers" in body["member"]:
+            public.append((rtype, name, body))
+    [(rtype, name, body)] = public
+    assert (rtype, name) == ("google_cloud_run_v2_service_iam_member", "anyone_invokes_webhook")
+    assert body["member"] == "allUsers"
+    assert body["role"] == "roles/run.invoker"
+    assert body["name"] == service_of("on_project_concluded")
+    assert "for_each" not in body
+
+
+def test_the_webhook_receiver_is_the_only_function_reachable_from_the_internet() -> None:
+    assert one(FUNCTION["service_config"])["ingress_settings"] == "${each.value.ingress}"
+    ingress = {key: f["ingress"] for key, f in FUNCTIONS.items()}
+    assert ingress.pop("on_project_concluded") == "ALLOW_ALL"
+    assert set(ingress.values()) == {"ALLOW_INTERNAL_ONLY"}
+    receiver = FUNCTIONS["on_project_concluded"]
+    assert receiver["entry_point"] == "on_project_concluded" and receiver["trigger"] is None
+    # checkov's ingress check is skipped on the resource, with the reason; it fires on the receiver only.
+    text = (INFRA / "functions.tf").read_text()
+    assert "checkov:skip=CKV_GCP_124: only on_project_concluded allows all ingress" in text
+
+
+def test_the_registered_webhook_url_is_the_receivers_deterministic_cloud_run_url() -> None:
+    locals_ = infra()["locals"]
+    assert FUNCTIONS["on_project_concluded"]["name"] == "${local.webhook_service}"
+    assert locals_["webhook_service"] == "${local.prefix}-webhook"
+    assert locals_["webhook_url"] == (
+        "https://${local.webhook_service}-${data.google_project.this.number}.${var.region}.run.app"
+    )
+    # Cloud Run has the deterministic URL only while SERVICE-PROJECT_NUMBER fits one DNS label.
+    longest_prefix = int(re.search(r"\{1,(\d+)\}", infra()["variable"]["name_prefix"]["validation"][0]["condition"])[1])
+    assert (1 + longest_prefix) + len("-webhook") + 1 + len("123456789012") <= 63
+    [check] = infra()["check"].values()
+    service = one(check["data"])["google_cloud_run_v2_service"]["webhook"]
+    assert service["name"] == service_of("on_project_concluded")
+    assert one(check["assert"])["condition"] == (
+        "${contains(data.google_cloud_run_v2_service.webhook.urls, local.webhook_url)}"
+    )
+    assert infra()["output"]["webhook_url"]["value"] == "${local.webhook_url}"
 
 
 PROJECT_LEVEL_ALLOWED = {
@@ -243,6 +342,7 @@ def test_fresh_project_ordering() -> None:
         "${google_project_iam_member.eventarc_agent}",
         "${google_project_iam_member.trigger_event_receiver}",
         "${google_service_account_iam_member.pubsub_agent_mints_trigger_tokens}",
+        "${google_service_account_iam_member.pubsub_agent_mints_sweep_trigger_tokens}",
     }
     assert set(sleeps["build_grants_propagate"]["depends_on"]) == {
         "${google_project_iam_member.build_logs}",
@@ -254,35 +354,113 @@ def test_fresh_project_ordering() -> None:
         "${time_sleep.build_grants_propagate}",
         "${time_sleep.event_grants_propagate}",
         "${google_secret_manager_secret_iam_member.reads_key}",
+        "${google_secret_manager_secret_iam_member.reads_webhook_token}",
     }
     metric_wait = sleeps["log_metrics_registered"]
-    assert metric_wait["triggers"] == {"video_failures": "${google_logging_metric.video_failures.id}"}
-    alert = resources("google_monitoring_alert_policy")["video_failed"]
-    assert alert["depends_on"] == ["${time_sleep.log_metrics_registered}"]
+    assert metric_wait["triggers"] == {
+        "video_failures": "${google_logging_metric.video_failures.id}",
+        "projects_stalled": "${google_logging_metric.projects_stalled.id}",
+    }
+    for name in ("video_failed", "project_stalled"):
+        alert = resources("google_monitoring_alert_policy")[name]
+        assert alert["depends_on"] == ["${time_sleep.log_metrics_registered}"], name
 
 
 def test_secret_values_never_enter_terraform() -> None:
     assert "google_secret_manager_secret_version" not in infra()["resource"]
     for name in infra()["variable"]:
         assert not re.search(r"key|token|password|secret", name), name
-    secret = one(one(FUNCTION["service_config"])["secret_environment_variables"])
+    service = one(FUNCTION["service_config"])
+    secret = one(service["secret_environment_variables"])
     assert secret["key"] == "OPUS_API_KEY"
     assert secret["secret"] == "${google_secret_manager_secret.opus_api_key.secret_id}"
+    token = one(service["dynamic"])["secret_environment_variables"]
+    assert one(token["content"])["key"] == "OPUS_WEBHOOK_TOKEN"
+    assert one(token["content"])["secret"] == "${secret_environment_variables.value}"
 
 
-def test_the_first_deployment_adds_the_key_between_the_secrets_and_the_functions() -> None:
+def test_the_webhook_token_reaches_only_the_function_that_registers_it_and_the_receiver() -> None:
+    token = one(one(FUNCTION["service_config"])["dynamic"])["secret_environment_variables"]
+    assert token["for_each"] == (
+        "${each.value.webhook == null ? [] : [google_secret_manager_secret.webhook_token.secret_id]}"
+    )
+    webhook = {key: f["webhook"] for key, f in FUNCTIONS.items() if f["webhook"] is not None}
+    assert webhook == {"create_project": "registers", "on_project_concluded": "receives"}
+    [(rtype, readers)] = [
+        (t, b) for t, _, b in bindings() if b.get("secret_id") == "${google_secret_manager_secret.webhook_token.id}"
+    ]
+    assert rtype == "google_secret_manager_secret_iam_member"
+    assert readers["for_each"] == "${{for key, f in local.functions : key => f if f.webhook != null}}"
+    assert readers["role"] == "roles/secretmanager.secretAccessor"
+
+
+def test_the_first_deployment_adds_the_key_and_the_token_between_the_secrets_and_the_functions() -> None:
     script = (INFRA / "deploy.sh").read_text()
-    phase_one = script.index("-target=google_secret_manager_secret.opus_api_key")
-    add_key = script.index("gcloud secrets versions add")
+    phase_one = script.index("-target=google_secret_manager_secret.webhook_token")
+    assert "-target=google_secret_manager_secret.opus_api_key" in script[:phase_one]
+    add_key = script.index('gcloud secrets versions add "$secret"')
+    add_token = script.index('gcloud secrets versions add "$token_secret"')
     phase_two = script.rindex("terraform apply")
-    assert phase_one < add_key < phase_two
+    assert phase_one < add_key < add_token < phase_two
     assert "--data-file=-" in script and "OPUS_API_KEY" in script and "read -rs" in script
+    # The token is random, goes straight from openssl to Secret Manager, and only once.
+    token_line = script[script.rindex("\n", 0, add_token) : add_token]
+    assert "openssl rand -hex 32 |" in token_line
+    assert 'if has_version "$token_secret"; then' in script
+    assert "terraform output -raw webhook_token_secret" in script
 
 
-def test_every_variable_the_code_reads_is_set_for_both_functions() -> None:
+def test_every_variable_the_code_reads_is_set_on_every_function() -> None:
+    """All but the two secrets, and OPUS_WEBHOOK_URL: config.py refuses a URL without its token, so the
+    URL goes only to create-project, the one function that registers it (and that has the token)."""
     environment = infra()["locals"]["function_environment"]
-    assert set(config.ENV_VARS) - {"OPUS_API_KEY"} <= set(environment)
-    assert one(FUNCTION["service_config"])["environment_variables"] == "${local.function_environment}"
+    assert set(config.ENV_VARS) - {"OPUS_API_KEY", "OPUS_WEBHOOK_TOKEN", "OPUS_WEBHOOK_URL"} == set(environment)
+    assert one(FUNCTION["service_config"])["environment_variables"] == (
+        '${merge(local.function_environment, each.value.webhook == "registers" ? '
+        "{OPUS_WEBHOOK_URL = local.webhook_url} : {})}"
+    )
+    assert environment["OUTPUT_BUCKET"] == '${google_storage_bucket.this["output"].name}'
+    assert environment["CLIP_RESULTS_TOPIC"] == "${google_pubsub_topic.clip_results.id}"
+    assert environment["COPY_CLIPS"] == "${tostring(var.copy_clips)}"
+    assert environment["OPUS_CLIP_URL_HOSTS"] == '${join(",", var.opus_clip_url_hosts)}'
+    assert environment["SWEEP_MAX_CALLS"] == "${tostring(var.sweep_max_calls)}"
+    variables = infra()["variable"]
+    assert variables["copy_clips"]["default"] is True
+    assert ",".join(variables["opus_clip_url_hosts"]["default"]) == config.DEFAULT_CLIP_URL_HOSTS
+    assert variables["sweep_max_calls"]["default"] == config.Settings.sweep_max_calls
+
+
+def test_only_the_concluding_functions_write_the_output_bucket_and_publish_results() -> None:
+    assert {key for key, f in FUNCTIONS.items() if f["concludes"]} == CONCLUDING
+    output = '${google_storage_bucket.this["output"].name}'
+    writers = [(t, n, b) for t, n, b in bindings() if b.get("bucket") == output]
+    [(rtype, name, body)] = writers
+    assert (rtype, name) == ("google_storage_bucket_iam_member", "writes_output")
+    assert body["for_each"] == only("concludes")
+    # Replacing a clip list needs delete as well as create.
+    assert body["role"] == "roles/storage.objectUser"
+    assert body["member"] == "serviceAccount:${each.value.service_account}"
+    results = "${google_pubsub_topic.clip_results.id}"
+    [(_, name, publisher)] = [(t, n, b) for t, n, b in bindings() if b.get("topic") == results]
+    assert name == "publishes_results"
+    assert publisher["for_each"] == only("concludes")
+    assert publisher["role"] == "roles/pubsub.publisher"
+
+
+def test_the_clip_results_topic_keeps_a_week_and_is_an_output() -> None:
+    topic = resources("google_pubsub_topic")["clip_results"]
+    assert topic["name"] == "${local.prefix}-clip-results"
+    assert topic["message_retention_duration"] == "604800s"
+    outputs = infra()["output"]
+    assert outputs["clip_results_topic"]["value"] == "${google_pubsub_topic.clip_results.id}"
+    assert outputs["output_bucket"]["value"] == '${google_storage_bucket.this["output"].name}'
+
+
+def test_every_function_creates_and_deletes_state_records_and_markers() -> None:
+    state = resources("google_storage_bucket_iam_member")["writes_state"]
+    assert state["for_each"] == "${local.functions}"
+    assert state["bucket"] == '${google_storage_bucket.this["state"].name}'
+    assert state["role"] == "roles/storage.objectUser"  # create and delete, for records and open/ markers
 
 
 def test_every_bucket_is_private_and_uniform() -> None:
@@ -333,7 +511,7 @@ def test_monitoring_has_metrics_a_dashboard_and_the_three_alerts() -> None:
     assert "reason" in metrics["video_failures"]["label_extractors"]
     assert "pipeline" in resources("google_monitoring_dashboard")
     alerts = resources("google_monitoring_alert_policy")
-    assert {"dead_letter_not_empty", "video_failed", "function_errors"} <= set(alerts)
+    assert {"dead_letter_not_empty", "video_failed", "function_errors", "project_stalled"} <= set(alerts)
     for alert in alerts.values():
         assert alert["notification_channels"] == "${var.notification_channels}"
 
@@ -341,10 +519,44 @@ def test_monitoring_has_metrics_a_dashboard_and_the_three_alerts() -> None:
 def test_log_metrics_match_the_events_the_code_logs() -> None:
     code = "\n".join(p.read_text() for p in (INFRA.parent / "functions").rglob("*.py"))
     for metric in resources("google_logging_metric").values():
-        events = re.findall(r'"([a-z_]+)\\?"', metric["filter"].split("jsonPayload.event=", 1)[1])
+        events, _, reasons = metric["filter"].split("jsonPayload.event=", 1)[1].partition("jsonPayload.reason=")
+        events = re.findall(r'"([a-z_]+)\\?"', events)
         assert events
         for event in events:
             assert f'event="{event}"' in code, event
+        for reason in re.findall(r'"([a-z-]+)\\?"', reasons):
+            assert f'reason="{reason}"' in code, reason
+        if "value_extractor" in metric:  # a field the code logs with that event, as a keyword argument
+            field = re.fullmatch(r"EXTRACT\(jsonPayload\.(\w+)\)", metric["value_extractor"])
+            assert field and f"{field[1]}=" in code, metric["value_extractor"]
+
+
+def test_the_conclusion_metrics_chart_what_the_code_logs() -> None:
+    metrics = resources("google_logging_metric")
+    clips_ready = '${local.function_logs} AND jsonPayload.event=\\"clips_ready\\"'
+    assert metrics["clips_ready"]["filter"] == clips_ready
+    assert one(metrics["clips_ready"]["metric_descriptor"])["value_type"] == "INT64"
+    latency = metrics["upload_to_clips_ready"]
+    assert latency["filter"] == clips_ready
+    assert latency["value_extractor"] == "EXTRACT(jsonPayload.seconds_since_upload)"
+    assert one(latency["metric_descriptor"]) == {"metric_kind": "DELTA", "value_type": "DISTRIBUTION", "unit": "s"}
+    copied = metrics["clip_bytes_copied"]
+    assert copied["filter"] == '${local.function_logs} AND jsonPayload.event=\\"clip_copied\\"'
+    assert copied["value_extractor"] == "EXTRACT(jsonPayload.bytes)"
+    assert one(copied["metric_descriptor"])["unit"] == "By"
+    stalled = metrics["projects_stalled"]["filter"]
+    assert stalled.endswith('jsonPayload.event=\\"video_failed\\" AND jsonPayload.reason=\\"project-stalled\\"')
+    dashboard = resources("google_monitoring_dashboard")["pipeline"]["dashboard_json"]
+    for name in ("clips_ready", "upload_to_clips_ready", "clip_bytes_copied", "projects_stalled"):
+        assert f"google_logging_metric.{name}.name" in dashboard, name
+
+
+def test_a_stalled_project_alerts_with_what_to_do() -> None:
+    alert = resources("google_monitoring_alert_policy")["project_stalled"]
+    condition = one(one(alert["conditions"])["condition_threshold"])
+    assert "${google_logging_metric.projects_stalled.name}" in condition["filter"]
+    assert condition["comparison"] == "COMPARISON_GT" and condition["threshold_value"] == 0
+    assert "opus-pipeline retry" in one(alert["documentation"])["content"]
 
 
 def test_cloud_build_tests_checks_plans_and_applies_only_on_request() -> None:

@@ -79,6 +79,17 @@ def _check(body: dict, arguments: dict, where: str) -> list[str]:
     return problems
 
 
+def _blocks(parsed: dict, kind: str) -> list[dict]:
+    """Top-level blocks of a kind, and for data also those scoped in check blocks."""
+    blocks = list(parsed.get(kind, []))
+    if kind == "data":
+        for check in parsed.get("check", []):
+            for label, body in check.items():
+                if label != "__is_block__":
+                    blocks += body.get("data", [])
+    return blocks
+
+
 def problems_in(directory: Path) -> list[str]:
     """Every schema problem of every resource and data block in the directory's .tf files."""
     problems: list[str] = []
@@ -86,7 +97,7 @@ def problems_in(directory: Path) -> list[str]:
         with open(path) as source:
             parsed = hcl2.load(source)
         for kind in ("resource", "data"):
-            for block in parsed.get(kind, []):
+            for block in _blocks(parsed, kind):
                 for quoted_type, named in block.items():
                     tf_type = _name(quoted_type)
                     for quoted_name, body in named.items():
@@ -152,6 +163,8 @@ def test_a_missing_required_argument_and_an_unknown_type_are_reported(tmp_path: 
         'data "google_storage_bucket_objekt" "o" {\n  bucket = "b"\n}\n'
         'resource "google_storage_bucket" "b" {\n  name = "b"\n  location = "EU"\n'
         "  lifecycle_rule {\n    condition {\n      age = 1\n    }\n  }\n}\n"
+        'check "c" {\n  data "google_cloud_run_v2_service" "s" {\n    location = "EU"\n  }\n'
+        '  assert {\n    condition = true\n    error_message = "x"\n  }\n}\n'
     )
 
     found = problems_in(tmp_path)
@@ -159,3 +172,4 @@ def test_a_missing_required_argument_and_an_unknown_type_are_reported(tmp_path: 
     assert "main.tf: resource google_pubsub_topic.t: required 'name' is missing" in found
     assert any("google_storage_bucket_objekt.o: no such data in google" in p for p in found), found
     assert "main.tf: resource google_storage_bucket.b.lifecycle_rule: required 'action' is missing" in found
+    assert "main.tf: data google_cloud_run_v2_service.s: required 'name' is missing" in found  # scoped in a check
