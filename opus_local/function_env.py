@@ -35,6 +35,9 @@ def function_env(
         "OUTPUT_BUCKET": output_bucket,
         "CLIP_RESULTS_TOPIC": results_topic,
         "UPLOAD_CHUNK_SIZE": str(chunk_size),
+        # Locally nothing else shares the stand-in's budget, and tests make calls fast: a budget that
+        # never throttles unless a test or the stack sets its own.
+        "OPUS_RATE_PER_MINUTE": "6000",
         **{name: os.environ[name] for name in EMULATOR_VARS if name in os.environ},
         **overrides,
     }

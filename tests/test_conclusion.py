@@ -138,7 +138,7 @@ def test_a_sweep_looks_at_no_more_projects_than_its_budget_oldest_first(stack: S
         resource = stack.put(name, b"x" * 1000)
         ingest(stack, resource)
     for message in stack.pull():
-        create(stack, ClipRequest.decode(message.message.data))
+        create(stack, ClipRequest.decode(message.message.data), OPUS_MAX_PARALLEL_PROJECTS="10")
     before = standin.calls("project-get")
 
     report = sweep_later(stack, SWEEP_MAX_CALLS="3")
