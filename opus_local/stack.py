@@ -27,6 +27,7 @@ PROJECT = "local-project"
 SOURCE_BUCKET = "videos"
 STATE_BUCKET = "pipeline-state"
 OUTPUT_BUCKET = "clips"
+CLIENT_VARS = ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions" / "main.py"
 
 
@@ -40,7 +41,9 @@ class LocalStack:
     env: dict[str, str] = field(default_factory=dict)
     standin: StandInControl | None = None
     sweep_seconds: float = 5.0
+    settings: dict[str, str] = field(default_factory=dict)  # more environment for the functions
     ticker: Ticker | None = None
+    saved_env: dict[str, str | None] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
         return f"projects/{PROJECT}/topics/{name}"
@@ -49,6 +52,8 @@ class LocalStack:
         return f"projects/{PROJECT}/subscriptions/{name}"
 
     def __enter__(self) -> LocalStack:
+        # The clients of this process talk to the stack's emulators while it runs, as the CLI's do.
+        self.saved_env = {name: os.environ.get(name) for name in CLIENT_VARS}
         try:
             self._start()
         except BaseException:
@@ -92,6 +97,7 @@ class LocalStack:
             chunk_size=self.chunk_size,
             OPUS_WEBHOOK_URL=f"http://127.0.0.1:{receiver_port}/",
             OPUS_WEBHOOK_TOKEN=secrets.token_hex(16),
+            **self.settings,
         )
         self._keep(
             emulators.start_function(
@@ -164,6 +170,12 @@ class LocalStack:
             self.relay = None
         while self.processes:
             self.processes.pop().stop()
+        for name, value in self.saved_env.items():  # the process's clients point where they did before
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self.saved_env = {}
 
 
 class Ticker:

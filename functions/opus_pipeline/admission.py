@@ -23,6 +23,7 @@ from google.cloud import storage
 from .errors import InProgressError
 
 TABLE_OBJECT = "admission/slots.json"
+ADMIT_GRACE_SECONDS = 120.0  # an admitted video's clip request arrives within this, or is admitted again
 CAS_ATTEMPTS = 20
 
 
@@ -39,7 +40,7 @@ class SlotTable:
     """Who holds a slot (video key → since when) and who waits, oldest first."""
 
     in_flight: dict[str, float] = field(default_factory=dict)
-    waiting: list[dict[str, Any]] = field(default_factory=list)  # {"key", "since", "notBefore"}
+    waiting: list[dict[str, Any]] = field(default_factory=list)  # {"key", "since", "notBefore", "admittedAt"}
 
     def to_json(self) -> bytes:
         return json.dumps({"inFlight": self.in_flight, "waiting": self.waiting}, sort_keys=True).encode()
@@ -86,10 +87,15 @@ class SlotTable:
         if position >= 0:
             del self.waiting[position]
 
-    def admissible(self, cap: int, now: float) -> list[str]:
-        """The waiting videos the free slots can take now, oldest first."""
-        free = max(0, cap - len(self.in_flight))
-        return [w["key"] for w in self.waiting if w.get("notBefore", 0.0) <= now][:free]
+    def admit_due(self, cap: int, now: float) -> list[str]:
+        """The waiting videos the free slots can take now, oldest first, marked as admitted so
+        that nobody admits them twice while their clip request travels (``ADMIT_GRACE_SECONDS``)."""
+        travelling = [w for w in self.waiting if now - w.get("admittedAt", -ADMIT_GRACE_SECONDS) < ADMIT_GRACE_SECONDS]
+        free = cap - len(self.in_flight) - len(travelling)
+        due = [w for w in self.waiting if w.get("notBefore", 0.0) <= now and w not in travelling]
+        for entry in due[: max(0, free)]:
+            entry["admittedAt"] = now
+        return [w["key"] for w in due[: max(0, free)]]
 
 
 class Admission:
@@ -135,7 +141,7 @@ class Admission:
 
         def edit(table: SlotTable) -> list[str]:
             table.drop(key)
-            return table.admissible(self.cap, now)
+            return table.admit_due(self.cap, now)
 
         return self.change(edit)
 

@@ -93,7 +93,7 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
             stale.append(entry["key"])
     for key in stale:
         services.admission.change(lambda t, key=key: t.drop(key))
-    admit(services, services.admission.change(lambda t: t.admissible(services.admission.cap, now)))
+    admit(services, services.admission.change(lambda t: t.admit_due(services.admission.cap, now)))
     table, _ = services.admission.read()
     report.slots_in_use, report.waiting = len(table.in_flight), len(table.waiting)
     return len(stale)

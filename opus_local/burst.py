@@ -1,0 +1,125 @@
+"""A folder of videos at once through the local stack, under OpusClip's limits scaled down.
+
+The stand-in enforces a requests-per-minute limit and an in-flight-project cap exactly as
+OpusClip does (429, ``X-Cap-Reason: concurrent``); the pipeline is told the same limits. The run
+drops ``videos`` small videos into the source bucket at once and waits until every one has its
+clips back, then reports what a user and OpusClip saw: outcomes, calls refused, the most
+projects ever in flight, dead letters, and the wall time against the floor the limits impose:
+``max(ceil(videos / cap) × project_seconds, videos × CALLS_PER_VIDEO / rate)``.
+
+``make bench`` runs it at 100 videos; the test suite at 30.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from google.cloud import pubsub_v1, storage
+
+from opus_pipeline import states
+from opus_pipeline.ledger import Ledger
+
+from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
+
+# upload link, project creation, one project lookup (the webhook's), one page of clips
+CALLS_PER_VIDEO = 4
+
+
+@dataclass
+class BurstReport:
+    videos: int
+    cap: int
+    rate_per_minute: int
+    project_seconds: float
+    outcomes: dict[str, int]
+    projects: int
+    refused: dict[str, int]
+    max_in_flight: int
+    dead_letters: int
+    seconds: float
+    floor_seconds: float
+
+    @property
+    def floor_ratio(self) -> float:
+        return self.seconds / self.floor_seconds
+
+
+def floor_seconds(videos: int, cap: int, rate_per_minute: int, project_seconds: float) -> float:
+    return max(math.ceil(videos / cap) * project_seconds, videos * CALLS_PER_VIDEO * 60.0 / rate_per_minute)
+
+
+def _dead_letters(stack: LocalStack) -> int:
+    subscriber = pubsub_v1.SubscriberClient()
+    response = subscriber.pull(
+        subscription=stack.subscription("clip-requests-dead"), max_messages=100, return_immediately=True, timeout=10
+    )
+    return len(response.received_messages)
+
+
+def run_burst(
+    root: Path,
+    videos: int = 30,
+    cap: int = 3,
+    rate_per_minute: int = 300,
+    project_seconds: float = 3.0,
+    timeout: float = 600.0,
+) -> BurstReport:
+    settings = {"OPUS_MAX_PARALLEL_PROJECTS": str(cap), "OPUS_RATE_PER_MINUTE": str(rate_per_minute)}
+    with LocalStack(root, settings=settings, sweep_seconds=30.0) as stack:
+        stack.standin.configure(
+            rateLimitPerMinute=rate_per_minute,
+            concurrentProjects=cap,
+            projectSeconds=project_seconds,
+            clipsPerProject=1,
+            clipBytes=1024,
+        )
+        client = storage.Client()
+        bucket = client.bucket(SOURCE_BUCKET)
+        start = time.monotonic()
+        for n in range(videos):
+            bucket.blob(f"season/ep{n:03d}.mp4").upload_from_string(os.urandom(2048), content_type="video/mp4")
+        ledger = Ledger(client, STATE_BUCKET)
+        deadline = start + timeout
+        while True:
+            found = Counter(s.record.state for s in ledger.records(SOURCE_BUCKET, "season/"))
+            if sum(found[s] for s in (states.CLIPS_READY, states.FAILED)) == videos or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        seconds = time.monotonic() - start
+        stats = stack.standin.stats()
+        return BurstReport(
+            videos=videos,
+            cap=cap,
+            rate_per_minute=rate_per_minute,
+            project_seconds=project_seconds,
+            outcomes=dict(found),
+            projects=len(stats["projects"]),
+            refused=stats["refused"],
+            max_in_flight=stats["maxInFlight"],
+            dead_letters=_dead_letters(stack),
+            seconds=round(seconds, 2),
+            floor_seconds=floor_seconds(videos, cap, rate_per_minute, project_seconds),
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=100)
+    parser.add_argument("--cap", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=300)
+    parser.add_argument("--project-seconds", type=float, default=3.0)
+    parser.add_argument("--workdir", default=".demo/burst")
+    args = parser.parse_args()
+    report = run_burst(Path(args.workdir).resolve(), args.videos, args.cap, args.rate, args.project_seconds)
+    print(json.dumps({**asdict(report), "floorRatio": round(report.floor_ratio, 3)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Admission under OpusClip's caps: the slot table, the shared request budget, waiting videos."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from opus_local.burst import run_burst
+from opus_pipeline import states
+from opus_pipeline.admission import ADMIT_GRACE_SECONDS, Admission, SlotTable
+from opus_pipeline.errors import TransientError
+from opus_pipeline.messages import ClipRequest
+from opus_pipeline.rate_limit import MARGIN_SECONDS, WINDOW_SECONDS, BudgetSpentError, RateLimiter, wait_seconds
+from opus_pipeline.sweep import sweep
+
+from conftest import Stack
+from support import create, ingest, live_metadata, record, services, uploaded, wait_for
+
+# -- the slot table (pure) --------------------------------------------------------------------
+
+
+def test_slots_are_granted_up_to_the_cap_then_videos_queue_in_order() -> None:
+    table = SlotTable()
+    grants = [table.request(key, cap=2, now=1.0) for key in ("a", "b", "c", "d")]
+    assert [g.granted for g in grants] == [True, True, False, False]
+    assert [g.position for g in grants[2:]] == [1, 2]
+
+
+def test_asking_again_keeps_the_slot_or_the_place() -> None:
+    table = SlotTable()
+    for key in ("a", "b"):
+        table.request(key, cap=1, now=1.0)
+    assert table.request("a", cap=1, now=2.0).granted
+    assert table.request("b", cap=1, now=2.0).position == 1
+
+
+def test_a_freed_slot_goes_to_the_oldest_waiting_video_not_a_newcomer() -> None:
+    table = SlotTable()
+    for key in ("a", "b", "c"):
+        table.request(key, cap=1, now=1.0)
+    table.release("a")
+    assert table.admit_due(cap=1, now=2.0) == ["b"]
+    assert not table.request("newcomer", cap=1, now=2.0).granted
+    assert table.request("b", cap=1, now=2.0).granted
+
+
+def test_several_free_slots_admit_as_many_waiting_videos() -> None:
+    table = SlotTable()
+    for key in ("a", "b", "c", "d", "e"):
+        table.request(key, cap=2, now=1.0)
+    table.release("a")
+    table.release("b")
+    assert table.admit_due(cap=2, now=2.0) == ["c", "d"]
+    assert table.request("d", cap=2, now=2.0).granted  # either admitted video may arrive first
+
+
+def test_a_video_refused_for_the_cap_waits_at_the_head_until_its_time() -> None:
+    table = SlotTable()
+    table.request("a", cap=2, now=1.0)
+    table.request("b", cap=2, now=1.0)
+    table.requeue("b", now=1.0, not_before=61.0)
+    assert table.admit_due(cap=2, now=30.0) == []
+    assert table.request("c", cap=2, now=30.0).granted  # b is not due: the slot is not kept idle
+    table.release("c")
+    assert table.admit_due(cap=2, now=61.0) == ["b"]
+
+
+def test_an_admitted_video_is_not_admitted_again_until_its_request_had_time_to_arrive() -> None:
+    table = SlotTable()
+    for key in ("a", "b", "c"):
+        table.request(key, cap=1, now=1.0)
+    table.release("a")
+    assert table.admit_due(cap=1, now=2.0) == ["b"]
+    assert table.admit_due(cap=1, now=3.0) == []
+    assert table.admit_due(cap=1, now=2.0 + ADMIT_GRACE_SECONDS) == ["b"]
+
+
+def test_the_table_round_trips_through_json() -> None:
+    table = SlotTable()
+    for key in ("a", "b"):
+        table.request(key, cap=1, now=1.0)
+    assert SlotTable.from_json(table.to_json()) == table
+
+
+# -- the request budget (pure) ---------------------------------------------------------------
+
+
+def test_a_call_may_go_while_the_window_has_room() -> None:
+    assert wait_seconds([10.0, 20.0], per_minute=3, now=30.0) == 0.0
+
+
+def test_a_full_window_waits_until_its_oldest_grant_leaves() -> None:
+    assert wait_seconds([10.0, 20.0, 25.0], per_minute=3, now=30.0) == 10.0 + WINDOW_SECONDS + MARGIN_SECONDS - 30.0
+
+
+def test_grants_older_than_the_window_do_not_count() -> None:
+    assert wait_seconds([0.0, 1.0, 2.0], per_minute=3, now=100.0) == 0.0
+
+
+# -- shared by instances: real compare-and-swap on the emulator -------------------------------
+
+
+def race(times: int, action) -> list[object]:
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        try:
+            result = action()
+        except TransientError as exc:
+            result = exc
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=one) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+def test_instances_racing_for_slots_get_exactly_the_cap(stack: Stack) -> None:
+    admission = Admission(stack.storage, stack.state_bucket, cap=3)
+    counter = iter(range(100))
+    outcomes = race(8, lambda: admission.request(f"video-{next(counter)}", time.time()))
+    assert sum(1 for o in outcomes if getattr(o, "granted", False)) == 3
+    table, _ = admission.read()
+    assert len(table.in_flight) == 3 and len(table.waiting) == 5
+
+
+def test_instances_racing_for_the_budget_get_exactly_the_budget(stack: Stack) -> None:
+    limiter = RateLimiter(stack.storage, stack.state_bucket, per_minute=5)
+    outcomes = race(9, lambda: limiter.acquire(max_wait=0.0))
+    assert outcomes.count(None) == 5
+    assert all(isinstance(o, BudgetSpentError) for o in outcomes if o is not None)
+
+
+def test_a_call_waits_for_the_budget_when_it_may(stack: Stack) -> None:
+    now = [1000.0]
+    limiter = RateLimiter(
+        stack.storage,
+        stack.state_bucket,
+        per_minute=1,
+        wall=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+    )
+    limiter.acquire(max_wait=0.0)
+    limiter.acquire(max_wait=120.0)
+    assert now[0] == pytest.approx(1000.0 + WINDOW_SECONDS + MARGIN_SECONDS)
+
+
+# -- waiting videos --------------------------------------------------------------------------
+
+
+def test_a_video_without_a_free_slot_waits_visibly_and_is_acknowledged(stack: Stack, standin) -> None:
+    _, first = uploaded(stack)
+    assert create(stack, first, OPUS_MAX_PARALLEL_PROJECTS="1") == states.PROJECT_CREATED
+    second = stack.put("second.mp4", b"y" * 2000)
+    ingest(stack, second)
+    [message] = stack.pull()
+
+    assert create(stack, ClipRequest.decode(message.message.data), OPUS_MAX_PARALLEL_PROJECTS="1") == states.WAITING
+
+    assert record(stack, second).state == states.WAITING and standin.calls("clip-projects") == 1
+    metadata = live_metadata(stack, "second.mp4")
+    assert metadata["opus-status"] == "waiting" and metadata["opus-queue-position"] == "1"
+
+
+def test_the_conclusion_that_frees_a_slot_admits_the_oldest_waiting_video(stack: Stack, standin) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=1)
+    first_resource, first = uploaded(stack)
+    create(stack, first, OPUS_MAX_PARALLEL_PROJECTS="1")
+    for name in ("second.mp4", "third.mp4"):
+        ingest(stack, stack.put(name, b"z" * 2000))
+    for message in stack.pull():
+        create(stack, ClipRequest.decode(message.message.data), OPUS_MAX_PARALLEL_PROJECTS="1")
+    project_id = record(stack, first_resource).project_id
+    wait_for(lambda: standin.project(project_id)["stage"] == "COMPLETE", timeout=30)
+
+    svc = services(stack, OPUS_MAX_PARALLEL_PROJECTS="1")
+    svc.wall = lambda: time.time() + 3600
+    sweep(svc)
+
+    [admitted] = stack.pull()
+    request = ClipRequest.decode(admitted.message.data)
+    assert request.source.name == "second.mp4"
+    assert create(stack, request, OPUS_MAX_PARALLEL_PROJECTS="1") == states.PROJECT_CREATED
+
+
+def test_a_concurrent_cap_refusal_that_slips_through_waits_instead_of_retrying(stack: Stack, standin) -> None:
+    resource, request = uploaded(stack)
+    standin.inject(
+        {"endpoint": "clip-projects", "kind": "status", "status": 429, "headers": {"X-Cap-Reason": "concurrent"}}
+    )
+
+    assert create(stack, request) == states.WAITING
+
+    assert record(stack, resource).state == states.WAITING
+    table, _ = Admission(stack.storage, stack.state_bucket, cap=4).read()
+    assert table.in_flight == {} and table.waiting[0]["key"] == request.source.key
+    assert table.waiting[0]["notBefore"] > time.time() + 30
+
+
+def test_a_slot_whose_holder_vanished_is_reclaimed_by_the_sweeper(stack: Stack, standin) -> None:
+    admission = Admission(stack.storage, stack.state_bucket, cap=1)
+    admission.request("gone-bucket/nothing.mp4#1", time.time())
+    _, request = uploaded(stack)
+    assert create(stack, request, OPUS_MAX_PARALLEL_PROJECTS="1") == states.WAITING
+    report = sweep(services(stack, OPUS_MAX_PARALLEL_PROJECTS="1"))
+
+    assert report.reclaimed == 1
+    [admitted] = stack.pull()
+    assert ClipRequest.decode(admitted.message.data).source.key == request.source.key
+
+
+# -- a folder of videos at once --------------------------------------------------------------
+
+
+def test_thirty_videos_at_once_all_come_back_under_the_caps_without_a_refusal(tmp_path: Path) -> None:
+    report = run_burst(tmp_path / "burst", videos=30, cap=3, rate_per_minute=300, project_seconds=3.0)
+
+    assert report.outcomes == {states.CLIPS_READY: 30}
+    assert report.projects == 30 and report.dead_letters == 0
+    assert report.refused == {"rate": 0, "concurrent": 0}
+    assert report.max_in_flight <= 3
+    assert report.floor_ratio <= 1.3, report
