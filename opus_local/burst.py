@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -109,6 +110,36 @@ def run_burst(
         )
 
 
+def contention(instances: int = 8, seconds: float = 5.0) -> dict[str, float]:
+    """How the shared objects behave when every instance races for them at once: ``instances``
+    threads take request grants (a budget that never throttles) for ``seconds``; grants per second
+    and compare-and-swap conflicts per grant, on the emulator (Cloud Storage itself allows about one
+    write per second to one object, which is what the budget's rate must stay under)."""
+    from opus_pipeline.rate_limit import RateLimiter
+
+    limiters = [RateLimiter(storage.Client(), STATE_BUCKET, per_minute=10**9) for _ in range(instances)]
+    stop = time.monotonic() + seconds
+    grants = [0] * instances
+
+    def take(index: int) -> None:
+        while time.monotonic() < stop:
+            limiters[index].acquire(max_wait=0.0)
+            grants[index] += 1
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(instances)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = sum(grants)
+    conflicts = sum(limiter.conflicts for limiter in limiters)
+    return {
+        "instances": instances,
+        "grantsPerSecond": round(total / seconds, 1),
+        "conflictsPerGrant": round(conflicts / max(total, 1), 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=100)
@@ -116,9 +147,14 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=300)
     parser.add_argument("--project-seconds", type=float, default=3.0)
     parser.add_argument("--workdir", default=".demo/burst")
+    parser.add_argument("--contention", action="store_true", help="also measure racing for the shared objects")
     args = parser.parse_args()
     report = run_burst(Path(args.workdir).resolve(), args.videos, args.cap, args.rate, args.project_seconds)
     print(json.dumps({**asdict(report), "floorRatio": round(report.floor_ratio, 3)}, indent=2))
+    if args.contention:
+        with LocalStack(Path(args.workdir).resolve() / "contention"):
+            for instances in (1, 4, 8):
+                print(json.dumps(contention(instances)))
 
 
 if __name__ == "__main__":
