@@ -65,7 +65,7 @@ down:
 	@$(BIN)/python -m opus_local.background down
 
 bench: install
-	$(BIN)/python -m opus_local.bench $(if $(SIZES),--size $(SIZES))
+	$(BIN)/python -m opus_local.bench $(if $(SIZES),--size $(SIZES)) $(if $(CLIP_SIZES),--clip-size $(CLIP_SIZES))
 
 bench-imports: install
 	$(BIN)/python -m opus_local.bench --imports-only

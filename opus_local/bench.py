@@ -3,26 +3,35 @@
 Prints, for each entry point, the cold import time (a fresh process importing ``main`` and what the
 entry point imports before it can handle its first event) next to a fresh process importing only
 the client libraries that entry point uses (goal ≤ 1.1×); ``--imports-only`` stops there.
-Then, for one object of ``--size`` MiB on loopback:
+Then, for one object of each ``--size`` MiB on loopback:
 - ingest throughput ÷ one ``curl --upload-file`` PUT of the same bytes into the stand-in (goal ≥ 0.9);
 - ingest wall time ÷ the slower of "read the object" and "send the bytes" (goal ≤ 1.15);
-- the peak RSS of an ingest process above its RSS before the video (goal: about two chunks, the
-  same for every size).
+- the ingest process's CPU seconds (user + system, all threads) per GiB beside those of ``curl``
+  reading the object plus ``curl`` sending it: the cost of moving the bytes without Python;
+- the peak RSS of an ingest process above its RSS before the video (goal ≤ 2.5 chunks, at every size).
+And for one clip of each ``--clip-size`` MiB served by the stand-in, the peak RSS of a process copying
+it into fake-gcs-server with ``clip_copy.copy_clip`` above its RSS before (goal ≤ 2.5 × COPY_CHUNK).
 Timings are not asserted anywhere: machines are noisy; the ratios are what to compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import errno
+import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -34,6 +43,7 @@ MIB = 1024 * 1024
 API_KEY = "sk-bench-0123456789"
 PROJECT = "bench-project"
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+XATTR = "user.metadata"  # where fake-gcs-server's filesystem backend keeps an object's attributes
 
 # entry point → (what it imports before handling its first event, the client libraries it uses).
 # Project creation checks its body with jsonschema on the first event; ingest imports Pub/Sub only
@@ -88,40 +98,29 @@ def _new_session(base_url: str) -> str:
     return StandInControl(base_url).open_session(API_KEY)
 
 
-def curl_put(base_url: str, path: Path, size: int) -> float:
-    session = _new_session(base_url)
+def curl(*args: str) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one ``curl`` run that discards what it receives."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-X",
-            "PUT",
-            "-H",
-            f"Content-Range: bytes 0-{size - 1}/{size}",
-            "-H",
-            "Content-Type: application/octet-stream",
-            "--upload-file",
-            str(path),
-            session,
-        ],
-        check=True,
-    )
-    return time.perf_counter() - start
+    subprocess.run(["curl", "-sS", "-o", "/dev/null", *args], check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def read_object(bucket: str, name: str, size: int, chunk: int) -> float:
+def curl_put(base_url: str, path: Path, size: int) -> tuple[float, float]:
+    headers = [f"Content-Range: bytes 0-{size - 1}/{size}", "Content-Type: application/octet-stream"]
+    return curl("-X", "PUT", "-H", headers[0], "-H", headers[1], "--upload-file", str(path), _new_session(base_url))
+
+
+def read_object(resource: dict, chunk: int) -> float:
     from google.cloud import storage
 
+    from opus_pipeline.events import storage_object
     from opus_pipeline.source import SourceObject
 
-    client = storage.Client()
-    blob = client.bucket(bucket).get_blob(name)
-    source = SourceObject(
-        client, {"bucket": bucket, "name": name, "size": size, "md5Hash": blob.md5_hash}, int(blob.generation)
-    )
+    obj = storage_object(resource)
+    source, size = SourceObject(storage.Client(), obj, obj.generation), obj.size
     view = memoryview(bytearray(chunk))
     start = time.perf_counter()
     for offset in range(0, size, chunk):
@@ -130,84 +129,137 @@ def read_object(bucket: str, name: str, size: int, chunk: int) -> float:
 
 
 def send_bytes(base_url: str, size: int, chunk: int) -> float:
-    from opus_pipeline import resumable
+    from opus_pipeline.resumable import ResumableSession
 
-    session_url = _new_session(base_url)
-    http = requests.Session()
+    session = ResumableSession(requests.Session(), _new_session(base_url), size)
     view = memoryview(bytearray(os.urandom(chunk)))
     start = time.perf_counter()
-    for offset in range(0, size, chunk):
-        resumable.put_chunk(http, session_url, view[: min(chunk, size - offset)], offset, size)
+    while not session.complete:
+        session.put(view[: min(chunk, size - session.committed)])
     return time.perf_counter() - start
 
 
-# The child measures its peak RSS over its RSS before the video; the streaming time is what its
-# ``video_uploaded`` log says. STATUS_METADATA=false: on fake-gcs-server a metadata patch copies
-# the whole object into a new generation (real GCS only bumps the metageneration), which would
-# make the emulator, not the pipeline, the subject of the measurement.
-INGEST_CHILD = """
-import json, sys
-from opus_pipeline import runtime
-from opus_pipeline.events import storage_object
-from opus_pipeline.ingest import handle_finalized
+def measuring_child(setup: str, measured: str) -> str:
+    """Code for a child process that runs ``setup``, then ``measured`` (which binds ``result``), and prints,
+    as JSON, ``result`` with the wall and CPU seconds (all threads, user + system) of ``measured``,
+    its RSS before and the process's peak RSS."""
+    return f"""
+import json, time
 from pathlib import Path
 def kib(field):
     line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field))
     return int(line.split()[1])
-svc = runtime.build()
-obj = storage_object(json.loads(sys.argv[1]))
-before = kib("VmRSS:")
-state = handle_finalized(obj, svc)
-print(json.dumps({"state": state, "rss_before_kib": before, "rss_peak_kib": kib("VmHWM:")}))
+{setup}
+before, start, cpu = kib("VmRSS:"), time.perf_counter(), time.process_time()
+{measured}
+print(json.dumps({{"result": result, "wall": time.perf_counter() - start, "cpu": time.process_time() - cpu,
+                  "rss_before_kib": before, "rss_peak_kib": kib("VmHWM:")}}))
 """
 
 
-def ingest(env: dict[str, str], resource: dict) -> dict:
+# The child measures the ingest function handling one finalize event. It imports the Pub/Sub client
+# first, as an instance that has published once has, so that the CPU it counts is the video's.
+# The streaming time is what its ``video_uploaded`` log says. STATUS_METADATA=false: on
+# fake-gcs-server a metadata patch copies the whole object into a new generation (real GCS only
+# bumps the metageneration), which would make the emulator, not the pipeline, the subject.
+INGEST_CHILD = measuring_child(
+    """
+import sys
+from google.cloud import pubsub_v1
+from opus_pipeline import runtime
+from opus_pipeline.events import storage_object
+from opus_pipeline.ingest import handle_finalized
+svc = runtime.build()
+obj = storage_object(json.loads(sys.argv[1]))
+""",
+    "result = handle_finalized(obj, svc)",
+)
+
+# The child copies one clip; the bucket's metadata is read first, as an instance that has made an API
+# call has, so that the growth measured is the copy's.
+COPY_CHILD = measuring_child(
+    """
+import sys
+import requests
+from google.cloud import storage
+from opus_pipeline.clip_copy import copy_clip
+url, host, bucket, name = sys.argv[1:]
+blob = storage.Client().bucket(bucket).blob(name)
+blob.bucket.reload()
+http = requests.Session()
+""",
+    "result = copy_clip(http, url, (host,), blob).size",
+)
+
+
+def child(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
+    """Run ``code`` in a fresh interpreter; its measurement and the JSON lines it logged."""
     out = subprocess.run(
-        [sys.executable, "-c", INGEST_CHILD, json.dumps(resource)],
-        env={**os.environ, **env},
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, **(env or {})},
         check=True,
         capture_output=True,
         text=True,
     ).stdout
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    streamed = next(line for line in lines if line.get("event") == "video_uploaded")
-    return {**lines[-1], "seconds": streamed["seconds"]}
+    return lines[-1], lines[:-1]
 
 
-def write_video(client, path: Path, size_mib: int) -> dict:
-    """A random file of ``size_mib`` MiB, uploaded to the source bucket; its event's object resource."""
+def place_video(data: Path, bucket: str, name: str, size_mib: int) -> tuple[Path, dict]:
+    """A random object of ``size_mib`` MiB written straight into fake-gcs-server's filesystem backend
+    (``data``), and its event's object resource.
+
+    Stored through fake-gcs-server's API, an object is held whole in its memory (by the upload
+    handler, and again by the backend's CreateObject, even with ``-backend filesystem``; the ``-data``
+    folder is read whole with ReadFile at start): 4 GiB got it killed at 22 GB. A file placed here
+    with its attributes is served from disk, range by range, without a restart.
+    """
+    path = data / bucket / name
+    digest = hashlib.md5()
     with open(path, "wb") as out:
         for _ in range(size_mib):
-            out.write(os.urandom(MIB))
-    blob = client.bucket("bench-source").blob(path.name, chunk_size=32 * MIB)
-    blob.upload_from_filename(str(path), content_type="video/mp4")
-    os.sync()  # flush the files just written, so that no measurement pays for it
-    return {
-        "bucket": "bench-source",
-        "name": path.name,
-        "generation": str(blob.generation),
-        "size": str(size_mib * MIB),
-        "contentType": "video/mp4",
-        "md5Hash": blob.md5_hash,
-    }
+            piece = os.urandom(MIB)
+            digest.update(piece)
+            out.write(piece)
+    md5 = base64.b64encode(digest.digest()).decode()
+    generation = time.time_ns() // 1000  # as fake-gcs-server's filesystem backend numbers them
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    attrs = {"ContentType": "video/mp4", "Md5Hash": md5, "Etag": md5, "StorageClass": "STANDARD"}
+    encoded = json.dumps({**attrs, "Created": now, "Updated": now, "Generation": generation}).encode()
+    # The server keeps attributes in an extended attribute when its root supports them, else beside the file.
+    try:
+        os.getxattr(data, XATTR)
+    except OSError as exc:
+        if exc.errno != errno.ENODATA:
+            path.with_name(path.name + ".metadata").write_bytes(encoded)
+            encoded = b""
+    if encoded:
+        os.setxattr(path, XATTR, encoded)
+    os.sync()  # flush the file just written, so that no measurement pays for it
+    resource = {"bucket": bucket, "name": name, "generation": str(generation), "size": str(size_mib * MIB)}
+    return path, {**resource, "contentType": "video/mp4", "md5Hash": md5}
 
 
 def measure(base_url: str, env: dict[str, str], path: Path, resource: dict, chunk: int, repeat: int) -> dict:
     """Medians of each measurement over ``repeat`` rounds, and the largest RSS growth seen."""
     standin = StandInControl(base_url)
     size = int(resource["size"])
-    runs: dict[str, list[float]] = {"curl": [], "read": [], "send": [], "ingest": []}
+    media = f"{os.environ['STORAGE_EMULATOR_HOST']}/storage/v1/b/{resource['bucket']}/o/{resource['name']}?alt=media"
+    keys = ("curl", "curl_cpu", "get", "get_cpu", "read", "send", "ingest", "ingest_cpu")
+    runs: dict[str, list[float]] = {key: [] for key in keys}
     growth = 0.0
     for _ in range(repeat):
-        runs["curl"].append(curl_put(base_url, path, size))
+        for key, (wall, cpu) in (("curl", curl_put(base_url, path, size)), ("get", curl(media))):
+            runs[key].append(wall)
+            runs[f"{key}_cpu"].append(cpu)
         standin.reset()
-        runs["read"].append(read_object(resource["bucket"], resource["name"], size, chunk))
+        runs["read"].append(read_object(resource, chunk))
         runs["send"].append(send_bytes(base_url, size, chunk))
         standin.reset()
         clear_ledger(env["STATE_BUCKET"])
-        result = ingest(env, resource)
-        runs["ingest"].append(result["seconds"])
+        result, logged = child(INGEST_CHILD, json.dumps(resource), env=env)
+        runs["ingest"].append(next(line for line in logged if line.get("event") == "video_uploaded")["seconds"])
+        runs["ingest_cpu"].append(result["cpu"])
         growth = max(growth, (result["rss_peak_kib"] - result["rss_before_kib"]) / 1024)
         standin.reset()
     return {**{k: statistics.median(v) for k, v in runs.items()}, "growth_mib": growth}
@@ -221,12 +273,51 @@ def clear_ledger(bucket: str) -> None:
         blob.delete()
 
 
+def clip_url(base_url: str, size: int) -> str:
+    """The export URL of a stand-in project's one clip of ``size`` bytes, once the project is complete."""
+    standin = StandInControl(base_url)
+    standin.configure(clipBytes=size, clipsPerProject=1, projectSeconds=0.2)
+    project_id = standin.create_project(API_KEY).json()["id"]
+    query = {"q": "findByProjectId", "projectId": project_id, "pageNum": 1, "pageSize": 1}
+    while True:
+        answer = requests.get(
+            f"{base_url}/api/exportable-clips", params=query, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+        )
+        answer.raise_for_status()
+        if answer.json():  # the stand-in's default envelope: a bare array
+            return answer.json()[0]["uriForExport"]
+        time.sleep(0.1)
+
+
+def measure_copy(base_url: str, bucket: str, size: int, repeat: int) -> dict:
+    """Medians of the copy's wall and CPU seconds over ``repeat`` rounds, and the largest RSS growth seen."""
+    from google.cloud import storage
+
+    url, host = clip_url(base_url, size), urlsplit(base_url).netloc
+    runs: dict[str, list[float]] = {"wall": [], "cpu": []}
+    growth = 0.0
+    for _ in range(repeat):
+        result, _ = child(COPY_CHILD, url, host, bucket, "clip.mp4")
+        if result["result"] != size:
+            raise RuntimeError(f"the copy has {result['result']} bytes, the clip {size}")
+        storage.Client().bucket(bucket).blob("clip.mp4").delete()  # its file, before the next round writes one
+        runs["wall"].append(result["wall"])
+        runs["cpu"].append(result["cpu"])
+        growth = max(growth, (result["rss_peak_kib"] - result["rss_before_kib"]) / 1024)
+    StandInControl(base_url).reset()
+    return {**{k: statistics.median(v) for k, v in runs.items()}, "growth_mib": growth}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    # fake-gcs-server holds a whole upload in memory (about 5x its size): keep sizes to 1-2 GiB here.
-    parser.add_argument("--size", type=int, nargs="+", default=[256], help="object sizes in MiB")
+    parser.add_argument("--size", type=int, nargs="+", default=[256, 1024, 4096], help="video sizes in MiB")
+    # fake-gcs-server holds a whole upload in memory (a few times its size), and the copy is one.
+    parser.add_argument("--clip-size", type=int, nargs="*", default=[256, 1024], help="clip sizes in MiB")
     parser.add_argument("--chunk", type=int, default=16, help="UPLOAD_CHUNK_SIZE in MiB")
     parser.add_argument("--repeat", type=int, default=5, help="rounds per size; medians are printed")
+    # fake-gcs-server handles a resumable upload's chunks slowly (about 2 minutes for 1 GiB here),
+    # and the peak RSS of one copy already says what memory needs.
+    parser.add_argument("--copy-repeat", type=int, default=1, help="rounds per clip size")
     parser.add_argument("--import-runs", type=int, default=15, help="runs per import measurement")
     parser.add_argument("--imports-only", action="store_true", help="measure the cold imports only")
     args = parser.parse_args()
@@ -256,8 +347,8 @@ def main() -> None:
         topic = f"projects/{PROJECT}/topics/clip-requests"
         pubsub_v1.PublisherClient().create_topic(name=topic)
         client = storage.Client()
-        client.create_bucket("bench-source")
-        client.create_bucket("bench-state")
+        for bucket in ("bench-source", "bench-state", "bench-clips"):
+            client.create_bucket(bucket)
         env = function_env(
             api_key=API_KEY,
             standin_url=base_url,
@@ -268,20 +359,38 @@ def main() -> None:
             chunk_size=chunk,
             STATUS_METADATA="false",
         )
-        print(f"chunk {args.chunk} MiB; loopback; stand-in in its own process; medians of {args.repeat} rounds")
+        print(
+            f"chunk {args.chunk} MiB; loopback; stand-in in its own process; medians of {args.repeat} rounds"
+            f" (clip copies: {args.copy_repeat})"
+        )
         for size_mib in args.size:
-            path = root / f"video-{size_mib}.mp4"
-            resource = write_video(client, path, size_mib)
+            path, resource = place_video(
+                emulators.fake_gcs_data(root / "gcs"), "bench-source", f"video-{size_mib}.mp4", size_mib
+            )
             m = measure(base_url, env, path, resource, chunk, args.repeat)
-            path.unlink()
             client.bucket("bench-source").blob(path.name).delete()
             size = size_mib * MIB
+            gib = size / 1024 / MIB
+            ingest_cpu, get_cpu, put_cpu = m["ingest_cpu"] / gib, m["get_cpu"] / gib, m["curl_cpu"] / gib
             print(
                 f"{size_mib:>6} MiB  curl {size / m['curl'] / MIB:6.1f} MiB/s  read {size / m['read'] / MIB:6.1f} MiB/s"
                 f"  send {size / m['send'] / MIB:6.1f} MiB/s  ingest {size / m['ingest'] / MIB:6.1f} MiB/s  |  "
                 f"ingest÷curl throughput {m['curl'] / m['ingest']:4.2f} (goal ≥ 0.90)  "
-                f"wall÷max(read,send) {m['ingest'] / max(m['read'], m['send']):4.2f} (goal ≤ 1.15)  "
-                f"peak RSS growth {m['growth_mib']:6.1f} MiB = {m['growth_mib'] / args.chunk:3.1f} chunks",
+                f"wall÷max(read,send) {m['ingest'] / max(m['read'], m['send']):4.2f} (goal ≤ 1.15)\n"
+                f"{'':>11}CPU per GiB: ingest {ingest_cpu:4.2f} s, curl get + curl put {get_cpu + put_cpu:4.2f} s "
+                f"({get_cpu:4.2f} + {put_cpu:4.2f}), ratio {ingest_cpu / (get_cpu + put_cpu):4.2f}  |  "
+                f"peak RSS growth {m['growth_mib']:6.1f} MiB = {m['growth_mib'] / args.chunk:3.1f} chunks (goal ≤ 2.5)",
+                flush=True,
+            )
+        from opus_pipeline.clip_copy import COPY_CHUNK
+
+        for size_mib in args.clip_size:
+            m = measure_copy(base_url, "bench-clips", size_mib * MIB, args.copy_repeat)
+            cpu = m["cpu"] / size_mib * 1024
+            print(
+                f"{size_mib:>6} MiB clip copied in {m['wall']:5.2f} s, {cpu:4.2f} CPU s per GiB  |  "
+                f"peak RSS growth {m['growth_mib']:6.1f} MiB = {m['growth_mib'] * MIB / COPY_CHUNK:3.1f} × COPY_CHUNK "
+                "(goal ≤ 2.5)",
                 flush=True,
             )
     finally:

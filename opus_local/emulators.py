@@ -88,6 +88,11 @@ def fake_gcs_binary() -> str:
     return str(binaries[0])
 
 
+def fake_gcs_data(root: Path) -> Path:
+    """Where ``start_fake_gcs(root)`` keeps buckets (directories) and objects (files)."""
+    return root / "data"
+
+
 def start_fake_gcs(
     root: Path,
     port: int | None = None,
@@ -112,7 +117,7 @@ def start_fake_gcs(
         "-backend",
         "filesystem",
         "-filesystem-root",
-        str(root / "data"),
+        str(fake_gcs_data(root)),
         "-external-url",
         f"http://127.0.0.1:{port}",
         "-log-level",
