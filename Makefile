@@ -5,7 +5,7 @@ SCHEMAS ?= .provider-schemas
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install test lint infra-check provider-schemas deploy demo up down bench bench-imports clean
+.PHONY: install test lint infra-check provider-schemas deploy demo up down bench bench-burst bench-imports clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ down:
 
 bench: install
 	$(BIN)/python -m opus_local.bench $(if $(SIZES),--size $(SIZES)) $(if $(CLIP_SIZES),--clip-size $(CLIP_SIZES))
+	$(BIN)/python -m opus_local.burst --videos $(or $(VIDEOS),100) --contention
+
+bench-burst: install
+	$(BIN)/python -m opus_local.burst --videos $(or $(VIDEOS),100) --contention
 
 bench-imports: install
 	$(BIN)/python -m opus_local.bench --imports-only
