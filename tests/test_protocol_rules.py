@@ -156,3 +156,22 @@ def test_prefetcher_raises_the_readers_error_in_the_consumer() -> None:
     next(chunks)
     with pytest.raises(TransientError, match="read failed"):
         next(chunks)
+
+
+@pytest.mark.parametrize(
+    ("state", "owner", "expires", "step"),
+    [
+        (states.PROJECT_CREATED, None, 0, states.ConcludeStep.CONCLUDE),
+        (states.CONCLUDING, OTHER, NOW + 10, states.ConcludeStep.BUSY),
+        (states.CONCLUDING, OTHER, NOW - 1, states.ConcludeStep.CONCLUDE),
+        (states.CLIPS_READY, None, 0, states.ConcludeStep.NOTHING),
+        (states.FAILED, None, 0, states.ConcludeStep.NOTHING),
+        (states.CREATING, OTHER, NOW + 10, states.ConcludeStep.NOTHING),
+    ],
+)
+def test_conclude_step(state: str, owner: str | None, expires: float, step: states.ConcludeStep) -> None:
+    assert states.conclude_step(state, owner, expires, ME, NOW) is step
+
+
+def test_the_sweeper_looks_again_after_1_2_4_minutes_up_to_half_an_hour() -> None:
+    assert [states.next_check_seconds(n) for n in (1, 2, 3, 6, 20)] == [60, 120, 240, 1800, 1800]

@@ -21,6 +21,7 @@ record starts when a clip request outlives its record.
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
 
 RECEIVED = "received"
 UPLOADING = "uploading"
@@ -51,6 +52,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 END_STATES = frozenset({CLIPS_READY, FAILED, SKIPPED, SUPERSEDED})
 TERMINAL_STAGES = frozenset({"COMPLETE", "STALLED"})
 INITIAL_STATES = frozenset({RECEIVED, QUEUED})
+E = TypeVar("E", bound=Enum)
 
 
 class IllegalTransitionError(RuntimeError):
@@ -107,15 +109,20 @@ class ProjectStep(Enum):
         return self is ProjectStep.CREATE
 
 
+def _leased_step(state: str, ready: tuple[str, ...], working: str, busy: bool, steps: tuple[E, E, E]) -> E:
+    """``steps`` = (go, busy, nothing): go from a ``ready`` state, or from ``working`` whose holder
+    is gone; busy while its holder lives; nothing to do from any other state."""
+    go, held, nothing = steps
+    if state in ready or (state == working and not busy):
+        return go
+    return held if state == working else nothing
+
+
 def project_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> ProjectStep:
     """Decide what to do with a clip request for a record in ``state``."""
-    if state in (UPLOADED, QUEUED, WAITING):
-        return ProjectStep.CREATE
-    if state == CREATING:
-        if lease_held_by_other(lease_owner, lease_expires, me, now):
-            return ProjectStep.BUSY
-        return ProjectStep.CREATE
-    return ProjectStep.NOTHING
+    busy = lease_held_by_other(lease_owner, lease_expires, me, now)
+    steps = (ProjectStep.CREATE, ProjectStep.BUSY, ProjectStep.NOTHING)
+    return _leased_step(state, (UPLOADED, QUEUED, WAITING), CREATING, busy, steps)
 
 
 class ConcludeStep(Enum):
@@ -131,13 +138,9 @@ class ConcludeStep(Enum):
 
 
 def conclude_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> ConcludeStep:
-    if state == PROJECT_CREATED:
-        return ConcludeStep.CONCLUDE
-    if state == CONCLUDING:
-        if lease_held_by_other(lease_owner, lease_expires, me, now):
-            return ConcludeStep.BUSY
-        return ConcludeStep.CONCLUDE
-    return ConcludeStep.NOTHING
+    busy = lease_held_by_other(lease_owner, lease_expires, me, now)
+    steps = (ConcludeStep.CONCLUDE, ConcludeStep.BUSY, ConcludeStep.NOTHING)
+    return _leased_step(state, (PROJECT_CREATED,), CONCLUDING, busy, steps)
 
 
 def next_check_seconds(checks: int, first: float = 60.0, cap: float = 1800.0) -> float:
