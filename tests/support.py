@@ -17,7 +17,8 @@ from opus_pipeline.projects import handle_clip_request
 from conftest import CHUNK, Stack
 
 CAP_BODY = {"code": "API_MONTHLY_CAP_REACHED", "reset_at": "2026-12-01T00:00:00Z", "upgrade_url": "https://x"}
-FUNCTIONS = Path(__file__).resolve().parent.parent / "functions" / "main.py"
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ROOT / "functions" / "main.py"
 
 
 def services(stack: Stack, **overrides: str) -> runtime.Services:
@@ -64,3 +65,28 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in args:
+            found.append(args)
+    return found
+
+
+def fresh_environment() -> dict[str, str]:
+    """This machine's environment without the test session's emulators: the demo starts its own."""
+    return {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}

@@ -11,38 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def processes_mentioning(text: str) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in args:
-            found.append(args)
-    return found
+from support import ROOT, alive, fresh_environment, processes_mentioning
 
 
 def demo_command(tmp_path: Path, *args: str) -> list[str]:
     """The demo as a user runs it, with its work files and summary in ``tmp_path``."""
     workdir, summary = str(tmp_path / "demo"), str(tmp_path / "summary.json")
     return [sys.executable, "-m", "opus_local.demo", "--workdir", workdir, "--summary", summary, *args]
-
-
-def fresh_environment() -> dict[str, str]:
-    """This machine's environment without the test session's emulators: the demo starts its own."""
-    return {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
 
 
 def test_demo_creates_one_project_from_the_exact_bytes_and_leaves_nothing_running(tmp_path: Path) -> None:

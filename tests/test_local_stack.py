@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_demo import ROOT, fresh_environment, processes_mentioning
+from support import ROOT, fresh_environment, processes_mentioning
 
 
 def running(pid: int) -> bool:
