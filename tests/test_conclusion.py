@@ -265,3 +265,21 @@ def test_transient_errors_of_the_project_lookup_are_raised_for_the_webhook(stack
     ledger = Ledger(stack.storage, stack.state_bucket)
     with pytest.raises(TransientError):
         check_project(ledger.read(storage_object(resource)), services(stack), "webhook")
+
+
+# -- reading every page of clips -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("envelope", ["array", "data"])
+@pytest.mark.parametrize(("clips", "pages"), [(5, 3), (4, 3), (1, 1)], ids=["short-last", "exactly-full-last", "one"])
+def test_every_page_of_clips_is_read_until_a_short_one(
+    stack: Stack, standin, envelope: str, clips: int, pages: int
+) -> None:
+    standin.configure(clipsPerProject=clips, clipsEnvelope=envelope)
+    _, project_id = concluded_project(stack, standin)
+    before = standin.calls("exportable-clips")
+
+    found = services(stack).opus.all_clips(project_id, page_size=2)
+
+    assert sorted(clip["id"] for clip in found) == sorted(standin.clip_md5s(project_id))
+    assert standin.calls("exportable-clips") - before == pages
