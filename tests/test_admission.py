@@ -12,6 +12,8 @@ from opus_local.burst import run_burst
 from opus_pipeline import states
 from opus_pipeline.admission import ADMIT_GRACE_SECONDS, Admission, SlotTable
 from opus_pipeline.errors import TransientError
+from opus_pipeline.events import StorageObject
+from opus_pipeline.ledger import ConflictError, Ledger, VideoRecord
 from opus_pipeline.messages import ClipRequest
 from opus_pipeline.rate_limit import MARGIN_SECONDS, WINDOW_SECONDS, BudgetSpentError, RateLimiter, wait_seconds
 from opus_pipeline.sweep import sweep
@@ -228,3 +230,26 @@ def test_thirty_videos_at_once_all_come_back_under_the_caps_without_a_refusal(tm
     assert report.refused == {"rate": 0, "concurrent": 0}
     assert report.max_in_flight <= 3
     assert report.floor_ratio <= 1.3, report
+
+
+def test_stale_entries_are_forgotten_only_as_they_were_read() -> None:
+    table = SlotTable()
+    table.request("a", cap=1, now=1.0)
+    table.request("b", cap=1, now=1.0)
+    read_slots, read_waiting = dict(table.in_flight), {"b": 1.0}
+    table.release("a")
+    table.request("b", cap=1, now=5.0)  # admitted since the read: its slot is new, not stale
+    table.request("c", cap=1, now=5.0)
+    table.forget(read_slots, read_waiting)
+    assert table.in_flight == {"b": 5.0} and [w["key"] for w in table.waiting] == ["c"]
+
+
+def test_a_conditional_write_retried_after_it_landed_is_not_a_conflict(stack: Stack) -> None:
+    """The storage client retries a write whose answer was lost; the retry's failed precondition
+    must not read as another instance's write."""
+    ledger = Ledger(stack.storage, stack.state_bucket)
+    record = VideoRecord(StorageObject(bucket="b", name="v.mp4", generation=1, size=1)).replace()
+    first = ledger._upload(record, if_generation_match=0)
+    assert ledger._upload(record, if_generation_match=0).generation == first.generation
+    with pytest.raises(ConflictError):
+        ledger._upload(record.replace(state=states.FAILED), if_generation_match=0)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from opus_pipeline import cli, states
+from opus_pipeline.errors import TransientError
 from opus_pipeline.messages import ClipRequest
 from opus_pipeline.projects import handle_clip_request
 
@@ -119,3 +120,20 @@ def test_retry_after_fixing_metadata_delivers_the_object_again(stack: Stack, sta
     assert run(stack, "retry", f"gs://{stack.source_bucket}/talk.mp4") == 0
     live = stack.storage.bucket(stack.source_bucket).get_blob("talk.mp4")
     assert int(live.generation) > int(resource["generation"]) and live.metadata["opus-genre"] == "Podcast"
+
+
+def test_retry_of_an_abandoned_upload_ends_the_old_record_before_delivering_again(
+    stack: Stack, standin, capsys
+) -> None:
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 1})
+    standin.inject({"endpoint": "query", "kind": "status", "status": 503, "times": 1000})
+    resource = stack.put("talk.mp4", os.urandom(3 * 256 * 1024))
+    with pytest.raises(TransientError):
+        ingest(stack, resource, UPLOAD_DEADLINE_SECONDS="1")
+    assert record(stack, resource).state == "uploading"
+
+    assert run(stack, "retry", f"gs://{stack.source_bucket}/talk.mp4") == 0
+
+    old = record(stack, resource)
+    assert old.state == "failed" and old.reason == "re-driven"
+    assert ingest(stack, resource) == "failed"  # the old event's redelivery streams nothing more

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from opus_pipeline import states
+from opus_pipeline.admission import Admission
 from opus_pipeline.conclusion import check_project
 from opus_pipeline.errors import TransientError
 from opus_pipeline.events import storage_object
@@ -283,3 +284,36 @@ def test_every_page_of_clips_is_read_until_a_short_one(
 
     assert sorted(clip["id"] for clip in found) == sorted(standin.clip_md5s(project_id))
     assert standin.calls("exportable-clips") - before == pages
+
+
+# -- trouble with one project ----------------------------------------------------------------
+
+
+def test_a_project_opusclip_no_longer_has_fails_the_video_and_frees_its_slot(stack: Stack, standin) -> None:
+    resource, _ = concluded_project(stack, standin)
+    standin.inject({"endpoint": "project-get", "kind": "status", "status": 404, "body": {"message": "not found"}})
+
+    sweep_later(stack)
+
+    rec = record(stack, resource)
+    assert rec.state == states.FAILED and rec.reason == "project-gone" and "opus-pipeline retry" in rec.error
+    assert Ledger(stack.storage, stack.state_bucket).open_projects() == []
+    assert Admission(stack.storage, stack.state_bucket, cap=4).read()[0].in_flight == {}
+
+
+def test_one_projects_permanent_error_does_not_stop_the_sweep(stack: Stack, standin) -> None:
+    first, _ = concluded_project(stack, standin)
+    second_resource = stack.put("second.mp4", b"s" * 3000)
+    ingest(stack, second_resource)
+    [message] = stack.pull()
+    create(stack, ClipRequest.decode(message.message.data))
+    second_project = record(stack, second_resource).project_id
+    wait_for(lambda: standin.project(second_project)["stage"] == "COMPLETE", timeout=30)
+    standin.inject({"endpoint": "project-get", "kind": "status", "status": 501})
+
+    report = sweep_later(stack)
+
+    assert report.errors == 1 and report.concluded == 1
+    states_now = {record(stack, first).state, record(stack, second_resource).state}
+    assert states_now == {states.PROJECT_CREATED, states.CLIPS_READY}
+    assert sweep_later(stack).open == 1  # the troubled one is looked at again, later

@@ -21,6 +21,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from .errors import InProgressError
+from .ledger import written_by_us
 
 TABLE_OBJECT = "admission/slots.json"
 ADMIT_GRACE_SECONDS = 120.0  # an admitted video's clip request arrives within this, or is admitted again
@@ -87,6 +88,14 @@ class SlotTable:
         if position >= 0:
             del self.waiting[position]
 
+    def forget(self, slots: dict[str, float], waiting: dict[str, float]) -> None:
+        """Drop the slots and queue entries found stale in an earlier read, but only those still
+        as they were read: a video admitted (or queued again) meanwhile keeps its new entry."""
+        for key, since in slots.items():
+            if self.in_flight.get(key) == since:
+                del self.in_flight[key]
+        self.waiting = [w for w in self.waiting if waiting.get(w["key"]) != w["since"]]
+
     def admit_due(self, cap: int, now: float) -> list[str]:
         """The waiting videos the free slots can take now, oldest first, marked as admitted so
         that nobody admits them twice while their clip request travels (``ADMIT_GRACE_SECONDS``)."""
@@ -123,11 +132,14 @@ class Admission:
             result = edit(table)
             if table.to_json() == before:
                 return result
+            blob = self._bucket.blob(self._blob_name)
             try:
-                self._bucket.blob(self._blob_name).upload_from_string(
+                blob.upload_from_string(
                     table.to_json(), content_type="application/json", if_generation_match=generation
                 )
             except gexc.PreconditionFailed:
+                if written_by_us(blob, table.to_json()):  # a retried write of ours (see ledger.py)
+                    return result
                 self.conflicts += 1
                 continue
             return result

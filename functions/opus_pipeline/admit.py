@@ -7,6 +7,7 @@ record first, takes it from there, so two instances admitting the same video cre
 from __future__ import annotations
 
 from . import logs, states
+from .admission import SlotTable
 from .runtime import Services
 
 
@@ -18,9 +19,11 @@ def free_slot(services: Services, key: str) -> None:
 def admit(services: Services, keys: list[str]) -> None:
     for key in keys:
         stored = services.ledger.read_key(key)
-        if stored is None or stored.record.state != states.WAITING:
-            services.admission.change(lambda table, key=key: table.drop(key))  # it ended meanwhile
+        if stored is None or stored.record.state in states.END_STATES:
+            services.admission.change(lambda table, key=key: table.forget({}, {key: _since(table, key)}))
             continue
+        if stored.record.state != states.WAITING:
+            continue  # asking again by itself (a redelivery): its own request decides
         request = stored.record.clip_request()
         future = services.publisher.publish(
             services.settings.clip_requests_topic, request.encode(), **request.attributes()
@@ -31,3 +34,7 @@ def admit(services: Services, keys: list[str]) -> None:
             labels={**stored.record.source.labels(), "uploadId": stored.record.upload_id},
             event="video_admitted",
         )
+
+
+def _since(table: SlotTable, key: str) -> float | None:
+    return next((w["since"] for w in table.waiting if w["key"] == key), None)

@@ -24,6 +24,7 @@ from .events import StorageObject
 from .failures import record_failure
 from .ledger import HeldRecord, Lease, Stored, VideoRecord, now_rfc3339
 from .messages import ClipResult
+from .opus_api import OpusApiError
 from .runtime import Services
 
 CONCLUDE_LEASE_SECONDS = 120.0
@@ -38,7 +39,17 @@ def check_project(stored: Stored, services: Services, trigger: str) -> str:
     if rec.state not in OPEN_STATES or not rec.project_id:
         log.info(f"{trigger}: {rec.source.uri} is {rec.state}; nothing to do", event="conclusion_ignored")
         return rec.state
-    project = services.opus.get_project(rec.project_id)
+    try:
+        project = services.opus.get_project(rec.project_id)
+    except OpusApiError as exc:
+        if exc.reason != "not-found":
+            raise
+        gone = PermanentError(
+            f"OpusClip no longer has project {rec.project_id} (deleted?); `opus-pipeline retry {rec.source.uri}` "
+            "creates a new one from the same upload while OpusClip still has it",
+            reason="project-gone",
+        )
+        return _Conclusion(rec.source, services, "GONE", log, trigger, failure=gone).run()
     stage = project["stage"]
     if stage not in states.TERMINAL_STAGES:
         _note_stage(stored, stage, services, log)
@@ -78,8 +89,17 @@ def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger
 
 
 class _Conclusion:
-    def __init__(self, obj: StorageObject, services: Services, stage: str, log: logs.Logger, trigger: str) -> None:
+    def __init__(
+        self,
+        obj: StorageObject,
+        services: Services,
+        stage: str,
+        log: logs.Logger,
+        trigger: str,
+        failure: PermanentError | None = None,
+    ) -> None:
         self.obj = obj
+        self.failure = failure
         self.svc = services
         self.settings = services.settings
         self.stage = stage
@@ -105,12 +125,15 @@ class _Conclusion:
             return self.record.state
         try:
             with self.held.keep_alive():
-                if self.stage == "COMPLETE":
+                if self.failure is not None:
+                    self._fail(self.failure)
+                elif self.stage == "COMPLETE":
                     self._bring_clips_back()
                 else:
                     self._stalled()
         except BaseException:
-            self.held.release(state=states.PROJECT_CREATED)
+            if self.record.state == states.CONCLUDING:  # undo only what is not concluded yet
+                self.held.release(state=states.PROJECT_CREATED)
             raise
         self.svc.ledger.mark_concluded(self.obj)
         free_slot(self.svc, self.obj.key)  # the next waiting video starts now, not on the next sweep
@@ -196,12 +219,15 @@ class _Conclusion:
     # -- STALLED ----------------------------------------------------------------------------
 
     def _stalled(self) -> None:
-        rec = self.record
-        exc = PermanentError(
-            f"OpusClip stalled project {rec.project_id}; `opus-pipeline retry {self.obj.uri}` creates a new "
-            "project from the same upload while OpusClip still has it",
-            reason="project-stalled",
+        self._fail(
+            PermanentError(
+                f"OpusClip stalled project {self.record.project_id}; `opus-pipeline retry {self.obj.uri}` creates "
+                "a new project from the same upload while OpusClip still has it",
+                reason="project-stalled",
+            )
         )
+
+    def _fail(self, exc: PermanentError) -> None:
         self._publish(states.FAILED, 0, None, reason=exc.reason)
         record_failure(self.held, self.svc.status, exc, self.log, stage=self.stage, concluded_at=now_rfc3339())
 

@@ -32,6 +32,14 @@ from .preferences import Preferences
 CLAIM_ATTEMPTS = 5
 
 
+def written_by_us(blob: storage.Blob, raw: bytes) -> bool:
+    """Whether ``blob`` now holds exactly ``raw`` (``blob.generation`` is then the one to use)."""
+    try:
+        return blob.download_as_bytes() == raw
+    except gexc.NotFound:
+        return False
+
+
 class ConflictError(Exception):
     """Someone else wrote the record since it was read."""
 
@@ -163,11 +171,14 @@ class Ledger:
 
     def _upload(self, record: VideoRecord, if_generation_match: int) -> Stored:
         blob = self._bucket.blob(record_path(record.source))
+        raw = record.to_json()
         try:
-            blob.upload_from_string(
-                record.to_json(), content_type="application/json", if_generation_match=if_generation_match
-            )
+            blob.upload_from_string(raw, content_type="application/json", if_generation_match=if_generation_match)
         except gexc.PreconditionFailed:
+            # The client retries a conditional write whose answer was lost; its retry then fails
+            # the precondition its own first attempt moved on. Our bytes there mean it was ours.
+            if written_by_us(blob, raw):
+                return Stored(record, int(blob.generation))
             raise ConflictError(blob.name) from None
         return Stored(record, int(blob.generation))
 

@@ -89,6 +89,8 @@ def raise_for_status(response: requests.Response, action: str) -> None:
             f"OpusClip refused the API key on {action} (HTTP {status}) — check the secret OPUS_API_KEY",
             reason="api-key-refused",
         )
+    if status == 404:
+        raise OpusApiError(f"OpusClip does not know what {action} names (HTTP 404)", reason="not-found")
     if status == 402:
         raise OpusApiError(
             f"OpusClip has insufficient credits for {action} (HTTP 402) — add credits, then retry",

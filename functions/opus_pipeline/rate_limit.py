@@ -18,6 +18,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from .errors import TransientError
+from .ledger import written_by_us
 
 WINDOW_OBJECT = "admission/rate.json"
 WINDOW_SECONDS = 60.0
@@ -68,13 +69,14 @@ class RateLimiter:
             now = self._wall()
             wait = wait_seconds(grants, self.per_minute, now)
             if wait <= 0:
-                recent = [t for t in grants if t > now - WINDOW_SECONDS - MARGIN_SECONDS] + [now]
+                recent = json.dumps([t for t in grants if t > now - WINDOW_SECONDS - MARGIN_SECONDS] + [now]).encode()
+                blob = self._bucket.blob(self._blob_name)
                 try:
-                    self._bucket.blob(self._blob_name).upload_from_string(
-                        json.dumps(recent).encode(), content_type="application/json", if_generation_match=generation
-                    )
+                    blob.upload_from_string(recent, content_type="application/json", if_generation_match=generation)
                     return
                 except gexc.PreconditionFailed:
+                    if written_by_us(blob, recent):  # a retried write of ours (see ledger.py)
+                        return
                     self.conflicts += 1
                     continue
             if now + wait > give_up:

@@ -15,7 +15,6 @@ from google.cloud import storage
 
 from . import states
 from .errors import PermanentError
-from .events import StorageObject
 from .ledger import Ledger, Stored
 from .messages import ClipRequest
 from .preferences import parse_metadata
@@ -59,7 +58,7 @@ def retry_video(
         raise NothingToRetryError(f"gs://{bucket}/{name} is {rec.state}{busy}: there is nothing to retry")
     if action is states.RetryAction.REPUBLISH:
         return _republish(ledger, stored, publish)
-    return _reingest(storage_client, rec.source)
+    return _reingest(storage_client, ledger, stored)
 
 
 def _republish(ledger: Ledger, stored: Stored, publish: Callable[[ClipRequest], None]) -> Retried:
@@ -73,7 +72,8 @@ def _republish(ledger: Ledger, stored: Stored, publish: Callable[[ClipRequest], 
     )
 
 
-def _reingest(storage_client: storage.Client, source: StorageObject) -> Retried:
+def _reingest(storage_client: storage.Client, ledger: Ledger, stored: Stored) -> Retried:
+    source = stored.record.source
     bucket = storage_client.bucket(source.bucket)
     blob = bucket.get_blob(source.name)
     if blob is None:
@@ -82,5 +82,13 @@ def _reingest(storage_client: storage.Client, source: StorageObject) -> Retried:
         parse_metadata(blob.metadata)
     except PermanentError as exc:
         raise NothingToRetryError(f"fix the object's metadata first: {exc}") from None
+    if stored.record.state != states.FAILED:
+        # The old event may still be redelivered; ending its record first keeps it from
+        # streaming the same bytes beside the new generation's upload.
+        ended = ledger.update(
+            stored, state=states.FAILED, reason="re-driven", error="re-driven by opus-pipeline retry", lease_owner=None
+        )
+        if ended is None:
+            raise NothingToRetryError("the video's record changed meanwhile; look at `status` and try again")
     copy = bucket.copy_blob(blob, bucket, source.name)  # a new generation: a new finalize event
     return Retried(states.RetryAction.REINGEST, f"delivered {source.uri} again as generation {copy.generation}")

@@ -9,7 +9,7 @@ uploading ─► uploaded | failed | superseded
 uploaded ─► queued | creating
 queued ─► creating
 creating ─► project-created | failed | queued | waiting
-waiting ─► creating
+waiting ─► creating | queued
 project-created ─► concluding
 concluding ─► clips-ready | failed | project-created
 failed ─► queued
@@ -42,7 +42,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     UPLOADED: (QUEUED, CREATING),  # the clip request can be consumed before ``queued`` is written
     QUEUED: (CREATING,),
     CREATING: (PROJECT_CREATED, FAILED, QUEUED, WAITING),  # queued again: the call failed transiently
-    WAITING: (CREATING,),  # no free project slot: admitted when one frees
+    WAITING: (CREATING, QUEUED),  # admitted when a slot frees; queued again by ``opus-pipeline retry``
     PROJECT_CREATED: (CONCLUDING,),  # OpusClip says the project ended (COMPLETE or STALLED)
     CONCLUDING: (CLIPS_READY, FAILED, PROJECT_CREATED),  # back: collecting the clips failed transiently
     FAILED: (QUEUED,),  # ``opus-pipeline retry`` when the bytes are at OpusClip
@@ -159,11 +159,12 @@ class RetryAction(Enum):
 
 def retry_action(state: str, upload_complete: bool, lease_live: bool) -> RetryAction:
     """Failed videos (a stalled project too: a new one is made from the same upload), and videos
-    stuck after the platform gave up redelivering (a clip request dead-lettered in ``queued``, an
-    upload abandoned in ``uploading``), can be re-driven. Asking for a project twice is safe:
-    creation claims the record first."""
-    if lease_live or state in (WAITING, PROJECT_CREATED, CREATING, CONCLUDING, CLIPS_READY, SUPERSEDED):
+    stuck after the platform gave up redelivering (a clip request dead-lettered in ``queued``, or
+    in ``creating`` once its holder's lease lapsed; an upload abandoned in ``uploading``; a
+    ``waiting`` video whose admission was lost), can be re-driven. Asking for a project twice is
+    safe: creation claims the record first."""
+    if lease_live or state in (PROJECT_CREATED, CONCLUDING, CLIPS_READY, SUPERSEDED):
         return RetryAction.NONE
-    if state in (UPLOADED, QUEUED) or (state == FAILED and upload_complete):
+    if state in (UPLOADED, QUEUED, WAITING, CREATING) or (state == FAILED and upload_complete):
         return RetryAction.REPUBLISH
     return RetryAction.REINGEST

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 
-from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from . import logs
@@ -73,7 +72,7 @@ class StatusMirror:
         blob.metadata = metadata
         try:
             blob.patch(if_generation_match=source.generation)
-        except gexc.GoogleAPICallError as exc:
+        except Exception as exc:  # best effort whatever went wrong (API errors, retries given up, auth)
             logs.warning(
                 f"could not show status {status!r} on the object ({type(exc).__name__}); "
                 "the state record is unaffected",

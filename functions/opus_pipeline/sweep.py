@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from . import logs, states
 from .admit import admit
 from .conclusion import OPEN_STATES, check_project
-from .errors import TransientError
+from .errors import PipelineError, TransientError
 from .runtime import Services
 
 ENDED = frozenset({states.CLIPS_READY, states.FAILED, states.SUPERSEDED})
@@ -35,6 +35,7 @@ class SweepReport:
 
 def sweep(services: Services) -> SweepReport:
     report = SweepReport()
+    report.reclaimed = reclaim_slots(services, report)  # first: a long sweep must not starve the queue
     ledger = services.ledger
     for obj in ledger.open_projects():
         report.open += 1
@@ -53,10 +54,11 @@ def sweep(services: Services) -> SweepReport:
         try:
             if check_project(stored, services, "sweep") in ENDED:
                 report.concluded += 1
-        except TransientError as exc:
+        except PipelineError as exc:  # one project's trouble must not stop the sweep for the others
             report.errors += 1
-            logs.warning(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
-    report.reclaimed = reclaim_slots(services, report)
+            ledger.update(stored, checks=rec.checks + 1, next_check=now + states.next_check_seconds(rec.checks + 1))
+            log = logs.warning if isinstance(exc, TransientError) else logs.error
+            log(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
     logs.info(
         f"sweep: {report.open} running projects, {report.checked} looked at, {report.concluded} concluded",
         event="sweep",
@@ -81,19 +83,19 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
     """Free the slots nobody holds any more, then admit whoever may go (a lost admission too)."""
     table, _ = services.admission.read()
     now = services.wall()
-    stale = []
-    for key in table.in_flight:
+    slots, waiting = {}, {}
+    for key, since in table.in_flight.items():
         stored = services.ledger.read_key(key)
         rec = stored.record if stored else None
         if rec is None or rec.state not in HOLDING_STATES or (rec.state == states.CREATING and not rec.lease_live(now)):
-            stale.append(key)
+            slots[key] = since
     for entry in table.waiting:
         stored = services.ledger.read_key(entry["key"])
         if stored is None or stored.record.state not in QUEUE_STATES:
-            stale.append(entry["key"])
-    for key in stale:
-        services.admission.change(lambda t, key=key: t.drop(key))
+            waiting[entry["key"]] = entry["since"]
+    if slots or waiting:
+        services.admission.change(lambda t: t.forget(slots, waiting))
     admit(services, services.admission.change(lambda t: t.admit_due(services.admission.cap, now)))
     table, _ = services.admission.read()
     report.slots_in_use, report.waiting = len(table.in_flight), len(table.waiting)
-    return len(stale)
+    return len(slots)
