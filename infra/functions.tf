@@ -28,12 +28,15 @@ locals {
       }
     }
     create_project = {
-      name            = local.create_service
-      description     = "Creates the OpusClip clip project for each clip request pushed from Pub/Sub, once."
-      entry_point     = "create_clip_project"
-      memory          = "256Mi"
-      cpu             = null
-      timeout_seconds = 120
+      name        = local.create_service
+      description = "Creates the OpusClip clip project for each clip request pushed from Pub/Sub, once."
+      entry_point = "create_clip_project"
+      memory      = "256Mi"
+      cpu         = null
+      # Worst case: a minute's wait for the request budget, then the call itself (up to 70 s), and a
+      # short 429 retry: the lease is renewed while the instance lives, and a timeout must not cut
+      # a call OpusClip may already have accepted (a redelivery would create a second project).
+      timeout_seconds = 300
       max_instances   = var.create_max_instances
       service_account = google_service_account.create_project.email
       ingress         = "ALLOW_INTERNAL_ONLY" # Pub/Sub push in the same project counts as internal

@@ -118,6 +118,15 @@ resource "google_storage_bucket_iam_member" "writes_output" {
   member = "serviceAccount:${each.value.service_account}"
 }
 
+# Freeing a project slot admits the oldest waiting video by publishing its clip request again.
+resource "google_pubsub_topic_iam_member" "admits_waiting" {
+  for_each = { for key, f in local.functions : key => f if f.concludes || key == "create_project" }
+
+  topic  = google_pubsub_topic.clip_requests.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${each.value.service_account}"
+}
+
 resource "google_pubsub_topic_iam_member" "publishes_results" {
   for_each = { for key, f in local.functions : key => f if f.concludes }
 

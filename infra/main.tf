@@ -53,6 +53,8 @@ locals {
     COPY_CLIPS                     = tostring(var.copy_clips)
     OPUS_CLIP_URL_HOSTS            = join(",", var.opus_clip_url_hosts)
     SWEEP_MAX_CALLS                = tostring(var.sweep_max_calls)
+    OPUS_MAX_PARALLEL_PROJECTS     = tostring(var.max_parallel_projects)
+    OPUS_RATE_PER_MINUTE           = tostring(var.rate_per_minute)
     OPUS_DEFAULT_GENRE             = var.default_preferences.genre
     OPUS_DEFAULT_TOPIC_KEYWORDS    = var.default_preferences.topic_keywords
     OPUS_DEFAULT_CLIP_DURATIONS    = var.default_preferences.clip_durations

@@ -136,6 +136,70 @@ resource "google_logging_metric" "clip_bytes_copied" {
   }
 }
 
+# Bursts: how many project slots are taken and how many videos wait for one, as each sweep sees
+# them (every sweep_schedule), and how often videos had to wait and were admitted.
+resource "google_logging_metric" "slots_in_use" {
+  name            = "${local.prefix}_slots_in_use"
+  description     = "Project slots in use (projects created and not concluded), as each sweep sees them."
+  filter          = "${local.function_logs} AND jsonPayload.event=\"sweep\""
+  value_extractor = "EXTRACT(jsonPayload.slots_in_use)"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "1"
+  }
+
+  bucket_options {
+    linear_buckets {
+      num_finite_buckets = 51
+      width              = 1
+      offset             = 0
+    }
+  }
+}
+
+resource "google_logging_metric" "videos_waiting" {
+  name            = "${local.prefix}_videos_waiting"
+  description     = "Videos waiting for a project slot, as each sweep sees them."
+  filter          = "${local.function_logs} AND jsonPayload.event=\"sweep\""
+  value_extractor = "EXTRACT(jsonPayload.waiting)"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "1"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 12
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+}
+
+resource "google_logging_metric" "admissions" {
+  name        = "${local.prefix}_admissions"
+  description = "Clip requests that found no free project slot (waiting) and videos admitted when one freed."
+  filter      = "${local.function_logs} AND (jsonPayload.event=\"video_waiting\" OR jsonPayload.event=\"video_admitted\")"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key        = "event"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    event = "EXTRACT(jsonPayload.event)"
+  }
+}
+
 # Also counted in video_failures (reason project-stalled); a metric of its own for its own alert,
 # whose remedy differs: the upload is still at OpusClip, a retry only asks for a new project.
 resource "google_logging_metric" "projects_stalled" {
@@ -169,6 +233,9 @@ resource "google_monitoring_dashboard" "pipeline" {
           { title = "Projects with clips ready", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.clips_ready.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           { title = "Time from upload to clips ready", plot = "HEATMAP", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.upload_to_clips_ready.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = [] },
           { title = "Sizes of the clips copied", plot = "HEATMAP", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.clip_bytes_copied.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = [] },
+          { title = "Project slots in use (per sweep)", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.slots_in_use.name}\"", aligner = "ALIGN_PERCENTILE_99", reducer = "REDUCE_MAX", group = [] },
+          { title = "Videos waiting for a project slot (per sweep)", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.videos_waiting.name}\"", aligner = "ALIGN_PERCENTILE_99", reducer = "REDUCE_MAX", group = [] },
+          { title = "Videos that waited, and admitted", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.admissions.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = ["metric.label.event"] },
           { title = "Stalled projects", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.projects_stalled.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           ] : merge(index % 2 == 0 ? {} : { xPos = 6 }, index < 2 ? {} : { yPos = floor(index / 2) * 4 }, {
             width                                = 6
@@ -354,4 +421,15 @@ resource "google_monitoring_alert_policy" "ingest_backlog" {
     mime_type = "text/markdown"
     content   = "Ingest has not acknowledged an upload event for ${var.ingest_backlog_alert_hours} h; Eventarc drops it 24 h after the upload. Fix the cause (the ingest function's WARNING and ERROR lines say which), then `opus-pipeline status gs://${google_storage_bucket.this["source"].name}` and `opus-pipeline retry gs://${google_storage_bucket.this["source"].name}/NAME` for each video left `uploading` or `failed`."
   }
+}
+
+# Cloud Run logs every request with its URL, and OpusClip's webhook calls carry the receiver's
+# token in theirs: those request logs stay out of Cloud Logging. The receiver's own log lines never
+# contain the token, and its request counts and latencies still come from Cloud Run's metrics.
+resource "google_logging_project_exclusion" "webhook_request_urls" {
+  name        = "${local.prefix}-webhook-request-urls"
+  description = "Request logs of the webhook receiver: their URLs carry its secret token."
+  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.webhook_service}\" AND log_id(\"run.googleapis.com/requests\")"
+
+  depends_on = [google_project_service.this]
 }

@@ -154,7 +154,7 @@ variable "sweep_max_calls" {
 
 variable "ingest_max_instances" {
   type        = number
-  description = "Most videos streamed at once (one per instance)."
+  description = "Most videos streamed at once (one per instance, two chunks of memory each). Each upload spends one OpusClip request (its upload link) of rate_per_minute; projects start no sooner for more of them, since max_parallel_projects paces a burst."
   default     = 10
 }
 
@@ -166,12 +166,34 @@ variable "ingest_memory" {
 
 variable "create_max_instances" {
   type        = number
-  description = "Most concurrent create-project calls; OpusClip allows 30 requests per minute per key."
+  description = "Most concurrent create-project calls. OpusClip's limits are kept by the shared slot table and request budget (max_parallel_projects, rate_per_minute), not by this; a few instances let a burst's admissions overlap."
   default     = 2
 
   validation {
-    condition     = var.create_max_instances >= 1 && var.create_max_instances <= 5
-    error_message = "create_max_instances must be 1-5 to stay within OpusClip's rate limit."
+    condition     = var.create_max_instances >= 1 && var.create_max_instances <= 10
+    error_message = "create_max_instances must be 1-10."
+  }
+}
+
+variable "max_parallel_projects" {
+  type        = number
+  description = "Projects in flight at once across all instances (OPUS_MAX_PARALLEL_PROJECTS): OpusClip allows 4 on Pro and Max, 50 on Business."
+  default     = 4
+
+  validation {
+    condition     = var.max_parallel_projects >= 1
+    error_message = "max_parallel_projects must be at least 1."
+  }
+}
+
+variable "rate_per_minute" {
+  type        = number
+  description = "OpusClip calls per minute of all functions together (OPUS_RATE_PER_MINUTE); OpusClip allows 30 per API key. Lower it if other tools share the key."
+  default     = 30
+
+  validation {
+    condition     = var.rate_per_minute >= 1
+    error_message = "rate_per_minute must be at least 1."
   }
 }
 

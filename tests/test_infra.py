@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -611,3 +612,35 @@ def test_the_dashboard_writes_no_zero_position_and_no_empty_grouping() -> None:
     assert "index % 2 == 0 ? {} : {xPos = 6}" in dashboard
     assert "index < 2 ? {} : {yPos = floor(index / 2) * 4}" in dashboard
     assert "length(tile.group) == 0 ? {} : {groupByFields = tile.group}" in dashboard
+
+
+def test_the_caps_are_set_on_every_function_and_waiting_videos_can_be_admitted_by_whoever_frees_a_slot() -> None:
+    environment = infra()["locals"]["function_environment"]
+    assert environment["OPUS_MAX_PARALLEL_PROJECTS"] == "${tostring(var.max_parallel_projects)}"
+    assert environment["OPUS_RATE_PER_MINUTE"] == "${tostring(var.rate_per_minute)}"
+    variables = infra()["variable"]
+    assert variables["max_parallel_projects"]["default"] == 4 and variables["rate_per_minute"]["default"] == 30
+    admits = resources("google_pubsub_topic_iam_member")["admits_waiting"]
+    assert admits["topic"] == "${google_pubsub_topic.clip_requests.id}" and admits["role"] == "roles/pubsub.publisher"
+    assert "f.concludes" in admits["for_each"] and "create_project" in admits["for_each"]
+
+
+def test_the_dashboard_shows_slots_in_use_and_waiting_videos() -> None:
+    metrics = resources("google_logging_metric")
+    assert metrics["slots_in_use"]["value_extractor"] == "EXTRACT(jsonPayload.slots_in_use)"
+    assert metrics["videos_waiting"]["value_extractor"] == "EXTRACT(jsonPayload.waiting)"
+    dashboard = json.dumps(resources("google_monitoring_dashboard"))
+    for name in ("slots_in_use", "videos_waiting", "admissions"):
+        assert f"google_logging_metric.{name}.name" in dashboard
+
+
+def test_the_webhook_receivers_request_logs_with_the_token_in_their_urls_are_excluded() -> None:
+    exclusion = resources("google_logging_project_exclusion")["webhook_request_urls"]
+    assert (
+        "local.webhook_service" in exclusion["filter"]
+        and 'log_id(\\"run.googleapis.com/requests\\")' in exclusion["filter"]
+    )
+
+
+def test_create_project_outlives_its_worst_case_call() -> None:
+    assert FUNCTIONS["create_project"]["timeout_seconds"] >= 300
