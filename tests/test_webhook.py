@@ -55,7 +55,8 @@ def quick_projects(standin) -> None:
 def test_opusclip_calling_the_webhook_brings_the_clips_back(stack: Stack, standin, receiver) -> None:
     resource, project_id = created(stack, receiver)
 
-    wait_for(lambda: record(stack, resource).state == states.CLIPS_READY, timeout=30)
+    # the stand-in notes a delivery when the receiver has answered, after the conclusion it made
+    wait_for(lambda: record(stack, resource).state == states.CLIPS_READY and standin.webhooks(), timeout=30)
 
     [delivery] = standin.webhooks()
     assert delivery["status"] == 200 and delivery["projectId"] == project_id
