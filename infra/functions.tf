@@ -14,6 +14,10 @@ locals {
       memory          = var.ingest_memory
       cpu             = "1"
       timeout_seconds = 540
+      # How many videos stream at once (one per instance). Bounded, not for memory (each instance
+      # has its own two chunks) but because each new stream spends one of OpusClip's requests a
+      # minute on its upload link, and projects start no sooner for more of them: the slot table
+      # (max_parallel_projects) paces a burst, not the upload speed.
       max_instances   = var.ingest_max_instances
       service_account = google_service_account.ingest.email
       ingress         = "ALLOW_INTERNAL_ONLY" # Eventarc in the same project counts as internal
@@ -37,6 +41,9 @@ locals {
       # short 429 retry: the lease is renewed while the instance lives, and a timeout must not cut
       # a call OpusClip may already have accepted (a redelivery would create a second project).
       timeout_seconds = 300
+      # OpusClip's caps are kept by the shared slot table and request budget in STATE_BUCKET, not by
+      # this; a few instances only let a burst's admissions overlap. Kept small: each one that wins a
+      # slot may wait up to a minute for the budget, and more would only wait side by side.
       max_instances   = var.create_max_instances
       service_account = google_service_account.create_project.email
       ingress         = "ALLOW_INTERNAL_ONLY" # Pub/Sub push in the same project counts as internal
@@ -52,7 +59,8 @@ locals {
       memory          = "512Mi"
       cpu             = null
       timeout_seconds = 540
-      # Each call costs a request of OpusClip's 30 a minute, shared with create-project.
+      # The shared request budget keeps every call within OpusClip's limit; a few instances suffice
+      # for the few projects that conclude at once (at most max_parallel_projects run).
       max_instances   = 3
       service_account = google_service_account.webhook.email
       # The one public function: OpusClip calls it from the internet. The URL's secret token (and

@@ -137,7 +137,9 @@ resource "google_logging_metric" "clip_bytes_copied" {
 }
 
 # Bursts: how many project slots are taken and how many videos wait for one, as each sweep sees
-# them (every sweep_schedule), and how often videos had to wait and were admitted.
+# them (every sweep_schedule), and how often videos had to wait and were admitted. The dashboard
+# charts the two counts as the mean of each period's distribution, which is exact (one sweep per
+# period: its own count); a percentile would be interpolated inside a bucket (4 would read 4.99).
 resource "google_logging_metric" "slots_in_use" {
   name            = "${local.prefix}_slots_in_use"
   description     = "Project slots in use (projects created and not concluded), as each sweep sees them."
@@ -200,6 +202,36 @@ resource "google_logging_metric" "admissions" {
   }
 }
 
+# The request budget: a call that got no grant of the shared window within a minute (the delivery
+# is retried, the sweep looks again later). Now and then during a burst is the budget working; all
+# the time means demand above rate_per_minute: fewer ingest instances, or a longer sweep_schedule.
+resource "google_logging_metric" "rate_budget_spent" {
+  name        = "${local.prefix}_rate_budget_spent"
+  description = "OpusClip calls postponed because the shared request budget was spent."
+  filter      = "${local.function_logs} AND severity=WARNING AND jsonPayload.reason=\"rate-budget\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
+# OpusClip's own 429s, which the budget and the slot table should prevent: one means another tool
+# uses the same key. A 429 for the in-flight cap is logged as event rate_limited (the video waits
+# again at the head of the queue); one for the rate, as a retry or warning with reason rate-limited.
+resource "google_logging_metric" "opus_rate_limited" {
+  name        = "${local.prefix}_opus_rate_limited"
+  description = "OpusClip answers 429 (its rate limit or its in-flight cap)."
+  filter      = "${local.function_logs} AND severity=WARNING AND (jsonPayload.event=\"rate_limited\" OR jsonPayload.reason=\"rate-limited\")"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
 # Also counted in video_failures (reason project-stalled); a metric of its own for its own alert,
 # whose remedy differs: the upload is still at OpusClip, a retry only asks for a new project.
 resource "google_logging_metric" "projects_stalled" {
@@ -233,9 +265,11 @@ resource "google_monitoring_dashboard" "pipeline" {
           { title = "Projects with clips ready", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.clips_ready.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           { title = "Time from upload to clips ready", plot = "HEATMAP", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.upload_to_clips_ready.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = [] },
           { title = "Sizes of the clips copied", plot = "HEATMAP", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.clip_bytes_copied.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = [] },
-          { title = "Project slots in use (per sweep)", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.slots_in_use.name}\"", aligner = "ALIGN_PERCENTILE_99", reducer = "REDUCE_MAX", group = [] },
-          { title = "Videos waiting for a project slot (per sweep)", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.videos_waiting.name}\"", aligner = "ALIGN_PERCENTILE_99", reducer = "REDUCE_MAX", group = [] },
+          { title = "Project slots in use, of ${var.max_parallel_projects} (per sweep)", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.slots_in_use.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_MEAN", group = [] },
+          { title = "Videos waiting for a project slot (per sweep)", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.videos_waiting.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_MEAN", group = [] },
           { title = "Videos that waited, and admitted", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.admissions.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = ["metric.label.event"] },
+          { title = "OpusClip calls postponed: request budget spent", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.rate_budget_spent.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
+          { title = "OpusClip 429 answers (another tool shares the key)", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.opus_rate_limited.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           { title = "Stalled projects", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.projects_stalled.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           ] : merge(index % 2 == 0 ? {} : { xPos = 6 }, index < 2 ? {} : { yPos = floor(index / 2) * 4 }, {
             width                                = 6

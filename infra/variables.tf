@@ -156,6 +156,11 @@ variable "ingest_max_instances" {
   type        = number
   description = "Most videos streamed at once (one per instance, two chunks of memory each). Each upload spends one OpusClip request (its upload link) of rate_per_minute; projects start no sooner for more of them, since max_parallel_projects paces a burst."
   default     = 10
+
+  validation {
+    condition     = var.ingest_max_instances >= 1 && var.ingest_max_instances <= 20 && floor(var.ingest_max_instances) == var.ingest_max_instances
+    error_message = "ingest_max_instances must be a whole number from 1 to 20: a burst's upload links must leave project creation and the sweeper a third of OpusClip's 30 requests a minute."
+  }
 }
 
 variable "ingest_memory" {
@@ -181,8 +186,8 @@ variable "max_parallel_projects" {
   default     = 4
 
   validation {
-    condition     = var.max_parallel_projects >= 1
-    error_message = "max_parallel_projects must be at least 1."
+    condition     = var.max_parallel_projects >= 1 && floor(var.max_parallel_projects) == var.max_parallel_projects
+    error_message = "max_parallel_projects must be a whole number, at least 1 (config.py reads it as one)."
   }
 }
 
@@ -192,8 +197,8 @@ variable "rate_per_minute" {
   default     = 30
 
   validation {
-    condition     = var.rate_per_minute >= 1
-    error_message = "rate_per_minute must be at least 1."
+    condition     = var.rate_per_minute >= 1 && floor(var.rate_per_minute) == var.rate_per_minute
+    error_message = "rate_per_minute must be a whole number, at least 1 (config.py reads it as one)."
   }
 }
 

@@ -517,16 +517,26 @@ def test_monitoring_has_metrics_a_dashboard_and_the_three_alerts() -> None:
         assert alert["notification_channels"] == "${var.notification_channels}"
 
 
+# A metric's filter on jsonPayload.event or .reason: one value or a parenthesised OR of them.
+FIELD_VALUES = re.compile(r'jsonPayload\.(event|reason)=(\([^)]*\)|\\"[^\\]*\\")')
+
+
+def filtered_values(log_filter: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {"event": set(), "reason": set()}
+    for field, values in FIELD_VALUES.findall(log_filter):
+        found[field].update(re.findall(r'\\"([^\\]+)\\"', values))
+    return found
+
+
 def test_log_metrics_match_the_events_the_code_logs() -> None:
     code = "\n".join(p.read_text() for p in (INFRA.parent / "functions").rglob("*.py"))
-    for metric in resources("google_logging_metric").values():
-        events, _, reasons = metric["filter"].split("jsonPayload.event=", 1)[1].partition("jsonPayload.reason=")
-        events = re.findall(r'"([a-z_]+)\\?"', events)
-        assert events
-        for event in events:
-            assert f'event="{event}"' in code, event
-        for reason in re.findall(r'"([a-z-]+)\\?"', reasons):
-            assert f'reason="{reason}"' in code, reason
+    for name, metric in resources("google_logging_metric").items():
+        found = filtered_values(metric["filter"])
+        assert found["event"] or found["reason"], name
+        for event in found["event"]:
+            assert f'event="{event}"' in code, (name, event)
+        for reason in found["reason"]:  # a keyword argument, or an error class's reason attribute
+            assert re.search(rf'reason ?= ?"{re.escape(reason)}"', code), (name, reason)
         if "value_extractor" in metric:  # a field the code logs with that event, as a keyword argument
             field = re.fullmatch(r"EXTRACT\(jsonPayload\.(\w+)\)", metric["value_extractor"])
             assert field and f"{field[1]}=" in code, metric["value_extractor"]
@@ -644,3 +654,101 @@ def test_the_webhook_receivers_request_logs_with_the_token_in_their_urls_are_exc
 
 def test_create_project_outlives_its_worst_case_call() -> None:
     assert FUNCTIONS["create_project"]["timeout_seconds"] >= 300
+
+
+TILE = re.compile(
+    r'\{title = "(?P<title>.*?)", plot = "(?P<plot>\w+)", filter = "(?P<filter>.*?)", '
+    r'aligner = "(?P<aligner>\w+)", reducer = "(?P<reducer>\w+)", group = \[(?P<group>.*?)\]\}'
+)
+
+
+def tiles() -> dict[str, dict[str, str]]:
+    """The dashboard's tiles by the logging metric they chart (platform metrics left out)."""
+    dashboard = resources("google_monitoring_dashboard")["pipeline"]["dashboard_json"]
+    found = {}
+    for tile in TILE.finditer(dashboard):
+        metric = re.search(r"google_logging_metric\.(\w+)\.name", tile["filter"])
+        if metric:
+            found[metric[1]] = tile.groupdict()
+    return found
+
+
+def test_every_log_metric_is_on_the_dashboard() -> None:
+    assert set(tiles()) == set(resources("google_logging_metric"))
+
+
+def test_slots_in_use_and_waiting_videos_chart_each_sweeps_exact_count() -> None:
+    """A distribution's mean is exact; a percentile is interpolated inside a bucket (4 slots: 4.99)."""
+    metrics = resources("google_logging_metric")
+    for name in ("slots_in_use", "videos_waiting"):
+        assert filtered_values(metrics[name]["filter"]) == {"event": {"sweep"}, "reason": set()}
+        assert one(metrics[name]["metric_descriptor"])["value_type"] == "DISTRIBUTION"
+        tile = tiles()[name]
+        assert (tile["aligner"], tile["reducer"]) == ("ALIGN_DELTA", "REDUCE_MEAN"), name
+    assert "${var.max_parallel_projects}" in tiles()["slots_in_use"]["title"]
+    assert filtered_values(metrics["admissions"]["filter"])["event"] == {"video_waiting", "video_admitted"}
+    assert tiles()["admissions"]["group"] == '"metric.label.event"'
+
+
+def test_the_request_budget_and_opusclips_429s_are_counted_from_warning_lines() -> None:
+    metrics = resources("google_logging_metric")
+    budget = metrics["rate_budget_spent"]["filter"]
+    assert "severity=WARNING" in budget
+    assert filtered_values(budget) == {"event": set(), "reason": {"rate-budget"}}
+    refused = metrics["opus_rate_limited"]["filter"]
+    assert "severity=WARNING" in refused
+    # The in-flight cap's 429 is logged as event rate_limited; the rate's as reason rate-limited.
+    assert filtered_values(refused) == {"event": {"rate_limited"}, "reason": {"rate-limited"}}
+    code = "\n".join(p.read_text() for p in (INFRA.parent / "functions").rglob("*.py"))
+    assert "ConcurrentCapError" in code and 'event="rate_limited"' in code
+    for name in ("rate_budget_spent", "opus_rate_limited"):
+        assert one(metrics[name]["metric_descriptor"])["value_type"] == "INT64"
+        assert (tiles()[name]["aligner"], tiles()[name]["reducer"]) == ("ALIGN_SUM", "REDUCE_SUM")
+
+
+def test_every_function_may_publish_clip_requests() -> None:
+    """Ingest publishes each upload's request; whoever frees a project slot (create-project when a
+    creation fails, the concluding functions, the sweeper's reclaim) republishes a waiting video's."""
+    topic = "${google_pubsub_topic.clip_requests.id}"
+    publishers = {
+        name: body
+        for _, name, body in bindings()
+        if body.get("topic") == topic and body["role"] == "roles/pubsub.publisher"
+    }
+    assert set(publishers) == {"ingest_publishes", "admits_waiting"}
+    assert publishers["ingest_publishes"]["member"] == "${google_service_account.ingest.member}"
+    admits = publishers["admits_waiting"]
+    assert (
+        admits["for_each"] == '${{for key, f in local.functions : key => f if f.concludes || key == "create_project"}}'
+    )
+    assert admits["member"] == "serviceAccount:${each.value.service_account}"
+    admitting = {key for key, f in FUNCTIONS.items() if f["concludes"] or key == "create_project"}
+    assert admitting | {"ingest"} == set(FUNCTIONS)
+
+
+def test_every_function_can_overwrite_the_admission_table_and_the_request_window() -> None:
+    """Both are replaced by generation-matched writes, which need create and delete on the object."""
+    code = "\n".join(p.read_text() for p in (INFRA.parent / "functions").rglob("*.py"))
+    assert 'TABLE_OBJECT = "admission/slots.json"' in code and 'WINDOW_OBJECT = "admission/rate.json"' in code
+    assert infra()["locals"]["function_environment"]["STATE_BUCKET"] == '${google_storage_bucket.this["state"].name}'
+    state = resources("google_storage_bucket_iam_member")["writes_state"]
+    assert state["for_each"] == "${local.functions}" and state["role"] == "roles/storage.objectUser"
+
+
+def _upper_bound(variable: str) -> int:
+    condition = one(infra()["variable"][variable]["validation"])["condition"]
+    return int(re.search(rf"var\.{variable} <= (\d+)", condition)[1])
+
+
+def test_the_instance_caps_are_bounded_variables() -> None:
+    variables = infra()["variable"]
+    # Each new stream spends one of OpusClip's requests a minute on its upload link.
+    assert FUNCTIONS["ingest"]["max_instances"] == "${var.ingest_max_instances}"
+    assert variables["ingest_max_instances"]["default"] <= _upper_bound("ingest_max_instances") <= 20
+    assert FUNCTIONS["create_project"]["max_instances"] == "${var.create_max_instances}"
+    assert variables["create_max_instances"]["default"] <= _upper_bound("create_max_instances") <= 10
+    for name in ("max_parallel_projects", "rate_per_minute"):
+        condition = one(variables[name]["validation"])["condition"]
+        assert f"var.{name} >= 1" in condition and f"floor(var.{name}) == var.{name}" in condition, name
+    assert variables["max_parallel_projects"]["default"] == config.Settings.max_parallel_projects
+    assert variables["rate_per_minute"]["default"] == config.Settings.rate_per_minute
