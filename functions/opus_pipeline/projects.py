@@ -92,7 +92,9 @@ class _CreateProject:
         except ConcurrentCapError as exc:
             not_before = self.svc.wall() + (exc.retry_after or CAP_RETRY_SECONDS)
             self.svc.admission.requeue(self.obj.key, self.svc.wall(), not_before)
-            self.log.warning(f"{exc}: another tool shares the key's slots; waiting again", event="rate_limited")
+            self.log.warning(
+                f"{exc}: another tool shares the key's slots; waiting again", event="rate_limited", reason=exc.reason
+            )
             return self._wait(1)
         except PermanentError as exc:
             free_slot(self.svc, self.obj.key)
@@ -160,7 +162,7 @@ class _CreateProject:
         except RateLimitedError as exc:
             if exc.retry_after is None or exc.retry_after > SHORT_RETRY_AFTER_SECONDS:
                 raise
-            self.log.warning(f"{exc}; retrying in {exc.retry_after:.0f}s", event="rate_limited")
+            self.log.warning(f"{exc}; retrying in {exc.retry_after:.0f}s", event="rate_limited", reason=exc.reason)
             self.svc.sleep(exc.retry_after)
             return self.svc.opus.create_clip_project(command, self.request.upload_id)
 
