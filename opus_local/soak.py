@@ -60,7 +60,7 @@ SOURCE_BUCKET = "soak-videos"  # not the stack's "videos": no relay delivers its
 LEASE_SECONDS = 3  # a killed invocation blocks the redelivery this long
 PROJECT_SECONDS = 0.3
 SCHEDULE_SECONDS = 120.0  # every wait of a schedule ends by then
-TICK_SECONDS = 0.3
+TICK_SECONDS = 0.1  # ticks overlap the sweeps they start, the webhook's conclusion and each other
 # The sweeper looks at a project first 60 s after its creation (``states.next_check_seconds``). Its
 # clock runs this far ahead so that a soak does not wait a minute per lost webhook; it stays below
 # what every 120 s lease has left after a renewal (renewed each 40 s), so the sweeper never sees a
@@ -201,7 +201,7 @@ def draw_plan(seed: int) -> Plan:
     plan.finalize_concurrent = plan.finalize_copies > 1 and rng.random() < 0.5
     plan.request_copies = rng.choice((1, 1, 2, 3))
     plan.request_concurrent = plan.request_copies > 1 and rng.random() < 0.5
-    plan.sweep_after = round(rng.uniform(0.0, 1.0), 2)
+    plan.sweep_after = round(rng.uniform(0.0, 0.3), 2)  # while the webhook's conclusion runs
     return plan
 
 
@@ -444,9 +444,10 @@ class Schedule:
         the function, at once or a little later, with the message's own id, as a redelivery has."""
         if self.plan.request_copies == 1:
             return
-        message = self.soak.tapped(resource["name"], self.deadline)
+        message = self.soak.tapped(resource["name"], self.deadline, self.stop_ticks)
         if message is None:
-            self.problems.append("the clip request was never published")
+            if not self.stop_ticks.is_set():  # else the video ended without one, which is reported
+                self.problems.append("the clip request was never published")
             return
         rng = random.Random(f"request-{self.plan.seed}")
         url = functools.partial(self.stack.url, "create_clip_project")
@@ -470,11 +471,19 @@ class Schedule:
             return
         url = self.stack.url("sweep_projects-ahead")
         subscription = self.stack.subscription("sweep-ticks-push")
-        while not self.stop_ticks.is_set() and time.monotonic() < self.deadline:
+
+        def tick() -> None:
             body = push_body(b"tick", {}, uuid.uuid4().hex, subscription)
             with contextlib.suppress(requests.RequestException):
                 requests.post(url, json=body, timeout=max(1.0, self.deadline - time.monotonic()))
+
+        ticks = []
+        while not self.stop_ticks.is_set() and time.monotonic() < self.deadline:
+            ticks.append(threading.Thread(target=tick, daemon=True))  # not waited for: sweeps overlap
+            ticks[-1].start()
             self.stop_ticks.wait(TICK_SECONDS)
+        for thread in ticks:
+            thread.join(timeout=max(0.0, self.deadline - time.monotonic()) + 1)
 
     def _crash(self, resource: dict[str, Any]) -> None:
         """SIGKILL the ingest process while the stand-in holds the planned chunk PUT, then restart it;
@@ -511,13 +520,14 @@ class Schedule:
     def _quiet_stats(self) -> dict[str, Any]:
         """The stand-in's stats once every webhook OpusClip sends for this project has been sent."""
         expected = next((f.get("copies", 2) for f in self.plan.faults if f["kind"] == "duplicate"), 1)
-        stats: dict[str, Any] = {}
+        stats: dict[str, Any] = self.stack.standin.stats()
 
         def sent() -> bool:
             stats.update(self.stack.standin.stats())
             return not stats["projects"] or len(stats["webhooks"]) >= expected
 
-        self._wait(sent, "the webhooks to be sent", poll=0.1)
+        if not sent():
+            self._wait(sent, "the webhooks to be sent", poll=0.1)
         return stats
 
     def _check(self, data: bytes, stats: dict[str, Any]) -> None:
@@ -593,10 +603,11 @@ class Soak:
             "metadata": {},
         }
 
-    def tapped(self, name: str, deadline: float) -> Any:
-        """The clip request published for ``name``, from the tap subscription."""
+    def tapped(self, name: str, deadline: float, settled: threading.Event) -> Any:
+        """The clip request published for ``name``, from the tap subscription; None once the
+        video has ``settled`` without one."""
         subscription = self.stack.subscription("clip-requests-tap")
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not settled.is_set():
             response = self.subscriber.pull(
                 subscription=subscription, max_messages=10, return_immediately=True, timeout=10
             )
