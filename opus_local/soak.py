@@ -297,6 +297,8 @@ class SoakStack(LocalStack):
 
 @dataclass
 class Outcome:
+    """What one schedule found: ``problems`` is empty when every promise held."""
+
     seed: int
     size: int
     ok: bool
