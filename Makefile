@@ -5,7 +5,7 @@ SCHEMAS ?= .provider-schemas
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install test lint infra-check provider-schemas deploy demo up down bench bench-burst bench-imports clean
+.PHONY: install test lint infra-check provider-schemas deploy demo up down bench bench-burst bench-imports soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,13 @@ bench-burst: install
 
 bench-imports: install
 	$(BIN)/python -m opus_local.bench --imports-only
+
+# The fault soak (README "Fault soak"): SCHEDULES seeded schedules from FIRST_SEED, then the table.
+# About 20 of them run in `make test` (tests/test_soak.py).
+SCHEDULES ?= 200
+FIRST_SEED ?= 1
+soak: install
+	$(BIN)/python -m opus_local.soak --schedules $(SCHEDULES) --first-seed $(FIRST_SEED)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(SCHEMAS) .pytest_cache .ruff_cache .demo infra/.build
