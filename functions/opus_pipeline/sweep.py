@@ -54,11 +54,13 @@ def sweep(services: Services) -> SweepReport:
         try:
             if check_project(stored, services, "sweep") in ENDED:
                 report.concluded += 1
+        except TransientError as exc:  # looked at again on the next tick
+            report.errors += 1
+            logs.warning(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
         except PipelineError as exc:  # one project's trouble must not stop the sweep for the others
             report.errors += 1
             ledger.update(stored, checks=rec.checks + 1, next_check=now + states.next_check_seconds(rec.checks + 1))
-            log = logs.warning if isinstance(exc, TransientError) else logs.error
-            log(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
+            logs.error(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
     logs.info(
         f"sweep: {report.open} running projects, {report.checked} looked at, {report.concluded} concluded",
         event="sweep",
