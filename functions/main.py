@@ -14,8 +14,8 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from opus_pipeline import logs, runtime
+from opus_pipeline.domain.events import pubsub_payload, storage_object
 from opus_pipeline.errors import ConfigError, PermanentError, TransientError
-from opus_pipeline.events import pubsub_payload, storage_object
 
 
 @functools.cache
@@ -35,7 +35,7 @@ if os.environ.get("K_SERVICE"):  # on Cloud Run: a bad configuration fails the r
 @functions_framework.cloud_event
 def on_video_uploaded(cloud_event: CloudEvent) -> None:
     """``google.cloud.storage.object.v1.finalized``: stream the new video into OpusClip."""
-    from opus_pipeline.ingest import handle_finalized  # here, so that the other entry point never imports it
+    from opus_pipeline.usecases.ingest import handle_finalized  # here, so that the other entry point never imports it
 
     svc = services()
     try:
@@ -53,8 +53,8 @@ def on_video_uploaded(cloud_event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def create_clip_project(cloud_event: CloudEvent) -> None:
     """``google.cloud.pubsub.topic.v1.messagePublished``: create the upload's clip project once."""
-    from opus_pipeline.messages import ClipRequest  # here, so that the other entry point never imports them
-    from opus_pipeline.projects import handle_clip_request
+    from opus_pipeline.domain.messages import ClipRequest  # here, so that the other entry point never imports them
+    from opus_pipeline.usecases.create_project import handle_clip_request
 
     svc = services()
     try:
@@ -78,8 +78,8 @@ def create_clip_project(cloud_event: CloudEvent) -> None:
 @functions_framework.http
 def on_project_concluded(request: flask.Request) -> tuple[str, int]:
     """OpusClip's webhook (the one public endpoint): a hint to look at one video's project."""
-    from opus_pipeline.conclusion import handle_webhook
-    from opus_pipeline.webhook import MAX_BODY_BYTES
+    from opus_pipeline.domain.webhook import MAX_BODY_BYTES
+    from opus_pipeline.usecases.conclude import handle_webhook
 
     svc = services()
     too_long = (request.content_length or 0) > MAX_BODY_BYTES
@@ -99,6 +99,6 @@ def sweep_projects(cloud_event: CloudEvent) -> None:
     """A Cloud Scheduler tick through Pub/Sub: look at running projects whose webhook got lost.
 
     A failed look is logged and left to the next tick; the tick itself is never redelivered."""
-    from opus_pipeline.sweep import sweep
+    from opus_pipeline.usecases.sweep import sweep
 
     sweep(services())

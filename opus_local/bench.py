@@ -50,11 +50,12 @@ XATTR = "user.metadata"  # where fake-gcs-server's filesystem backend keeps an o
 # when it publishes, after the whole upload, so neither pays for the other's libraries.
 ENTRY_POINT_IMPORTS = {
     "on_video_uploaded": (
-        "import main, opus_pipeline.ingest",
+        "import main, opus_pipeline.usecases.ingest",
         "import functions_framework, google.cloud.storage, requests",
     ),
     "create_clip_project": (
-        "import main, opus_pipeline.messages, opus_pipeline.projects, opus_pipeline.clip_command as c; "
+        "import main, opus_pipeline.domain.messages, opus_pipeline.usecases.create_project; "
+        "import opus_pipeline.domain.project_request as c; "
         "c.check_command({'videoUrl': 'u'})",
         "import functions_framework, google.cloud.storage, requests, jsonschema",
     ),
@@ -116,8 +117,8 @@ def curl_put(base_url: str, path: Path, size: int) -> tuple[float, float]:
 def read_object(resource: dict, chunk: int) -> float:
     from google.cloud import storage
 
-    from opus_pipeline.events import storage_object
-    from opus_pipeline.source import SourceObject
+    from opus_pipeline.domain.events import storage_object
+    from opus_pipeline.gcs.source import SourceObject
 
     obj = storage_object(resource)
     source, size = SourceObject(storage.Client(), obj, obj.generation), obj.size
@@ -129,7 +130,7 @@ def read_object(resource: dict, chunk: int) -> float:
 
 
 def send_bytes(base_url: str, size: int, chunk: int) -> float:
-    from opus_pipeline.resumable import ResumableSession
+    from opus_pipeline.opus.resumable import ResumableSession
 
     session = ResumableSession(requests.Session(), _new_session(base_url), size)
     view = memoryview(bytearray(os.urandom(chunk)))
@@ -167,8 +168,8 @@ INGEST_CHILD = measuring_child(
 import sys
 from google.cloud import pubsub_v1
 from opus_pipeline import runtime
-from opus_pipeline.events import storage_object
-from opus_pipeline.ingest import handle_finalized
+from opus_pipeline.domain.events import storage_object
+from opus_pipeline.usecases.ingest import handle_finalized
 svc = runtime.build()
 obj = storage_object(json.loads(sys.argv[1]))
 """,
@@ -182,7 +183,7 @@ COPY_CHILD = measuring_child(
 import sys
 import requests
 from google.cloud import storage
-from opus_pipeline.clip_copy import copy_clip
+from opus_pipeline.opus.clip_download import copy_clip
 url, host, bucket, name = sys.argv[1:]
 blob = storage.Client().bucket(bucket).blob(name)
 blob.bucket.reload()
@@ -382,7 +383,7 @@ def main() -> None:
                 f"peak RSS growth {m['growth_mib']:6.1f} MiB = {m['growth_mib'] / args.chunk:3.1f} chunks (goal ≤ 2.5)",
                 flush=True,
             )
-        from opus_pipeline.clip_copy import COPY_CHUNK
+        from opus_pipeline.opus.clip_download import COPY_CHUNK
 
         for size_mib in args.clip_size:
             m = measure_copy(base_url, "bench-clips", size_mib * MIB, args.copy_repeat)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from google.cloud import pubsub_v1, storage
 
-from opus_pipeline import states
-from opus_pipeline.ledger import Ledger
+from opus_pipeline.domain import states
+from opus_pipeline.gcs.ledger import Ledger
 
 from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
 
@@ -115,7 +115,7 @@ def contention(instances: int = 8, seconds: float = 5.0) -> dict[str, float]:
     threads take request grants (a budget that never throttles) for ``seconds``; grants per second
     and compare-and-swap conflicts per grant, on the emulator (Cloud Storage itself allows about one
     write per second to one object, which is what the budget's rate must stay under)."""
-    from opus_pipeline.rate_limit import RateLimiter
+    from opus_pipeline.gcs.rate_budget import RateLimiter
 
     limiters = [RateLimiter(storage.Client(), STATE_BUCKET, per_minute=10**9) for _ in range(instances)]
     stop = time.monotonic() + seconds

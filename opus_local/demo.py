@@ -20,10 +20,11 @@ from pathlib import Path
 
 from google.cloud import storage
 
-from opus_pipeline import cli, states
-from opus_pipeline.events import StorageObject
-from opus_pipeline.ledger import Ledger
-from opus_pipeline.manifest import manifest_name
+from opus_pipeline import cli
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.manifest import manifest_name
+from opus_pipeline.gcs.ledger import Ledger
 
 from .stack import OUTPUT_BUCKET, SOURCE_BUCKET, STATE_BUCKET, LocalStack
 

@@ -503,7 +503,7 @@ class Schedule:
 
     def _settle(self, resource: dict[str, Any]) -> str | None:
         """The video's end state, after every helper is done with it."""
-        from opus_pipeline.events import storage_object
+        from opus_pipeline.domain.events import storage_object
 
         obj = storage_object(resource)
         final: list[str] = []
@@ -576,7 +576,7 @@ class Soak:
     def __init__(self, stack: SoakStack) -> None:
         from google.cloud import pubsub_v1, storage
 
-        from opus_pipeline.ledger import Ledger
+        from opus_pipeline.gcs.ledger import Ledger
 
         self.stack = stack
         self.storage = storage.Client()

@@ -7,12 +7,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from opus_pipeline import runtime, states
-from opus_pipeline.events import storage_object
-from opus_pipeline.ingest import handle_finalized
-from opus_pipeline.ledger import Ledger, VideoRecord
-from opus_pipeline.messages import ClipRequest
-from opus_pipeline.projects import handle_clip_request
+from opus_pipeline import runtime
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import storage_object
+from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.gcs.ledger import Ledger, VideoRecord
+from opus_pipeline.usecases.create_project import handle_clip_request
+from opus_pipeline.usecases.ingest import handle_finalized
 
 from conftest import CHUNK, Stack
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from opus_local.burst import run_burst
-from opus_pipeline import states
-from opus_pipeline.admission import ADMIT_GRACE_SECONDS, Admission, SlotTable
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.errors import TransientError
-from opus_pipeline.events import StorageObject
-from opus_pipeline.ledger import ConflictError, Ledger, VideoRecord
-from opus_pipeline.messages import ClipRequest
-from opus_pipeline.rate_limit import MARGIN_SECONDS, WINDOW_SECONDS, BudgetSpentError, RateLimiter, wait_seconds
-from opus_pipeline.sweep import sweep
+from opus_pipeline.gcs.admission import ADMIT_GRACE_SECONDS, Admission, SlotTable
+from opus_pipeline.gcs.ledger import ConflictError, Ledger, VideoRecord
+from opus_pipeline.gcs.rate_budget import MARGIN_SECONDS, WINDOW_SECONDS, BudgetSpentError, RateLimiter, wait_seconds
+from opus_pipeline.usecases.sweep import sweep
 
 from conftest import Stack
 from support import create, ingest, live_metadata, record, services, uploaded, wait_for

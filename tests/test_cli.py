@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from opus_pipeline import cli, states
+from opus_pipeline import cli
+from opus_pipeline.domain import states
+from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.errors import TransientError
-from opus_pipeline.messages import ClipRequest
-from opus_pipeline.projects import handle_clip_request
+from opus_pipeline.usecases.create_project import handle_clip_request
 
 from conftest import Stack, md5_b64
 from support import CAP_BODY, ingest, record, services, uploaded

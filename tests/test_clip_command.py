@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from opus_local.clip_schema import problems as standin_problems
-from opus_pipeline.clip_command import InvalidCommandError, build_command, check_command
-from opus_pipeline.preferences import parse_metadata
+from opus_pipeline.domain.preferences import parse_metadata
+from opus_pipeline.domain.project_request import InvalidCommandError, build_command, check_command
 
 
 def test_minimal_body_is_only_the_upload_id() -> None:

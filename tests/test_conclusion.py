@@ -9,15 +9,15 @@ import time
 
 import pytest
 
-from opus_pipeline import states
-from opus_pipeline.admission import Admission
-from opus_pipeline.conclusion import check_project
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import storage_object
+from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.errors import TransientError
-from opus_pipeline.events import storage_object
-from opus_pipeline.ledger import Ledger
-from opus_pipeline.messages import ClipRequest
-from opus_pipeline.retry import retry_video
-from opus_pipeline.sweep import sweep
+from opus_pipeline.gcs.admission import Admission
+from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.usecases.conclude import check_project
+from opus_pipeline.usecases.redrive import retry_video
+from opus_pipeline.usecases.sweep import sweep
 
 from conftest import Stack, deliver_concurrently
 from support import create, ingest, live_metadata, record, services, uploaded, wait_for

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from opus_pipeline import states
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import storage_object
 from opus_pipeline.errors import InProgressError, TransientError
-from opus_pipeline.events import storage_object
-from opus_pipeline.ingest import handle_finalized
+from opus_pipeline.usecases.ingest import handle_finalized
 
 from conftest import CHUNK, Stack, deliver_concurrently, md5_hex
 from support import ingest, live_metadata, only_upload, record, services

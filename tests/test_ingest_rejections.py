@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from opus_pipeline import states
+from opus_pipeline.domain import states
 
 from conftest import API_KEY, CHUNK, Stack
 from support import ingest, live_metadata, record, wait_for

@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from opus_pipeline import states
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import storage_object
 from opus_pipeline.errors import InProgressError
-from opus_pipeline.events import storage_object
-from opus_pipeline.ingest import handle_finalized
+from opus_pipeline.usecases.ingest import handle_finalized
 
 from conftest import API_KEY, CHUNK, Stack, md5_hex
 from support import ingest, only_upload, record, services, wait_for

@@ -8,8 +8,7 @@ import pytest
 
 from opus_local.clip_schema import problems as standin_problems
 from opus_pipeline import cli, config
-from opus_pipeline.clip_command import build_command, check_command
-from opus_pipeline.preferences import (
+from opus_pipeline.domain.preferences import (
     PREFERENCES,
     STATUS_KEYS,
     Preference,
@@ -17,6 +16,7 @@ from opus_pipeline.preferences import (
     parse_metadata,
     to_metadata,
 )
+from opus_pipeline.domain.project_request import build_command, check_command
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 REQUIRED = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opus_pipeline.preferences import PreferenceError, Preferences, parse_metadata, to_metadata
+from opus_pipeline.domain.preferences import PreferenceError, Preferences, parse_metadata, to_metadata
 
 
 def test_every_key_parses_to_opusclip_field_names() -> None:

@@ -10,10 +10,10 @@ import pytest
 import requests
 from cloudevents.http import CloudEvent
 
-from opus_pipeline import states
+from opus_pipeline.domain import states
+from opus_pipeline.domain.webhook import registered_url
 from opus_pipeline.errors import TransientError
-from opus_pipeline.projects import handle_clip_request
-from opus_pipeline.webhook import registered_url
+from opus_pipeline.usecases.create_project import handle_clip_request
 
 from conftest import API_KEY, Stack, deliver_concurrently
 from support import CAP_BODY, create, live_metadata, record, services, uploaded

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from opus_pipeline import http_policy, states
+from opus_pipeline import http_policy
+from opus_pipeline.domain import states
 from opus_pipeline.errors import PermanentError, SessionExpiredError, TransientError
-from opus_pipeline.resumable import Progress, RetryableStatusError, interpret
-from opus_pipeline.source import Prefetcher
+from opus_pipeline.gcs.source import Prefetcher
+from opus_pipeline.opus.resumable import Progress, RetryableStatusError, interpret
 
 TOTAL = 1000
 

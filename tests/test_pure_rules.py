@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from opus_pipeline import http_policy, states
+from opus_pipeline import http_policy
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import StorageObject, skip_reason, storage_object
+from opus_pipeline.domain.url_policy import check_url
 from opus_pipeline.errors import PermanentError, RefusedHostError, TransientError
-from opus_pipeline.events import StorageObject, skip_reason, storage_object
-from opus_pipeline.resumable import committed_bytes
-from opus_pipeline.url_policy import check_url
+from opus_pipeline.opus.resumable import committed_bytes
 
 GCS = ("storage.googleapis.com",)
 

@@ -11,7 +11,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from opus_local import emulators
-from opus_pipeline import states
+from opus_pipeline.domain import states
 
 from conftest import CHUNK, Stack
 from support import FUNCTIONS, ingest, record, wait_for

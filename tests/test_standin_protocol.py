@@ -7,8 +7,8 @@ import os
 import pytest
 import requests
 
-from opus_pipeline import resumable
 from opus_pipeline.errors import PermanentError
+from opus_pipeline.opus import resumable
 
 from conftest import API_KEY, CHUNK, md5_hex
 

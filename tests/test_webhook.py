@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from opus_local import emulators
-from opus_pipeline import states
-from opus_pipeline.webhook import registered_url, signature
+from opus_pipeline.domain import states
+from opus_pipeline.domain.webhook import registered_url, signature
 
 from conftest import API_KEY, Stack
 from support import FUNCTIONS, create, live_metadata, record, uploaded, wait_for

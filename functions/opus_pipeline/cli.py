@@ -24,12 +24,12 @@ from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
 
-from . import states
-from .errors import PermanentError
-from .ledger import Ledger, Stored
-from .messages import ClipRequest
-from .preferences import PREFERENCES, Preferences, parse_texts, to_metadata
-from .retry import retry_video
+from opus_pipeline.domain import states
+from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.preferences import PREFERENCES, Preferences, parse_texts, to_metadata
+from opus_pipeline.errors import PermanentError
+from opus_pipeline.gcs.ledger import Ledger, Stored
+from opus_pipeline.usecases.redrive import retry_video
 
 UPLOAD_CHUNK = 8 * 1024 * 1024
 # Where a video's story ends (``status --watch`` stops when every listed video is in one).

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .errors import ConfigError, PermanentError
-from .preferences import PREFERENCES, Preferences, parse_texts
-from .url_policy import is_loopback
+from opus_pipeline.domain.preferences import PREFERENCES, Preferences, parse_texts
+from opus_pipeline.domain.url_policy import is_loopback
+from opus_pipeline.errors import ConfigError, PermanentError
 
 KIB = 1024
 CHUNK_GRANULARITY = 256 * KIB

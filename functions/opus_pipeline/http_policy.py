@@ -13,7 +13,7 @@ from email.utils import parsedate_to_datetime
 
 import requests
 
-from .errors import RefusedHostError, TransientError
+from opus_pipeline.errors import RefusedHostError, TransientError
 
 CONNECT_TIMEOUT = 10.0
 API_TIMEOUT = (CONNECT_TIMEOUT, 60.0)  # JSON calls answer quickly or not at all

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from google.cloud import storage
 
-from . import config, logs
-from .admission import Admission
-from .ledger import Ledger
-from .opus_api import OpusClient
-from .rate_limit import RateLimiter
-from .status import StatusMirror
+from opus_pipeline import config, logs
+from opus_pipeline.gcs.admission import Admission
+from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.gcs.rate_budget import RateLimiter
+from opus_pipeline.gcs.status_mirror import StatusMirror
+from opus_pipeline.opus.client import OpusClient
 
 if TYPE_CHECKING:
     from google.cloud import pubsub_v1

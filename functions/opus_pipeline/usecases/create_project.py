@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import uuid
 
-from . import logs, states
-from .admit import free_slot
-from .clip_command import build_command, check_command
-from .errors import InProgressError, PermanentError
-from .failures import record_failure
-from .ledger import HeldRecord, Lease, VideoRecord
-from .messages import ClipRequest
-from .opus_api import ConcurrentCapError, OpusApiError, RateLimitedError
-from .runtime import Services
-from .webhook import registered_url
+from opus_pipeline import logs
+from opus_pipeline.domain import states
+from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.project_request import build_command, check_command
+from opus_pipeline.domain.webhook import registered_url
+from opus_pipeline.errors import InProgressError, PermanentError
+from opus_pipeline.gcs.ledger import HeldRecord, Lease, VideoRecord
+from opus_pipeline.opus.client import ConcurrentCapError, OpusApiError, RateLimitedError
+from opus_pipeline.runtime import Services
+from opus_pipeline.usecases.admit import free_slot
+from opus_pipeline.usecases.failures import record_failure
 
 SHORT_RETRY_AFTER_SECONDS = 10.0
 CAP_RETRY_SECONDS = 60.0  # a 429 for the in-flight cap without Retry-After: try that video again after this

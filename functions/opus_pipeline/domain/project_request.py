@@ -12,8 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import PermanentError
-from .preferences import Preferences
+from opus_pipeline.domain.preferences import Preferences
+from opus_pipeline.errors import PermanentError
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator

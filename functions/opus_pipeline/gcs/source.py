@@ -14,9 +14,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 from google.cloud import storage
 
-from . import http_policy
-from .errors import SupersededError, TransientError
-from .events import StorageObject
+from opus_pipeline import http_policy
+from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.errors import SupersededError, TransientError
 
 
 def same_bytes(expected: StorageObject, live: storage.Blob) -> bool:

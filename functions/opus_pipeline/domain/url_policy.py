@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from .errors import RefusedHostError
+from opus_pipeline.errors import RefusedHostError
 
 
 def is_loopback(host: str) -> bool:

@@ -6,9 +6,10 @@ record first, takes it from there, so two instances admitting the same video cre
 
 from __future__ import annotations
 
-from . import logs, states
-from .admission import SlotTable
-from .runtime import Services
+from opus_pipeline import logs
+from opus_pipeline.domain import states
+from opus_pipeline.gcs.admission import SlotTable
+from opus_pipeline.runtime import Services
 
 
 def free_slot(services: Services, key: str) -> None:

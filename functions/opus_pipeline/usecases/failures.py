@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import logs, states
-from .errors import PermanentError
-from .ledger import HeldRecord
-from .status import StatusMirror
+from opus_pipeline import logs
+from opus_pipeline.domain import states
+from opus_pipeline.errors import PermanentError
+from opus_pipeline.gcs.ledger import HeldRecord
+from opus_pipeline.gcs.status_mirror import StatusMirror
 
 
 def record_failure(

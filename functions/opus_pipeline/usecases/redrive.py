@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from google.cloud import storage
 
-from . import states
-from .errors import PermanentError
-from .ledger import Ledger, Stored
-from .messages import ClipRequest
-from .preferences import parse_metadata
+from opus_pipeline.domain import states
+from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.preferences import parse_metadata
+from opus_pipeline.errors import PermanentError
+from opus_pipeline.gcs.ledger import Ledger, Stored
 
 
 class NothingToRetryError(PermanentError):

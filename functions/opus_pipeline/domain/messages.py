@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .errors import PoisonMessageError
-from .events import StorageObject
-from .preferences import PreferenceError, Preferences
+from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.preferences import PreferenceError, Preferences
+from opus_pipeline.errors import PoisonMessageError
 
 SCHEMA_VERSION = 1
 _SOURCE_FIELDS = {"bucket": str, "name": str, "generation": str, "size": int}

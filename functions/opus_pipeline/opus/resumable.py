@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import requests
 
-from . import http_policy
-from .errors import PermanentError, SessionExpiredError, TransientError
+from opus_pipeline import http_policy
+from opus_pipeline.errors import PermanentError, SessionExpiredError, TransientError
 
 _RANGE = re.compile(r"^bytes=0-(\d+)$")
 PEER = "OpusClip's upload storage"

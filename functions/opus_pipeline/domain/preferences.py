@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any, get_type_hints
 
-from .errors import PermanentError
+from opus_pipeline.errors import PermanentError
 
 GENRES = (
     "Auto",

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .events import StorageObject
+from opus_pipeline.domain.events import StorageObject
 
 SCHEMA_VERSION = 1
 # What the manifest keeps of a clip, when OpusClip sent it.

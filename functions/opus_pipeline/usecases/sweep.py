@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import logs, states
-from .admit import admit
-from .conclusion import OPEN_STATES, check_project
-from .errors import PipelineError, TransientError
-from .runtime import Services
+from opus_pipeline import logs
+from opus_pipeline.domain import states
+from opus_pipeline.errors import PipelineError, TransientError
+from opus_pipeline.runtime import Services
+from opus_pipeline.usecases.admit import admit
+from opus_pipeline.usecases.conclude import OPEN_STATES, check_project
 
 ENDED = frozenset({states.CLIPS_READY, states.FAILED, states.SUPERSEDED})
 

@@ -20,8 +20,8 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from .errors import InProgressError
-from .ledger import written_by_us
+from opus_pipeline.errors import InProgressError
+from opus_pipeline.gcs.ledger import written_by_us
 
 TABLE_OBJECT = "admission/slots.json"
 ADMIT_GRACE_SECONDS = 120.0  # an admitted video's clip request arrives within this, or is admitted again

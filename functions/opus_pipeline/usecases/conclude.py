@@ -16,16 +16,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from . import http_policy, logs, manifest, states, webhook
-from .admit import free_slot
-from .clip_copy import copy_clip
-from .errors import PermanentError, TransientError
-from .events import StorageObject
-from .failures import record_failure
-from .ledger import HeldRecord, Lease, Stored, VideoRecord, now_rfc3339
-from .messages import ClipResult
-from .opus_api import OpusApiError
-from .runtime import Services
+from opus_pipeline import http_policy, logs
+from opus_pipeline.domain import manifest, states, webhook
+from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.messages import ClipResult
+from opus_pipeline.errors import PermanentError, TransientError
+from opus_pipeline.gcs.ledger import HeldRecord, Lease, Stored, VideoRecord, now_rfc3339
+from opus_pipeline.opus.client import OpusApiError
+from opus_pipeline.opus.clip_download import copy_clip
+from opus_pipeline.runtime import Services
+from opus_pipeline.usecases.admit import free_slot
+from opus_pipeline.usecases.failures import record_failure
 
 CONCLUDE_LEASE_SECONDS = 120.0
 COPY_ATTEMPTS = 3

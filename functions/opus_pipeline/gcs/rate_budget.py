@@ -17,8 +17,8 @@ from collections.abc import Callable
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from .errors import TransientError
-from .ledger import written_by_us
+from opus_pipeline.errors import TransientError
+from opus_pipeline.gcs.ledger import written_by_us
 
 WINDOW_OBJECT = "admission/rate.json"
 WINDOW_SECONDS = 60.0

@@ -11,8 +11,8 @@ import threading
 
 from google.cloud import storage
 
-from . import logs
-from .events import StorageObject
+from opus_pipeline import logs
+from opus_pipeline.domain.events import StorageObject
 
 MAX_ERROR_CHARS = 1000
 

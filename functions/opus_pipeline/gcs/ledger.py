@@ -23,11 +23,11 @@ from typing import Any, Protocol, TypeVar
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from . import states
-from .errors import InProgressError, PipelineError
-from .events import StorageObject
-from .messages import ClipRequest
-from .preferences import Preferences
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.preferences import Preferences
+from opus_pipeline.errors import InProgressError, PipelineError
 
 CLAIM_ATTEMPTS = 5
 

@@ -9,22 +9,23 @@ from __future__ import annotations
 import random
 import uuid
 
-from . import http_policy, logs, states
-from .errors import (
+from opus_pipeline import http_policy, logs
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import StorageObject, skip_reason
+from opus_pipeline.domain.preferences import parse_metadata
+from opus_pipeline.domain.url_policy import check_url
+from opus_pipeline.errors import (
     InProgressError,
     PermanentError,
     SessionExpiredError,
     SupersededError,
     TransientError,
 )
-from .events import StorageObject, skip_reason
-from .failures import record_failure
-from .ledger import HeldRecord, Lease, VideoRecord, now_rfc3339
-from .preferences import parse_metadata
-from .resumable import ResumableSession, start
-from .runtime import Services
-from .source import Prefetcher, SourceObject
-from .url_policy import check_url
+from opus_pipeline.gcs.ledger import HeldRecord, Lease, VideoRecord, now_rfc3339
+from opus_pipeline.gcs.source import Prefetcher, SourceObject
+from opus_pipeline.opus.resumable import ResumableSession, start
+from opus_pipeline.runtime import Services
+from opus_pipeline.usecases.failures import record_failure
 
 PROGRESS_LOG_SECONDS = 5.0
 MAX_SESSION_RENEWALS = 2

@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import requests
 
-from . import http_policy
-from .errors import PermanentError, TransientError
-from .rate_limit import RateLimiter
+from opus_pipeline import http_policy
+from opus_pipeline.errors import PermanentError, TransientError
+from opus_pipeline.gcs.rate_budget import RateLimiter
 
 RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
 CLIPS_PAGE_SIZE = 50  # as OpusClip's own CLI pages

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import requests
 from google.cloud import storage
 
-from . import http_policy
-from .errors import PermanentError, TransientError
-from .url_policy import check_url
+from opus_pipeline import http_policy
+from opus_pipeline.domain.url_policy import check_url
+from opus_pipeline.errors import PermanentError, TransientError
 
 COPY_CHUNK = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 READ_PIECE = 1024 * 1024

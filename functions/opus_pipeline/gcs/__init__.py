@@ -1,0 +1,1 @@
+"""Cloud Storage adapters: the one compare-and-swap, the ledger, the admission objects, reads, status."""
