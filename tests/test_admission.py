@@ -12,10 +12,10 @@ from opus_local.burst import run_burst
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import ClipRequest
-from opus_pipeline.errors import TransientError
+from opus_pipeline.errors import BudgetSpentError, ConflictError, TransientError
 from opus_pipeline.gcs.admission import ADMIT_GRACE_SECONDS, Admission, SlotTable
-from opus_pipeline.gcs.ledger import ConflictError, Ledger, VideoRecord
-from opus_pipeline.gcs.rate_budget import MARGIN_SECONDS, WINDOW_SECONDS, BudgetSpentError, RateLimiter, wait_seconds
+from opus_pipeline.gcs.ledger import Ledger, VideoRecord
+from opus_pipeline.gcs.rate_budget import MARGIN_SECONDS, WINDOW_SECONDS, RateLimiter, wait_seconds
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import Stack

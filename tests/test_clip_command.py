@@ -6,7 +6,8 @@ import pytest
 
 from opus_local.clip_schema import problems as standin_problems
 from opus_pipeline.domain.preferences import parse_metadata
-from opus_pipeline.domain.project_request import InvalidCommandError, build_command, check_command
+from opus_pipeline.domain.project_request import build_command, check_command
+from opus_pipeline.errors import InvalidCommandError
 
 
 def test_minimal_body_is_only_the_upload_id() -> None:

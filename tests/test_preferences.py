@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from opus_pipeline.domain.preferences import PreferenceError, Preferences, parse_metadata, to_metadata
+from opus_pipeline.domain.preferences import Preferences, parse_metadata, to_metadata
+from opus_pipeline.errors import PreferenceError
 
 
 def test_every_key_parses_to_opusclip_field_names() -> None:

@@ -10,9 +10,15 @@ import pytest
 
 from opus_pipeline import http_policy
 from opus_pipeline.domain import states
-from opus_pipeline.errors import PermanentError, SessionExpiredError, TransientError
+from opus_pipeline.errors import (
+    IllegalTransitionError,
+    PermanentError,
+    RetryableStatusError,
+    SessionExpiredError,
+    TransientError,
+)
 from opus_pipeline.gcs.source import Prefetcher
-from opus_pipeline.opus.resumable import Progress, RetryableStatusError, interpret
+from opus_pipeline.opus.resumable import Progress, interpret
 
 TOTAL = 1000
 
@@ -81,7 +87,7 @@ def test_the_module_diagram_is_the_transition_table() -> None:
     [(states.PROJECT_CREATED, states.QUEUED), (states.RECEIVED, states.QUEUED), (states.SUPERSEDED, states.UPLOADING)],
 )
 def test_a_transition_outside_the_table_is_refused(current: str, new: str) -> None:
-    with pytest.raises(states.IllegalTransitionError):
+    with pytest.raises(IllegalTransitionError):
         states.check_transition(current, new)
 
 

@@ -27,7 +27,7 @@ from google.cloud import storage
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import PREFERENCES, Preferences, parse_texts, to_metadata
-from opus_pipeline.errors import PermanentError
+from opus_pipeline.errors import CliError, PermanentError
 from opus_pipeline.gcs.ledger import Ledger, Stored
 from opus_pipeline.usecases.redrive import retry_video
 
@@ -36,10 +36,6 @@ UPLOAD_CHUNK = 8 * 1024 * 1024
 STORAGE_EMULATOR = "STORAGE_EMULATOR_HOST"
 PUBSUB_EMULATOR = "PUBSUB_EMULATOR_HOST"
 LOGIN = "run `gcloud auth application-default login`"
-
-
-class CliError(Exception):
-    """A one-line message for the user."""
 
 
 @dataclass(frozen=True)

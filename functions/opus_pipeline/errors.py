@@ -1,4 +1,4 @@
-"""The one place where retry semantics are decided.
+"""The one taxonomy of errors: every class the pipeline raises, and what retrying it means.
 
 A ``PermanentError`` means "retrying the same event cannot help": the video is marked failed, the
 function returns normally and the event is acknowledged. A ``TransientError`` means "try again
@@ -74,3 +74,98 @@ class RefusedHostError(PermanentError):
 
 class ConfigError(ValueError):
     """A configuration variable is missing or malformed; the message names it."""
+
+
+# -- the state machine and the shared objects -------------------------------------------------
+
+
+class IllegalTransitionError(PipelineError, RuntimeError):
+    """A write that the state machine does not allow: a bug, never a user's mistake."""
+
+    reason = "illegal-transition"
+
+
+class ConflictError(PipelineError):
+    """Someone else wrote the object since it was read (a lost compare-and-swap)."""
+
+    reason = "conflict"
+
+
+class UnknownVideoError(PermanentError, LookupError):
+    """No record exists for the video, and the caller was not allowed to start one."""
+
+    reason = "unknown-video"
+
+
+# -- ingest -------------------------------------------------------------------------------------
+
+
+class DeadlineReachedError(TransientError):
+    """The invocation's streaming time is used up; the offset is recorded and a retry resumes."""
+
+    reason = "deadline"
+
+
+class RetryableStatusError(TransientError):
+    """The upload session answered 408/429/5xx."""
+
+    reason = "upload-retryable"
+
+
+# -- preferences and the request body ---------------------------------------------------------
+
+
+class PreferenceError(PermanentError):
+    """A preference value is invalid; the message names the key and what is accepted."""
+
+    reason = "bad-metadata"
+
+
+class InvalidCommandError(PermanentError):
+    """The create-project body does not match the schema OpusClip documents."""
+
+    reason = "invalid-request"
+
+
+# -- OpusClip's answers ------------------------------------------------------------------------
+
+
+class OpusApiError(PermanentError):
+    """OpusClip refused a request for a reason retrying cannot fix."""
+
+    def __init__(self, message: str, *, reason: str, reset_at: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.reset_at = reset_at
+
+
+class RateLimitedError(TransientError):
+    """429: the per-key rate limit."""
+
+    reason = "rate-limited"
+
+
+class ConcurrentCapError(RateLimitedError):
+    """429 with ``X-Cap-Reason: concurrent``: the plan's projects in flight are all taken."""
+
+    reason = "concurrent-cap"
+
+
+class BudgetSpentError(TransientError):
+    """The shared request budget has no call left within the wait this caller allows."""
+
+    reason = "rate-budget"
+
+
+# -- the people's tool --------------------------------------------------------------------------
+
+
+class NothingToRetryError(PermanentError):
+    """``retry`` found the video in a state that needs no re-drive."""
+
+    reason = "nothing-to-retry"
+
+
+class CliError(PipelineError):
+    """A one-line message for the user of ``opus-pipeline``."""
+
+    reason = "cli"

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 
 from opus_pipeline.domain.events import StorageObject
-from opus_pipeline.domain.preferences import PreferenceError, Preferences
-from opus_pipeline.errors import PoisonMessageError
+from opus_pipeline.domain.preferences import Preferences
+from opus_pipeline.errors import PoisonMessageError, PreferenceError
 
 SCHEMA_VERSION = 1
 _SOURCE_FIELDS = {"bucket": str, "name": str, "generation": str, "size": int}

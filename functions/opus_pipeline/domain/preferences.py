@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any, get_type_hints
 
-from opus_pipeline.errors import PermanentError
+from opus_pipeline.errors import PreferenceError
 
 GENRES = (
     "Auto",
@@ -54,12 +54,6 @@ STATUS_KEYS = frozenset(
 
 _LANG = re.compile(r"^(auto|[a-z]{2,3}(-[A-Za-z0-9]{2,8})*)$")
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
-
-
-class PreferenceError(PermanentError):
-    """A preference value is invalid; the message names the key and what is accepted."""
-
-    reason = "bad-metadata"
 
 
 def _parse_genre(key: str, raw: str) -> str:

@@ -13,14 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opus_pipeline.domain.preferences import Preferences
-from opus_pipeline.errors import PermanentError
+from opus_pipeline.errors import InvalidCommandError
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
-
-
-class InvalidCommandError(PermanentError):
-    reason = "invalid-request"
 
 
 @cache

@@ -23,6 +23,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import TypeVar
 
+from opus_pipeline.errors import IllegalTransitionError
+
 RECEIVED = "received"
 UPLOADING = "uploading"
 UPLOADED = "uploaded"
@@ -49,14 +51,18 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     CLIPS_READY: (),
     SUPERSEDED: (),
 }
-END_STATES = frozenset({CLIPS_READY, FAILED, SKIPPED, SUPERSEDED})
+# Groups of states, each named for the question it answers; defined here, beside the table.
+END_STATES = frozenset({CLIPS_READY, FAILED, SKIPPED, SUPERSEDED})  # nothing more happens by itself
+# A project runs at OpusClip (or is being concluded): the sweeper and the webhook look at it.
+OPEN_STATES = frozenset({PROJECT_CREATED, CONCLUDING})
+# A slot is held from the admission of a clip request until its project concludes; a video in any
+# other state, or whose record is gone, holds it no more (its holder crashed or it was re-driven).
+HOLDING_STATES = frozenset({CREATING, PROJECT_CREATED, CONCLUDING})
+# A waiting video is in the queue until it is admitted (or asks again: its request is redelivered).
+QUEUE_STATES = frozenset({WAITING, QUEUED, UPLOADED, CREATING})
 TERMINAL_STAGES = frozenset({"COMPLETE", "STALLED"})
 INITIAL_STATES = frozenset({RECEIVED, QUEUED})
 E = TypeVar("E", bound=Enum)
-
-
-class IllegalTransitionError(RuntimeError):
-    """A write that the state machine does not allow: a bug, never a user's mistake."""
 
 
 def check_transition(current: str, new: str) -> None:

@@ -27,7 +27,13 @@ from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import Preferences
-from opus_pipeline.errors import InProgressError, PipelineError
+from opus_pipeline.errors import (
+    ConflictError,
+    IllegalTransitionError,
+    InProgressError,
+    PipelineError,
+    UnknownVideoError,
+)
 
 CLAIM_ATTEMPTS = 5
 
@@ -38,14 +44,6 @@ def written_by_us(blob: storage.Blob, raw: bytes) -> bool:
         return blob.download_as_bytes() == raw
     except gexc.NotFound:
         return False
-
-
-class ConflictError(Exception):
-    """Someone else wrote the record since it was read."""
-
-
-class UnknownVideoError(LookupError):
-    """No record exists for the video, and the claim was not allowed to start one."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +193,7 @@ class Ledger:
         have moved on from there already; ``ConflictError`` if one exists."""
         initial = initial or record.state
         if initial not in states.INITIAL_STATES:
-            raise states.IllegalTransitionError(f"a record cannot start as {initial!r}")
+            raise IllegalTransitionError(f"a record cannot start as {initial!r}")
         states.check_transition(initial, record.state)
         return self._upload(record.replace(), if_generation_match=0)
 

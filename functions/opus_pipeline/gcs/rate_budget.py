@@ -17,16 +17,12 @@ from collections.abc import Callable
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from opus_pipeline.errors import TransientError
+from opus_pipeline.errors import BudgetSpentError
 from opus_pipeline.gcs.ledger import written_by_us
 
 WINDOW_OBJECT = "admission/rate.json"
 WINDOW_SECONDS = 60.0
 MARGIN_SECONDS = 2.0
-
-
-class BudgetSpentError(TransientError):
-    reason = "rate-budget"
 
 
 def wait_seconds(grants: list[float], per_minute: int, now: float) -> float:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import requests
 
 from opus_pipeline import http_policy
-from opus_pipeline.errors import PermanentError, TransientError
+from opus_pipeline.errors import ConcurrentCapError, OpusApiError, RateLimitedError, TransientError
 from opus_pipeline.gcs.rate_budget import RateLimiter
 
 RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
@@ -33,26 +33,6 @@ class UploadLink:
     @property
     def remaining(self) -> int | None:
         return None if self.total_amount is None else self.total_amount - self.use_amount
-
-
-class OpusApiError(PermanentError):
-    """OpusClip refused a request for a reason retrying cannot fix."""
-
-    def __init__(self, message: str, *, reason: str, reset_at: str | None = None) -> None:
-        super().__init__(message, reason=reason)
-        self.reset_at = reset_at
-
-
-class RateLimitedError(TransientError):
-    """429: the per-key rate limit."""
-
-    reason = "rate-limited"
-
-
-class ConcurrentCapError(RateLimitedError):
-    """429 with ``X-Cap-Reason: concurrent``: the plan's projects in flight are all taken."""
-
-    reason = "concurrent-cap"
 
 
 def _body(response: requests.Response) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import requests
 
 from opus_pipeline import http_policy
-from opus_pipeline.errors import PermanentError, SessionExpiredError, TransientError
+from opus_pipeline.errors import PermanentError, RetryableStatusError, SessionExpiredError, TransientError
 
 _RANGE = re.compile(r"^bytes=0-(\d+)$")
 PEER = "OpusClip's upload storage"
@@ -29,12 +29,6 @@ class Progress:
 
     committed: int
     complete: bool
-
-
-class RetryableStatusError(TransientError):
-    """The session answered 408/429/5xx."""
-
-    reason = "upload-retryable"
 
 
 def committed_bytes(range_header: str | None) -> int:

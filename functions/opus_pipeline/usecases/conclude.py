@@ -20,9 +20,8 @@ from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import manifest, states, webhook
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import ClipResult
-from opus_pipeline.errors import PermanentError, TransientError
+from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.gcs.ledger import HeldRecord, Lease, Stored, VideoRecord, now_rfc3339
-from opus_pipeline.opus.client import OpusApiError
 from opus_pipeline.opus.clip_download import copy_clip
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot
@@ -30,14 +29,13 @@ from opus_pipeline.usecases.failures import record_failure
 
 CONCLUDE_LEASE_SECONDS = 120.0
 COPY_ATTEMPTS = 3
-OPEN_STATES = (states.PROJECT_CREATED, states.CONCLUDING)
 
 
 def check_project(stored: Stored, services: Services, trigger: str) -> str:
     """Look at the project of ``stored``'s video once; conclude it if it ended. Returns the state."""
     rec = stored.record
     log = logs.Logger({**rec.source.labels(), "uploadId": rec.upload_id, "projectId": rec.project_id})
-    if rec.state not in OPEN_STATES or not rec.project_id:
+    if rec.state not in states.OPEN_STATES or not rec.project_id:
         log.info(f"{trigger}: {rec.source.uri} is {rec.state}; nothing to do", event="conclusion_ignored")
         return rec.state
     try:

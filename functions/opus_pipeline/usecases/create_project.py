@@ -20,9 +20,8 @@ from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.project_request import build_command, check_command
 from opus_pipeline.domain.webhook import registered_url
-from opus_pipeline.errors import InProgressError, PermanentError
+from opus_pipeline.errors import ConcurrentCapError, InProgressError, OpusApiError, PermanentError, RateLimitedError
 from opus_pipeline.gcs.ledger import HeldRecord, Lease, VideoRecord
-from opus_pipeline.opus.client import ConcurrentCapError, OpusApiError, RateLimitedError
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.failures import record_failure

@@ -15,6 +15,7 @@ from opus_pipeline.domain.events import StorageObject, skip_reason
 from opus_pipeline.domain.preferences import parse_metadata
 from opus_pipeline.domain.url_policy import check_url
 from opus_pipeline.errors import (
+    DeadlineReachedError,
     InProgressError,
     PermanentError,
     SessionExpiredError,
@@ -29,10 +30,6 @@ from opus_pipeline.usecases.failures import record_failure
 
 PROGRESS_LOG_SECONDS = 5.0
 MAX_SESSION_RENEWALS = 2
-
-
-class DeadlineReachedError(TransientError):
-    reason = "deadline"
 
 
 def handle_finalized(obj: StorageObject, services: Services) -> str:

@@ -16,12 +16,8 @@ from google.cloud import storage
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import parse_metadata
-from opus_pipeline.errors import PermanentError
+from opus_pipeline.errors import NothingToRetryError, PermanentError
 from opus_pipeline.gcs.ledger import Ledger, Stored
-
-
-class NothingToRetryError(PermanentError):
-    reason = "nothing-to-retry"
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ Each run reads the index of running projects (one marker per project in ``STATE_
 skips those whose next look is not due (per-video backoff: ``states.next_check_seconds``) or
 that another invocation is concluding, and asks OpusClip about at most ``SWEEP_MAX_CALLS`` of
 them, so a thousand open projects cost a bounded number of calls per run out of the 30 a minute
-OpusClip allows one key. Markers of videos that ended meanwhile are removed. Last, project slots
-whose holder is gone are reclaimed and waiting videos admitted, should an admission have been lost.
+OpusClip allows one key. Markers of videos that ended meanwhile are removed. First of all,
+project slots whose holder is gone are reclaimed and waiting videos admitted (should an
+admission have been lost), so a long sweep never starves the queue.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from opus_pipeline.domain import states
 from opus_pipeline.errors import PipelineError, TransientError
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import admit
-from opus_pipeline.usecases.conclude import OPEN_STATES, check_project
-
-ENDED = frozenset({states.CLIPS_READY, states.FAILED, states.SUPERSEDED})
+from opus_pipeline.usecases.conclude import check_project
 
 
 @dataclass
@@ -42,18 +41,18 @@ def sweep(services: Services) -> SweepReport:
         report.open += 1
         stored = ledger.read(obj)
         rec = stored.record if stored else None
-        if rec is None or rec.state in ENDED:
+        if rec is None or rec.state in states.END_STATES:
             ledger.mark_concluded(obj)
             continue
         now = services.wall()
-        if rec.state not in OPEN_STATES or rec.next_check > now or rec.lease_live(now):
+        if rec.state not in states.OPEN_STATES or rec.next_check > now or rec.lease_live(now):
             report.not_due += 1
             continue
         if report.checked >= services.settings.sweep_max_calls:
             continue  # counted as open; looked at on a later run
         report.checked += 1
         try:
-            if check_project(stored, services, "sweep") in ENDED:
+            if check_project(stored, services, "sweep") in states.END_STATES:
                 report.concluded += 1
         except TransientError as exc:  # looked at again on the next tick
             report.errors += 1
@@ -75,13 +74,6 @@ def sweep(services: Services) -> SweepReport:
     return report
 
 
-# A slot is held from the admission of a clip request until its project concludes; a video in any
-# other state, or whose record is gone, holds it no more (its holder crashed or it was re-driven).
-HOLDING_STATES = frozenset({states.CREATING, states.PROJECT_CREATED, states.CONCLUDING})
-# A waiting video is in the queue until it is admitted (or asks again: its request is redelivered).
-QUEUE_STATES = frozenset({states.WAITING, states.QUEUED, states.UPLOADED, states.CREATING})
-
-
 def reclaim_slots(services: Services, report: SweepReport) -> int:
     """Free the slots nobody holds any more, then admit whoever may go (a lost admission too)."""
     table, _ = services.admission.read()
@@ -90,11 +82,15 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
     for key, since in table.in_flight.items():
         stored = services.ledger.read_key(key)
         rec = stored.record if stored else None
-        if rec is None or rec.state not in HOLDING_STATES or (rec.state == states.CREATING and not rec.lease_live(now)):
+        if (
+            rec is None
+            or rec.state not in states.HOLDING_STATES
+            or (rec.state == states.CREATING and not rec.lease_live(now))
+        ):
             slots[key] = since
     for entry in table.waiting:
         stored = services.ledger.read_key(entry["key"])
-        if stored is None or stored.record.state not in QUEUE_STATES:
+        if stored is None or stored.record.state not in states.QUEUE_STATES:
             waiting[entry["key"]] = entry["since"]
     if slots or waiting:
         services.admission.change(lambda t: t.forget(slots, waiting))
