@@ -35,7 +35,7 @@ if os.environ.get("K_SERVICE"):  # on Cloud Run: a bad configuration fails the r
 @functions_framework.cloud_event
 def on_video_uploaded(cloud_event: CloudEvent) -> None:
     """``google.cloud.storage.object.v1.finalized``: stream the new video into OpusClip."""
-    from opus_pipeline.usecases.ingest import handle_finalized  # here, so that the other entry point never imports it
+    from opus_pipeline.usecases.ingest import handle_finalized  # here: the other entry points never import it
 
     svc = services()
     try:
@@ -53,7 +53,7 @@ def on_video_uploaded(cloud_event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def create_clip_project(cloud_event: CloudEvent) -> None:
     """``google.cloud.pubsub.topic.v1.messagePublished``: create the upload's clip project once."""
-    from opus_pipeline.domain.messages import ClipRequest  # here, so that the other entry point never imports them
+    from opus_pipeline.domain.messages import ClipRequest  # here: the other entry points never import them
     from opus_pipeline.usecases.create_project import handle_clip_request
 
     svc = services()

@@ -65,7 +65,7 @@ locals {
       service_account = google_service_account.webhook.email
       # The one public function: OpusClip calls it from the internet. The URL's secret token (and
       # the signature, when sent) is what admits a call, and the receiver trusts nothing but
-      # OpusClip's own answer about the project (functions/opus_pipeline/webhook.py).
+      # OpusClip's own answer about the project (functions/opus_pipeline/domain/webhook.py).
       ingress   = "ALLOW_ALL"
       webhook   = "receives"
       concludes = true

@@ -136,7 +136,7 @@ resource "google_pubsub_topic_iam_member" "publishes_results" {
 }
 
 # The one public binding: OpusClip calls the receiver from the internet without a Google identity.
-# What admits a call is the secret token in the URL (functions/opus_pipeline/webhook.py). checkov's
+# What admits a call is the secret token in the URL (functions/opus_pipeline/domain/webhook.py). checkov's
 # public-invoker checks (CKV_GCP_102, CKV_GCP_107) cover only the v1 Cloud Run and Cloud Functions
 # IAM resources, so nothing is skipped here; tests/test_infra.py allows this binding and no other.
 resource "google_cloud_run_v2_service_iam_member" "anyone_invokes_webhook" {

@@ -11,7 +11,8 @@ from opus_pipeline import runtime
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest
-from opus_pipeline.gcs.ledger import Ledger, VideoRecord
+from opus_pipeline.domain.record import VideoRecord
+from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.usecases.create_project import handle_clip_request
 from opus_pipeline.usecases.ingest import handle_finalized
 

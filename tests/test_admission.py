@@ -12,10 +12,13 @@ from opus_local.burst import run_burst
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.rate_window import MARGIN_SECONDS, WINDOW_SECONDS, wait_seconds
+from opus_pipeline.domain.record import VideoRecord
+from opus_pipeline.domain.slots import ADMIT_GRACE_SECONDS, SlotTable
 from opus_pipeline.errors import BudgetSpentError, ConflictError, TransientError
-from opus_pipeline.gcs.admission import ADMIT_GRACE_SECONDS, Admission, SlotTable
-from opus_pipeline.gcs.ledger import Ledger, VideoRecord
-from opus_pipeline.gcs.rate_budget import MARGIN_SECONDS, WINDOW_SECONDS, RateLimiter, wait_seconds
+from opus_pipeline.gcs.admission import Admission
+from opus_pipeline.gcs.cas import CasObject
+from opus_pipeline.gcs.rate_budget import RateLimiter
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import Stack
@@ -247,9 +250,9 @@ def test_stale_entries_are_forgotten_only_as_they_were_read() -> None:
 def test_a_conditional_write_retried_after_it_landed_is_not_a_conflict(stack: Stack) -> None:
     """The storage client retries a write whose answer was lost; the retry's failed precondition
     must not read as another instance's write."""
-    ledger = Ledger(stack.storage, stack.state_bucket)
+    shared = CasObject(stack.storage.bucket(stack.state_bucket), "videos/b/v.mp4#1.json")
     record = VideoRecord(StorageObject(bucket="b", name="v.mp4", generation=1, size=1)).replace()
-    first = ledger._upload(record, if_generation_match=0)
-    assert ledger._upload(record, if_generation_match=0).generation == first.generation
+    first = shared.write(record.to_json(), 0)
+    assert shared.write(record.to_json(), 0) == first
     with pytest.raises(ConflictError):
-        ledger._upload(record.replace(state=states.FAILED), if_generation_match=0)
+        shared.write(record.replace(state=states.FAILED).to_json(), 0)

@@ -15,6 +15,7 @@ from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.errors import TransientError
 from opus_pipeline.gcs.admission import Admission
 from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.gcs.open_index import OpenProjects
 from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.redrive import retry_video
 from opus_pipeline.usecases.sweep import sweep
@@ -148,7 +149,7 @@ def test_a_sweep_looks_at_no_more_projects_than_its_budget_oldest_first(stack: S
     assert standin.calls("project-get") - before == 3
     ledger = Ledger(stack.storage, stack.state_bucket)
     looked_at = [s.record.source.name for s in ledger.records(stack.source_bucket) if s.record.checks]
-    oldest = [obj.name for obj in ledger.open_projects()][:3]
+    oldest = [obj.name for obj in OpenProjects(stack.storage, stack.state_bucket).open_projects()][:3]
     assert sorted(looked_at) == sorted(oldest)
 
 
@@ -297,7 +298,7 @@ def test_a_project_opusclip_no_longer_has_fails_the_video_and_frees_its_slot(sta
 
     rec = record(stack, resource)
     assert rec.state == states.FAILED and rec.reason == "project-gone" and "opus-pipeline retry" in rec.error
-    assert Ledger(stack.storage, stack.state_bucket).open_projects() == []
+    assert OpenProjects(stack.storage, stack.state_bucket).open_projects() == []
     assert Admission(stack.storage, stack.state_bucket, cap=4).read()[0].in_flight == {}
 
 

@@ -27,8 +27,10 @@ from google.cloud import storage
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import PREFERENCES, Preferences, parse_texts, to_metadata
+from opus_pipeline.domain.record import Stored
 from opus_pipeline.errors import CliError, PermanentError
-from opus_pipeline.gcs.ledger import Ledger, Stored
+from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.pubsub.publish import Publisher
 from opus_pipeline.usecases.redrive import retry_video
 
 UPLOAD_CHUNK = 8 * 1024 * 1024
@@ -188,9 +190,7 @@ def retry(args: argparse.Namespace, client: storage.Client) -> int:
         topic = args.topic or os.environ.get("CLIP_REQUESTS_TOPIC")
         if not topic:
             raise CliError("name the clip-requests topic with --topic or CLIP_REQUESTS_TOPIC")
-        from google.cloud import pubsub_v1  # only retry publishes: status and upload start faster
-
-        pubsub_v1.PublisherClient().publish(topic, request.encode(), **request.attributes()).result(timeout=60)
+        Publisher().publish(topic, request, "the clip request")
 
     print(retry_video(client, ledger, target.bucket, target.name, publish).detail)
     return 0

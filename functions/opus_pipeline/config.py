@@ -48,7 +48,7 @@ DEFAULT_CLIP_URL_HOSTS = "cdn.opus.pro,ext.cdn.opus.pro,storage.googleapis.com"
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything both functions need, already validated."""
+    """Everything the four functions need, already validated."""
 
     opus_api_key: str
     state_bucket: str

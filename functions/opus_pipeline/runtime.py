@@ -1,7 +1,7 @@
 """The clients one function instance builds once and reuses across invocations.
 
-Only what both entry points use is imported here; the Pub/Sub publisher (about as slow to import as
-everything else together) is imported and built on first use, which only the ingest function makes.
+Every function gets the same ``Services``; what a function never uses costs nothing, since the
+Pub/Sub client is imported and built on the first publish (``pubsub/publish.py``).
 """
 
 from __future__ import annotations
@@ -10,19 +10,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from google.cloud import storage
 
 from opus_pipeline import config, logs
 from opus_pipeline.gcs.admission import Admission
 from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.gcs.open_index import OpenProjects
 from opus_pipeline.gcs.rate_budget import RateLimiter
 from opus_pipeline.gcs.status_mirror import StatusMirror
 from opus_pipeline.opus.client import OpusClient
-
-if TYPE_CHECKING:
-    from google.cloud import pubsub_v1
+from opus_pipeline.pubsub.publish import Publisher
 
 
 @dataclass
@@ -34,15 +32,15 @@ class Services:
     wall: Callable[[], float] = field(default=time.time)
     sleep: Callable[[float], None] = field(default=time.sleep)
 
-    @cached_property
-    def publisher(self) -> pubsub_v1.PublisherClient:
-        from google.cloud import pubsub_v1
-
-        return pubsub_v1.PublisherClient()
+    publisher: Publisher = field(default_factory=Publisher)
 
     @property
     def ledger(self) -> Ledger:
         return Ledger(self.storage, self.settings.state_bucket)
+
+    @property
+    def open_projects(self) -> OpenProjects:
+        return OpenProjects(self.storage, self.settings.state_bucket)
 
     @cached_property
     def admission(self) -> Admission:

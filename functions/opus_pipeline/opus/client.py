@@ -7,14 +7,13 @@ documented error semantics (shared/opus-api/opus-errors.yml).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
 
 from opus_pipeline import http_policy
 from opus_pipeline.errors import ConcurrentCapError, OpusApiError, RateLimitedError, TransientError
-from opus_pipeline.gcs.rate_budget import RateLimiter
 
 RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
 CLIPS_PAGE_SIZE = 50  # as OpusClip's own CLI pages
@@ -89,10 +88,16 @@ def raise_for_status(response: requests.Response, action: str) -> None:
     )
 
 
+class Budget(Protocol):
+    """The shared request budget every call takes a grant of first (``gcs/rate_budget.py``)."""
+
+    def acquire(self, max_wait: float) -> None: ...
+
+
 class OpusClient:
     """One pooled ``requests.Session`` for all calls to OpusClip's API."""
 
-    def __init__(self, base_url: str, api_key: str, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, base_url: str, api_key: str, limiter: Budget | None = None) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._limiter = limiter

@@ -100,8 +100,13 @@ class ResumableSession:
     def __repr__(self) -> str:
         return f"ResumableSession(total={self.total}, committed={self.committed}, invalid={self.invalid})"
 
+    def mark_unknown(self) -> None:
+        """Something between us and the session failed (not its answer): what it kept is unknown
+        until ``recover`` asks."""
+        self.invalid = True
+
     def _send(self, data: bytes | memoryview, headers: dict[str, str], action: str) -> Progress:
-        self.invalid = True  # until an answer says otherwise
+        self.mark_unknown()  # until an answer says otherwise
         response = http_policy.send(
             self._http,
             "PUT",

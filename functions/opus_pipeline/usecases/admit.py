@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from opus_pipeline import logs
 from opus_pipeline.domain import states
-from opus_pipeline.gcs.admission import SlotTable
+from opus_pipeline.domain.slots import SlotTable
 from opus_pipeline.runtime import Services
 
 
@@ -26,10 +26,7 @@ def admit(services: Services, keys: list[str]) -> None:
         if stored.record.state != states.WAITING:
             continue  # asking again by itself (a redelivery): its own request decides
         request = stored.record.clip_request()
-        future = services.publisher.publish(
-            services.settings.clip_requests_topic, request.encode(), **request.attributes()
-        )
-        future.result(timeout=60)
+        services.publisher.publish(services.settings.clip_requests_topic, request, "the admitted clip request")
         logs.info(
             f"admitted {stored.record.source.uri}: a project slot is free",
             labels={**stored.record.source.labels(), "uploadId": stored.record.upload_id},

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,12 +19,13 @@ from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import manifest, states, webhook
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import ClipResult
+from opus_pipeline.domain.record import Stored, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
-from opus_pipeline.gcs.ledger import HeldRecord, Lease, Stored, VideoRecord, now_rfc3339
 from opus_pipeline.opus.clip_download import copy_clip
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.failures import record_failure
+from opus_pipeline.usecases.leased import LeasedUseCase
 
 CONCLUDE_LEASE_SECONDS = 120.0
 COPY_ATTEMPTS = 3
@@ -87,7 +87,9 @@ def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger
         log.info(f"project {rec.project_id} is at stage {stage}", event="project_stage", stage=stage)
 
 
-class _Conclusion:
+class _Conclusion(LeasedUseCase[states.ConcludeStep]):
+    rule = staticmethod(states.conclude_step)
+
     def __init__(
         self,
         obj: StorageObject,
@@ -97,27 +99,13 @@ class _Conclusion:
         trigger: str,
         failure: PermanentError | None = None,
     ) -> None:
-        self.obj = obj
+        super().__init__(obj, services, log, CONCLUDE_LEASE_SECONDS)
         self.failure = failure
-        self.svc = services
-        self.settings = services.settings
         self.stage = stage
-        self.log = log
         self.trigger = trigger
-        self.lease = Lease(uuid.uuid4().hex, CONCLUDE_LEASE_SECONDS, services.wall)
-        self.held: HeldRecord
-
-    @property
-    def record(self) -> VideoRecord:
-        return self.held.record
-
-    def _decide(self, record: VideoRecord) -> states.ConcludeStep:
-        return states.conclude_step(
-            record.state, record.lease_owner, record.lease_expires, self.lease.owner, self.svc.wall()
-        )
 
     def run(self) -> str:
-        self.held, step = self.svc.ledger.claim(self.obj, self._decide, self.lease, None, state=states.CONCLUDING)
+        step = self.claim(None, state=states.CONCLUDING)
         if step is not states.ConcludeStep.CONCLUDE:
             why = "being concluded by another invocation" if step is states.ConcludeStep.BUSY else self.record.state
             self.log.info(f"{self.trigger}: {self.obj.uri} is {why}; nothing to do", event="conclusion_ignored")
@@ -134,7 +122,7 @@ class _Conclusion:
             if self.record.state == states.CONCLUDING:  # undo only what is not concluded yet
                 self.held.release(state=states.PROJECT_CREATED)
             raise
-        self.svc.ledger.mark_concluded(self.obj)
+        self.svc.open_projects.mark_concluded(self.obj)
         free_slot(self.svc, self.obj.key)  # the next waiting video starts now, not on the next sweep
         return self.record.state
 
@@ -239,13 +227,7 @@ class _Conclusion:
         result = ClipResult(
             rec.source, rec.upload_id or "", rec.project_id or "", status, clip_count, manifest_uri, reason
         )
-        try:
-            future = self.svc.publisher.publish(
-                self.settings.clip_results_topic, result.encode(), **result.attributes()
-            )
-            future.result(timeout=60)
-        except Exception as exc:
-            raise TransientError(f"publishing the clip result failed ({type(exc).__name__})") from None
+        self.svc.publisher.publish(self.settings.clip_results_topic, result, "the clip result")
 
 
 def _seconds_since(rfc3339: str | None) -> float | None:

@@ -13,43 +13,35 @@ between the call and the write, and by holding the lease for the whole call.
 
 from __future__ import annotations
 
-import uuid
-
 from opus_pipeline import logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.project_request import build_command, check_command
+from opus_pipeline.domain.record import VideoRecord
 from opus_pipeline.domain.webhook import registered_url
 from opus_pipeline.errors import ConcurrentCapError, InProgressError, OpusApiError, PermanentError, RateLimitedError
-from opus_pipeline.gcs.ledger import HeldRecord, Lease, VideoRecord
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.failures import record_failure
+from opus_pipeline.usecases.leased import LeasedUseCase
 
 SHORT_RETRY_AFTER_SECONDS = 10.0
 CAP_RETRY_SECONDS = 60.0  # a 429 for the in-flight cap without Retry-After: try that video again after this
 CREATE_LEASE_SECONDS = 120.0
 
 
-class _CreateProject:
+class _CreateProject(LeasedUseCase[states.ProjectStep]):
+    rule = staticmethod(states.project_step)
+
     def __init__(self, request: ClipRequest, services: Services) -> None:
+        log = logs.Logger({**request.source.labels(), "uploadId": request.upload_id})
+        super().__init__(request.source, services, log, CREATE_LEASE_SECONDS)
         self.request = request
-        self.svc = services
-        self.obj = request.source
-        self.lease = Lease(uuid.uuid4().hex, CREATE_LEASE_SECONDS, services.wall)
-        self.log = logs.Logger({**self.obj.labels(), "uploadId": request.upload_id})
-        self.held: HeldRecord
 
-    @property
-    def record(self) -> VideoRecord:
-        return self.held.record
-
-    def _decide(self, record: VideoRecord) -> states.ProjectStep:
+    def decide(self, record: VideoRecord) -> states.ProjectStep:
         if record.upload_id != self.request.upload_id:
             return states.ProjectStep.STALE
-        return states.project_step(
-            record.state, record.lease_owner, record.lease_expires, self.lease.owner, self.svc.wall()
-        )
+        return super().decide(record)
 
     def _replayed_record(self) -> VideoRecord:
         """A replayed message whose record has expired starts a new one, ready for creation."""
@@ -61,28 +53,12 @@ class _CreateProject:
             preferences=self.request.preferences.to_message(),
         )
 
+    # -- the story of a clip request ----------------------------------------------------------
+
     def run(self) -> str:
-        self.held, step = self.svc.ledger.claim(
-            self.obj, self._decide, self.lease, self._replayed_record, state=states.CREATING
-        )
-        rec = self.record
-        if step is states.ProjectStep.STALE:
-            self.log.warning(
-                f"ignored a clip request for upload {self.request.upload_id}: the video's current upload "
-                f"is {rec.upload_id}",
-                event="stale_clip_request",
-            )
-            return rec.state
-        if step is states.ProjectStep.NOTHING:
-            self.log.info(
-                f"duplicate clip request: the video is already {rec.state}"
-                + (f" (project {rec.project_id})" if rec.project_id else ""),
-                event="duplicate_clip_request",
-                projectId=rec.project_id,
-            )
-            return rec.state
-        if step is states.ProjectStep.BUSY:
-            raise InProgressError("another delivery is creating this project; Pub/Sub will redeliver")
+        step = self.claim(self._replayed_record, state=states.CREATING)
+        if step is not states.ProjectStep.CREATE:
+            return self._not_ours(step)
         grant = self.svc.admission.request(self.obj.key, self.svc.wall())
         if not grant.granted:
             return self._wait(grant.position)
@@ -90,23 +66,39 @@ class _CreateProject:
             with self.held.keep_alive():
                 project = self._call_opus()
         except ConcurrentCapError as exc:
-            not_before = self.svc.wall() + (exc.retry_after or CAP_RETRY_SECONDS)
-            self.svc.admission.requeue(self.obj.key, self.svc.wall(), not_before)
-            self.log.warning(
-                f"{exc}: another tool shares the key's slots; waiting again", event="rate_limited", reason=exc.reason
-            )
-            return self._wait(1)
+            return self._wait_for_cap(exc)
         except PermanentError as exc:
-            free_slot(self.svc, self.obj.key)
-            reset_at = exc.reset_at if isinstance(exc, OpusApiError) else None
-            record_failure(self.held, self.svc.status, exc, self.log, reset_at=reset_at)
-            return states.FAILED
+            return self._fail(exc)
         except BaseException:
-            self.held.release(state=states.QUEUED)
-            free_slot(self.svc, self.obj.key)
+            self._give_back()
             raise
+        return self._created(project)
+
+    # -- its endings ------------------------------------------------------------------------------
+
+    def _not_ours(self, step: states.ProjectStep) -> str:
+        """A stale or duplicate request is acknowledged; a busy one is redelivered."""
+        rec = self.record
+        if step is states.ProjectStep.BUSY:
+            raise InProgressError("another delivery is creating this project; Pub/Sub will redeliver")
+        if step is states.ProjectStep.STALE:
+            self.log.warning(
+                f"ignored a clip request for upload {self.request.upload_id}: the video's current upload "
+                f"is {rec.upload_id}",
+                event="stale_clip_request",
+            )
+        else:
+            self.log.info(
+                f"duplicate clip request: the video is already {rec.state}"
+                + (f" (project {rec.project_id})" if rec.project_id else ""),
+                event="duplicate_clip_request",
+                projectId=rec.project_id,
+            )
+        return rec.state
+
+    def _created(self, project: dict) -> str:
         project_id = str(project.get("id") or project.get("projectId") or "")
-        self.svc.ledger.mark_open(self.obj)  # before the record says so: the sweeper never misses it
+        self.svc.open_projects.mark_open(self.obj)  # before the record says so: the sweeper never misses it
         self.held.release(
             state=states.PROJECT_CREATED,
             project_id=project_id,
@@ -135,6 +127,26 @@ class _CreateProject:
         )
         return states.PROJECT_CREATED
 
+    def _wait_for_cap(self, exc: ConcurrentCapError) -> str:
+        """OpusClip's in-flight cap is full after all (another tool shares the key): queue again."""
+        not_before = self.svc.wall() + (exc.retry_after or CAP_RETRY_SECONDS)
+        self.svc.admission.requeue(self.obj.key, self.svc.wall(), not_before)
+        self.log.warning(
+            f"{exc}: another tool shares the key's slots; waiting again", event="rate_limited", reason=exc.reason
+        )
+        return self._wait(1)
+
+    def _fail(self, exc: PermanentError) -> str:
+        free_slot(self.svc, self.obj.key)
+        reset_at = exc.reset_at if isinstance(exc, OpusApiError) else None
+        record_failure(self.held, self.svc.status, exc, self.log, reset_at=reset_at)
+        return states.FAILED
+
+    def _give_back(self) -> None:
+        """A transient failure: the record is queued again and the slot freed for the redelivery."""
+        self.held.release(state=states.QUEUED)
+        free_slot(self.svc, self.obj.key)
+
     def _wait(self, position: int) -> str:
         """No free project slot: acknowledge, and be admitted when one frees (see ``admit``)."""
         self.held.release(state=states.WAITING)
@@ -150,7 +162,7 @@ class _CreateProject:
         return states.WAITING
 
     def _call_opus(self) -> dict:
-        settings = self.svc.settings
+        settings = self.settings
         prefs = self.request.preferences.over(settings.default_preferences)
         hook = settings.webhook_url and registered_url(settings.webhook_url, settings.webhook_token or "", self.obj.key)
         command = build_command(self.request.upload_id, prefs, settings.notify_email, hook or None)

@@ -11,7 +11,7 @@ from typing import Any
 from opus_pipeline import logs
 from opus_pipeline.domain import states
 from opus_pipeline.errors import PermanentError
-from opus_pipeline.gcs.ledger import HeldRecord
+from opus_pipeline.gcs.claims import HeldRecord
 from opus_pipeline.gcs.status_mirror import StatusMirror
 
 

@@ -1,18 +1,19 @@
 """Use case: a video landed in the source bucket → its bytes stream into OpusClip → hand-over.
 
-Composed from the ledger (exactly-once claim, lease, resume point), the OpusClip client, the
-resumable session protocol and the prefetching source reader. See ``states.py`` for the states.
+Composed from the claim protocol (exactly-once claim, lease, resume point), the OpusClip client,
+the resumable session protocol and the prefetching source reader. See ``domain/states.py`` for
+the states.
 """
 
 from __future__ import annotations
 
 import random
-import uuid
 
 from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject, skip_reason
 from opus_pipeline.domain.preferences import parse_metadata
+from opus_pipeline.domain.record import VideoRecord, now_rfc3339
 from opus_pipeline.domain.url_policy import check_url
 from opus_pipeline.errors import (
     DeadlineReachedError,
@@ -22,11 +23,11 @@ from opus_pipeline.errors import (
     SupersededError,
     TransientError,
 )
-from opus_pipeline.gcs.ledger import HeldRecord, Lease, VideoRecord, now_rfc3339
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
 from opus_pipeline.opus.resumable import ResumableSession, start
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.failures import record_failure
+from opus_pipeline.usecases.leased import LeasedUseCase
 
 PROGRESS_LOG_SECONDS = 5.0
 MAX_SESSION_RENEWALS = 2
@@ -43,32 +44,20 @@ def handle_finalized(obj: StorageObject, services: Services) -> str:
     return _Ingest(obj, services).run()
 
 
-class _Ingest:
+class _Ingest(LeasedUseCase[states.IngestStep]):
     """One invocation's work on one video; holds the lease while it runs."""
 
+    rule = staticmethod(states.ingest_step)
+
     def __init__(self, obj: StorageObject, services: Services) -> None:
-        self.obj = obj
-        self.svc = services
-        self.settings = services.settings
+        super().__init__(obj, services, logs.Logger(obj.labels()), services.settings.lease_seconds)
         self.status = services.status
-        self.log = logs.Logger(obj.labels())
-        self.lease = Lease(uuid.uuid4().hex, self.settings.lease_seconds, services.wall)
         self.deadline = services.clock() + self.settings.upload_deadline_seconds
-        self.held: HeldRecord
-
-    @property
-    def record(self) -> VideoRecord:
-        return self.held.record
-
-    def _decide(self, record: VideoRecord) -> states.IngestStep:
-        return states.ingest_step(
-            record.state, record.lease_owner, record.lease_expires, self.lease.owner, self.svc.wall()
-        )
 
     # -- the story of a video ---------------------------------------------------------------
 
     def run(self) -> str:
-        self.held, step = self.svc.ledger.claim(self.obj, self._decide, self.lease, lambda: VideoRecord(self.obj))
+        step = self.claim(lambda: VideoRecord(self.obj))
         self.log.bind(uploadId=self.record.upload_id)
         if step is states.IngestStep.NOTHING:
             self.log.info(f"duplicate event for {self.obj.uri}: already {self.record.state}", event="duplicate_event")
@@ -131,7 +120,7 @@ class _Ingest:
                 raise
             except TransientError as exc:
                 failures = 1 if session.committed > before else failures + 1
-                session.invalid = True
+                session.mark_unknown()
                 self._wait_before_retry(exc, failures, session)
         self._uploaded(self.svc.clock() - streaming_since)
 
@@ -241,13 +230,7 @@ class _Ingest:
 
     def _hand_over(self) -> None:
         request = self.record.clip_request()
-        try:
-            future = self.svc.publisher.publish(
-                self.settings.clip_requests_topic, request.encode(), **request.attributes()
-            )
-            message_id = future.result(timeout=60)
-        except Exception as exc:
-            raise TransientError(f"publishing the clip request failed ({type(exc).__name__})") from None
+        message_id = self.svc.publisher.publish(self.settings.clip_requests_topic, request, "the clip request")
         self.held.release(state=states.QUEUED, message_id=message_id)
         self.status.show(self.obj, states.QUEUED, upload_id=self.record.upload_id)
         self.log.info(f"queued {self.obj.uri} for clip-project creation", event="clip_request_published")

@@ -16,8 +16,9 @@ from google.cloud import storage
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import parse_metadata
+from opus_pipeline.domain.record import Stored
 from opus_pipeline.errors import NothingToRetryError, PermanentError
-from opus_pipeline.gcs.ledger import Ledger, Stored
+from opus_pipeline.gcs.ledger import Ledger
 
 
 @dataclass(frozen=True)

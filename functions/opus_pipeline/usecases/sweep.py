@@ -37,12 +37,12 @@ def sweep(services: Services) -> SweepReport:
     report = SweepReport()
     report.reclaimed = reclaim_slots(services, report)  # first: a long sweep must not starve the queue
     ledger = services.ledger
-    for obj in ledger.open_projects():
+    for obj in services.open_projects.open_projects():
         report.open += 1
         stored = ledger.read(obj)
         rec = stored.record if stored else None
         if rec is None or rec.state in states.END_STATES:
-            ledger.mark_concluded(obj)
+            services.open_projects.mark_concluded(obj)
             continue
         now = services.wall()
         if rec.state not in states.OPEN_STATES or rec.next_check > now or rec.lease_live(now):

@@ -1,0 +1,102 @@
+"""A video's state record: the one truth about one uploaded version of one object. Pure values.
+
+The record is stored as JSON in ``STATE_BUCKET`` (see ``gcs/ledger.py``); ``Stored`` pairs it
+with the generation it was read at, the token of its next compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.preferences import Preferences
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One uploaded version of one object. ``session_url`` is a credential: never log it."""
+
+    source: StorageObject
+    state: str = states.RECEIVED
+    reason: str | None = None
+    error: str | None = None
+    upload_id: str | None = None
+    session_url: str | None = field(default=None, repr=False)
+    committed: int = 0
+    read_generation: int | None = None
+    preferences: dict[str, Any] = field(default_factory=dict)
+    lease_owner: str | None = None
+    lease_expires: float = 0.0
+    project_id: str | None = None
+    stage: str | None = None
+    reset_at: str | None = None
+    message_id: str | None = None
+    uploaded_at: str | None = None
+    checks: int = 0  # the sweeper's looks at the running project
+    next_check: float = 0.0  # wall-clock seconds before which the sweeper leaves it alone
+    clip_count: int | None = None
+    manifest_uri: str | None = None
+    copied: dict[str, dict[str, Any]] = field(default_factory=dict)  # clip id → its copy, as made
+    concluded_at: str | None = None
+    updated_at: str = ""
+
+    def to_json(self) -> bytes:
+        data = dataclasses.asdict(self)
+        data["source"] = self.source.to_record()
+        return json.dumps(data, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> VideoRecord:
+        data = json.loads(raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["source"] = StorageObject.from_message(data["source"])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> VideoRecord:
+        changes.setdefault("updated_at", now_rfc3339())
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def upload_complete(self) -> bool:
+        return bool(self.upload_id) and self.committed >= self.source.size > 0
+
+    def lease_live(self, now: float) -> bool:
+        return bool(self.lease_owner) and self.lease_expires > now
+
+    def clip_request(self) -> ClipRequest:
+        """The hand-over message for this video's completed upload."""
+        return ClipRequest(
+            upload_id=self.upload_id or "",
+            source=self.source,
+            preferences=Preferences.from_message(self.preferences),
+            uploaded_at=self.uploaded_at or self.updated_at,
+        )
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A record with the generation of the object it was read from (the CAS token)."""
+
+    record: VideoRecord
+    generation: int
+
+
+def object_from_key(key: str) -> StorageObject:
+    """The object a ``bucket/name#generation`` key names (size unknown: it is not needed to find it).
+    ``ValueError`` for anything else."""
+    rest, _, generation = key.rpartition("#")
+    bucket, _, name = rest.partition("/")
+    if not bucket or not name or not (generation.isascii() and generation.isdigit()):
+        raise ValueError(f"not a video key: {key!r}")
+    return StorageObject(bucket=bucket, name=name, generation=int(generation), size=0)

@@ -1,0 +1,94 @@
+"""The slot table: who holds one of OpusClip's in-flight project slots, and who waits. Pure logic.
+
+At most ``OPUS_MAX_PARALLEL_PROJECTS`` projects are created and not concluded. A clip request
+that finds no free slot joins a first-come queue instead of spending retries; a conclusion frees
+its slot and admits the head of the queue at once, and the sweeper does the same as a safety net
+(and reclaims slots whose holder is gone). ``gcs/admission.py`` keeps the table in Cloud Storage.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+ADMIT_GRACE_SECONDS = 120.0  # an admitted video's clip request arrives within this, or is admitted again
+
+
+@dataclass(frozen=True)
+class Grant:
+    """``granted``, or the 1-based place in the queue."""
+
+    granted: bool
+    position: int = 0
+
+
+@dataclass
+class SlotTable:
+    """Who holds a slot (video key → since when) and who waits, oldest first."""
+
+    in_flight: dict[str, float] = field(default_factory=dict)
+    waiting: list[dict[str, Any]] = field(default_factory=list)  # {"key", "since", "notBefore", "admittedAt"}
+
+    def to_json(self) -> bytes:
+        return json.dumps({"inFlight": self.in_flight, "waiting": self.waiting}, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> SlotTable:
+        data = json.loads(raw)
+        return cls(dict(data.get("inFlight", {})), list(data.get("waiting", [])))
+
+    def _position(self, key: str) -> int:
+        return next((i for i, w in enumerate(self.waiting) if w["key"] == key), -1)
+
+    def request(self, key: str, cap: int, now: float) -> Grant:
+        """A slot for ``key`` when one is free for it: the free slots go to the due waiters in
+        their order first, then to newcomers. Otherwise ``key`` waits; its place is returned."""
+        if key in self.in_flight:
+            return Grant(True)
+        due = [w["key"] for w in self.waiting if w.get("notBefore", 0.0) <= now]
+        ahead = due.index(key) if key in due else len(due)
+        if ahead < cap - len(self.in_flight):
+            self.drop(key)
+            self.in_flight[key] = now
+            return Grant(True)
+        if self._position(key) < 0:
+            self.waiting.append({"key": key, "since": now, "notBefore": 0.0})
+        return Grant(False, self._position(key) + 1)
+
+    def release(self, key: str) -> None:
+        self.in_flight.pop(key, None)
+
+    def requeue(self, key: str, now: float, not_before: float) -> None:
+        """OpusClip refused for the in-flight cap after all (another tool shares the key): the
+        video goes back to the head of the queue and is not tried again before ``not_before``."""
+        self.in_flight.pop(key, None)
+        position = self._position(key)
+        if position >= 0:
+            del self.waiting[position]
+        self.waiting.insert(0, {"key": key, "since": now, "notBefore": not_before})
+
+    def drop(self, key: str) -> None:
+        """Forget ``key`` entirely (its video ended or no longer exists)."""
+        self.release(key)
+        position = self._position(key)
+        if position >= 0:
+            del self.waiting[position]
+
+    def forget(self, slots: dict[str, float], waiting: dict[str, float]) -> None:
+        """Drop the slots and queue entries found stale in an earlier read, but only those still
+        as they were read: a video admitted (or queued again) meanwhile keeps its new entry."""
+        for key, since in slots.items():
+            if self.in_flight.get(key) == since:
+                del self.in_flight[key]
+        self.waiting = [w for w in self.waiting if waiting.get(w["key"]) != w["since"]]
+
+    def admit_due(self, cap: int, now: float) -> list[str]:
+        """The waiting videos the free slots can take now, oldest first, marked as admitted so
+        that nobody admits them twice while their clip request travels (``ADMIT_GRACE_SECONDS``)."""
+        travelling = [w for w in self.waiting if now - w.get("admittedAt", -ADMIT_GRACE_SECONDS) < ADMIT_GRACE_SECONDS]
+        free = cap - len(self.in_flight) - len(travelling)
+        due = [w for w in self.waiting if w.get("notBefore", 0.0) <= now and w not in travelling]
+        for entry in due[: max(0, free)]:
+            entry["admittedAt"] = now
+        return [w["key"] for w in due[: max(0, free)]]

@@ -1,0 +1,110 @@
+"""The one compare-and-swap on Cloud Storage generations, used by every shared object.
+
+The ledger's records, the admission slot table and the request budget are each one JSON object
+in ``STATE_BUCKET``; every change is a read, an edit, and a write with ``ifGenerationMatch`` set
+to the generation read (``0``: the object must not exist yet). Two invocations can therefore never
+both believe they advanced the same object. Writes are single-request uploads: the emulator
+honours generation preconditions on those (not on resumable ones).
+
+Storage trouble on these objects (Cloud Storage's 429 for more than about one write per second
+to one object, a 503, the client library giving up its own retries) is mapped here, once, to a
+``TransientError``: the platform redelivers, nothing is lost, and no caller sees a library type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from opus_pipeline.errors import ConflictError, InProgressError, TransientError
+
+# How often one change reads and writes again after losing the race to another instance.
+CAS_ATTEMPTS = 20
+# What Cloud Storage answers when it is busy or throttles: worth a redelivery, never a failure.
+_STORAGE_TRANSIENT = (gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.RetryError)
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Edit(Generic[R]):
+    """What an edit of a shared object decided: its ``result``, and the object's new bytes
+    (``None``: leave the object as it is, write nothing)."""
+
+    result: R
+    raw: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """An object's bytes (``None``: it does not exist) and the generation they were read at."""
+
+    raw: bytes | None
+    generation: int
+
+
+def storage_trouble(exc: Exception, what: str) -> TransientError:
+    """The one wording of a storage failure on a shared object (no URL, no credential in it)."""
+    return TransientError(f"Cloud Storage could not {what} ({type(exc).__name__}); it will be tried again")
+
+
+class CasObject:
+    """One object in a bucket, read with its generation and written only by compare-and-swap."""
+
+    def __init__(self, bucket: storage.Bucket, name: str) -> None:
+        self._bucket = bucket
+        self.name = name
+        self.conflicts = 0  # for the benchmark: how often instances raced for the object
+
+    def read(self) -> Versioned:
+        blob = self._bucket.blob(self.name)
+        try:
+            raw = blob.download_as_bytes()
+        except gexc.NotFound:
+            return Versioned(None, 0)
+        except _STORAGE_TRANSIENT as exc:
+            raise storage_trouble(exc, f"read {self.name}") from None
+        return Versioned(raw, int(blob.generation))
+
+    def write(self, raw: bytes, generation: int) -> int:
+        """Write ``raw`` if the object is still at ``generation`` (0: absent); the new generation.
+        ``ConflictError`` when someone else wrote it since."""
+        blob = self._bucket.blob(self.name)
+        try:
+            blob.upload_from_string(raw, content_type="application/json", if_generation_match=generation)
+        except gexc.PreconditionFailed:
+            # The client retries a conditional write whose answer was lost; its retry then fails
+            # the precondition its own first attempt moved on. Our bytes there mean it was ours.
+            if self._holds(blob, raw):
+                return int(blob.generation)
+            self.conflicts += 1
+            raise ConflictError(self.name) from None
+        except _STORAGE_TRANSIENT as exc:
+            raise storage_trouble(exc, f"write {self.name}") from None
+        return int(blob.generation)
+
+    def change(self, edit: Callable[[bytes | None], Edit[R]], attempts: int = CAS_ATTEMPTS) -> tuple[R, int]:
+        """Apply ``edit`` to the current bytes and write its result by CAS, again on a lost race.
+        Returns the edit's result and the generation the object is at afterwards."""
+        for _ in range(attempts):
+            current = self.read()
+            outcome = edit(current.raw)
+            if outcome.raw is None or outcome.raw == current.raw:
+                return outcome.result, current.generation
+            try:
+                return outcome.result, self.write(outcome.raw, current.generation)
+            except ConflictError:
+                continue
+        raise InProgressError(f"{self.name} kept changing under this invocation; it will be tried again")
+
+    @staticmethod
+    def _holds(blob: storage.Blob, raw: bytes) -> bool:
+        """Whether ``blob`` now holds exactly ``raw`` (``blob.generation`` is then the one to use)."""
+        try:
+            return blob.download_as_bytes() == raw
+        except gexc.NotFound:
+            return False

@@ -1,0 +1,141 @@
+"""The one claim protocol of every use case, and the record an invocation then holds.
+
+``claim`` reads (or starts) a video's record, lets the use case decide, and takes the lease in
+the same compare-and-swap when the decision says so; a lost race decides again on what won.
+``HeldRecord`` is what the winner writes through until it lets the lease go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.record import Stored, VideoRecord
+from opus_pipeline.errors import ConflictError, InProgressError, PipelineError, UnknownVideoError
+from opus_pipeline.gcs.cas import Edit
+from opus_pipeline.gcs.ledger import Ledger
+
+
+class Step(Protocol):
+    """A use case's decision about a record; ``claims`` says whether it takes the lease."""
+
+    @property
+    def claims(self) -> bool: ...
+
+
+StepT = TypeVar("StepT", bound=Step)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who claims, for how long, on which clock (``wall``: lease expiries are compared across
+    instances, so they are wall-clock seconds)."""
+
+    owner: str
+    seconds: float
+    wall: Callable[[], float] = time.time
+
+    def until(self) -> float:
+        return self.wall() + self.seconds
+
+
+def claim(
+    ledger: Ledger,
+    obj: StorageObject,
+    decide: Callable[[VideoRecord], StepT],
+    lease: Lease,
+    new_record: Callable[[], VideoRecord] | None,
+    **changes: Any,
+) -> tuple[HeldRecord, StepT]:
+    """Read (or start with ``new_record``) the record of ``obj`` and ``decide`` on it; when the
+    step ``claims``, take the lease (and apply ``changes``) in the same CAS. A lost race decides
+    again. Without ``new_record``, a missing record is ``UnknownVideoError``."""
+
+    def edit(raw: bytes | None) -> Edit[tuple[VideoRecord, StepT]]:
+        if raw is None and new_record is None:
+            raise UnknownVideoError(f"the pipeline has no record of {obj.uri}")
+        current = VideoRecord.from_json(raw) if raw is not None else new_record()
+        step = decide(current)
+        if not step.claims and raw is not None:
+            return Edit((current, step))
+        record = current
+        if step.claims:
+            record = record.replace(lease_owner=lease.owner, lease_expires=lease.until(), **changes)
+        if raw is None:
+            record = ledger.checked_new(record, initial=current.state)
+        else:
+            record = ledger.checked_next(current, record)
+        return Edit((record, step), record.to_json())
+
+    (record, step), generation = ledger.cas(obj).change(edit)
+    return HeldRecord(ledger, Stored(record, generation), lease), step
+
+
+class HeldRecord:
+    """The record an invocation holds the lease of; each write is a CAS on the one it last wrote.
+
+    Losing a CAS means another invocation took the lease over: ``InProgressError`` stops this one.
+    Writes are serialized by a lock, so ``keep_alive``'s renewals and the holder's own writes
+    never race each other.
+    """
+
+    def __init__(self, ledger: Ledger, stored: Stored, lease: Lease) -> None:
+        self._ledger = ledger
+        self._stored = stored
+        self._lease = lease
+        self._lock = threading.RLock()
+
+    @property
+    def record(self) -> VideoRecord:
+        return self._stored.record
+
+    def save(self, **changes: Any) -> None:
+        with self._lock:
+            try:
+                self._stored = self._ledger.write(self._stored, self.record.replace(**changes))
+            except ConflictError:
+                raise InProgressError("another invocation took over this video's record") from None
+
+    def renew(self, **changes: Any) -> None:
+        """Extend the lease (with ``changes``, e.g. the committed offset) while it is ours."""
+        with self._lock:
+            if self.record.lease_owner == self._lease.owner:
+                self.save(lease_expires=self._lease.until(), **changes)
+
+    def release(self, **changes: Any) -> None:
+        """Write ``changes`` and give the lease up, so a retry can go on at once."""
+        self.save(lease_owner=None, lease_expires=0.0, **changes)
+
+    def settle(self, state: str, exc: PipelineError, **changes: Any) -> None:
+        """End in ``state`` for the reason ``exc`` gives; an open session is forgotten."""
+        self.release(state=state, reason=exc.reason, error=str(exc), session_url=None, **changes)
+
+    @contextlib.contextmanager
+    def keep_alive(self, on_lost: Callable[[Exception], None] | None = None) -> Iterator[None]:
+        """Renew the lease every third of its length while the body runs, from a thread of its
+        own: a blocking call (a slow PUT, a long ``Retry-After``) cannot outlive the lease while
+        this process lives, and a crashed process stops renewing, so its lease lapses."""
+        stop = threading.Event()
+
+        def renew_until_stopped() -> None:
+            while not stop.wait(self._lease.seconds / 3):
+                try:
+                    self.renew()
+                except Exception as exc:  # lost to another invocation, or storage trouble
+                    if on_lost is not None:
+                        on_lost(exc)
+                    if isinstance(exc, InProgressError):
+                        return
+
+        renewer = threading.Thread(target=renew_until_stopped, name="lease-renewer", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()

@@ -1,0 +1,1 @@
+"""Pub/Sub adapter: the one publish every function and the CLI use."""
