@@ -323,6 +323,12 @@ def push_body(data: bytes, attributes: dict[str, str], message_id: str, subscrip
     return {"message": message, "subscription": subscription}
 
 
+def join_by(threads: list[threading.Thread], deadline: float) -> None:
+    """Wait for the threads until the deadline, and a second more."""
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1)
+
+
 class Deliveries:
     """Delivery chains: each POSTs until a 2xx (as Eventarc and Pub/Sub redeliver) or the deadline."""
 
@@ -353,8 +359,7 @@ class Deliveries:
             self.unacked += 1
 
     def join(self) -> None:
-        for thread in self.threads:
-            thread.join(timeout=max(0.0, self.deadline - time.monotonic()) + 1)
+        join_by(self.threads, self.deadline)
 
 
 class Schedule:
@@ -380,33 +385,54 @@ class Schedule:
         return False
 
     def run(self) -> Outcome:
+        """Set the stand-in up, drive the video through the functions, check what must hold, tally the faults."""
         started = time.monotonic()
+        data = self._set_up()
+        end_state = self._drive(data)
+        stats = self._quiet_stats()
+        self._check_invariants(end_state, data, stats)
+        fired = self._tally(stats)
+        resent, bound = self._check_resent(stats)
+        seconds = round(time.monotonic() - started, 1)
+        return Outcome(self.plan.seed, self.plan.size, not self.problems, self.problems, resent, bound, seconds, fired)
+
+    def _set_up(self) -> bytes:
+        """A fresh stand-in with the plan's clips and faults; the video the plan draws."""
         plan, standin = self.plan, self.stack.standin
         standin.reset()
         standin.configure(projectSeconds=PROJECT_SECONDS, clipsPerProject=plan.clips, clipBytes=plan.clip_bytes)
         if plan.faults:
             standin.inject(*plan.faults)
-        data = random.Random(f"video-{plan.seed}").randbytes(plan.size)
+        return random.Random(f"video-{plan.seed}").randbytes(plan.size)
+
+    def _drive(self, data: bytes) -> str | None:
+        """Upload the video and play the platform's part until the video ends; its end state."""
         resource = self.soak.put(self.name, data)
         helpers = [self._deliver_finalize, self._duplicate_clip_request, self._tick_sweeper]
-        if plan.crash_at_chunk_call is not None:
+        if self.plan.crash_at_chunk_call is not None:
             helpers.append(self._crash)
         threads = [threading.Thread(target=helper, args=(resource,), daemon=True) for helper in helpers]
         for thread in threads:
             thread.start()
-        state = self._settle(resource)
+        end_state = self._settle(resource)
         self.stop_ticks.set()
         self.deliveries.join()
-        for thread in threads:
-            thread.join(timeout=max(0.0, self.deadline - time.monotonic()) + 1)
-        stats = self._quiet_stats()
-        if state == "clips-ready":
-            self._check(data, stats)
-        elif state is not None:
-            self.problems.append(f"the video ended {state}")
+        join_by(threads, self.deadline)
+        return end_state
+
+    def _check_invariants(self, end_state: str | None, data: bytes, stats: dict[str, Any]) -> None:
+        """The video's clips are ready, every delivery was acknowledged, and no log shows a secret."""
+        if end_state == "clips-ready":
+            self._check_delivered(data, stats)
+        elif end_state is not None:
+            self.problems.append(f"the video ended {end_state}")
         if self.deliveries.unacked:
             self.problems.append(f"{self.deliveries.unacked} deliveries never acknowledged")
         self.problems.extend(self.soak.leaks())
+
+    def _tally(self, stats: dict[str, Any]) -> Counter[tuple[str, str]]:
+        """How often each misbehaviour happened: the injected faults that fired, the crash, the redeliveries."""
+        plan = self.plan
         fired: Counter[tuple[str, str]] = Counter()
         for fault, count in zip(plan.faults, fired_counts(plan.faults, stats["calls"]), strict=True):
             if fault["endpoint"] != "chunk" or fault["kind"] != "slow":  # that one is the crash's
@@ -417,20 +443,15 @@ class Schedule:
             ("clip request", plan.request_copies, plan.request_concurrent),
         ):
             fired[f"{what} delivered 2–3 times", "at once" if at_once else "apart"] += copies > 1
-        resent = stats["bytesReceived"] - plan.size
-        bound = resend_bound(plan.faults, stats, self.crashed)
+        return +fired
+
+    def _check_resent(self, stats: dict[str, Any]) -> tuple[int, int]:
+        """The bytes sent again and the most that the faults excuse; a problem when over."""
+        resent = stats["bytesReceived"] - self.plan.size
+        bound = resend_bound(self.plan.faults, stats, self.crashed)
         if resent > bound:
             self.problems.append(f"re-sent {resent} bytes, more than the bound of {bound}")
-        return Outcome(
-            plan.seed,
-            plan.size,
-            not self.problems,
-            self.problems,
-            resent,
-            bound,
-            round(time.monotonic() - started, 1),
-            +fired,
-        )
+        return resent, bound
 
     # -- the platform's part ----------------------------------------------------------------
 
@@ -484,8 +505,7 @@ class Schedule:
             ticks.append(threading.Thread(target=tick, daemon=True))  # not waited for: sweeps overlap
             ticks[-1].start()
             self.stop_ticks.wait(TICK_SECONDS)
-        for thread in ticks:
-            thread.join(timeout=max(0.0, self.deadline - time.monotonic()) + 1)
+        join_by(ticks, self.deadline)
 
     def _crash(self, resource: dict[str, Any]) -> None:
         """SIGKILL the ingest process while the stand-in holds the planned chunk PUT, then restart it;
@@ -532,7 +552,7 @@ class Schedule:
             self._wait(sent, "the webhooks to be sent", poll=0.1)
         return stats
 
-    def _check(self, data: bytes, stats: dict[str, Any]) -> None:
+    def _check_delivered(self, data: bytes, stats: dict[str, Any]) -> None:
         md5 = hashlib.md5(data).hexdigest()
         complete = [u for u in stats["uploads"].values() if u["complete"]]
         if len(complete) != 1 or complete[0]["md5"] != md5:

@@ -1,0 +1,115 @@
+"""The OpusClip REST API: upload links, clip projects and their exportable clips.
+
+Every call passes the gate first: an injected fault, then the Bearer key, then the rate limit.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import parse_qs
+
+from .. import clip_schema
+from .exchange import Answer, Reply, Request, fault_answer
+from .state import StandIn
+
+MAX_PAGE_SIZE = 100  # OpusClip documents no maximum; the stand-in's own bound, above the 50 clients use
+_POSITIVE = re.compile(r"^[1-9][0-9]{0,8}$")
+
+
+def _gate(state: StandIn, request: Request, endpoint: str) -> Answer | None:
+    """The gate of every ``/api/*`` call: injected fault, then the Bearer key, then the rate limit.
+    None when the call may go on; otherwise the answer it gets."""
+    refused = fault_answer(state.take_fault(endpoint), request)
+    if refused is not None:
+        return refused
+    if request.headers.get("Authorization") != f"Bearer {state.api_key}":
+        return Reply(401, {"message": "Unauthorized"})
+    retry_after = state.admit(request.headers["Authorization"])
+    if retry_after is None:
+        return None
+    return Reply(429, {"message": "Too Many Requests"}, {"Retry-After": str(retry_after)})
+
+
+def upload_link(state: StandIn, request: Request) -> Answer:
+    """``POST /api/upload-links``: where to start the resumable session."""
+    body = request.json_body()
+    if refused := _gate(state, request, "upload-links"):
+        return refused
+    if body != {"video": {"usecase": "LocalUpload"}}:
+        return Reply(400, {"message": 'body must be {"video": {"usecase": "LocalUpload"}}'})
+    upload, use, total = state.new_upload()
+    return Reply(
+        200,
+        {
+            "url": f"{state.base_url}/upload/{upload.upload_id}/google-upload",
+            "uploadId": upload.upload_id,
+            "dnsUrl": state.base_url,
+            "useAmount": use,
+            "totalAmount": total,
+        },
+    )
+
+
+def create_project(state: StandIn, request: Request) -> Answer:
+    """``POST /api/clip-projects`` for a completed upload."""
+    body = request.json_body()
+    if refused := _gate(state, request, "clip-projects"):
+        return refused
+    problems = clip_schema.problems(body)
+    if problems:
+        return Reply(400, {"message": problems})
+    upload_id = request.headers.get("x-opus-upload-id")
+    upload = state.upload(upload_id or "")
+    if upload_id != body["videoUrl"] or upload is None or not upload.complete:
+        return Reply(400, {"message": "x-opus-upload-id must equal videoUrl and name a completed upload"})
+    project = state.create_project(upload.upload_id, body)
+    if project is None:
+        return Reply(429, {"message": "Too many concurrent projects"}, {"X-Cap-Reason": "concurrent"})
+    return Reply(201, project.representation(project.created))
+
+
+def get_project(state: StandIn, request: Request, project_id: str) -> Answer:
+    """``GET /api/clip-projects/{id}``: the project as it stands now."""
+    if refused := _gate(state, request, "project-get"):
+        return refused
+    project = state.project(project_id)
+    if project is None:
+        return Reply(404, {"message": "project not found"})
+    return Reply(200, project.representation(time.time()))
+
+
+def exportable_clips(state: StandIn, request: Request) -> Answer:
+    """``GET /api/exportable-clips?q=findByProjectId``; collections are not simulated."""
+    if refused := _gate(state, request, "exportable-clips"):
+        return refused
+    params = parse_qs(request.query, keep_blank_values=True)
+    problem = _clips_query_problem(params)
+    if problem:
+        return Reply(400, {"message": problem})
+    project = state.project(params["projectId"][0])
+    if project is None:
+        return Reply(404, {"message": "project not found"})
+    number, size = int(params["pageNum"][0]), int(params["pageSize"][0])
+    page = state.clips(project)[(number - 1) * size : number * size]
+    return Reply(200, page if state.config["clipsEnvelope"] == "array" else {"data": page})
+
+
+def _clips_query_problem(params: dict[str, list[str]]) -> str | None:
+    """What is wrong with an exportable-clips query, strictly: pageNum and pageSize are required
+    although the OpenAPI marks them optional, so that a client never relies on unstated defaults."""
+    unknown = sorted(set(params) - {"q", "projectId", "pageNum", "pageSize"})
+    if unknown:
+        return f"unknown query parameters: {', '.join(unknown)}"
+    if any(len(values) != 1 for values in params.values()):
+        return "each query parameter at most once"
+    if params.get("q") != ["findByProjectId"]:
+        return "q must be findByProjectId (the stand-in has no collections)"
+    if not params.get("projectId", [""])[0]:
+        return "projectId is required when q=findByProjectId"
+    for name in ("pageNum", "pageSize"):
+        if not _POSITIVE.match(params.get(name, [""])[0]):
+            return f"{name} must be a whole number from 1"
+    if int(params["pageSize"][0]) > MAX_PAGE_SIZE:
+        return f"pageSize must be at most {MAX_PAGE_SIZE}"
+    return None

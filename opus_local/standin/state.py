@@ -1,0 +1,517 @@
+"""The stand-in's state: uploads, projects, injected faults, the configuration and every call counted.
+
+Every change of state is a method of ``StandIn`` that takes the lock itself, so that the protocol
+modules (``api``, ``upload_session``, ``media``, ``control``, ``webhooks``) never touch it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import webhooks
+
+GRANULARITY = 256 * 1024
+PIECE = 1024 * 1024
+
+# A project's working stages, in order, and their shares of ``projectSeconds``. QUEUED takes half,
+# so that a project read back soon after creation is still QUEUED, as the POST answered.
+STAGES = ("QUEUED", "IMPORT", "CURATE", "REFINE", "RENDER", "UPLOAD")
+STAGE_SHARES = (5, 1, 1, 1, 1, 1)
+ORG_ID = "org_StandIn000000001"
+USER_ID = "standin|000000000000000000001"
+STORAGE_DAYS = 30  # OpusClip keeps a project's files 30 days (the OpenAPI example's storageExpireAt)
+
+
+def count_from(low: int) -> Callable[[Any], bool]:
+    """A check of a whole number from ``low`` (a bool is not one)."""
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "projectSeconds": 2.0,  # creation → COMPLETE/STALLED
+    "clipsPerProject": 3,
+    "clipBytes": 4096,  # size of every clip file
+    "clipsEnvelope": "array",  # "array" as the OpenAPI shows, "data" for {"data": [...]} as Opus's own tools read
+    "scoredClips": "alternate",  # which clips carry the undocumented rank/score/isBonusClip/uriForThumbnail
+    "mediaBaseUrl": None,  # where uriForExport points; None: the stand-in itself
+    "rateLimitPerMinute": None,  # accepted /api/* calls per key per window; None: no limit
+    "rateWindowSeconds": 60,  # the window of that limit: a minute, as OpusClip's, unless a test cannot wait
+    "concurrentProjects": None,  # projects neither COMPLETE nor STALLED; None: no cap
+}
+_CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "projectSeconds": _seconds,
+    "clipsPerProject": count_from(0),
+    "clipBytes": count_from(1),
+    "clipsEnvelope": lambda v: v in ("array", "data"),
+    "scoredClips": lambda v: v in ("all", "none", "alternate"),
+    "mediaBaseUrl": _optional(lambda v: isinstance(v, str) and v.startswith(("http://", "https://"))),
+    "rateLimitPerMinute": _optional(count_from(1)),
+    "rateWindowSeconds": lambda v: _seconds(v) and v > 0,
+    "concurrentProjects": _optional(count_from(0)),
+}
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Upload:
+    upload_id: str
+    path: Path
+    session: str | None = None
+    total: int | None = None
+    committed: int = 0
+    complete: bool = False
+    _md5: str | None = None
+
+    @property
+    def md5(self) -> str | None:
+        """Of the complete upload; hashed when first asked, so that no upload waits for it."""
+        if self.complete and self._md5 is None:
+            self._md5 = _md5(self.path)
+        return self._md5
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "uploadId": self.upload_id,
+            "total": self.total,
+            "committed": self.committed,
+            "complete": self.complete,
+            "md5": self.md5,
+            "sessionStarted": self.session is not None,
+        }
+
+
+@dataclass
+class Project:
+    """A created project. Its stage is computed from the clock when asked, so nothing runs in the
+    background to move it; the duration, clip count and clip size are fixed at creation, so that a
+    later configuration change does not rewrite a project's past or its files."""
+
+    id: str
+    upload_id: str
+    request: dict[str, Any]
+    created: float
+    seconds: float
+    clip_count: int
+    clip_bytes: int
+    stalls: bool = False
+
+    @property
+    def ends(self) -> float:
+        return self.created + self.seconds
+
+    def stage(self, now: float) -> tuple[str, float]:
+        """The stage at ``now`` and when it began."""
+        if now >= self.ends:
+            return ("STALLED" if self.stalls else "COMPLETE"), self.ends
+        unit = self.seconds / sum(STAGE_SHARES)
+        since = self.created
+        for stage, share in zip(STAGES[:-1], STAGE_SHARES, strict=False):
+            if now < since + share * unit:
+                return stage, since
+            since += share * unit
+        return STAGES[-1], since
+
+    def in_flight(self, now: float) -> bool:
+        return now < self.ends
+
+    def curation_ids(self) -> list[str]:
+        """Stable per project, so that a clip id names the same clip on every page and call."""
+        return [
+            "CU" + hashlib.sha256(f"{self.id}/{n}".encode()).hexdigest()[:10] for n in range(1, self.clip_count + 1)
+        ]
+
+    def representation(self, now: float) -> dict[str, Any]:
+        """The ClipProjectRepresentation OpusClip answers, every field the OpenAPI requires."""
+        stage, since = self.stage(now)
+        done = stage == "COMPLETE"
+        return {
+            "id": self.id,
+            "projectId": self.id,
+            "userId": USER_ID,
+            "orgId": ORG_ID,
+            "isDeleted": False,
+            "isPurged": False,
+            "sourcePlatform": "UPLOADED",
+            "sourceId": self.upload_id,
+            "sourceUri": None,
+            "labels": [],
+            "productTier": "PRO",
+            "stage": stage,
+            "model": "ClipBasic",
+            "error": "the project stalled" if stage == "STALLED" else None,
+            "stallCount": 1 if stage == "STALLED" else 0,
+            "workerUrl": None,
+            "curationPref": self.request.get("curationPref", {}),
+            "importPref": self.request.get("importPref", {}),
+            "storageSize": self.clip_count * self.clip_bytes if done else 0,
+            "storageStatus": "TEMPORARY",
+            "storageExpireAt": _iso(self.created + STORAGE_DAYS * 86400),
+            "refundStatus": None,
+            "createdAt": _iso(self.created),
+            "updatedAt": _iso(since),
+            "clusterJobId": f"FP.{self.id}:{self.run_id}",
+            "cluster": "standin",
+            "visibility": "DEFAULT",
+            "permissions": ["PROJECT_SHARE", "PROJECT_EDIT", "PROJECT_VIEW"],
+            "promptRecommendations": [],
+        }
+
+    @property
+    def run_id(self) -> str:
+        return datetime.fromtimestamp(self.created, UTC).strftime("%Y%m%d%H%M%S%f")[:17] + ".FP"
+
+    def clips(self, media_base: str, scored: str) -> list[dict[str, Any]]:
+        """The ExportableClips of a COMPLETE project, best first. ``scored`` says which carry the fields
+        OpusClip's own tools read but the OpenAPI omits, so that clients are tested with and without them.
+        ``timeRanges`` are milliseconds, as the OpenAPI's example suggests despite saying "seconds"."""
+        genre = self.request.get("curationPref", {}).get("genre", "Auto")
+        finished = _iso(self.ends)
+        clips = []
+        for rank, curation_id in enumerate(self.curation_ids(), start=1):
+            start_ms, duration_ms = 60_000 * rank, 15_000 + 5_000 * rank
+            base = f"{media_base}/media/{self.id}/{curation_id}"
+            clip = {
+                "id": f"{self.id}.{curation_id}",
+                "projectId": self.id,
+                "runId": self.run_id,
+                "curationId": curation_id,
+                "orgId": ORG_ID,
+                "userId": USER_ID,
+                "uriForPreview": f"{base}.preview.mp4",
+                "uriForExport": f"{base}.mp4",
+                "storageUsed": self.clip_bytes,
+                "durationMs": duration_ms,
+                "timeRanges": [[start_ms, start_ms + duration_ms]],
+                "keywords": ["stand-in", f"clip {rank}"],
+                "title": f"Clip {rank} of {self.id}",
+                "description": f"The stand-in's clip number {rank} of project {self.id}.",
+                "hashtags": "#OpusClip #StandIn",
+                "text": f"Transcript of clip {rank}.",
+                "genre": genre,
+                "subgenre": "general",
+                "createdAt": finished,
+                "updatedAt": finished,
+                "productTier": "PRO",
+                "renderPref": {},
+            }
+            if scored == "all" or (scored == "alternate" and rank % 2):
+                clip.update(rank=rank, score=100 - 7 * rank, isBonusClip=False, uriForThumbnail=f"{base}.jpg")
+            clips.append(clip)
+        return clips
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour for calls to ``endpoint``: after ``skip`` matching calls, the next
+    ``times`` calls get it.
+
+    Endpoints and the kinds they honour: upload-links, clip-projects, project-get and
+    exportable-clips: status | drop (connection closed, no answer) | slow; start and query: the same;
+    chunk: status | drop (cut after ``after_bytes``) | keep_fewer | expire | slow; media: status |
+    drop (cut after ``after_bytes`` of the file) | slow; webhook (sent by the stand-in): drop (not
+    sent) | slow (sent ``seconds`` late) | duplicate (sent ``copies`` times) | bad_signature."""
+
+    endpoint: str
+    kind: str
+    times: int = 1
+    skip: int = 0
+    status: int = 503
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    after_bytes: int = 0
+    fewer_bytes: int = GRANULARITY
+    seconds: float = 0.0
+    copies: int = 2
+
+
+class StandIn:
+    """State of the stand-in; thread-safe through one lock."""
+
+    def __init__(self, api_key: str, storage_dir: Path, total_amount: int = 100 * 1024**3) -> None:
+        self.api_key = api_key
+        self.storage_dir = storage_dir
+        self.base_url = ""  # set by ``serve`` once the port is bound
+        self._lock = threading.Lock()
+        self.total_amount = total_amount
+        self.use_amount = 0
+        self._md5s: dict[tuple[str, int], str] = {}  # derived from the name alone, so it survives resets
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every call, fault, project, upload and pending webhook (and delete the uploaded bytes);
+        the configuration goes back to its defaults."""
+        with self._lock:
+            for upload in getattr(self, "uploads", {}).values():
+                upload.path.unlink(missing_ok=True)
+            for timer in getattr(self, "timers", []):
+                timer.cancel()
+            self.uploads: dict[str, Upload] = {}
+            self.sessions: dict[str, str] = {}
+            self.projects: dict[str, Project] = {}
+            self.faults: list[Fault] = []
+            self.calls: Counter[str] = Counter()
+            self.bytes_received = 0
+            self.config = dict(DEFAULT_CONFIG)
+            self.stall_next = 0
+            self.timers: list[threading.Timer] = []
+            self.accepted: dict[str, deque[float]] = {}
+            self.refused: Counter[str] = Counter()
+            self.max_in_flight = 0
+            self.downloads: Counter[str] = Counter()
+            self.webhooks: list[dict[str, Any]] = []
+
+    # -- reads: one dict look-up each, atomic without the lock -----------------------------
+
+    def upload(self, upload_id: str) -> Upload | None:
+        return self.uploads.get(upload_id)
+
+    def session_upload(self, token: str) -> Upload | None:
+        """The upload a session token writes, while the session lives."""
+        upload_id = self.sessions.get(token)
+        return self.uploads.get(upload_id) if upload_id else None
+
+    def project(self, project_id: str) -> Project | None:
+        return self.projects.get(project_id)
+
+    # -- uploads -----------------------------------------------------------------------------
+
+    def new_upload(self) -> tuple[Upload, int, int]:
+        """A new upload link's upload; with the quota's use and total amounts as they stand."""
+        upload_id = "up_" + secrets.token_hex(8)
+        with self._lock:
+            upload = self.uploads[upload_id] = Upload(upload_id, self.storage_dir / upload_id)
+            return upload, self.use_amount, self.total_amount
+
+    def start_session(self, upload: Upload) -> str:
+        """Open a resumable session on ``upload`` (an empty file on disk); its token."""
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            upload.session = token
+            self.sessions[token] = upload.upload_id
+        upload.path.touch()
+        return token
+
+    def expire_session(self, token: str) -> None:
+        with self._lock:
+            self.sessions.pop(token, None)
+
+    def count_received(self, count: int) -> None:
+        """Bytes read into a session, kept or not."""
+        with self._lock:
+            self.bytes_received += count
+
+    def commit(self, upload: Upload, committed: int, total: int | None, complete: bool) -> None:
+        """The session keeps bytes up to ``committed``; a completed upload counts against the quota."""
+        with self._lock:
+            upload.committed = committed
+            upload.total = total if total is not None else upload.total
+            if complete:
+                upload.complete = True
+            if upload.complete:
+                self.use_amount += upload.total or 0
+
+    def count_download(self, clip_id: str) -> None:
+        """An export file sent whole."""
+        with self._lock:
+            self.downloads[clip_id] += 1
+
+    # -- the control protocol's settings --------------------------------------------------
+
+    def add_faults(self, faults: list[Fault], clear: bool) -> int:
+        """Queue ``faults`` (after dropping those pending when ``clear``); how many are pending."""
+        with self._lock:
+            if clear:
+                self.faults.clear()
+            self.faults.extend(faults)
+            return len(self.faults)
+
+    def set_quota(self, amounts: dict[str, Any]) -> None:
+        """``totalAmount`` and ``useAmount``, each when given."""
+        with self._lock:
+            self.total_amount = int(amounts.get("totalAmount", self.total_amount))
+            self.use_amount = int(amounts.get("useAmount", self.use_amount))
+
+    def set_stall_next(self, count: int) -> None:
+        """Make the next ``count`` projects created end STALLED."""
+        with self._lock:
+            self.stall_next = count
+
+    def record_webhook(self, delivery: dict[str, Any], status: int | None, error: str | None) -> None:
+        with self._lock:
+            self.webhooks.append({**delivery, "status": status, "error": error, "at": _iso(time.time())})
+
+    # -- faults, limits and projects --------------------------------------------------------
+
+    def take_fault(self, endpoint: str) -> Fault | None:
+        with self._lock:
+            self.calls[endpoint] += 1
+            for fault in self.faults:
+                if fault.endpoint != endpoint:
+                    continue
+                if fault.skip:
+                    fault.skip -= 1
+                    return None
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def configure(self, settings: dict[str, Any]) -> list[str]:
+        """Apply ``settings`` all or nothing; the problems found (empty when applied)."""
+        problems = [
+            f"{key}: unknown setting" if key not in _CONFIG_CHECKS else f"{key}: {value!r} is not allowed"
+            for key, value in settings.items()
+            if key not in _CONFIG_CHECKS or not _CONFIG_CHECKS[key](value)
+        ]
+        if not problems:
+            with self._lock:
+                self.config.update(settings)
+        return problems
+
+    def admit(self, key: str) -> int | None:
+        """Count one ``/api/*`` call against the rate limit; None when admitted, else the seconds until
+        a slot frees (the Retry-After).
+
+        A sliding-window log, not a token bucket: OpusClip states its limit as "N requests per minute",
+        and a log enforces exactly that, in every window, with no burst allowance a bucket would have
+        to guess. A client that keeps to it keeps to any coarser implementation too. Refused calls
+        take no slot, so a client that waits Retry-After is admitted."""
+        with self._lock:
+            limit, window = self.config["rateLimitPerMinute"], self.config["rateWindowSeconds"]
+            if limit is None:
+                return None
+            now = time.monotonic()
+            stamps = self.accepted.setdefault(key, deque())
+            while stamps and stamps[0] <= now - window:
+                stamps.popleft()
+            if len(stamps) < limit:
+                stamps.append(now)
+                return None
+            self.refused["rate"] += 1
+            return max(1, math.ceil(stamps[0] + window - now))
+
+    def create_project(self, upload_id: str, request: dict[str, Any]) -> Project | None:
+        """A new project, or None when the in-flight cap refuses it."""
+        with self._lock:
+            now = time.time()
+            in_flight = sum(p.in_flight(now) for p in self.projects.values())
+            cap = self.config["concurrentProjects"]
+            if cap is not None and in_flight >= cap:
+                self.refused["concurrent"] += 1
+                return None
+            project = Project(
+                id="P" + secrets.token_hex(6),
+                upload_id=upload_id,
+                request=request,
+                created=now,
+                seconds=float(self.config["projectSeconds"]),
+                clip_count=self.config["clipsPerProject"],
+                clip_bytes=self.config["clipBytes"],
+                stalls=self.stall_next > 0,
+            )
+            self.stall_next -= project.stalls
+            self.projects[project.id] = project
+            self.max_in_flight = max(self.max_in_flight, in_flight + 1)
+            for action in request.get("conclusionActions", []):
+                if action["type"] == "WEBHOOK":
+                    timer = threading.Timer(project.ends - now, webhooks.conclude, (self, project, action))
+                    timer.daemon = True
+                    self.timers.append(timer)
+                    timer.start()
+        return project
+
+    def stall(self, project_id: str) -> bool:
+        """Make a project end STALLED; False when it is unknown or has already ended."""
+        with self._lock:
+            project = self.projects.get(project_id)
+            if project is None or not project.in_flight(time.time()):
+                return False
+            project.stalls = True
+            return True
+
+    def clips(self, project: Project) -> list[dict[str, Any]]:
+        """The project's exportable clips: none until it is COMPLETE."""
+        with self._lock:
+            media_base, scored = (self.config["mediaBaseUrl"] or self.base_url).rstrip("/"), self.config["scoredClips"]
+        if project.stage(time.time())[0] != "COMPLETE":
+            return []
+        return project.clips(media_base, scored)
+
+    def md5(self, key: str, size: int) -> str:
+        if (key, size) not in self._md5s:
+            digest = hashlib.md5()
+            for piece in media_bytes(key, size):
+                digest.update(piece)
+            self._md5s[key, size] = digest.hexdigest()
+        return self._md5s[key, size]
+
+    def clip_files(self) -> dict[str, dict[str, Any]]:
+        """Every export file that exists (of COMPLETE projects): its URL, size, md5 and full downloads."""
+        with self._lock:
+            projects = list(self.projects.values())
+        files = {}
+        for project in projects:
+            for clip in self.clips(project):
+                key = f"{project.id}/{clip['curationId']}.mp4"
+                files[clip["id"]] = {
+                    "url": clip["uriForExport"],
+                    "size": project.clip_bytes,
+                    "md5": self.md5(key, project.clip_bytes),
+                    "downloads": self.downloads[clip["id"]],
+                }
+        return files
+
+    def stats(self) -> dict[str, Any]:
+        now = time.time()
+        files = self.clip_files()
+        with self._lock:
+            return {
+                "calls": dict(self.calls),
+                "bytesReceived": self.bytes_received,
+                "uploads": {k: u.summary() for k, u in self.uploads.items()},
+                "projects": {k: {**p.representation(now), "request": p.request} for k, p in self.projects.items()},
+                "pendingFaults": len(self.faults),
+                "config": dict(self.config),
+                "clipFiles": files,
+                "webhooks": list(self.webhooks),
+                "refused": {"rate": self.refused["rate"], "concurrent": self.refused["concurrent"]},
+                "inFlight": sum(p.in_flight(now) for p in self.projects.values()),
+                "maxInFlight": self.max_in_flight,
+            }
+
+
+def media_bytes(key: str, size: int) -> Iterator[bytes]:
+    """The content of a media file, derived from its key (``<projectId>/<file name>``) alone, so that a
+    test can recompute it; made piece by piece, so a large file is never whole in memory."""
+    for index, offset in enumerate(range(0, size, PIECE)):
+        yield hashlib.shake_256(f"{key}#{index}".encode()).digest(min(PIECE, size - offset))
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as source:
+        while piece := source.read(PIECE):
+            digest.update(piece)
+    return digest.hexdigest()
