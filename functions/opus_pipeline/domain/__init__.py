@@ -1,0 +1,1 @@
+"""Pure domain logic: no transport, no cloud clients, no environment."""
