@@ -13,13 +13,8 @@ import pytest
 from google.cloud import storage
 
 from opus_local import videos
-from opus_pipeline.domain.media_probe import (
-    WINDOW,
-    RangedReader,
-    UnreadableVideoError,
-    credits_estimate,
-    probe_duration,
-)
+from opus_pipeline.domain.media_probe import WINDOW, RangedReader, credits_estimate, probe_duration
+from opus_pipeline.errors import UnreadableVideoError
 
 GiB = 1024**3
 MiB = 1024**2

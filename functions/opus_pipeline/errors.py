@@ -112,6 +112,12 @@ class RetryableStatusError(TransientError):
     reason = "upload-retryable"
 
 
+class UnreadableVideoError(PermanentError, ValueError):
+    """The bytes are not a video whose duration can be read (truncated, corrupt, not a video)."""
+
+    reason = "unreadable-video"
+
+
 # -- preferences and the request body ---------------------------------------------------------
 
 

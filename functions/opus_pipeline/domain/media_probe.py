@@ -42,6 +42,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, NamedTuple, NoReturn
 
+from opus_pipeline.errors import UnreadableVideoError
+
 WINDOW = 64 * 1024  # one range request: big enough for a header's many small reads, small next to a video
 CACHE_WINDOWS = 4
 MIN_CREDITS = 10  # OpusClip's minimum per project
@@ -49,10 +51,6 @@ MAX_TOP_LEVEL_BOXES = 256  # a real MP4 has a handful; more means garbage or a f
 MAX_FRAGMENT_BOXES = 64  # the walk of an unindexed fragmented MP4 gives up here (each hop may cost a request)
 MAX_TABLE_BYTES = 16 * 1024 * 1024  # a trun or tfra larger than this is not something to read from a header
 MAX_SEGMENT_ELEMENTS = 64  # top-level elements of a Matroska Segment looked at before Info is given up on
-
-
-class UnreadableVideoError(ValueError):
-    """The bytes are not a video whose duration can be read; the message says why, for a person."""
 
 
 ReadRange = Callable[[int, int], bytes]
