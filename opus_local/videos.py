@@ -325,3 +325,36 @@ def _copy(source, target, offset: int, length: int) -> None:
             break
         target.write(chunk)
         length -= len(chunk)
+
+
+def video_cache() -> Path:
+    """Where one session's base videos live (``OPUS_TEST_VIDEOS`` chooses; a temp folder by default)."""
+    import tempfile
+
+    return Path(os.environ.get("OPUS_TEST_VIDEOS") or Path(tempfile.gettempdir()) / f"opus-test-videos-{os.getuid()}")
+
+
+def smallest_video() -> int:
+    """The size of the smallest video ``video_bytes`` can make (the base video itself)."""
+    return os.path.getsize(_base_video())
+
+
+def _base_video() -> Path:
+    return make_video(video_cache() / "base-2s-faststart.mp4", seconds=2.0, faststart=True, audio=False)
+
+
+def video_bytes(size: int, *, salt: bytes = b"") -> bytes:
+    """A real 2-second MP4 (``moov`` first) of exactly ``size`` bytes, for tests that upload "a
+    video of N bytes": its ``mdat`` is padded at the end, and ``salt`` is written into the padding's
+    last bytes so that two videos of one size can differ. Raises ``ValueError`` below
+    ``smallest_video()``."""
+    base = _base_video()
+    padded = video_cache() / f"padded-{size}.{os.getpid()}.mp4"
+    pad_mp4(base, padded, size)
+    data = bytearray(padded.read_bytes())
+    padded.unlink()
+    if salt:
+        if size - len(salt) < os.path.getsize(base):
+            raise ValueError(f"{size:,} bytes leave no padding for a {len(salt)}-byte salt")
+        data[-len(salt) :] = salt
+    return bytes(data)
