@@ -21,7 +21,12 @@ POSTs the finalize CloudEvent 1–3 times (some at once) and redelivers until ac
 ``RETRY_POLICY_RETRY`` does; it POSTs extra copies of the clip request next to the push
 subscription's own delivery, as Pub/Sub's at-least-once delivery may; and it plays Cloud
 Scheduler, ticking a sweeper whose clock runs ``SWEEPER_AHEAD_SECONDS`` ahead (see
-``serve_sweeper``). ``python -m opus_local.soak --schedules 200`` prints the table the README shows.
+``serve_sweeper``). Every storage call of the functions goes through the storage proxy
+(``gcs_proxy.py``): Cloud Storage's write limit of one write a second per object (bursts of 2),
+and ``STORAGE_FAULTS`` of the calls (state records, admission objects, source reads, clip copies,
+metadata patches) answered 503 or 429, or cut before or part way through the answer; this harness
+checks around it (``LocalStack.direct_storage``). ``python -m opus_local.soak --schedules 200``
+prints the table the README shows.
 """
 
 from __future__ import annotations
@@ -70,6 +75,21 @@ SWEEPER_AHEAD_SECONDS = 70.0
 # OpusClip endpoints that answer the API's and the session's calls, and the clip files.
 API_ENDPOINTS = ("upload-links", "start", "clip-projects", "project-get", "exportable-clips", "media")
 COPY_ATTEMPTS = 3  # conclusion.COPY_ATTEMPTS: more media failures in a row than this leave a clip uncopied
+STORAGE_FAULTS = 0.02  # the share of the functions' storage calls the proxy fails, split evenly among:
+STORAGE_FAULT_KINDS = {
+    "p_503": "storage 503",
+    "p_429": "storage 429",
+    "p_drop": "storage drop",
+    "p_drop_mid": "storage cut",
+}
+# the proxy's counter of each (and of its write limit's refusals), for the table
+STORAGE_COUNTERS = {
+    "injected_503": "storage 503",
+    "injected_429": "storage 429",
+    "dropped": "storage drop",
+    "dropped_mid": "storage cut",
+    "write_limited": "storage write limit (429)",
+}
 
 
 # -- the plan ---------------------------------------------------------------------------------
@@ -258,9 +278,9 @@ class SoakStack(LocalStack):
 
     def _start(self) -> None:
         super()._start()
-        from google.cloud import pubsub_v1, storage
+        from google.cloud import pubsub_v1
 
-        storage.Client().create_bucket(SOURCE_BUCKET)
+        self.direct_storage().create_bucket(SOURCE_BUCKET)
         pubsub_v1.SubscriberClient().create_subscription(
             name=self.subscription("clip-requests-tap"), topic=self.topic("clip-requests")
         )
@@ -388,10 +408,15 @@ class Schedule:
         """Set the stand-in up, drive the video through the functions, check what must hold, tally the faults."""
         started = time.monotonic()
         data = self._set_up()
+        storage_before = self.stack.storage_proxy.stats()
         end_state = self._drive(data)
         stats = self._quiet_stats()
         self._check_invariants(end_state, data, stats)
         fired = self._tally(stats)
+        storage_after = self.stack.storage_proxy.stats()
+        for counter, label in STORAGE_COUNTERS.items():
+            fired[label, ""] += storage_after[counter] - storage_before[counter]
+        fired = +fired
         resent, bound = self._check_resent(stats)
         seconds = round(time.monotonic() - started, 1)
         return Outcome(self.plan.seed, self.plan.size, not self.problems, self.problems, resent, bound, seconds, fired)
@@ -594,12 +619,12 @@ class Soak:
     """The shared stack and clients; ``run(seed)`` runs one schedule on a fresh object name."""
 
     def __init__(self, stack: SoakStack) -> None:
-        from google.cloud import pubsub_v1, storage
+        from google.cloud import pubsub_v1
 
         from opus_pipeline.gcs.ledger import Ledger
 
         self.stack = stack
-        self.storage = storage.Client()
+        self.storage = stack.direct_storage()
         self.ledger = Ledger(self.storage, STATE_BUCKET)
         self.subscriber = pubsub_v1.SubscriberClient()
         self.runs = 0
@@ -676,11 +701,24 @@ class Soak:
         return problems
 
 
+def storage_faults(share: float) -> dict[str, float]:
+    """The proxy's fault settings for ``share`` of the calls, split evenly among the kinds."""
+    return {kind: share / len(STORAGE_FAULT_KINDS) for kind in STORAGE_FAULT_KINDS} if share else {}
+
+
 @contextlib.contextmanager
-def soak_stack(root: Path) -> Any:
-    """The stack every schedule shares: the sweeper the stack ticks on its own never ticks."""
+def soak_stack(root: Path, faults: float = STORAGE_FAULTS, seed: int = 0) -> Any:
+    """The stack every schedule shares: the sweeper the stack ticks on its own never ticks; ``faults``
+    of the functions' storage calls fail, drawn from ``seed``."""
     settings = {"LEASE_SECONDS": str(LEASE_SECONDS)}
-    with SoakStack(root, chunk_size=CHUNK, sweep_seconds=24 * 3600.0, settings=settings) as stack:
+    with SoakStack(
+        root,
+        chunk_size=CHUNK,
+        sweep_seconds=24 * 3600.0,
+        settings=settings,
+        storage_faults=storage_faults(faults),
+        storage_seed=seed,
+    ) as stack:
         yield Soak(stack)
 
 
@@ -721,6 +759,7 @@ def main() -> None:
     parser.add_argument("--schedules", type=int, default=200)
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--workdir", default=".demo/soak")
+    parser.add_argument("--storage-faults", type=float, default=STORAGE_FAULTS, help="share of storage calls failed")
     parser.add_argument("--serve-sweeper", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sweeper:
@@ -728,7 +767,7 @@ def main() -> None:
         return
     outcomes = []
     started = time.monotonic()
-    with soak_stack(Path(args.workdir).resolve()) as soak:
+    with soak_stack(Path(args.workdir).resolve(), args.storage_faults, args.first_seed) as soak:
         for seed in range(args.first_seed, args.first_seed + args.schedules):
             plan, outcome = soak.run(seed)
             print(outcome.line(), flush=True)

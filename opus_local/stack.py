@@ -6,6 +6,12 @@
     clips in gs://clips, a message on clip-results;  a ticker (Cloud Scheduler's part) ──► sweep-ticks
     ──push──► sweep_projects (for lost webhooks)
 
+Every storage call of the functions (and of this process's clients, as the CLI's) goes through
+the fault-injecting proxy (``gcs_proxy.py``) in front of fake-gcs-server, with Cloud Storage's write
+limit of about one write per second per object (bursts of 2) and, when ``storage_faults`` says
+so, a share of 503s, 429s and dropped connections. A harness that checks from the outside uses
+``direct_storage()``, which bypasses it.
+
 Everything is started as a child process in its own process group and stopped by PID on exit,
 also on Ctrl-C.
 """
@@ -17,8 +23,9 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from . import emulators
+from . import emulators, gcs_proxy
 from .function_env import function_env
 from .relay import Relay
 from .standin_control import StandInControl
@@ -44,6 +51,14 @@ class LocalStack:
     settings: dict[str, str] = field(default_factory=dict)  # more environment for the functions
     ticker: Ticker | None = None
     saved_env: dict[str, str | None] = field(default_factory=dict)
+    # The storage proxy: Cloud Storage's per-object write limit (None: off), and the faults it
+    # injects on the functions' calls (``gcs_proxy.Faults`` settings by wire name), from ``storage_seed``.
+    write_rate: float | None = 1.0
+    write_burst: float = 2
+    storage_faults: dict[str, Any] = field(default_factory=dict)
+    storage_seed: int = 0
+    storage_upstream: str = ""  # fake-gcs-server itself
+    storage_proxy: gcs_proxy.GcsProxyControl | None = None
 
     def topic(self, name: str) -> str:
         return f"projects/{PROJECT}/topics/{name}"
@@ -77,10 +92,13 @@ class LocalStack:
                 self.root / "gcs", pubsub=(PROJECT, "gcs-events", SOURCE_BUCKET), log=logs / "fake-gcs.log"
             )
         )
-        os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{gcs.port}"
-        from google.cloud import storage
-
-        client = storage.Client()
+        self.storage_upstream = f"http://127.0.0.1:{gcs.port}"
+        limit = ("--no-write-limit",) if self.write_rate is None else ("--write-rate", str(self.write_rate))
+        args = (*limit, "--write-burst", str(self.write_burst), "--seed", str(self.storage_seed))
+        proxy = self._keep(gcs_proxy.start_process(self.storage_upstream, logs / "gcs-proxy.log", args=args))
+        os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{proxy.port}"
+        self.storage_proxy = gcs_proxy.GcsProxyControl(os.environ["STORAGE_EMULATOR_HOST"])
+        client = self.direct_storage()
         for bucket in (SOURCE_BUCKET, STATE_BUCKET, OUTPUT_BUCKET):
             client.create_bucket(bucket)
         standin = self._keep(self._start_standin(logs))
@@ -126,6 +144,15 @@ class LocalStack:
         )
         self.relay = Relay(self.subscription("gcs-events-relay"), f"http://127.0.0.1:{ingest.port}/")
         self.relay.start()
+        if self.storage_faults:
+            self.storage_proxy.configure(faults=self.storage_faults)
+
+    def direct_storage(self) -> Any:
+        """A storage client straight to fake-gcs-server, around the proxy's limit and faults: what
+        a harness checks with (the functions' faults are not its own)."""
+        from google.cloud import storage
+
+        return storage.Client(client_options={"api_endpoint": self.storage_upstream})
 
     def _keep(self, process: emulators.Process) -> emulators.Process:
         self.processes.append(process)

@@ -3,10 +3,15 @@
 A sliding window, not a token bucket: OpusClip states its limit as "N requests per minute", and
 a bucket that refills continuously would let a burst of N be followed by more within the same
 minute. ``MARGIN_SECONDS`` widens the window so that a call granted here and arriving a little
-later still falls inside OpusClip's own minute.
+later still falls inside OpusClip's own minute. ``free_slots`` spreads the window over one slot
+per allowed call, so that no single stored object is written once per call (Cloud Storage allows
+about one write per second to one object).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from random import Random
 
 WINDOW_SECONDS = 60.0
 MARGIN_SECONDS = 2.0
@@ -23,3 +28,27 @@ def wait_seconds(grants: list[float], per_minute: int, now: float) -> float:
     if len(inside) < per_minute:
         return 0.0
     return inside[-per_minute] + WINDOW_SECONDS + MARGIN_SECONDS - now
+
+
+def free_slots(last_grants: Mapping[int, float], per_minute: int, now: float, wanted: int, rng: Random) -> list[int]:
+    """Up to ``wanted`` grant slots in ``range(per_minute)`` that may take a call now, in random
+    order (instances racing for the budget then rarely pick the same one); none while the window
+    is full. Slot ``i`` holds the time of its last grant (absent: never used), so each slot grants
+    at most once per window and ``per_minute`` slots at most ``per_minute`` calls per window, the
+    sliding window exactly. Grants in slots past ``per_minute`` (the budget was lowered) still
+    count toward the window."""
+    if wait_seconds(list(last_grants.values()), per_minute, now) > 0:
+        return []
+    cutoff = now - WINDOW_SECONDS - MARGIN_SECONDS
+    stale = [i for i, t in last_grants.items() if i < per_minute and t <= cutoff]
+    unused = per_minute - sum(1 for i in last_grants if i < per_minute)
+    picked = rng.sample(stale, min(wanted, len(stale)))
+    tries = 0
+    while unused and len(picked) < wanted and tries < 64:  # never-used slots, drawn at random
+        tries += 1
+        index = rng.randrange(per_minute)
+        if index not in last_grants and index not in picked:
+            picked.append(index)
+    if unused and not picked:  # a small budget nearly all used: find the free ones
+        picked = [next(i for i in range(per_minute) if i not in last_grants)]
+    return picked

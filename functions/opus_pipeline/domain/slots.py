@@ -3,7 +3,9 @@
 At most ``OPUS_MAX_PARALLEL_PROJECTS`` projects are created and not concluded. A clip request
 that finds no free slot joins a first-come queue instead of spending retries; a conclusion frees
 its slot and admits the head of the queue at once, and the sweeper does the same as a safety net
-(and reclaims slots whose holder is gone). ``gcs/admission.py`` keeps the table in Cloud Storage.
+(and reclaims slots whose holder is gone). ``gcs/admission.py`` keeps the table in Cloud Storage,
+one object per slot and per waiting video; every edit here may be applied twice (after a lost
+race) and must come to the same table.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class SlotTable:
         """A slot for ``key`` when one is free for it: the free slots go to the due waiters in
         their order first, then to newcomers. Otherwise ``key`` waits; its place is returned."""
         if key in self.in_flight:
+            self._unqueue(key)  # a slot claimed before its queue entry was cleared (a crash between)
             return Grant(True)
         due = [w["key"] for w in self.waiting if w.get("notBefore", 0.0) <= now]
         ahead = due.index(key) if key in due else len(due)
@@ -71,6 +74,9 @@ class SlotTable:
     def drop(self, key: str) -> None:
         """Forget ``key`` entirely (its video ended or no longer exists)."""
         self.release(key)
+        self._unqueue(key)
+
+    def _unqueue(self, key: str) -> None:
         position = self._position(key)
         if position >= 0:
             del self.waiting[position]

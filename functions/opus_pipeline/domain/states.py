@@ -94,12 +94,14 @@ class IngestStep(Enum):
 
 
 def ingest_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> IngestStep:
-    """Decide what to do with a record in ``state`` whose lease is as given."""
-    if state not in (RECEIVED, UPLOADING, UPLOADED):
+    """Decide what to do with a record in ``state`` whose lease is as given. A ``queued`` record
+    still leased is a hand-over in progress (ingest records ``queued`` before it publishes): its
+    holder's death leaves the publish to the next delivery; any other ``queued`` was handed over."""
+    if state not in (RECEIVED, UPLOADING, UPLOADED) and not (state == QUEUED and lease_owner):
         return IngestStep.NOTHING
     if lease_held_by_other(lease_owner, lease_expires, me, now):
         return IngestStep.BUSY
-    return IngestStep.PUBLISH if state == UPLOADED else IngestStep.UPLOAD
+    return IngestStep.PUBLISH if state in (UPLOADED, QUEUED) else IngestStep.UPLOAD
 
 
 class ProjectStep(Enum):

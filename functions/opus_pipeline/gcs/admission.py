@@ -1,62 +1,199 @@
 """The slot table (``domain/slots.py``) kept in ``STATE_BUCKET``, shared by every instance.
 
-One JSON object advanced by the one compare-and-swap (``gcs/cas.py``), like the video records:
-no other component to deploy.
+Not one object: Cloud Storage allows about one write per second to one object name, and a burst
+of videos writes the table once or more per video within seconds. The table is spread instead:
+
+- a held slot is one object ``admission/slots/<i>`` (``i < cap``), claimed by create-only
+  (``ifGenerationMatch=0``) and deleted when its project ends: at most ``cap`` can exist, so at
+  most ``cap`` projects run, and each slot object is written twice per project it serves;
+- a waiting video is one object ``admission/queue/<hash of its key>``, created when it starts to
+  wait, marked when it is admitted, deleted when it gets a slot (or ends): three writes in its
+  life, on an object nobody else writes.
+
+The table is read in two list calls (slot and queue objects carry their entry in metadata);
+an edit is the pure ``SlotTable`` logic applied to that view, and its difference is written
+object by object, each by the one compare-and-swap (``gcs/cas.py``) on the generation read; a
+lost race reads again and applies the edit again (every ``SlotTable`` edit can be applied twice).
+Claims are written first, so that a crash between two writes leaves at worst a queue entry of a
+video that holds a slot, which ``request`` and the sweeper clear.
+
+Per video at 30 calls a minute and 4–50 slots that is about five writes, each on its own object
+or on a slot object that changes hands once per project (minutes apart on OpusClip), far under
+the limit; a read costs two listings.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import random
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from google.cloud import storage
 
 from opus_pipeline.domain.slots import Grant, SlotTable
-from opus_pipeline.gcs.cas import CasObject, Edit
+from opus_pipeline.errors import ConflictError, InProgressError
+from opus_pipeline.gcs.cas import CAS_ATTEMPTS, CasObject, Listed, listing
 
-TABLE_OBJECT = "admission/slots.json"
+SLOTS_PREFIX = "admission/slots/"
+QUEUE_PREFIX = "admission/queue/"
+ENTRY = "entry"  # the metadata field holding a slot's or a queue entry's JSON
 R = TypeVar("R")
 
 
+@dataclass
+class _View:
+    """What one read found: the table, and the objects behind each of its entries."""
+
+    table: SlotTable
+    slots: dict[str, list[Listed]] = field(default_factory=dict)  # key → its slot object(s)
+    used: set[int] = field(default_factory=set)  # slot indices taken
+    queue: dict[str, tuple[Listed, float]] = field(default_factory=dict)  # key → (entry object, order)
+
+
+def _queue_name(key: str) -> str:
+    return QUEUE_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _entry(item: Listed) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(item.metadata[ENTRY])
+    except (KeyError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) and isinstance(entry.get("key"), str) else None
+
+
 class Admission:
-    """The slot table in ``STATE_BUCKET``; every change is a CAS, retried on a conflict."""
+    """The slot table in ``STATE_BUCKET``; every change is a set of CAS writes, retried on a conflict."""
 
     def __init__(self, client: storage.Client, bucket: str, cap: int) -> None:
-        self._object = CasObject(client.bucket(bucket), TABLE_OBJECT)
+        self._bucket = client.bucket(bucket)
         self.cap = cap
+        self.conflicts = 0  # for the benchmark: how often instances raced for the table
+        self._rng = random.Random()
 
-    @property
-    def conflicts(self) -> int:
-        """For the benchmark: how often instances raced for the table."""
-        return self._object.conflicts
+    # -- reading ----------------------------------------------------------------------------
 
-    def read(self) -> tuple[SlotTable, int]:
-        current = self._object.read()
-        return (SlotTable.from_json(current.raw) if current.raw else SlotTable()), current.generation
+    def _view(self) -> _View:
+        view = _View(SlotTable())
+        for item in listing(self._bucket, SLOTS_PREFIX):
+            entry, index = _entry(item), item.name[len(SLOTS_PREFIX) :]
+            if entry is None or not index.isdigit():
+                continue
+            view.used.add(int(index))
+            view.slots.setdefault(entry["key"], []).append(item)
+            if len(view.slots[entry["key"]]) > 1:  # two claims raced for one key: give the extra back
+                with contextlib.suppress(ConflictError):
+                    CasObject(self._bucket, item.name).delete(item.generation)
+                    view.used.discard(int(index))
+                    view.slots[entry["key"]].pop()
+            since = float(entry.get("since", 0.0))
+            view.table.in_flight[entry["key"]] = min(since, view.table.in_flight.get(entry["key"], since))
+        waiting = []
+        for item in listing(self._bucket, QUEUE_PREFIX):
+            entry = _entry(item)
+            if entry is not None:
+                order = float(entry.pop("order", entry.get("since", 0.0)))
+                view.queue[entry["key"]] = (item, order)
+                waiting.append((order, item.name, entry))
+        view.table.waiting = [entry for _, _, entry in sorted(waiting, key=lambda w: (w[0], w[1]))]
+        return view
+
+    def read(self) -> SlotTable:
+        return self._view().table
+
+    # -- changing ---------------------------------------------------------------------------
 
     def change(self, edit: Callable[[SlotTable], R]) -> R:
-        """Apply ``edit(table)`` (which returns a result) and write it back by CAS."""
+        """Apply ``edit(table)`` (which returns a result) and write what it changed, by CAS."""
+        for _ in range(CAS_ATTEMPTS):
+            view = self._view()
+            before = SlotTable(dict(view.table.in_flight), [dict(w) for w in view.table.waiting])
+            result = edit(view.table)
+            try:
+                self._write(view, before)
+            except ConflictError:
+                self.conflicts += 1
+                continue
+            return result
+        raise InProgressError("the admission table kept changing under this invocation; it will be tried again")
 
-        def on_bytes(raw: bytes | None) -> Edit[R]:
-            table = SlotTable.from_json(raw) if raw else SlotTable()
-            before = table.to_json()
-            result = edit(table)
-            after = table.to_json()
-            return Edit(result, after if after != before else None)
+    def _write(self, view: _View, before: SlotTable) -> None:
+        after = view.table
+        for key, since in after.in_flight.items():  # claims first: nothing else is written if one is lost
+            if key not in before.in_flight:
+                self._claim(view, key, since)
+        for key in before.in_flight:
+            if key not in after.in_flight:
+                for item in view.slots.get(key, []):
+                    CasObject(self._bucket, item.name).delete(item.generation)
+        old = {w["key"]: w for w in before.waiting}
+        orders = [order for _, order in view.queue.values()]
+        for position, entry in enumerate(after.waiting):
+            was = old.get(entry["key"])
+            if was == entry:
+                continue
+            if position == 0 and len(after.waiting) > 1:
+                order = min(orders) - 1.0  # put (back) at the head of the queue: ``SlotTable.requeue``
+            elif was is not None:
+                order = view.queue[entry["key"]][1]
+            else:
+                order = float(entry["since"])
+            self._put_entry(view, entry, order)
+        gone = {w["key"] for w in after.waiting}
+        for key in old:
+            if key not in gone and key in view.queue:
+                item = view.queue[key][0]
+                CasObject(self._bucket, item.name).delete(item.generation)
 
-        return self._object.change(on_bytes)[0]
+    def _claim(self, view: _View, key: str, since: float) -> None:
+        """Create a free slot object for ``key``; ``ConflictError`` when none is left or another
+        instance created it first."""
+        free = [i for i in range(self.cap) if i not in view.used]
+        if not free:
+            raise ConflictError(SLOTS_PREFIX)
+        index = self._rng.choice(free)
+        entry = json.dumps({"key": key, "since": since})
+        CasObject(self._bucket, f"{SLOTS_PREFIX}{index}").create(entry.encode(), {ENTRY: entry})
+        view.used.add(index)
+
+    def _put_entry(self, view: _View, entry: dict[str, Any], order: float) -> None:
+        doc = json.dumps({**entry, "order": order}, sort_keys=True)
+        listed = view.queue.get(entry["key"])
+        name = listed[0].name if listed else _queue_name(entry["key"])
+        CasObject(self._bucket, name).write(doc.encode(), listed[0].generation if listed else 0, {ENTRY: doc})
+
+    # -- what the use cases ask -------------------------------------------------------------
 
     def request(self, key: str, now: float) -> Grant:
         return self.change(lambda table: table.request(key, self.cap, now))
 
     def release(self, key: str, now: float) -> list[str]:
         """Free ``key``'s slot; the waiting videos that may go now."""
-
-        def edit(table: SlotTable) -> list[str]:
-            table.drop(key)
-            return table.admit_due(self.cap, now)
-
-        return self.change(edit)
+        self.change(lambda table: table.drop(key))
+        return self.admit_due(now)
 
     def requeue(self, key: str, now: float, not_before: float) -> None:
         self.change(lambda table: table.requeue(key, now, not_before))
+
+    def forget(self, slots: dict[str, float], waiting: dict[str, float]) -> None:
+        """Drop the slots and queue entries found stale in an earlier read (``SlotTable.forget``)."""
+        self.change(lambda table: table.forget(slots, waiting))
+
+    def admit_due(self, now: float) -> list[str]:
+        """The waiting videos the free slots can take now, each marked admitted by its own CAS:
+        one another instance marked first is its to admit, not ours."""
+        view = self._view()
+        admitted = []
+        for key in view.table.admit_due(self.cap, now):
+            entry = next(w for w in view.table.waiting if w["key"] == key)
+            try:
+                self._put_entry(view, entry, view.queue[key][1])
+            except ConflictError:
+                self.conflicts += 1
+                continue
+            admitted.append(key)
+        return admitted

@@ -1,10 +1,13 @@
 """The one compare-and-swap on Cloud Storage generations, used by every shared object.
 
-The ledger's records, the admission slot table and the request budget are each one JSON object
-in ``STATE_BUCKET``; every change is a read, an edit, and a write with ``ifGenerationMatch`` set
-to the generation read (``0``: the object must not exist yet). Two invocations can therefore never
-both believe they advanced the same object. Writes are single-request uploads: the emulator
-honours generation preconditions on those (not on resumable ones).
+The ledger's records, the admission slots and queue entries and the request budget's grant slots
+are JSON objects in ``STATE_BUCKET``; every change is a read, an edit, and a write (or a delete)
+with ``ifGenerationMatch`` set to the generation read (``0``: the object must not exist yet, which
+makes ``create`` a create-only claim). Two invocations can therefore never both believe they
+advanced the same object. Writes are single-request uploads: the emulator honours generation
+preconditions on those (not on resumable ones). ``listing`` reads a family of such objects (their
+generations and the small metadata they carry) in one list call, so that a mechanism spread over
+many objects costs one read, not one per object.
 
 Storage trouble on these objects (Cloud Storage's 429 for more than about one write per second
 to one object, a 503, the client library giving up its own retries) is mapped here, once, to a
@@ -14,7 +17,7 @@ to one object, a 503, the client library giving up its own retries) is mapped he
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from google.api_core import exceptions as gexc
@@ -47,6 +50,27 @@ class Versioned:
     generation: int
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One object of a listing: its name, generation and custom metadata."""
+
+    name: str
+    generation: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def listing(bucket: storage.Bucket, prefix: str) -> list[Listed]:
+    """Every object whose name starts with ``prefix``, in name order, in as few list calls as the
+    pages take (reads are not subject to the per-object write limit)."""
+    try:
+        return [
+            Listed(blob.name, int(blob.generation), dict(blob.metadata or {}))
+            for blob in bucket.list_blobs(prefix=prefix)
+        ]
+    except _STORAGE_TRANSIENT as exc:
+        raise storage_trouble(exc, f"list {prefix}") from None
+
+
 def storage_trouble(exc: Exception, what: str) -> TransientError:
     """The one wording of a storage failure on a shared object (no URL, no credential in it)."""
     return TransientError(f"Cloud Storage could not {what} ({type(exc).__name__}); it will be tried again")
@@ -70,10 +94,12 @@ class CasObject:
             raise storage_trouble(exc, f"read {self.name}") from None
         return Versioned(raw, int(blob.generation))
 
-    def write(self, raw: bytes, generation: int) -> int:
-        """Write ``raw`` if the object is still at ``generation`` (0: absent); the new generation.
-        ``ConflictError`` when someone else wrote it since."""
+    def write(self, raw: bytes, generation: int, metadata: dict[str, str] | None = None) -> int:
+        """Write ``raw`` (and ``metadata``, which a ``listing`` shows) if the object is still at
+        ``generation`` (0: absent); the new generation. ``ConflictError`` when someone else wrote
+        it since."""
         blob = self._bucket.blob(self.name)
+        blob.metadata = metadata
         try:
             blob.upload_from_string(raw, content_type="application/json", if_generation_match=generation)
         except gexc.PreconditionFailed:
@@ -86,6 +112,24 @@ class CasObject:
         except _STORAGE_TRANSIENT as exc:
             raise storage_trouble(exc, f"write {self.name}") from None
         return int(blob.generation)
+
+    def create(self, raw: bytes, metadata: dict[str, str] | None = None) -> int:
+        """Create the object only if it does not exist: a claim exactly one caller wins.
+        ``raw`` should be unique to the caller, so that a retry of its own landed create is known."""
+        return self.write(raw, 0, metadata)
+
+    def delete(self, generation: int) -> None:
+        """Delete the object if it is still at ``generation``; already gone is fine.
+        ``ConflictError`` when someone else wrote it since."""
+        try:
+            self._bucket.blob(self.name).delete(if_generation_match=generation)
+        except gexc.NotFound:
+            return  # gone already (or our own retried delete landed)
+        except gexc.PreconditionFailed:
+            self.conflicts += 1
+            raise ConflictError(self.name) from None
+        except _STORAGE_TRANSIENT as exc:
+            raise storage_trouble(exc, f"delete {self.name}") from None
 
     def change(self, edit: Callable[[bytes | None], Edit[R]], attempts: int = CAS_ATTEMPTS) -> tuple[R, int]:
         """Apply ``edit`` to the current bytes and write its result by CAS, again on a lost race.

@@ -29,6 +29,7 @@ class Step(Protocol):
 
 
 StepT = TypeVar("StepT", bound=Step)
+RENEW_LOOKS = 30  # how often per lease length ``keep_alive`` looks whether a renewal is due (no I/O)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,12 @@ class HeldRecord:
         return self._stored.record
 
     def save(self, **changes: Any) -> None:
+        """Write ``changes``; while the lease is ours each write extends it too, so that the
+        renewals need not add writes of their own (Cloud Storage allows about one write per second
+        to one object, and a renewal throttled past the lease's end lets another delivery in)."""
         with self._lock:
+            if self.record.lease_owner == self._lease.owner:
+                changes = {"lease_expires": self._lease.until(), **changes}
             try:
                 self._stored = self._ledger.write(self._stored, self.record.replace(**changes))
             except ConflictError:
@@ -105,7 +111,11 @@ class HeldRecord:
         """Extend the lease (with ``changes``, e.g. the committed offset) while it is ours."""
         with self._lock:
             if self.record.lease_owner == self._lease.owner:
-                self.save(lease_expires=self._lease.until(), **changes)
+                self.save(**changes)
+
+    def renewed_lately(self) -> bool:
+        """Whether a write extended the lease within the last third of its length."""
+        return self.record.lease_expires - self._lease.wall() > self._lease.seconds * 2 / 3
 
     def release(self, **changes: Any) -> None:
         """Write ``changes`` and give the lease up, so a retry can go on at once."""
@@ -117,13 +127,18 @@ class HeldRecord:
 
     @contextlib.contextmanager
     def keep_alive(self, on_lost: Callable[[Exception], None] | None = None) -> Iterator[None]:
-        """Renew the lease every third of its length while the body runs, from a thread of its
-        own: a blocking call (a slow PUT, a long ``Retry-After``) cannot outlive the lease while
-        this process lives, and a crashed process stops renewing, so its lease lapses."""
+        """Renew the lease while the body runs, once a third of its length has passed since it was
+        last extended (the holder's own writes extend it too: no renewal is written then), from a
+        thread of its own: a blocking call (a slow PUT, a long ``Retry-After``) cannot outlive the
+        lease while this process lives, and a crashed process stops renewing, so its lease lapses.
+        Looked at every ``RENEW_LOOKS``-th of the lease, so about two thirds of it are left when
+        a renewal starts, time enough for a write Cloud Storage throttles."""
         stop = threading.Event()
 
         def renew_until_stopped() -> None:
-            while not stop.wait(self._lease.seconds / 3):
+            while not stop.wait(self._lease.seconds / RENEW_LOOKS):
+                if self.renewed_lately():
+                    continue
                 try:
                     self.renew()
                 except Exception as exc:  # lost to another invocation, or storage trouble

@@ -1,23 +1,35 @@
 """OpusClip's request budget (``OPUS_RATE_PER_MINUTE`` per API key), shared by every instance.
 
-The window of the last minute's grants (``domain/rate_window.py``) is one JSON object in
-``STATE_BUCKET`` advanced by the one compare-and-swap (``gcs/cas.py``): a call goes out only
-once its grant is written.
+The budget is spread over ``per_minute`` grant slots, one small object each
+(``admission/rate/<i>``), holding the time of its last grant in its metadata
+(``domain/rate_window.free_slots``). A call goes out only once it has won one slot whose last
+grant has left the window, by the one compare-and-swap (``gcs/cas.py``): each slot grants at
+most once a window, so the slots together grant at most ``per_minute`` calls in any window.
+
+Why not one object: Cloud Storage allows about one write per second to one object name, and a
+single window object written once per call held the whole pipeline to about one OpusClip call a
+second whatever the budget said. Here a call costs one listing of the slots (a read, unlimited)
+and one write to a slot that was last written a window (62 s) ago; racing instances pick slots
+at random, so they rarely even meet on one.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
+import uuid
 from collections.abc import Callable
 
 from google.cloud import storage
 
 from opus_pipeline.domain import rate_window
-from opus_pipeline.errors import BudgetSpentError
-from opus_pipeline.gcs.cas import CasObject, Edit
+from opus_pipeline.errors import BudgetSpentError, ConflictError, InProgressError
+from opus_pipeline.gcs.cas import CAS_ATTEMPTS, CasObject, Listed, listing
 
-WINDOW_OBJECT = "admission/rate.json"
+SLOTS_PREFIX = "admission/rate/"
+GRANTED_AT = "grantedAt"  # the metadata field of a slot: the wall-clock time of its last grant
+CANDIDATES = 4  # slots one look tries before looking again
 
 
 class RateLimiter:
@@ -29,34 +41,49 @@ class RateLimiter:
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._object = CasObject(client.bucket(bucket), WINDOW_OBJECT)
+        self._bucket = client.bucket(bucket)
         self.per_minute = per_minute
         self._wall = wall
         self._sleep = sleep
+        self._rng = random.Random()
+        self.conflicts = 0  # for the benchmark: how often instances raced for one slot
 
-    @property
-    def conflicts(self) -> int:
-        """For the benchmark: how often instances raced for the window."""
-        return self._object.conflicts
+    def _slots(self) -> dict[int, Listed]:
+        slots = {}
+        for item in listing(self._bucket, SLOTS_PREFIX):
+            index = item.name[len(SLOTS_PREFIX) :]
+            if index.isdigit() and GRANTED_AT in item.metadata:
+                slots[int(index)] = item
+        return slots
 
-    def _take(self, raw: bytes | None) -> Edit[float]:
-        """Grant a call now (result 0) or say how long to wait for one (nothing written)."""
-        grants = list(json.loads(raw)) if raw else []
-        now = self._wall()
-        wait = rate_window.wait_seconds(grants, self.per_minute, now)
-        if wait > 0:
-            return Edit(wait)
-        return Edit(0.0, json.dumps([*rate_window.recent(grants, now), now]).encode())
+    def _take(self, index: int, slots: dict[int, Listed], now: float) -> bool:
+        """Win slot ``index`` for a call at ``now``; False when another instance won it first."""
+        slot = CasObject(self._bucket, f"{SLOTS_PREFIX}{index}")
+        previous = slots.get(index)
+        body = json.dumps({GRANTED_AT: now, "grant": uuid.uuid4().hex}).encode()  # unique: see CasObject.write
+        try:
+            slot.write(body, previous.generation if previous else 0, {GRANTED_AT: repr(now)})
+        except ConflictError:
+            self.conflicts += 1
+            return False
+        return True
 
     def acquire(self, max_wait: float) -> None:
         """Take one call of the budget, waiting up to ``max_wait`` seconds for it."""
         give_up = self._wall() + max_wait
-        while True:
-            wait, _ = self._object.change(self._take)
-            if wait <= 0:
+        for _ in range(CAS_ATTEMPTS):
+            slots = self._slots()
+            now = self._wall()
+            last = {i: float(s.metadata[GRANTED_AT]) for i, s in slots.items()}
+            free = rate_window.free_slots(last, self.per_minute, now, CANDIDATES, self._rng)
+            if any(self._take(index, slots, now) for index in free):
                 return
-            if self._wall() + wait > give_up:
+            if free:
+                continue  # lost every candidate to other instances: look again
+            wait = rate_window.wait_seconds(list(last.values()), self.per_minute, now)
+            if now + wait > give_up:
                 raise BudgetSpentError(
                     f"OpusClip's budget of {self.per_minute} requests a minute is spent for the next {wait:.0f}s"
                 )
             self._sleep(wait)
+        raise InProgressError("the request budget's slots kept being taken by other instances; it will be tried again")

@@ -229,9 +229,21 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
     # -- hand-over and endings --------------------------------------------------------------
 
     def _hand_over(self) -> None:
+        """Record the hand-over (``queued``, the lease still ours) by a fresh CAS, publish, let go.
+
+        The write before the publish is what makes one clip request per upload more than luck: an
+        invocation whose lease lapsed and was taken over loses that CAS and publishes nothing, and a
+        later delivery finds the record ``queued`` and does nothing (``states.ingest_step``) unless
+        its holder died between the write and the publish. After the publish the hand-over is done:
+        project creation may take the record before the release lands (the release then finds it
+        moved on), which is success, not an error worth a redelivery."""
+        self.held.save(state=states.QUEUED)
         request = self.record.clip_request()
         message_id = self.svc.publisher.publish(self.settings.clip_requests_topic, request, "the clip request")
-        self.held.release(state=states.QUEUED, message_id=message_id)
+        try:
+            self.held.release(message_id=message_id)
+        except InProgressError:
+            self.log.info("the clip request was taken up before its hand-over was recorded; nothing to do")
         self.status.show(self.obj, states.QUEUED, upload_id=self.record.upload_id)
         self.log.info(f"queued {self.obj.uri} for clip-project creation", event="clip_request_published")
 

@@ -76,7 +76,7 @@ def sweep(services: Services) -> SweepReport:
 
 def reclaim_slots(services: Services, report: SweepReport) -> int:
     """Free the slots nobody holds any more, then admit whoever may go (a lost admission too)."""
-    table, _ = services.admission.read()
+    table = services.admission.read()
     now = services.wall()
     slots, waiting = {}, {}
     for key, since in table.in_flight.items():
@@ -93,8 +93,8 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
         if stored is None or stored.record.state not in states.QUEUE_STATES:
             waiting[entry["key"]] = entry["since"]
     if slots or waiting:
-        services.admission.change(lambda t: t.forget(slots, waiting))
-    admit(services, services.admission.change(lambda t: t.admit_due(services.admission.cap, now)))
-    table, _ = services.admission.read()
+        services.admission.forget(slots, waiting)
+    admit(services, services.admission.admit_due(now))
+    table = services.admission.read()
     report.slots_in_use, report.waiting = len(table.in_flight), len(table.waiting)
     return len(slots)
