@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
 from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 from opus_pipeline.errors import ConflictError, InProgressError, TransientError
 
@@ -30,6 +32,10 @@ CAS_ATTEMPTS = 20
 # What Cloud Storage answers when it is busy or throttles: worth a redelivery, never a failure.
 _STORAGE_TRANSIENT = (gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.RetryError)
 
+# Every write here is conditional, so retrying it is safe; the library's own backoff (1 s, doubling)
+# waits far past the moment Cloud Storage's per-object write limit (about one a second) lets the
+# next write in, and on a record that is the pipeline's critical path. Short steps instead.
+CAS_RETRY: Retry = DEFAULT_RETRY.with_delay(initial=0.25, multiplier=1.3, maximum=2.0)
 R = TypeVar("R")
 
 
@@ -101,7 +107,9 @@ class CasObject:
         blob = self._bucket.blob(self.name)
         blob.metadata = metadata
         try:
-            blob.upload_from_string(raw, content_type="application/json", if_generation_match=generation)
+            blob.upload_from_string(
+                raw, content_type="application/json", if_generation_match=generation, retry=CAS_RETRY
+            )
         except gexc.PreconditionFailed:
             # The client retries a conditional write whose answer was lost; its retry then fails
             # the precondition its own first attempt moved on. Our bytes there mean it was ours.
@@ -122,7 +130,7 @@ class CasObject:
         """Delete the object if it is still at ``generation``; already gone is fine.
         ``ConflictError`` when someone else wrote it since."""
         try:
-            self._bucket.blob(self.name).delete(if_generation_match=generation)
+            self._bucket.blob(self.name).delete(if_generation_match=generation, retry=CAS_RETRY)
         except gexc.NotFound:
             return  # gone already (or our own retried delete landed)
         except gexc.PreconditionFailed:

@@ -257,8 +257,12 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         self.log.warning(f"could not renew the lease ({type(exc).__name__}); the resume point stays recorded")
 
     def _release(self) -> None:
-        """Give up the lease so the platform's retry can resume at once."""
+        """Give up the lease so the platform's retry can resume at once. A hand-over that failed
+        keeps its holder named, lapsed: that says the clip request is still to be published."""
         try:
-            self.held.release()
+            if self.record.state == states.QUEUED:
+                self.held.save(lease_expires=0.0)
+            else:
+                self.held.release()
         except Exception as exc:  # the retry still resumes once the lease expires
             self.log.warning(f"could not release the lease ({type(exc).__name__})")
