@@ -23,8 +23,11 @@ def admit(services: Services, keys: list[str]) -> None:
         if stored is None or stored.record.state in states.END_STATES:
             services.admission.change(lambda table, key=key: table.forget({}, {key: _since(table, key)}))
             continue
-        if stored.record.state != states.WAITING:
+        if stored.record.state not in (states.WAITING, states.CREATING):
             continue  # asking again by itself (a redelivery): its own request decides
+        # ``creating``: its request was just queued and ``waiting`` is not written yet (a write
+        # Cloud Storage may throttle); skipping it would hold its admission for ADMIT_GRACE_SECONDS.
+        # The admitted request then meets the lease (redelivered) or ``waiting``, and goes on.
         request = stored.record.clip_request()
         services.publisher.publish(services.settings.clip_requests_topic, request, "the admitted clip request")
         logs.info(
