@@ -1,0 +1,32 @@
+"""The shared objects under Cloud Storage's write limit: pure rules of the spread budget and hand-over."""
+
+from __future__ import annotations
+
+import random
+
+from opus_pipeline.domain import states
+from opus_pipeline.domain.rate_window import free_slots
+from opus_pipeline.domain.slots import SlotTable
+
+
+def test_a_grant_slot_is_free_again_only_once_its_last_grant_left_the_window() -> None:
+    assert free_slots({0: 100.0, 1: 10.0}, per_minute=2, now=101.0, wanted=2, rng=random.Random(1)) == [1]
+
+
+def test_a_budget_whose_slots_all_granted_within_the_window_has_no_free_slot() -> None:
+    assert free_slots({0: 100.0, 1: 90.0}, per_minute=2, now=101.0, wanted=2, rng=random.Random(1)) == []
+
+
+def test_grants_in_slots_past_a_lowered_budget_still_count() -> None:
+    assert free_slots({5: 100.0, 6: 100.0}, per_minute=2, now=101.0, wanted=2, rng=random.Random(1)) == []
+
+
+def test_a_queued_record_still_leased_is_a_hand_over_its_dead_holder_left_to_publish() -> None:
+    assert states.ingest_step(states.QUEUED, "gone", 0.0, "me", 10.0) is states.IngestStep.PUBLISH
+    assert states.ingest_step(states.QUEUED, "other", 20.0, "me", 10.0) is states.IngestStep.BUSY
+    assert states.ingest_step(states.QUEUED, None, 0.0, "me", 10.0) is states.IngestStep.NOTHING
+
+
+def test_a_request_that_holds_a_slot_clears_its_leftover_queue_entry() -> None:
+    table = SlotTable(in_flight={"a": 1.0}, waiting=[{"key": "a", "since": 1.0, "notBefore": 0.0}])
+    assert table.request("a", cap=1, now=2.0).granted and table.waiting == []
