@@ -68,7 +68,8 @@ code { font: .9em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; back
   grid-template-columns: repeat(auto-fill, minmax(min(100%, 300px), 1fr)); }
 .clip { background: var(--card); border: 1px solid var(--line); border-radius: 10px; overflow: hidden;
   display: flex; flex-direction: column; box-shadow: 0 1px 2px rgb(0 0 0 / 5%); }
-.clip video { display: block; width: 100%; aspect-ratio: 16 / 9; background: #111; object-fit: contain; }
+.clip video { display: block; width: 100%; height: auto; max-height: min(70vh, 560px); background: #111;
+  object-fit: contain; }
 .missing { aspect-ratio: 16 / 9; background: var(--warn-bg); color: var(--warn); padding: 1rem 1.25rem;
   display: flex; flex-direction: column; justify-content: center; gap: .5rem; overflow-wrap: anywhere; }
 .missing p { margin: 0; }
