@@ -39,10 +39,19 @@ the same form as ``gcsUri``, set only once that copy exists (the conclusion is t
 because a poster pointing at a file that is not there shows a broken frame."""
 
 CSP = (
-    "default-src 'none'; media-src 'self'; img-src 'self'; style-src 'unsafe-inline'; "
+    "default-src 'none'; media-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
     "base-uri 'none'; form-action 'none'"
 )
-"""No script, no font, no frame, no fetch; media and images only from the page's own origin."""
+"""No script, no font, no frame, no fetch; media and images only from the page's own origin, and
+``data:`` images, which load nothing (the icon below is one)."""
+
+ICON = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
+    "%3Crect width='16' height='16' rx='3' fill='%233451b2'/%3E"
+    "%3Cpath d='M6 4.5v7l5.5-3.5z' fill='%23fff'/%3E%3C/svg%3E"
+)
+"""The page's own icon, inline: without one, chromium asks the host for ``/favicon.ico``, outside
+the page's folder (the console's host root, or another bucket's object)."""
 
 _CSS = """
 :root { color-scheme: light; --ink: #1d232b; --muted: #5b6673; --line: #dde2e8; --card: #fff;
@@ -109,6 +118,7 @@ def render_page(manifest: Mapping[str, Any], *, failure: str | None = None) -> s
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f'<meta http-equiv="Content-Security-Policy" content="{_esc(CSP)}">',
         '<meta name="referrer" content="no-referrer">',
+        f'<link rel="icon" href="{_esc(ICON)}">',
         f"<title>{_esc(_title(label, len(clips), failure))}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
