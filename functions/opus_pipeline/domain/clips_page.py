@@ -10,8 +10,12 @@ OpusClip: titles, descriptions, hashtags, ids, errors and URLs are text we did n
   for our own copies, as a relative path built from the copy's ``gs://`` URI whose every segment
   is percent-encoded, so no name can end the attribute, add a scheme or climb out of the folder;
 * there is no JavaScript at all, and a Content-Security-Policy ``<meta>`` that forbids scripts and
-  any load but same-origin media and images, so even markup that slipped through could neither run
-  nor phone out.
+  any load but same-origin media and images (and inline ``data:`` images), so even markup that
+  slipped through could neither run nor phone out.
+
+Not verified from here: whether the console's authenticated URL serves the clips from the page's
+own origin. If it redirected each object to another host, ``media-src 'self'`` would block the
+players, and the policy would need that host.
 
 Pure: the standard library only, no I/O. The conclusion renders it from the manifest it writes.
 
