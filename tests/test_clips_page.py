@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from browser import StaticSite, Visit, chromium, make_clip, make_poster, missing_tools, visit
 
 from opus_pipeline.domain.clips_page import (
     CSP,
@@ -28,6 +27,8 @@ from opus_pipeline.domain.clips_page import (
     relative_path,
     render_page,
 )
+
+from browser import StaticSite, Visit, chromium, make_clip, make_poster, missing_tools, visit
 
 OUTPUT = "out-bucket"
 SOURCE_BUCKET = "in-bucket"
