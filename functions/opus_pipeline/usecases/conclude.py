@@ -17,6 +17,7 @@ from typing import Any
 
 from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import manifest, states, webhook
+from opus_pipeline.domain.clips_page import THUMBNAIL_KEY, render_page
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import ClipResult
 from opus_pipeline.domain.record import Stored, now_rfc3339
@@ -189,7 +190,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                     self.svc.sleep(http_policy.backoff_seconds(attempt, exc.retry_after, random.uniform(0.5, 1)))
                 continue
             self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size)
-            return copied.to_manifest()
+            return {**copied.to_manifest(), **self._copy_thumbnail(clip, index)}
         self.log.warning(
             f"a clip of {self.obj.uri} was not copied: {error}; its uriForExport stays in the manifest",
             event="clip_not_copied",
@@ -197,11 +198,34 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         )
         return {"copied": False, "error": str(error)}
 
+    def _copy_thumbnail(self, clip: dict[str, Any], index: int) -> dict[str, Any]:
+        """The clip's poster for the page, from the allowed hosts only; without it the page shows
+        the player alone (a poster is never worth a retry or a failed conclusion)."""
+        url = clip.get("uriForThumbnail")
+        if not isinstance(url, str) or not url:
+            return {}
+        blob = self.svc.storage.bucket(self.settings.output_bucket).blob(
+            manifest.thumbnail_object_name(self.obj, clip, index)
+        )
+        try:
+            copied = copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, blob, content_type="image/jpeg")
+        except (PermanentError, TransientError) as exc:
+            self.log.info(f"no poster for a clip of {self.obj.uri}: {exc}", event="thumbnail_not_copied")
+            return {}
+        return {THUMBNAIL_KEY: copied.gcs_uri}
+
     def _write_manifest(self, doc: dict[str, Any]) -> str:
         name = manifest.manifest_name(self.obj)
         blob = self.svc.storage.bucket(self.settings.output_bucket).blob(name)
         blob.upload_from_string(json.dumps(doc, indent=2, ensure_ascii=False), content_type="application/json")
+        self._write_page(doc)
         return f"gs://{self.settings.output_bucket}/{name}"
+
+    def _write_page(self, doc: Mapping[str, Any], failure: str | None = None) -> None:
+        """``index.html`` beside the manifest: the clips to look at, or why there are none."""
+        blob = self.svc.storage.bucket(self.settings.output_bucket).blob(manifest.page_name(self.obj))
+        blob.cache_control = "no-cache"  # a retry's page replaces this one; nobody should see the old
+        blob.upload_from_string(render_page(doc, failure=failure), content_type="text/html; charset=utf-8")
 
     # -- STALLED ----------------------------------------------------------------------------
 
@@ -215,6 +239,9 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         )
 
     def _fail(self, exc: PermanentError) -> None:
+        rec = self.record
+        doc = manifest.manifest(self.obj, rec.upload_id or "", rec.project_id or "", self.stage, now_rfc3339(), [], {})
+        self._write_page(doc, failure=f"{exc.reason}: {exc}")
         self._publish(states.FAILED, 0, None, reason=exc.reason)
         record_failure(self.held, self.svc.status, exc, self.log, stage=self.stage, concluded_at=now_rfc3339())
 
