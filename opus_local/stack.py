@@ -77,7 +77,8 @@ class LocalStack:
                 self.root / "gcs", pubsub=(PROJECT, "gcs-events", SOURCE_BUCKET), log=logs / "fake-gcs.log"
             )
         )
-        os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{gcs.port}"
+        self.gcs_url = f"http://127.0.0.1:{gcs.port}"  # fake-gcs-server itself: path-style object URLs
+        os.environ["STORAGE_EMULATOR_HOST"] = self.gcs_url
         from google.cloud import storage
 
         client = storage.Client()
