@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opus_pipeline.domain import states
-from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.events import StorageObject, parse_generation
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import Preferences
 
@@ -97,6 +97,6 @@ def object_from_key(key: str) -> StorageObject:
     ``ValueError`` for anything else."""
     rest, _, generation = key.rpartition("#")
     bucket, _, name = rest.partition("/")
-    if not bucket or not name or not (generation.isascii() and generation.isdigit()):
+    if not bucket or not name:
         raise ValueError(f"not a video key: {key!r}")
-    return StorageObject(bucket=bucket, name=name, generation=int(generation), size=0)
+    return StorageObject(bucket=bucket, name=name, generation=parse_generation(generation), size=0)
