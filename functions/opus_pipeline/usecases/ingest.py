@@ -53,7 +53,9 @@ def _refused(obj: StorageObject, services: Services) -> str | None:
     a name no state record can be written for fails for good at once, not after a day of retries."""
     labels = obj.labels()
     if why := foreign_bucket(obj.bucket, services.settings.source_bucket):
-        logs.warning(f"refused an event for gs://{obj.bucket}: {why}; check the trigger", labels=labels, event="bad_event")
+        logs.warning(
+            f"refused an event for gs://{obj.bucket}: {why}; check the trigger", labels=labels, event="bad_event"
+        )
         return states.SKIPPED
     if why := name_problem(obj.name, [record_path(obj)]):
         logs.error(f"{obj.uri} failed: {why}", labels=labels, event="video_failed", reason="bad-name")
