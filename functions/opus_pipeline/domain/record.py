@@ -40,6 +40,7 @@ class VideoRecord:
     uploaded_at: str | None = None
     checks: int = 0  # the sweeper's looks at the running project
     next_check: float = 0.0  # wall-clock seconds before which the sweeper leaves it alone
+    webhook_looked_at: float = 0.0  # when a webhook call last had OpusClip asked (not the sweeper's schedule)
     clip_count: int | None = None
     manifest_uri: str | None = None
     copied: dict[str, dict[str, Any]] = field(default_factory=dict)  # clip id → its copy, as made
