@@ -44,6 +44,10 @@ from opus_pipeline.usecases.leased import LeasedUseCase
 SHORT_RETRY_AFTER_SECONDS = 10.0
 CAP_RETRY_SECONDS = 60.0  # a 429 for the in-flight cap without Retry-After: try that video again after this
 CREATE_LEASE_SECONDS = 120.0
+# Ingest writes ``queued`` a moment after its publish returns; a request that arrives in between
+# waits that long rather than a Pub/Sub redelivery's backoff.
+HAND_OVER_WAIT_SECONDS = 0.25
+HAND_OVER_WAITS = 8
 REFUSED = "refused"  # what a refused request returns: no record was read or written for it
 
 
@@ -70,6 +74,11 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             return self._refuse(why)
         try:
             step = self.claim(None, state=states.CREATING)
+            for _ in range(HAND_OVER_WAITS):
+                if step is not states.ProjectStep.BUSY or self.record.state != states.UPLOADED:
+                    break
+                self.svc.sleep(HAND_OVER_WAIT_SECONDS)
+                step = self.claim(None, state=states.CREATING)
         except UnknownVideoError:
             return self._refuse(
                 "the pipeline has no record of this video (a forged message, or its record was deleted); "
