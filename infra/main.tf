@@ -41,6 +41,7 @@ locals {
     OPUS_UPLOAD_URL_HOSTS          = join(",", var.opus_upload_url_hosts)
     CLIP_REQUESTS_TOPIC            = google_pubsub_topic.clip_requests.id
     STATE_BUCKET                   = google_storage_bucket.this["state"].name
+    SOURCE_BUCKET                  = google_storage_bucket.this["source"].name
     UPLOAD_CHUNK_SIZE              = tostring(var.upload_chunk_size_mib * 1048576)
     MAX_VIDEO_BYTES                = tostring(var.max_video_bytes)
     SOURCE_PREFIX                  = var.source_prefix
@@ -48,6 +49,7 @@ locals {
     LEASE_SECONDS                  = tostring(var.lease_seconds)
     STATUS_METADATA                = tostring(var.status_metadata)
     OPUS_NOTIFY_EMAIL              = var.notify_email
+    OPUS_WEBHOOK_REQUIRE_SIGNATURE = tostring(var.webhook_require_signature)
     OUTPUT_BUCKET                  = google_storage_bucket.this["output"].name
     CLIP_RESULTS_TOPIC             = google_pubsub_topic.clip_results.id
     COPY_CLIPS                     = tostring(var.copy_clips)

@@ -99,6 +99,12 @@ variable "status_metadata" {
   default     = true
 }
 
+variable "webhook_require_signature" {
+  type        = bool
+  description = "Refuse webhook calls without a valid X-Opus-Signature (OPUS_WEBHOOK_REQUIRE_SIGNATURE). OpusClip signs with the organisation's first API key: turn it on only when OPUS_API_KEY is that key."
+  default     = false
+}
+
 variable "default_preferences" {
   type = object({
     genre             = optional(string, "")

@@ -679,7 +679,7 @@ class Soak:
 @contextlib.contextmanager
 def soak_stack(root: Path) -> Any:
     """The stack every schedule shares: the sweeper the stack ticks on its own never ticks."""
-    settings = {"LEASE_SECONDS": str(LEASE_SECONDS)}
+    settings = {"LEASE_SECONDS": str(LEASE_SECONDS), "SOURCE_BUCKET": SOURCE_BUCKET}
     with SoakStack(root, chunk_size=CHUNK, sweep_seconds=24 * 3600.0, settings=settings) as stack:
         yield Soak(stack)
 

@@ -92,6 +92,7 @@ class LocalStack:
             api_key=self.api_key,
             standin_url=base_url,
             topic=self.topic("clip-requests"),
+            source_bucket=SOURCE_BUCKET,
             state_bucket=STATE_BUCKET,
             output_bucket=OUTPUT_BUCKET,
             results_topic=self.topic("clip-results"),

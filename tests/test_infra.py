@@ -752,3 +752,12 @@ def test_the_instance_caps_are_bounded_variables() -> None:
         assert f"var.{name} >= 1" in condition and f"floor(var.{name}) == var.{name}" in condition, name
     assert variables["max_parallel_projects"]["default"] == config.Settings.max_parallel_projects
     assert variables["rate_per_minute"]["default"] == config.Settings.rate_per_minute
+
+
+def test_the_functions_serve_the_source_bucket_only_and_signatures_are_opt_in() -> None:
+    """SOURCE_BUCKET is the bucket the ingest trigger watches; unsigned webhooks stay accepted by default,
+    since OpusClip signs with the organisation's first key only."""
+    environment = infra()["locals"]["function_environment"]
+    assert environment["SOURCE_BUCKET"] == '${google_storage_bucket.this["source"].name}'
+    assert environment["OPUS_WEBHOOK_REQUIRE_SIGNATURE"] == "${tostring(var.webhook_require_signature)}"
+    assert infra()["variable"]["webhook_require_signature"]["default"] is False

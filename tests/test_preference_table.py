@@ -22,6 +22,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 REQUIRED = {
     "OPUS_API_KEY": "sk-abcdef",
     "STATE_BUCKET": "state",
+    "SOURCE_BUCKET": "videos",
     "OUTPUT_BUCKET": "clips",
     "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
     "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",

@@ -150,10 +150,24 @@ class OpusClient:
             raise TransientError("OpusClip's upload-link answer lacks url/uploadId or has malformed amounts") from None
 
     def create_clip_project(self, command: dict[str, Any], upload_id: str) -> dict[str, Any]:
-        """``POST /api/clip-projects`` for an uploaded video; returns the project representation."""
-        return self._post(
+        """``POST /api/clip-projects`` for an uploaded video; returns the project representation,
+        its id (``id`` or ``projectId``) always as ``id``.
+
+        A 2xx answer without an id is permanent, not transient: OpusClip may have made (and charged
+        for) a project all the same, and asking again could make another one each time, none of
+        which the pipeline could follow. The video fails with ``no-project-id``; a person looks at
+        OpusClip's dashboard and re-drives it with ``opus-pipeline retry``."""
+        answer = self._post(
             "/api/clip-projects", command, "the clip-project request", headers={"x-opus-upload-id": upload_id}
         )
+        project_id = answer.get("id") or answer.get("projectId")
+        if not isinstance(project_id, str) or not project_id.strip() or not project_id.isprintable():
+            raise OpusApiError(
+                "OpusClip accepted the clip-project request but answered without a usable project id; a project "
+                "may exist all the same: look in OpusClip's dashboard before retrying",
+                reason="no-project-id",
+            )
+        return {**answer, "id": project_id}
 
     def get_project(self, project_id: str) -> dict[str, Any]:
         """``GET /api/clip-projects/{projectId}``: the project and its ``stage``."""

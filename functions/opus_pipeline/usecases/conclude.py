@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,8 +32,9 @@ CONCLUDE_LEASE_SECONDS = 120.0
 COPY_ATTEMPTS = 3
 
 
-def check_project(stored: Stored, services: Services, trigger: str) -> str:
-    """Look at the project of ``stored``'s video once; conclude it if it ended. Returns the state."""
+def check_project(stored: Stored, services: Services, trigger: str, reschedule: bool = True) -> str:
+    """Look at the project of ``stored``'s video once; conclude it if it ended. Returns the state.
+    Only the sweeper's looks (``reschedule``) note the stage and put the next one off."""
     rec = stored.record
     log = logs.Logger({**rec.source.labels(), "uploadId": rec.upload_id, "projectId": rec.project_id})
     if rec.state not in states.OPEN_STATES or not rec.project_id:
@@ -52,26 +53,62 @@ def check_project(stored: Stored, services: Services, trigger: str) -> str:
         return _Conclusion(rec.source, services, "GONE", log, trigger, failure=gone).run()
     stage = project["stage"]
     if stage not in states.TERMINAL_STAGES:
-        _note_stage(stored, stage, services, log)
+        if reschedule:
+            _note_stage(stored, stage, services, log)
         return rec.state
     return _Conclusion(rec.source, services, stage, log, trigger).run()
 
 
-def handle_webhook(query: Mapping[str, str], headers: Mapping[str, str], body: bytes | None, services: Services) -> int:
+def handle_webhook(
+    query: Mapping[str, str], headers: Mapping[str, str], read_body: Callable[[], bytes | None], services: Services
+) -> int:
     """The HTTP status to answer OpusClip's call; ``TransientError`` when OpusClip could not be
-    asked (the sweeper looks later anyway). Unknown or concluded videos get 200: nothing to retry."""
+    asked (the sweeper looks later anyway). The URL's token is judged before ``read_body`` is
+    called. Unknown, concluded or just-looked-at videos get 200, and so does a look that can never
+    succeed (logged): OpusClip has nothing to retry."""
     settings = services.settings
-    verdict = webhook.judge(settings.webhook_token, settings.opus_api_key, query, headers, body)
+    verdict = webhook.judge_url(settings.webhook_token, query)
+    if verdict.status is None:
+        verdict = webhook.judge_body(settings.opus_api_key, headers, read_body(), settings.webhook_require_signature)
     if verdict.status is not None:
         logs.warning(f"refused a webhook call: {verdict.why}", event="webhook_refused", status=verdict.status)
         return verdict.status
-    key = query.get(webhook.VIDEO_PARAM, "")
+    key = query[webhook.VIDEO_PARAM]
     stored = services.ledger.read_key(key)
     if stored is None:
         logs.info(f"webhook for an unknown video {key!r}; nothing to do", event="conclusion_ignored")
         return 200
-    check_project(stored, services, "webhook")
+    reserved = _reserve_look(stored, services)
+    if reserved is None:
+        logs.info(
+            f"webhook: {key!r} was looked at less than {webhook.LOOK_INTERVAL_SECONDS:.0f}s ago or is being "
+            "concluded; the sweeper looks later",
+            event="conclusion_ignored",
+        )
+        return 200
+    try:
+        check_project(reserved, services, "webhook", reschedule=False)
+    except PermanentError as exc:  # a refused key, a refused redirect, a record gone meanwhile
+        logs.error(
+            f"webhook: {key!r} could not be looked at: {exc}; answered 200, since OpusClip's retry could not "
+            "succeed either (the sweeper looks again)",
+            event="webhook_error",
+            reason=exc.reason,
+        )
     return 200
+
+
+def _reserve_look(stored: Stored, services: Services) -> Stored | None:
+    """The record after noting that a webhook call asks OpusClip now, or ``None`` when it must not:
+    asked less than a minute ago, or a live conclusion holds the record (a write would take its
+    compare-and-swap from under it). One write per look, never per call; the sweeper's schedule
+    stays as it was. A record with no running project needs no look, hence no write."""
+    rec, now = stored.record, services.wall()
+    if rec.state not in states.OPEN_STATES or not rec.project_id:
+        return stored
+    if rec.lease_live(now) or not webhook.look_due(rec.webhook_looked_at, now):
+        return None
+    return services.ledger.update(stored, webhook_looked_at=now)  # None: a call at the same moment won
 
 
 def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger) -> None:

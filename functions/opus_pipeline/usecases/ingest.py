@@ -11,7 +11,7 @@ import random
 
 from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import states
-from opus_pipeline.domain.events import StorageObject, skip_reason
+from opus_pipeline.domain.events import StorageObject, foreign_bucket, name_problem, skip_reason
 from opus_pipeline.domain.preferences import parse_metadata
 from opus_pipeline.domain.record import VideoRecord, now_rfc3339
 from opus_pipeline.domain.url_policy import check_url
@@ -23,6 +23,7 @@ from opus_pipeline.errors import (
     SupersededError,
     TransientError,
 )
+from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
 from opus_pipeline.opus.resumable import ResumableSession, start
 from opus_pipeline.runtime import Services
@@ -35,6 +36,9 @@ MAX_SESSION_RENEWALS = 2
 
 def handle_finalized(obj: StorageObject, services: Services) -> str:
     """Process one finalize event; return the video's state. Raises ``TransientError`` to retry."""
+    refused = _refused(obj, services)
+    if refused:
+        return refused
     skip = skip_reason(obj, services.settings.source_prefix, services.settings.state_bucket)
     if skip:
         logs.info(f"skipped gs://{obj.bucket}/{obj.name}: {skip.reason}", labels=obj.labels(), event="video_skipped")
@@ -42,6 +46,22 @@ def handle_finalized(obj: StorageObject, services: Services) -> str:
             services.status.show(obj, states.SKIPPED, error=skip.reason)
         return states.SKIPPED
     return _Ingest(obj, services).run()
+
+
+def _refused(obj: StorageObject, services: Services) -> str | None:
+    """Before anything else: an event of another bucket is not ours to touch (nor its object), and
+    a name no state record can be written for fails for good at once, not after a day of retries."""
+    labels = obj.labels()
+    if why := foreign_bucket(obj.bucket, services.settings.source_bucket):
+        logs.warning(
+            f"refused an event for gs://{obj.bucket}: {why}; check the trigger", labels=labels, event="bad_event"
+        )
+        return states.SKIPPED
+    if why := name_problem(obj.name, [record_path(obj)]):
+        logs.error(f"{obj.uri} failed: {why}", labels=labels, event="video_failed", reason="bad-name")
+        services.status.show(obj, states.FAILED, error=why)
+        return states.FAILED
+    return None
 
 
 class _Ingest(LeasedUseCase[states.IngestStep]):
