@@ -16,6 +16,7 @@ from __future__ import annotations
 from opus_pipeline import logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.preferences import effective
 from opus_pipeline.domain.project_request import build_command, check_command
 from opus_pipeline.domain.record import VideoRecord
 from opus_pipeline.domain.webhook import registered_url
@@ -163,7 +164,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
 
     def _call_opus(self) -> dict:
         settings = self.settings
-        prefs = self.request.preferences.over(settings.default_preferences)
+        prefs = effective(self.request.preferences, settings.default_preferences, self.obj.name)
         hook = settings.webhook_url and registered_url(settings.webhook_url, settings.webhook_token or "", self.obj.key)
         command = build_command(self.request.upload_id, prefs, settings.notify_email, hook or None)
         check_command(command)
