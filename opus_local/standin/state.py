@@ -491,12 +491,14 @@ class StandIn:
         return self._md5s[key, size]
 
     def clip_files(self) -> dict[str, dict[str, Any]]:
-        """Every export file that exists (of COMPLETE projects): its URL, size, md5 and full downloads."""
+        """Every export file that exists (of COMPLETE projects, rendered): its URL, size, md5 and full downloads."""
         with self._lock:
             projects = list(self.projects.values())
         files = {}
         for project in projects:
             for clip in self.clips(project):
+                if clip["renderAsVideoFile"]["pending"]:
+                    continue
                 key = f"{project.id}/{clip['curationId']}.mp4"
                 files[clip["id"]] = {
                     "url": clip["uriForExport"],
