@@ -63,5 +63,12 @@ locals {
     OPUS_DEFAULT_SOURCE_LANG       = var.default_preferences.source_lang
     OPUS_DEFAULT_BRAND_TEMPLATE_ID = var.default_preferences.brand_template_id
     OPUS_DEFAULT_SKIP_CURATE       = var.default_preferences.skip_curate
+
+    # The options OpusClip's own client sends (issue 19).
+    OPUS_DEFAULT_MODEL               = var.default_preferences.model
+    OPUS_DEFAULT_PROMPT              = var.default_preferences.prompt
+    OPUS_DEFAULT_ASPECT_RATIO        = var.default_preferences.aspect_ratio
+    OPUS_DEFAULT_REMOVE_FILLER_WORDS = var.default_preferences.remove_filler_words
+    OPUS_DEFAULT_AUTO_HOOK           = var.default_preferences.auto_hook
   }
 }

@@ -107,12 +107,17 @@ variable "webhook_require_signature" {
 
 variable "default_preferences" {
   type = object({
-    genre             = optional(string, "")
-    topic_keywords    = optional(string, "")
-    clip_durations    = optional(string, "")
-    source_lang       = optional(string, "")
-    brand_template_id = optional(string, "")
-    skip_curate       = optional(string, "")
+    genre               = optional(string, "")
+    topic_keywords      = optional(string, "")
+    clip_durations      = optional(string, "")
+    source_lang         = optional(string, "")
+    brand_template_id   = optional(string, "")
+    skip_curate         = optional(string, "")
+    model               = optional(string, "")
+    prompt              = optional(string, "")
+    aspect_ratio        = optional(string, "")
+    remove_filler_words = optional(string, "")
+    auto_hook           = optional(string, "")
   })
   description = "Deploy-wide OpusClip preferences (OPUS_DEFAULT_*), in the same syntax as the opus-* object metadata; per-video metadata overrides them."
   default     = {}

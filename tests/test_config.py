@@ -40,7 +40,7 @@ def test_defaults() -> None:
         ({"OPUS_API_BASE_URL": "api.opus.pro"}, "OPUS_API_BASE_URL"),
         ({"OPUS_UPLOAD_URL_HOSTS": "https://storage.googleapis.com/"}, "OPUS_UPLOAD_URL_HOSTS"),
         ({"OPUS_DEFAULT_GENRE": "Polka"}, "OPUS_DEFAULT_GENRE"),
-        ({"OPUS_DEFAULT_CLIP_DURATIONS": "0-15"}, "OPUS_DEFAULT_CLIP_DURATIONS"),
+        ({"OPUS_DEFAULT_CLIP_DURATIONS": "15-45"}, "OPUS_DEFAULT_CLIP_DURATIONS"),
     ],
 )
 def test_a_bad_variable_is_named(overrides: dict, variable: str) -> None:

@@ -88,3 +88,13 @@ def manifest(
         "concludedAt": concluded_at,
         "clips": entries,
     }
+
+
+def still_rendering(clips: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ids of the clips whose file OpusClip is still making (``renderAsVideoFile.pending``, which
+    its own client waits on): not to be copied yet, even when the project is COMPLETE."""
+    return [
+        clip_id(clip, index)
+        for index, clip in enumerate(clips)
+        if isinstance(render := clip.get("renderAsVideoFile"), Mapping) and render.get("pending") is True
+    ]

@@ -30,6 +30,7 @@ from opus_pipeline.usecases.leased import LeasedUseCase
 
 CONCLUDE_LEASE_SECONDS = 120.0
 COPY_ATTEMPTS = 3
+RENDER_RECHECK_SECONDS = 60.0  # a clip still rendering at COMPLETE: when the sweeper looks again
 
 
 def check_project(stored: Stored, services: Services, trigger: str, reschedule: bool = True) -> str:
@@ -153,7 +154,10 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                 if self.failure is not None:
                     self._fail(self.failure)
                 elif self.stage == "COMPLETE":
-                    self._bring_clips_back()
+                    clips = manifest.best_first(self.svc.opus.all_clips(self.record.project_id or ""))
+                    if rendering := manifest.still_rendering(clips):
+                        return self._wait_for_renders(rendering)
+                    self._bring_clips_back(clips)
                 else:
                     self._stalled()
         except BaseException:
@@ -166,9 +170,24 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
 
     # -- COMPLETE ---------------------------------------------------------------------------
 
-    def _bring_clips_back(self) -> None:
+    def _wait_for_renders(self, rendering: list[str]) -> str:
+        """Not concluded yet: a file still being made is not copied; the sweeper looks again."""
+        self.held.release(
+            state=states.PROJECT_CREATED,
+            stage=self.stage,
+            checks=self.record.checks + 1,
+            next_check=self.svc.wall() + RENDER_RECHECK_SECONDS,
+        )
+        self.log.info(
+            f"project {self.record.project_id} is COMPLETE but {len(rendering)} of its clips are still rendering "
+            f"({', '.join(rendering)}); looking again in {RENDER_RECHECK_SECONDS:.0f}s",
+            event="clips_rendering",
+            clips=len(rendering),
+        )
+        return self.record.state
+
+    def _bring_clips_back(self, clips: list[Mapping[str, Any]]) -> None:
         rec = self.record
-        clips = manifest.best_first(self.svc.opus.all_clips(rec.project_id or ""))
         copies = dict(rec.copied)
         if self.settings.copy_clips:
             for index, clip in enumerate(clips):

@@ -23,7 +23,7 @@ from opus_pipeline import logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import foreign_bucket, name_problem
 from opus_pipeline.domain.messages import ClipRequest
-from opus_pipeline.domain.preferences import Preferences
+from opus_pipeline.domain.preferences import Preferences, effective
 from opus_pipeline.domain.project_request import build_command, check_command
 from opus_pipeline.domain.record import VideoRecord
 from opus_pipeline.domain.webhook import registered_url
@@ -202,7 +202,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
     def _call_opus(self) -> dict:
         settings, rec = self.settings, self.record
         upload_id = rec.upload_id or ""
-        prefs = Preferences.from_message(rec.preferences).over(settings.default_preferences)
+        prefs = effective(Preferences.from_message(rec.preferences), settings.default_preferences, self.obj.name)
         hook = settings.webhook_url and registered_url(settings.webhook_url, settings.webhook_token or "", self.obj.key)
         command = build_command(upload_id, prefs, settings.notify_email, hook or None)
         check_command(command)

@@ -12,7 +12,7 @@ import random
 from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject, foreign_bucket, name_problem, skip_reason
-from opus_pipeline.domain.preferences import parse_metadata
+from opus_pipeline.domain.preferences import Preferences, effective, parse_metadata
 from opus_pipeline.domain.record import VideoRecord, now_rfc3339
 from opus_pipeline.domain.url_policy import check_url
 from opus_pipeline.errors import (
@@ -105,7 +105,8 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             self.status.wait()
         return self.record.state
 
-    def _validate(self) -> None:
+    def _validate(self) -> Preferences:
+        """The checks that need no call: size and preferences; the preferences the project will have."""
         size, limit = self.obj.size, self.settings.max_video_bytes
         if size == 0:
             raise PermanentError("the object is empty (0 bytes); upload the video again", reason="empty")
@@ -116,7 +117,30 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
                 reason="too-big",
             )
         prefs = parse_metadata(self.obj.metadata)
+        project_prefs = effective(prefs, self.settings.default_preferences, self.obj.name)
         self.held.save(preferences=prefs.to_message())
+        return project_prefs
+
+    def _check_brand_template(self, prefs: Preferences) -> None:
+        """A workspace's own template id is checked against its list before any byte is sent; OpusClip's
+        presets (``preset-…``) are not listed, and where the list is not open to the workspace the id
+        goes unchecked."""
+        template = prefs.brandTemplateId
+        if template is None or template.startswith("preset-"):
+            return
+        known = self.svc.opus.brand_template_ids()
+        if known is None:
+            self.log.info(
+                f"OpusClip's brand-template list is not available to this workspace (an enterprise feature); "
+                f"brand template {template!r} is used unchecked",
+                event="brand_template_unchecked",
+            )
+        elif template not in known:
+            raise PermanentError(
+                f"brand template {template!r} is not one of the {len(known)} brand templates of this OpusClip "
+                "workspace; fix opus-brand-template-id (or OPUS_DEFAULT_BRAND_TEMPLATE_ID) or use a preset-… one",
+                reason="unknown-brand-template",
+            )
 
     def _upload(self) -> None:
         """Stream every byte into one session, resuming it across failures and retries."""
@@ -159,7 +183,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
     def _open_session(self) -> ResumableSession:
         """New upload link and session, recorded before any byte is sent."""
         if self.record.state == states.RECEIVED:
-            self._validate()
+            self._check_brand_template(self._validate())
         link = self.svc.opus.create_upload_link()
         if link.remaining is None:
             self.log.info("OpusClip did not say how much upload quota is left; uploading anyway")
