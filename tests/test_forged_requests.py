@@ -80,7 +80,7 @@ def test_the_project_is_made_with_the_records_preferences_not_the_messages(stack
     assert create(stack, forged(request)) == states.PROJECT_CREATED
 
     [sent] = requests_sent(standin)
-    assert sent["curationPref"] == {"genre": "Vlog"} and "brandTemplateId" not in sent
+    assert sent["curationPref"] == {"genre": "Vlog", "clipDurations": [[0, 90]]} and "brandTemplateId" not in sent
     assert sent["videoUrl"] == record(stack, resource).upload_id
 
 
