@@ -61,6 +61,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "rateWindowSeconds": 60,  # the window of that limit: a minute, as OpusClip's, unless a test cannot wait
     "concurrentProjects": None,  # projects neither COMPLETE nor STALLED; None: no cap
     "brandTemplates": [],  # the ids GET /api/brand-templates?q=mine lists; None: a 403 (enterprise only)
+    # The text of every clip ({rank} and {project} filled in): a test can make OpusClip say anything.
+    "clipTitle": "Clip {rank} of {project}",
+    "clipDescription": "The stand-in's clip number {rank} of project {project}.",
+    "clipHashtags": "#OpusClip #StandIn",
 }
 _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "projectSeconds": _seconds,
@@ -75,6 +79,9 @@ _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "rateWindowSeconds": lambda v: _seconds(v) and v > 0,
     "concurrentProjects": _optional(count_from(0)),
     "brandTemplates": _optional(lambda v: isinstance(v, list) and all(isinstance(i, str) and i for i in v)),
+    "clipTitle": lambda v: isinstance(v, str),
+    "clipDescription": lambda v: isinstance(v, str),
+    "clipHashtags": lambda v: isinstance(v, str),
 }
 
 
@@ -198,7 +205,7 @@ class Project:
     def run_id(self) -> str:
         return datetime.fromtimestamp(self.created, UTC).strftime("%Y%m%d%H%M%S%f")[:17] + ".FP"
 
-    def clips(self, media_base: str, scored: str, now: float) -> list[dict[str, Any]]:
+    def clips(self, media_base: str, scored: str, now: float, text: dict[str, str]) -> list[dict[str, Any]]:
         """The ExportableClips of a COMPLETE project, best first. ``scored`` says which carry the fields
         OpusClip's own tools read but the OpenAPI omits, so that clients are tested with and without them.
         ``timeRanges`` are milliseconds, as the OpenAPI's example suggests despite saying "seconds"."""
@@ -221,9 +228,9 @@ class Project:
                 "durationMs": duration_ms,
                 "timeRanges": [[start_ms, start_ms + duration_ms]],
                 "keywords": ["stand-in", f"clip {rank}"],
-                "title": f"Clip {rank} of {self.id}",
-                "description": f"The stand-in's clip number {rank} of project {self.id}.",
-                "hashtags": "#OpusClip #StandIn",
+                "title": text["clipTitle"].format(rank=rank, project=self.id),
+                "description": text["clipDescription"].format(rank=rank, project=self.id),
+                "hashtags": text["clipHashtags"].format(rank=rank, project=self.id),
                 "text": f"Transcript of clip {rank}.",
                 "genre": genre,
                 "subgenre": "general",
@@ -477,10 +484,11 @@ class StandIn:
         """The project's exportable clips: none until it is COMPLETE."""
         with self._lock:
             media_base, scored = (self.config["mediaBaseUrl"] or self.base_url).rstrip("/"), self.config["scoredClips"]
+            text = {key: self.config[key] for key in ("clipTitle", "clipDescription", "clipHashtags")}
         now = time.time()
         if project.stage(now)[0] != "COMPLETE":
             return []
-        return project.clips(media_base, scored, now)
+        return project.clips(media_base, scored, now, text)
 
     def md5(self, key: str, size: int) -> str:
         if (key, size) not in self._md5s:
