@@ -33,7 +33,7 @@ class OpenProjects:
         with contextlib.suppress(gexc.NotFound):
             self._bucket.blob(open_marker_path(obj)).delete()
 
-    def open_projects(self) -> list[StorageObject]:
+    def running(self) -> list[StorageObject]:
         """The videos whose project runs, oldest marker first (the sweeper's order). A marker that
         names no video (nothing of the pipeline writes one) is skipped with a log line, never fatal:
         one stray object must not stop every sweep."""

@@ -1,4 +1,4 @@
-"""OpusClip REST client: authentication, the request budget, the error taxonomy, the calls made.
+"""OpusClip REST client: authentication, the request budget, the calls made, their answers mapped.
 
 Status codes are mapped to ``PermanentError``/``TransientError`` here, once, following OpusClip's
 documented error semantics (shared/opus-api/opus-errors.yml).

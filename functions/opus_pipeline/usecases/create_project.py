@@ -73,12 +73,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         if why:
             return self._refuse(why)
         try:
-            step = self.claim(None, state=states.CREATING)
-            for _ in range(HAND_OVER_WAITS):
-                if step is not states.ProjectStep.BUSY or self.record.state != states.UPLOADED:
-                    break
-                self.svc.sleep(HAND_OVER_WAIT_SECONDS)
-                step = self.claim(None, state=states.CREATING)
+            step = self._claim_once_handed_over()
         except UnknownVideoError:
             return self._refuse(
                 "the pipeline has no record of this video (a forged message, or its record was deleted); "
@@ -87,10 +82,10 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         if step is not states.ProjectStep.CREATE:
             return self._not_ours(step)
         self.obj = self.record.source  # from here on, the record's word, not the message's
-        grant = self.svc.admission.request(self.obj.key, self.svc.wall())
-        if not grant.granted:
-            return self._wait(grant.position)
         try:
+            grant = self.svc.admission.request(self.obj.key, self.svc.wall())
+            if not grant.granted:
+                return self._wait(grant.position)
             with self.held.keep_alive():
                 project = self._call_opus()
         except ConcurrentCapError as exc:
@@ -101,6 +96,17 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             self._give_back()
             raise
         return self._created(project)
+
+    def _claim_once_handed_over(self) -> states.ProjectStep:
+        """Claim ``creating``; a request that overtook ingest's ``queued`` write waits for it a
+        moment (``HAND_OVER_WAITS``) rather than a Pub/Sub redelivery's backoff."""
+        step = self.claim(None, state=states.CREATING)
+        for _ in range(HAND_OVER_WAITS):
+            if step is not states.ProjectStep.BUSY or self.record.state != states.UPLOADED:
+                break
+            self.svc.sleep(HAND_OVER_WAIT_SECONDS)
+            step = self.claim(None, state=states.CREATING)
+        return step
 
     # -- its endings ------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ def sweep(services: Services) -> SweepReport:
     except Exception as exc:
         report.errors += 1
         logs.error(f"sweep: reclaiming slots and admitting waiting videos failed: {_said(exc)}", event="sweep_error")
-    for obj in services.open_projects.open_projects():
+    for obj in services.open_projects.running():
         report.open += 1
         try:
             _look(obj, services, report)
