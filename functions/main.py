@@ -82,12 +82,16 @@ def on_project_concluded(request: flask.Request) -> tuple[str, int]:
     from opus_pipeline.usecases.conclude import handle_webhook
 
     svc = services()
-    too_long = (request.content_length or 0) > MAX_BODY_BYTES
-    body = None if too_long else request.stream.read(MAX_BODY_BYTES + 1)
-    if body is not None and len(body) > MAX_BODY_BYTES:
-        body = None
+
+    def read_body() -> bytes | None:
+        """Called only once the URL's token is judged good: a stranger's body is never read."""
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return None
+        body = request.stream.read(MAX_BODY_BYTES + 1)
+        return None if len(body) > MAX_BODY_BYTES else body
+
     try:
-        status = handle_webhook(request.args, request.headers, body, svc)
+        status = handle_webhook(request.args, request.headers, read_body, svc)
     except TransientError as exc:
         logs.warning(f"webhook: OpusClip could not be asked, the sweeper will look later: {exc}", reason=exc.reason)
         return "try again later\n", 503

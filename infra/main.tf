@@ -41,6 +41,7 @@ locals {
     OPUS_UPLOAD_URL_HOSTS          = join(",", var.opus_upload_url_hosts)
     CLIP_REQUESTS_TOPIC            = google_pubsub_topic.clip_requests.id
     STATE_BUCKET                   = google_storage_bucket.this["state"].name
+    SOURCE_BUCKET                  = google_storage_bucket.this["source"].name
     UPLOAD_CHUNK_SIZE              = tostring(var.upload_chunk_size_mib * 1048576)
     MAX_VIDEO_BYTES                = tostring(var.max_video_bytes)
     SOURCE_PREFIX                  = var.source_prefix
@@ -48,6 +49,7 @@ locals {
     LEASE_SECONDS                  = tostring(var.lease_seconds)
     STATUS_METADATA                = tostring(var.status_metadata)
     OPUS_NOTIFY_EMAIL              = var.notify_email
+    OPUS_WEBHOOK_REQUIRE_SIGNATURE = tostring(var.webhook_require_signature)
     OUTPUT_BUCKET                  = google_storage_bucket.this["output"].name
     CLIP_RESULTS_TOPIC             = google_pubsub_topic.clip_results.id
     COPY_CLIPS                     = tostring(var.copy_clips)
@@ -61,5 +63,12 @@ locals {
     OPUS_DEFAULT_SOURCE_LANG       = var.default_preferences.source_lang
     OPUS_DEFAULT_BRAND_TEMPLATE_ID = var.default_preferences.brand_template_id
     OPUS_DEFAULT_SKIP_CURATE       = var.default_preferences.skip_curate
+
+    # The options OpusClip's own client sends (issue 19).
+    OPUS_DEFAULT_MODEL               = var.default_preferences.model
+    OPUS_DEFAULT_PROMPT              = var.default_preferences.prompt
+    OPUS_DEFAULT_ASPECT_RATIO        = var.default_preferences.aspect_ratio
+    OPUS_DEFAULT_REMOVE_FILLER_WORDS = var.default_preferences.remove_filler_words
+    OPUS_DEFAULT_AUTO_HOOK           = var.default_preferences.auto_hook
   }
 }

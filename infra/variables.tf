@@ -99,14 +99,25 @@ variable "status_metadata" {
   default     = true
 }
 
+variable "webhook_require_signature" {
+  type        = bool
+  description = "Refuse webhook calls without a valid X-Opus-Signature (OPUS_WEBHOOK_REQUIRE_SIGNATURE). OpusClip signs with the organisation's first API key: turn it on only when OPUS_API_KEY is that key."
+  default     = false
+}
+
 variable "default_preferences" {
   type = object({
-    genre             = optional(string, "")
-    topic_keywords    = optional(string, "")
-    clip_durations    = optional(string, "")
-    source_lang       = optional(string, "")
-    brand_template_id = optional(string, "")
-    skip_curate       = optional(string, "")
+    genre               = optional(string, "")
+    topic_keywords      = optional(string, "")
+    clip_durations      = optional(string, "")
+    source_lang         = optional(string, "")
+    brand_template_id   = optional(string, "")
+    skip_curate         = optional(string, "")
+    model               = optional(string, "")
+    prompt              = optional(string, "")
+    aspect_ratio        = optional(string, "")
+    remove_filler_words = optional(string, "")
+    auto_hook           = optional(string, "")
   })
   description = "Deploy-wide OpusClip preferences (OPUS_DEFAULT_*), in the same syntax as the opus-* object metadata; per-video metadata overrides them."
   default     = {}

@@ -354,6 +354,7 @@ def main() -> None:
             api_key=API_KEY,
             standin_url=base_url,
             topic=topic,
+            source_bucket="bench-source",
             state_bucket="bench-state",
             output_bucket="bench-clips",
             results_topic=topic,

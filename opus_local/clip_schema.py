@@ -16,6 +16,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 OFFERED_DURATIONS = ([0, 30], [30, 60], [60, 90], [90, 180], [0, 90])
+MAX_CLIP_SECONDS = 180  # OpusClip's own client sends "up to N seconds" as [0, N]
 
 
 def _strict(node: Any) -> Any:
@@ -37,6 +38,28 @@ def _validator() -> Draft202012Validator:
     defs = _strict(copy.deepcopy(raw["schemas"]))
     # The upload guide documents curationPref.skipCurate, which the OpenAPI components omit.
     defs["CurationPreferenceDto"]["properties"]["skipCurate"] = {"type": "boolean"}
+    # What OpusClip's own client sends (opus-skills SKILL.md and api-reference.md) beyond the components.
+    defs["CurationPreferenceDto"]["properties"].update(
+        model={"enum": ["ClipBasic", "ClipAnything"]},
+        customPrompt={"type": "string", "maxLength": 1000},
+        enableAutoHook={"type": "boolean"},
+    )
+    # The component lists every field as required (it is also a brand template's full answer); a
+    # request sets only those it changes, as OpusClip's client does.
+    defs["RenderPreferenceDto"].pop("required", None)
+    defs["RenderPreferenceDto"]["properties"]["quickstartConfig"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"enableRemoveFillerWords": {"type": "boolean"}},
+    }
+    defs["CreateClipProjectCommand"]["properties"].update(
+        renderPref={"$ref": "#/$defs/RenderPreferenceDto"},
+        uploadedVideoAttr={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"title": {"type": "string"}},
+        },
+    )
     schema = {"$defs": defs, "$ref": "#/$defs/CreateClipProjectCommand"}
     return Draft202012Validator(schema)
 
@@ -47,8 +70,10 @@ def problems(body: Any) -> list[str]:
     if found:
         return found
     curation = body.get("curationPref", {})
+    if "clipDurations" not in curation:  # optional in the description, but OpusClip's client says it is refused
+        found.append("curationPref/clipDurations is required")
     for pair in curation.get("clipDurations", []):
-        if pair not in OFFERED_DURATIONS:
+        if not _offered(pair):
             found.append(f"curationPref/clipDurations: {pair} is not an offered duration")
     rng = curation.get("range")
     if rng is not None and not rng.get("startSec", 0) < rng.get("endSec", 0):
@@ -58,3 +83,11 @@ def problems(body: Any) -> list[str]:
         if not action.get(needed):
             found.append(f"conclusionActions: a {action['type']} action needs {needed!r}")
     return found
+
+
+def _offered(pair: Any) -> bool:
+    """A documented bucket, or [0, N] with 1 <= N <= 180 as OpusClip's own client sends."""
+    if pair in OFFERED_DURATIONS:
+        return True
+    whole = isinstance(pair, list) and len(pair) == 2 and all(type(n) is int for n in pair)
+    return whole and pair[0] == 0 and 1 <= pair[1] <= MAX_CLIP_SECONDS

@@ -10,6 +10,7 @@ started is stopped, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from google.cloud import storage
 
@@ -110,7 +112,17 @@ def run(args: argparse.Namespace) -> int:
         received = result.pop("uploads").get(result["uploadId"] or "", {})
         summary.update(result, receivedMd5=received.get("md5"), projects=len(stack.standin.stats()["projects"]))
         summary["clips"] = clips_in_output(video.name)
-    write_summary(args.summary, summary)
+        summary["page"] = f"{stack.gcs_url}/{OUTPUT_BUCKET}/{quote(video.name)}/index.html"
+        write_summary(args.summary, summary)
+        report(summary)
+        if args.keep and summary["status"] == states.CLIPS_READY:
+            print(f"\nopen {summary['page']} to look at the clips; press Enter to stop the stack", file=sys.stderr)
+            with contextlib.suppress(EOFError):
+                input()
+    return 0 if succeeded(summary) else failed(summary, root)
+
+
+def report(summary: dict) -> None:
     print(f"\nfinal status: {summary['status']}")
     print(f"project id:   {summary.get('projectId') or '-'}")
     print(f"upload id:    {summary.get('uploadId') or '-'}")
@@ -120,11 +132,21 @@ def run(args: argparse.Namespace) -> int:
         score = clip.get("score", "-")
         seconds = clip.get("durationMs", 0) / 1000
         print(f"  {seconds:6.1f}s  score {score!s:>5}  {clip.get('gcsUri', 'not copied')}  {clip.get('title', '')}")
-    ok = summary["status"] == states.CLIPS_READY and summary["receivedMd5"] == summary["md5"]
-    if not ok or summary["projects"] != 1:
-        print(f"demo failed: {summary.get('error') or 'see the logs in ' + str(root / 'stack' / 'logs')}")
-        return 1
-    return 0
+    if summary["status"] == states.CLIPS_READY:
+        print(f"clips page:   {summary['page']}")
+
+
+def succeeded(summary: dict) -> bool:
+    return (
+        summary["status"] == states.CLIPS_READY
+        and summary["receivedMd5"] == summary["md5"]
+        and summary["projects"] == 1
+    )
+
+
+def failed(summary: dict, root: Path) -> int:
+    print(f"demo failed: {summary.get('error') or 'see the logs in ' + str(root / 'stack' / 'logs')}")
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=".demo")
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--summary", help="also write the result as JSON to this file")
+    parser.add_argument(
+        "--keep",
+        action=argparse.BooleanOptionalAction,
+        default=sys.stdin.isatty(),
+        help="keep the stack up after the demo, until Enter, so the clips page can be opened "
+        "(default: when run from a terminal)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))  # stop the stack on TERM as on Ctrl-C
     try:

@@ -120,6 +120,10 @@ def start_fake_gcs(
         str(fake_gcs_data(root)),
         "-external-url",
         f"http://127.0.0.1:{port}",
+        # Path-style object URLs (http://127.0.0.1:PORT/BUCKET/NAME), so a page in the output bucket
+        # opens in a browser with its relative links working, as the Cloud console's do.
+        "-public-host",
+        f"127.0.0.1:{port}",
         "-log-level",
         "warn",
     ]

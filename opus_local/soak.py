@@ -710,7 +710,7 @@ def storage_faults(share: float) -> dict[str, float]:
 def soak_stack(root: Path, faults: float = STORAGE_FAULTS, seed: int = 0) -> Any:
     """The stack every schedule shares: the sweeper the stack ticks on its own never ticks; ``faults``
     of the functions' storage calls fail, drawn from ``seed``."""
-    settings = {"LEASE_SECONDS": str(LEASE_SECONDS)}
+    settings = {"LEASE_SECONDS": str(LEASE_SECONDS), "SOURCE_BUCKET": SOURCE_BUCKET}
     with SoakStack(
         root,
         chunk_size=CHUNK,

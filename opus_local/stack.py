@@ -57,7 +57,7 @@ class LocalStack:
     write_burst: float = 2
     storage_faults: dict[str, Any] = field(default_factory=dict)
     storage_seed: int = 0
-    storage_upstream: str = ""  # fake-gcs-server itself
+    gcs_url: str = ""  # fake-gcs-server itself
     storage_proxy: gcs_proxy.GcsProxyControl | None = None
 
     def topic(self, name: str) -> str:
@@ -92,10 +92,10 @@ class LocalStack:
                 self.root / "gcs", pubsub=(PROJECT, "gcs-events", SOURCE_BUCKET), log=logs / "fake-gcs.log"
             )
         )
-        self.storage_upstream = f"http://127.0.0.1:{gcs.port}"
+        self.gcs_url = f"http://127.0.0.1:{gcs.port}"  # fake-gcs-server itself: path-style object URLs
         limit = ("--no-write-limit",) if self.write_rate is None else ("--write-rate", str(self.write_rate))
         args = (*limit, "--write-burst", str(self.write_burst), "--seed", str(self.storage_seed))
-        proxy = self._keep(gcs_proxy.start_process(self.storage_upstream, logs / "gcs-proxy.log", args=args))
+        proxy = self._keep(gcs_proxy.start_process(self.gcs_url, logs / "gcs-proxy.log", args=args))
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{proxy.port}"
         self.storage_proxy = gcs_proxy.GcsProxyControl(os.environ["STORAGE_EMULATOR_HOST"])
         client = self.direct_storage()
@@ -109,6 +109,7 @@ class LocalStack:
             api_key=self.api_key,
             standin_url=base_url,
             topic=self.topic("clip-requests"),
+            source_bucket=SOURCE_BUCKET,
             state_bucket=STATE_BUCKET,
             output_bucket=OUTPUT_BUCKET,
             results_topic=self.topic("clip-results"),
@@ -152,7 +153,7 @@ class LocalStack:
         a harness checks with (the functions' faults are not its own)."""
         from google.cloud import storage
 
-        return storage.Client(client_options={"api_endpoint": self.storage_upstream})
+        return storage.Client(client_options={"api_endpoint": self.gcs_url})
 
     def _keep(self, process: emulators.Process) -> emulators.Process:
         self.processes.append(process)

@@ -10,6 +10,8 @@ import requests
 
 from . import standin
 
+DEFAULT_CURATION = {"clipDurations": [[0, 90]]}  # what the pipeline sends when nobody chose durations
+
 
 class StandInControl:
     def __init__(self, base_url: str) -> None:
@@ -103,7 +105,8 @@ class StandInControl:
 
     def create_project(self, api_key: str, **request: Any) -> requests.Response:
         """A small video uploaded whole, then ``POST /api/clip-projects`` for it with ``request`` added to
-        the body, as the pipeline sends it; the raw answer, so that refusals can be inspected."""
+        the body, as the pipeline sends it (with the clip durations OpusClip requires unless ``request``
+        chooses them); the raw answer, so that refusals can be inspected."""
         upload_id, location = self._start(api_key)
         data = b"standin video"
         requests.put(
@@ -111,7 +114,11 @@ class StandInControl:
         ).raise_for_status()
         return requests.post(
             f"{self.base_url}/api/clip-projects",
-            json={"videoUrl": upload_id, **request},
+            json={
+                "videoUrl": upload_id,
+                **request,
+                "curationPref": {**DEFAULT_CURATION, **request.get("curationPref", {})},
+            },
             headers={"Authorization": f"Bearer {api_key}", "x-opus-upload-id": upload_id},
             timeout=10,
         )

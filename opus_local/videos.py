@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 CONTAINERS = ("mp4", "mov", "webm", "mkv")
@@ -121,34 +122,38 @@ def _top_level_boxes(path: str | os.PathLike[str]) -> list[tuple[bytes, int, int
     return boxes
 
 
-def pad_mp4(src: str | os.PathLike[str], dst: str | os.PathLike[str], total_bytes: int) -> Path:
-    """A copy of the MP4 ``src`` of exactly ``total_bytes``, still valid, written in pieces.
-
-    The last ``mdat`` grows at its end by a hole of zeros (sparse where the filesystem allows): sample
-    offsets point before the hole, so ``stco``/``co64`` stay right, and boxes after ``mdat`` (a
-    ``moov`` at the end) stay after it. Past 4 GiB the ``mdat`` needs a 64-bit size: ffmpeg leaves an
-    8-byte ``free`` box before ``mdat`` for exactly that, and it is taken over here.
-    """
-    source_size = os.path.getsize(src)
-    if total_bytes < source_size:
-        raise ValueError(f"cannot pad {source_size:,} bytes down to {total_bytes:,}")
+def _grown_mdat(src: str | os.PathLike[str], grow: int) -> tuple[list[tuple[bytes, int, int, int]], int, int, bytes]:
+    """For growing the last ``mdat`` of ``src`` by ``grow`` bytes: its boxes, the mdat's index, where
+    its new header starts and the header. Past 4 GiB the ``mdat`` needs a 64-bit size: ffmpeg leaves an
+    8-byte ``free`` box before ``mdat`` for exactly that, and it is taken over."""
     boxes = _top_level_boxes(src)
     index = max((i for i, box in enumerate(boxes) if box[0] == b"mdat"), default=None)
     if index is None:
         raise ValueError(f"{src} has no mdat box")
     _, start, header, size = boxes[index]
-    grow = total_bytes - source_size
     new_size = size + grow
-    header_start = start
     if header == 16:
-        new_header = struct.pack(">I4sQ", 1, b"mdat", new_size)
-    elif new_size <= 0xFFFFFFFF:
-        new_header = struct.pack(">I4s", new_size, b"mdat")
-    elif index > 0 and boxes[index - 1][0] in (b"free", b"wide") and boxes[index - 1][3] == 8:
-        header_start = start - 8
-        new_header = struct.pack(">I4sQ", 1, b"mdat", new_size + 8)
-    else:
-        raise ValueError("growing this mdat past 4 GiB would move its data: no 8-byte free box before it")
+        return boxes, index, start, struct.pack(">I4sQ", 1, b"mdat", new_size)
+    if new_size <= 0xFFFFFFFF:
+        return boxes, index, start, struct.pack(">I4s", new_size, b"mdat")
+    if index > 0 and boxes[index - 1][0] in (b"free", b"wide") and boxes[index - 1][3] == 8:
+        return boxes, index, start - 8, struct.pack(">I4sQ", 1, b"mdat", new_size + 8)
+    raise ValueError("growing this mdat past 4 GiB would move its data: no 8-byte free box before it")
+
+
+def pad_mp4(src: str | os.PathLike[str], dst: str | os.PathLike[str], total_bytes: int) -> Path:
+    """A copy of the MP4 ``src`` of exactly ``total_bytes``, still valid, written in pieces.
+
+    The last ``mdat`` grows at its end by a hole of zeros (sparse where the filesystem allows): sample
+    offsets point before the hole, so ``stco``/``co64`` stay right, and boxes after ``mdat`` (a
+    ``moov`` at the end) stay after it.
+    """
+    source_size = os.path.getsize(src)
+    if total_bytes < source_size:
+        raise ValueError(f"cannot pad {source_size:,} bytes down to {total_bytes:,}")
+    grow = total_bytes - source_size
+    boxes, index, header_start, new_header = _grown_mdat(src, grow)
+    _, start, header, size = boxes[index]
     with open(src, "rb") as source, open(dst, "wb") as target:
         _copy(source, target, 0, header_start)
         target.write(new_header)
@@ -348,13 +353,39 @@ def video_bytes(size: int, *, salt: bytes = b"") -> bytes:
     video of N bytes": its ``mdat`` is padded at the end, and ``salt`` is written into the padding's
     last bytes so that two videos of one size can differ. Raises ``ValueError`` below
     ``smallest_video()``."""
+    return b"".join(video_pieces(size, salt=salt))
+
+
+def video_pieces(size: int, *, salt: bytes = b"", piece: int = _COPY_CHUNK) -> Iterator[bytes]:
+    """``video_bytes(size, salt=salt)`` piece by piece (of at most ``piece`` bytes past the first), so
+    that a large one is never whole in memory: the base video with its ``mdat`` grown, zeros, the salt."""
     base = _base_video()
-    padded = video_cache() / f"padded-{size}.{os.getpid()}.mp4"
-    pad_mp4(base, padded, size)
-    data = bytearray(padded.read_bytes())
-    padded.unlink()
+    data = base.read_bytes()
+    if size - len(salt) < len(data):
+        raise ValueError(f"{size:,} bytes leave no room for a {len(data):,}-byte video and a {len(salt)}-byte salt")
+    boxes, index, header_start, new_header = _grown_mdat(base, size - len(data))
+    _, start, header, _ = boxes[index]
+    if index != len(boxes) - 1:
+        raise ValueError(f"{base} does not end with its mdat")
+    head = data[:header_start] + new_header + data[start + header :]
+    yield head
+    hole = size - len(head) - len(salt)
+    zeros = bytes(min(piece, hole))
+    while hole > 0:
+        yield zeros[: min(piece, hole)]
+        hole -= min(piece, hole)
     if salt:
-        if size - len(salt) < os.path.getsize(base):
-            raise ValueError(f"{size:,} bytes leave no padding for a {len(salt)}-byte salt")
-        data[-len(salt) :] = salt
-    return bytes(data)
+        yield salt
+
+
+def make_thumbnail(path: str | os.PathLike[str]) -> Path:
+    """A JPEG of the base video's first frame (``-frames:v 1``), as a clip's ``uriForThumbnail``; kept
+    if it already exists."""
+    target = Path(path)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(_base_video())]
+        subprocess.run([*args, "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg", str(partial)], check=True)
+        partial.replace(target)
+    return target

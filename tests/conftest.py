@@ -147,6 +147,7 @@ def stack(gcs: str, pubsub: str, standin: StandInControl) -> Stack:
         api_key=API_KEY,
         standin_url=standin.base_url,
         topic=topic,
+        source_bucket=source,
         state_bucket=state,
         output_bucket=output,
         results_topic=results_topic,

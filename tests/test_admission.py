@@ -133,7 +133,7 @@ def test_instances_racing_for_slots_get_exactly_the_cap(stack: Stack) -> None:
     counter = iter(range(100))
     outcomes = race(8, lambda: admission.request(f"video-{next(counter)}", time.time()))
     assert sum(1 for o in outcomes if getattr(o, "granted", False)) == 3
-    table = admission.read()
+    table, _ = admission.read()
     assert len(table.in_flight) == 3 and len(table.waiting) == 5
 
 
@@ -205,7 +205,7 @@ def test_a_concurrent_cap_refusal_that_slips_through_waits_instead_of_retrying(s
     assert create(stack, request) == states.WAITING
 
     assert record(stack, resource).state == states.WAITING
-    table = Admission(stack.storage, stack.state_bucket, cap=4).read()
+    table, _ = Admission(stack.storage, stack.state_bucket, cap=4).read()
     assert table.in_flight == {} and table.waiting[0]["key"] == request.source.key
     assert table.waiting[0]["notBefore"] > time.time() + 30
 

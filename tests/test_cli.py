@@ -53,7 +53,7 @@ def test_upload_sets_the_validated_metadata(stack: Stack, tmp_path: Path, capsys
 def test_upload_refuses_bad_preferences_before_sending(stack: Stack, tmp_path: Path, capsys) -> None:
     video = tmp_path / "talk.mp4"
     video.write_bytes(b"x")
-    assert run(stack, "upload", str(video), f"gs://{stack.source_bucket}/", "--clip-durations", "0-45") == 1
+    assert run(stack, "upload", str(video), f"gs://{stack.source_bucket}/", "--clip-durations", "15-45") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not offered" in err and "Traceback" not in err
     assert list(stack.storage.list_blobs(stack.source_bucket)) == []

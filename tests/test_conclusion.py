@@ -149,7 +149,7 @@ def test_a_sweep_looks_at_no_more_projects_than_its_budget_oldest_first(stack: S
     assert standin.calls("project-get") - before == 3
     ledger = Ledger(stack.storage, stack.state_bucket)
     looked_at = [s.record.source.name for s in ledger.records(stack.source_bucket) if s.record.checks]
-    oldest = [obj.name for obj in OpenProjects(stack.storage, stack.state_bucket).open_projects()][:3]
+    oldest = [obj.name for obj in OpenProjects(stack.storage, stack.state_bucket).running()][:3]
     assert sorted(looked_at) == sorted(oldest)
 
 
@@ -298,8 +298,8 @@ def test_a_project_opusclip_no_longer_has_fails_the_video_and_frees_its_slot(sta
 
     rec = record(stack, resource)
     assert rec.state == states.FAILED and rec.reason == "project-gone" and "opus-pipeline retry" in rec.error
-    assert OpenProjects(stack.storage, stack.state_bucket).open_projects() == []
-    assert Admission(stack.storage, stack.state_bucket, cap=4).read().in_flight == {}
+    assert OpenProjects(stack.storage, stack.state_bucket).running() == []
+    assert Admission(stack.storage, stack.state_bucket, cap=4).read()[0].in_flight == {}
 
 
 def test_one_projects_permanent_error_does_not_stop_the_sweep(stack: Stack, standin) -> None:

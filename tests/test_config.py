@@ -10,6 +10,7 @@ from opus_pipeline.errors import ConfigError
 BASE = {
     "OPUS_API_KEY": "sk-abcdef",
     "STATE_BUCKET": "state",
+    "SOURCE_BUCKET": "videos",
     "OUTPUT_BUCKET": "clips",
     "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
     "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
@@ -30,6 +31,8 @@ def test_defaults() -> None:
     [
         ({"OPUS_API_KEY": ""}, "OPUS_API_KEY"),
         ({"STATE_BUCKET": " "}, "STATE_BUCKET"),
+        ({"SOURCE_BUCKET": ""}, "SOURCE_BUCKET"),
+        ({"OPUS_WEBHOOK_REQUIRE_SIGNATURE": "yes"}, "OPUS_WEBHOOK_REQUIRE_SIGNATURE"),
         ({"CLIP_REQUESTS_TOPIC": "clip-requests"}, "CLIP_REQUESTS_TOPIC"),
         ({"UPLOAD_CHUNK_SIZE": "1000000"}, "UPLOAD_CHUNK_SIZE"),
         ({"UPLOAD_CHUNK_SIZE": "16MB"}, "UPLOAD_CHUNK_SIZE"),
@@ -37,7 +40,7 @@ def test_defaults() -> None:
         ({"OPUS_API_BASE_URL": "api.opus.pro"}, "OPUS_API_BASE_URL"),
         ({"OPUS_UPLOAD_URL_HOSTS": "https://storage.googleapis.com/"}, "OPUS_UPLOAD_URL_HOSTS"),
         ({"OPUS_DEFAULT_GENRE": "Polka"}, "OPUS_DEFAULT_GENRE"),
-        ({"OPUS_DEFAULT_CLIP_DURATIONS": "0-15"}, "OPUS_DEFAULT_CLIP_DURATIONS"),
+        ({"OPUS_DEFAULT_CLIP_DURATIONS": "15-45"}, "OPUS_DEFAULT_CLIP_DURATIONS"),
     ],
 )
 def test_a_bad_variable_is_named(overrides: dict, variable: str) -> None:

@@ -727,9 +727,11 @@ def test_every_function_may_publish_clip_requests() -> None:
 
 
 def test_every_function_can_overwrite_the_admission_table_and_the_request_window() -> None:
-    """Both are replaced by generation-matched writes, which need create and delete on the object."""
+    """Their objects are created, replaced by generation-matched writes and deleted, which need create and
+    delete on objects of the state bucket."""
     code = "\n".join(p.read_text() for p in (INFRA.parent / "functions").rglob("*.py"))
-    assert 'TABLE_OBJECT = "admission/slots.json"' in code and 'WINDOW_OBJECT = "admission/rate.json"' in code
+    assert 'SLOTS_PREFIX = "admission/slots/"' in code and 'QUEUE_PREFIX = "admission/queue/"' in code
+    assert 'SLOTS_PREFIX = "admission/rate/"' in code
     assert infra()["locals"]["function_environment"]["STATE_BUCKET"] == '${google_storage_bucket.this["state"].name}'
     state = resources("google_storage_bucket_iam_member")["writes_state"]
     assert state["for_each"] == "${local.functions}" and state["role"] == "roles/storage.objectUser"
@@ -752,3 +754,12 @@ def test_the_instance_caps_are_bounded_variables() -> None:
         assert f"var.{name} >= 1" in condition and f"floor(var.{name}) == var.{name}" in condition, name
     assert variables["max_parallel_projects"]["default"] == config.Settings.max_parallel_projects
     assert variables["rate_per_minute"]["default"] == config.Settings.rate_per_minute
+
+
+def test_the_functions_serve_the_source_bucket_only_and_signatures_are_opt_in() -> None:
+    """SOURCE_BUCKET is the bucket the ingest trigger watches; unsigned webhooks stay accepted by default,
+    since OpusClip signs with the organisation's first key only."""
+    environment = infra()["locals"]["function_environment"]
+    assert environment["SOURCE_BUCKET"] == '${google_storage_bucket.this["source"].name}'
+    assert environment["OPUS_WEBHOOK_REQUIRE_SIGNATURE"] == "${tostring(var.webhook_require_signature)}"
+    assert infra()["variable"]["webhook_require_signature"]["default"] is False

@@ -33,7 +33,8 @@ def error_lines(capsys) -> list[dict]:
     ("metadata", "words"),
     [
         ({"opus-genre": "Podcasts"}, "is not a genre"),
-        ({"opus-clip-durations": "0-45"}, "is not offered"),
+        ({"opus-clip-durations": "15-45"}, "is not offered"),
+        ({"opus-clip-durations": "0-181"}, "is not offered"),
         ({"opus-range": "600-30"}, "START must be less than END"),
         ({"opus-range": "ten-20"}, "START-END"),
         ({"opus-source-lang": "English"}, "ISO-639"),

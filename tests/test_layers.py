@@ -13,13 +13,16 @@ import pytest
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 
+# Pure logic imports nothing that does I/O: no cloud client, no HTTP library, no clock of its own.
+DOMAIN_MAY_NOT_IMPORT = ("google", "requests", "urllib3", "flask", "functions_framework", "socket", "subprocess")
+
 # Lowest first. A module may import from lower layers, and from its own layer only inside its
 # own group (one folder, or one module): ``opus/``, ``gcs/`` and ``pubsub/`` never import each other.
 LAYERS: list[tuple[str, ...]] = [
     ("opus_pipeline.errors", "opus_pipeline.logs"),
-    ("opus_pipeline.http_policy",),
     ("opus_pipeline.domain",),
     ("opus_pipeline.config",),
+    ("opus_pipeline.http_policy",),
     ("opus_pipeline.opus", "opus_pipeline.gcs", "opus_pipeline.pubsub"),
     ("opus_pipeline.runtime",),
     ("opus_pipeline.usecases",),
@@ -38,10 +41,10 @@ def imports_of(path: Path) -> set[str]:
     """The ``opus_pipeline`` modules ``path`` imports (``from pkg import mod`` names the module)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
+        assert not (isinstance(node, ast.ImportFrom) and node.level), f"{path}: relative import (use absolute ones)"
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("opus_pipeline"))
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("opus_pipeline"):
-            assert node.level == 0, f"{path}: relative import (the layer test reads absolute ones)"
             for alias in node.names:
                 candidate = f"{node.module}.{alias.name}"
                 is_module = (FUNCTIONS / Path(*candidate.split("."))).with_suffix(".py").exists()
@@ -108,6 +111,16 @@ def test_imports_only_point_down_the_layers() -> None:
     assert upward_imports(import_graph()) == []
 
 
+def test_pure_logic_imports_no_io_library() -> None:
+    wrong = []
+    for path in (FUNCTIONS / "opus_pipeline" / "domain").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            wrong += [f"{path.name}: {n}" for n in names if n.split(".")[0] in DOMAIN_MAY_NOT_IMPORT]
+    assert wrong == []
+
+
 def test_no_module_imports_itself_through_others() -> None:
     assert cycles(import_graph()) == []
 
@@ -119,6 +132,7 @@ def test_no_module_imports_itself_through_others() -> None:
         ("opus_pipeline.opus.client", "opus_pipeline.gcs.rate_budget"),  # one adapter using another
         ("opus_pipeline.gcs.ledger", "opus_pipeline.usecases.ingest"),  # an adapter knowing a story
         ("opus_pipeline.errors", "opus_pipeline.logs"),  # two foundations leaning on each other
+        ("opus_pipeline.domain.url_policy", "opus_pipeline.http_policy"),  # pure logic reaching for HTTP
     ],
 )
 def test_the_check_catches_a_planted_upward_import(module: str, target: str) -> None:

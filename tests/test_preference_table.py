@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from opus_pipeline.domain.preferences import (
     STATUS_KEYS,
     Preference,
     Preferences,
+    built_in,
     parse_metadata,
     to_metadata,
 )
@@ -22,6 +24,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 REQUIRED = {
     "OPUS_API_KEY": "sk-abcdef",
     "STATE_BUCKET": "state",
+    "SOURCE_BUCKET": "videos",
     "OUTPUT_BUCKET": "clips",
     "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
     "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
@@ -53,11 +56,25 @@ def test_the_message_carries_it_under_opusclips_field_name(pref: Preference, pre
 
 
 def test_the_request_body_has_it_in_its_declared_place(pref: Preference, prefs: Preferences) -> None:
-    body = build_command("up_1", prefs)
-    place = body[pref.place] if pref.place else body
-    assert place == {**({"videoUrl": "up_1"} if not pref.place else {}), pref.field: prefs.to_message()[pref.field]}
+    """The body differs from the one without it by exactly this field, at the end of its path."""
+    always = built_in("talk.mp4")
+    body = build_command("up_1", prefs.over(always))
+    expected = copy.deepcopy(build_command("up_1", always))
+    place = expected
+    for name in pref.path:
+        place = place.setdefault(name, {})
+    place[pref.field] = prefs.to_message()[pref.field]
+    assert body == expected
     check_command(body)
-    assert standin_problems(body) == []  # OpusClip's own components know the field too
+    assert standin_problems(body) == []  # OpusClip's own components (and its client's fields) know it too
+
+
+def test_places_nest_in_the_request_body() -> None:
+    prefs = parse_metadata({"opus-remove-filler-words": "true", "opus-aspect-ratio": "square"})
+    assert build_command("up_1", prefs)["renderPref"] == {
+        "layoutAspectRatio": "square",
+        "quickstartConfig": {"enableRemoveFillerWords": True},
+    }
 
 
 @pytest.mark.parametrize("pref", [p for p in PREFERENCES if p.deploy_default], ids=lambda pref: pref.suffix)

@@ -52,9 +52,10 @@ def test_request_merges_video_preferences_over_defaults_and_adds_notifications(s
     [project] = projects(standin)
     assert project["request"] == {
         "videoUrl": request.upload_id,
-        "curationPref": {"genre": "Vlog", "range": {"startSec": 10, "endSec": 600}},
+        "curationPref": {"genre": "Vlog", "range": {"startSec": 10, "endSec": 600}, "clipDurations": [[0, 90]]},
         "importPref": {"sourceLang": "en"},
         "brandTemplateId": "preset-fancy-Karaoke",
+        "uploadedVideoAttr": {"title": "talk"},
         "conclusionActions": [
             {"type": "EMAIL", "notifyFailure": True, "email": "me@example.com"},
             {"type": "WEBHOOK", "notifyFailure": True, "url": hook},
@@ -62,10 +63,18 @@ def test_request_merges_video_preferences_over_defaults_and_adds_notifications(s
     }
 
 
-def test_unset_preferences_are_omitted_not_null(stack: Stack, standin) -> None:
+def test_without_preferences_the_request_carries_clip_durations_and_the_file_name_as_title(
+    stack: Stack, standin
+) -> None:
+    """OpusClip refuses a project without curationPref.clipDurations (its own client says so): the
+    documented default is sent; every other unset preference is omitted, never sent as null."""
     _, request = uploaded(stack)
-    create(stack, request)
-    assert projects(standin)[0]["request"] == {"videoUrl": request.upload_id}
+    assert create(stack, request) == states.PROJECT_CREATED
+    assert projects(standin)[0]["request"] == {
+        "videoUrl": request.upload_id,
+        "curationPref": {"clipDurations": [[0, 90]]},
+        "uploadedVideoAttr": {"title": "talk"},
+    }
 
 
 def test_same_message_three_times_creates_one_project(stack: Stack, standin) -> None:

@@ -108,6 +108,8 @@ ME, OTHER, NOW = "me", "other", 1000.0
     ("state", "owner", "expires", "step"),
     [
         (states.UPLOADED, None, 0, states.ProjectStep.CREATE),
+        (states.UPLOADED, OTHER, NOW + 10, states.ProjectStep.BUSY),  # ingest is still handing it over
+        (states.UPLOADED, OTHER, NOW - 1, states.ProjectStep.CREATE),
         (states.QUEUED, None, 0, states.ProjectStep.CREATE),
         (states.CREATING, OTHER, NOW + 10, states.ProjectStep.BUSY),
         (states.CREATING, OTHER, NOW - 1, states.ProjectStep.CREATE),

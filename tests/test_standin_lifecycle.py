@@ -134,7 +134,7 @@ def test_an_unknown_project_is_not_found(standin) -> None:
 
 def test_the_control_api_shows_the_project_with_its_request(standin) -> None:
     project = new_project(standin, curationPref={"genre": "Vlog"})
-    assert standin.project(project["id"])["request"]["curationPref"] == {"genre": "Vlog"}
+    assert standin.project(project["id"])["request"]["curationPref"] == {"clipDurations": [[0, 90]], "genre": "Vlog"}
 
 
 def test_a_config_change_does_not_change_a_project_already_created(standin) -> None:

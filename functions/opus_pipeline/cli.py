@@ -28,13 +28,12 @@ from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import PREFERENCES, Preferences, parse_texts, to_metadata
 from opus_pipeline.domain.record import Stored
-from opus_pipeline.errors import CliError, PermanentError
+from opus_pipeline.errors import CliError, PermanentError, TransientError
 from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.pubsub.publish import Publisher
 from opus_pipeline.usecases.redrive import retry_video
 
 UPLOAD_CHUNK = 8 * 1024 * 1024
-# Where a video's story ends (``status --watch`` stops when every listed video is in one).
 STORAGE_EMULATOR = "STORAGE_EMULATOR_HOST"
 PUBSUB_EMULATOR = "PUBSUB_EMULATOR_HOST"
 LOGIN = "run `gcloud auth application-default login`"
@@ -285,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (
         CliError,
         PermanentError,
+        TransientError,
         auth_exceptions.GoogleAuthError,
         requests.RequestException,
         gexc.GoogleAPIError,

@@ -24,6 +24,7 @@ ENV_VARS = (
     "OPUS_UPLOAD_URL_HOSTS",
     "CLIP_REQUESTS_TOPIC",
     "STATE_BUCKET",
+    "SOURCE_BUCKET",
     "UPLOAD_CHUNK_SIZE",
     "MAX_VIDEO_BYTES",
     "SOURCE_PREFIX",
@@ -33,6 +34,7 @@ ENV_VARS = (
     "OPUS_NOTIFY_EMAIL",
     "OPUS_WEBHOOK_URL",
     "OPUS_WEBHOOK_TOKEN",
+    "OPUS_WEBHOOK_REQUIRE_SIGNATURE",
     "OUTPUT_BUCKET",
     "CLIP_RESULTS_TOPIC",
     "COPY_CLIPS",
@@ -52,6 +54,7 @@ class Settings:
 
     opus_api_key: str
     state_bucket: str
+    source_bucket: str  # the one bucket whose videos are ingested: events and messages for others are refused
     clip_requests_topic: str
     output_bucket: str
     clip_results_topic: str
@@ -66,6 +69,7 @@ class Settings:
     notify_email: str | None = None
     webhook_url: str | None = None
     webhook_token: str | None = None
+    webhook_require_signature: bool = False  # OpusClip signs with the organisation's first key only
     copy_clips: bool = True
     clip_url_hosts: tuple[str, ...] = tuple(DEFAULT_CLIP_URL_HOSTS.split(","))
     sweep_max_calls: int = 10
@@ -157,6 +161,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         opus_api_key=_required(env, "OPUS_API_KEY", "give the OpusClip API key (a secret)"),
         state_bucket=_required(env, "STATE_BUCKET", "name the private bucket for state records"),
+        source_bucket=_required(env, "SOURCE_BUCKET", "name the bucket the videos are dropped into"),
         clip_requests_topic=_topic(env, "CLIP_REQUESTS_TOPIC"),
         output_bucket=_required(env, "OUTPUT_BUCKET", "name the bucket the clips are copied into"),
         clip_results_topic=_topic(env, "CLIP_RESULTS_TOPIC"),
@@ -171,6 +176,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         notify_email=env.get("OPUS_NOTIFY_EMAIL", "").strip() or None,
         webhook_url=webhook_url,
         webhook_token=webhook_token,
+        webhook_require_signature=_flag(env, "OPUS_WEBHOOK_REQUIRE_SIGNATURE", default=False),
         copy_clips=_flag(env, "COPY_CLIPS", default=True),
         clip_url_hosts=_hosts(env, "OPUS_CLIP_URL_HOSTS", DEFAULT_CLIP_URL_HOSTS),
         sweep_max_calls=_positive_int(env, "SWEEP_MAX_CALLS", Settings.sweep_max_calls),

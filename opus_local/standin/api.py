@@ -95,6 +95,30 @@ def exportable_clips(state: StandIn, request: Request) -> Answer:
     return Reply(200, page if state.config["clipsEnvelope"] == "array" else {"data": page})
 
 
+def brand_templates(state: StandIn, request: Request) -> Answer:
+    """``GET /api/brand-templates?q=mine``: the workspace's templates (setting ``brandTemplates``); a 403
+    when that setting is None, as for a workspace without the enterprise feature."""
+    if refused := _gate(state, request, "brand-templates"):
+        return refused
+    if parse_qs(request.query, keep_blank_values=True) != {"q": ["mine"]}:
+        return Reply(400, {"message": "q must be mine"})
+    ids = state.config["brandTemplates"]
+    if ids is None:
+        return Reply(403, {"message": "brand templates are an enterprise feature"})
+    return Reply(200, [_template(template_id, n == 0) for n, template_id in enumerate(ids)])
+
+
+def _template(template_id: str, default: bool) -> dict:
+    """A BrandTemplateRepresentation with every field the API description requires."""
+    return {
+        "templateId": template_id,
+        "name": f"Template {template_id}",
+        "isDefault": default,
+        "preferences": {"layoutAspectRatio": "portrait", "enableCaption": True},
+        "type": "Custom",
+    }
+
+
 def _clips_query_problem(params: dict[str, list[str]]) -> str | None:
     """What is wrong with an exportable-clips query, strictly: pageNum and pageSize are required
     although the OpenAPI marks them optional, so that a client never relies on unstated defaults."""

@@ -44,6 +44,7 @@ ROUTES = (
     Route("POST", "/api/clip-projects", api.create_project),
     Route("GET", "/api/clip-projects/{project_id}", api.get_project),
     Route("GET", "/api/exportable-clips", api.exportable_clips),
+    Route("GET", "/api/brand-templates", api.brand_templates),
     # the resumable upload session the upload link starts
     Route("POST", "/upload/{link}", upload_session.start),
     Route("PUT", "/session/{token}", upload_session.put),

@@ -6,6 +6,7 @@ modules (``api``, ``upload_session``, ``media``, ``control``, ``webhooks``) neve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import secrets
@@ -18,10 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import videos
 from . import webhooks
 
 GRANULARITY = 256 * 1024
 PIECE = 1024 * 1024
+SALT_BYTES = 16  # the end of a clip's padding, derived from its key: every clip file differs
 
 # A project's working stages, in order, and their shares of ``projectSeconds``. QUEUED takes half,
 # so that a project read back soon after creation is still QUEUED, as the POST answered.
@@ -48,24 +51,37 @@ def _seconds(value: Any) -> bool:
 DEFAULT_CONFIG: dict[str, Any] = {
     "projectSeconds": 2.0,  # creation → COMPLETE/STALLED
     "clipsPerProject": 3,
-    "clipBytes": 4096,  # size of every clip file
+    "clipBytes": None,  # size of every clip file; None: a real video's own size (see ``media_bytes``)
+    "renderSeconds": 0.0,  # how long after COMPLETE clips stay renderAsVideoFile.pending (their files 404)
+    "renderingClips": None,  # how many clips, best first, are still rendering then; None: all
     "clipsEnvelope": "array",  # "array" as the OpenAPI shows, "data" for {"data": [...]} as Opus's own tools read
     "scoredClips": "alternate",  # which clips carry the undocumented rank/score/isBonusClip/uriForThumbnail
     "mediaBaseUrl": None,  # where uriForExport points; None: the stand-in itself
     "rateLimitPerMinute": None,  # accepted /api/* calls per key per window; None: no limit
     "rateWindowSeconds": 60,  # the window of that limit: a minute, as OpusClip's, unless a test cannot wait
     "concurrentProjects": None,  # projects neither COMPLETE nor STALLED; None: no cap
+    "brandTemplates": [],  # the ids GET /api/brand-templates?q=mine lists; None: a 403 (enterprise only)
+    # The text of every clip ({rank} and {project} filled in): a test can make OpusClip say anything.
+    "clipTitle": "Clip {rank} of {project}",
+    "clipDescription": "The stand-in's clip number {rank} of project {project}.",
+    "clipHashtags": "#OpusClip #StandIn",
 }
 _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "projectSeconds": _seconds,
     "clipsPerProject": count_from(0),
-    "clipBytes": count_from(1),
+    "clipBytes": _optional(count_from(1)),
+    "renderSeconds": _seconds,
+    "renderingClips": _optional(count_from(0)),
     "clipsEnvelope": lambda v: v in ("array", "data"),
     "scoredClips": lambda v: v in ("all", "none", "alternate"),
     "mediaBaseUrl": _optional(lambda v: isinstance(v, str) and v.startswith(("http://", "https://"))),
     "rateLimitPerMinute": _optional(count_from(1)),
     "rateWindowSeconds": lambda v: _seconds(v) and v > 0,
     "concurrentProjects": _optional(count_from(0)),
+    "brandTemplates": _optional(lambda v: isinstance(v, list) and all(isinstance(i, str) and i for i in v)),
+    "clipTitle": lambda v: isinstance(v, str),
+    "clipDescription": lambda v: isinstance(v, str),
+    "clipHashtags": lambda v: isinstance(v, str),
 }
 
 
@@ -114,6 +130,8 @@ class Project:
     seconds: float
     clip_count: int
     clip_bytes: int
+    render_seconds: float = 0.0
+    rendering_clips: int | None = None
     stalls: bool = False
 
     @property
@@ -134,6 +152,12 @@ class Project:
 
     def in_flight(self, now: float) -> bool:
         return now < self.ends
+
+    def rendering(self, rank: int, now: float) -> bool:
+        """Whether the file of the clip of ``rank`` (1 is best) is still being made at ``now``."""
+        if now >= self.ends + self.render_seconds:
+            return False
+        return self.rendering_clips is None or rank <= self.rendering_clips
 
     def curation_ids(self) -> list[str]:
         """Stable per project, so that a clip id names the same clip on every page and call."""
@@ -181,7 +205,7 @@ class Project:
     def run_id(self) -> str:
         return datetime.fromtimestamp(self.created, UTC).strftime("%Y%m%d%H%M%S%f")[:17] + ".FP"
 
-    def clips(self, media_base: str, scored: str) -> list[dict[str, Any]]:
+    def clips(self, media_base: str, scored: str, now: float, text: dict[str, str]) -> list[dict[str, Any]]:
         """The ExportableClips of a COMPLETE project, best first. ``scored`` says which carry the fields
         OpusClip's own tools read but the OpenAPI omits, so that clients are tested with and without them.
         ``timeRanges`` are milliseconds, as the OpenAPI's example suggests despite saying "seconds"."""
@@ -204,9 +228,9 @@ class Project:
                 "durationMs": duration_ms,
                 "timeRanges": [[start_ms, start_ms + duration_ms]],
                 "keywords": ["stand-in", f"clip {rank}"],
-                "title": f"Clip {rank} of {self.id}",
-                "description": f"The stand-in's clip number {rank} of project {self.id}.",
-                "hashtags": "#OpusClip #StandIn",
+                "title": text["clipTitle"].format(rank=rank, project=self.id),
+                "description": text["clipDescription"].format(rank=rank, project=self.id),
+                "hashtags": text["clipHashtags"].format(rank=rank, project=self.id),
                 "text": f"Transcript of clip {rank}.",
                 "genre": genre,
                 "subgenre": "general",
@@ -214,6 +238,7 @@ class Project:
                 "updatedAt": finished,
                 "productTier": "PRO",
                 "renderPref": {},
+                "renderAsVideoFile": {"pending": self.rendering(rank, now)},  # read by OpusClip's own client
             }
             if scored == "all" or (scored == "alternate" and rank % 2):
                 clip.update(rank=rank, score=100 - 7 * rank, isBonusClip=False, uriForThumbnail=f"{base}.jpg")
@@ -256,6 +281,8 @@ class StandIn:
         self.total_amount = total_amount
         self.use_amount = 0
         self._md5s: dict[tuple[str, int], str] = {}  # derived from the name alone, so it survives resets
+        natural_clip_bytes()  # ffmpeg makes the media now, not while a call waits
+        thumbnail_bytes()
         self.reset()
 
     def reset(self) -> None:
@@ -428,7 +455,9 @@ class StandIn:
                 created=now,
                 seconds=float(self.config["projectSeconds"]),
                 clip_count=self.config["clipsPerProject"],
-                clip_bytes=self.config["clipBytes"],
+                clip_bytes=self.config["clipBytes"] or natural_clip_bytes(),
+                render_seconds=float(self.config["renderSeconds"]),
+                rendering_clips=self.config["renderingClips"],
                 stalls=self.stall_next > 0,
             )
             self.stall_next -= project.stalls
@@ -455,9 +484,11 @@ class StandIn:
         """The project's exportable clips: none until it is COMPLETE."""
         with self._lock:
             media_base, scored = (self.config["mediaBaseUrl"] or self.base_url).rstrip("/"), self.config["scoredClips"]
-        if project.stage(time.time())[0] != "COMPLETE":
+            text = {key: self.config[key] for key in ("clipTitle", "clipDescription", "clipHashtags")}
+        now = time.time()
+        if project.stage(now)[0] != "COMPLETE":
             return []
-        return project.clips(media_base, scored)
+        return project.clips(media_base, scored, now, text)
 
     def md5(self, key: str, size: int) -> str:
         if (key, size) not in self._md5s:
@@ -468,12 +499,14 @@ class StandIn:
         return self._md5s[key, size]
 
     def clip_files(self) -> dict[str, dict[str, Any]]:
-        """Every export file that exists (of COMPLETE projects): its URL, size, md5 and full downloads."""
+        """Every export file that exists (of COMPLETE projects, rendered): its URL, size, md5 and full downloads."""
         with self._lock:
             projects = list(self.projects.values())
         files = {}
         for project in projects:
             for clip in self.clips(project):
+                if clip["renderAsVideoFile"]["pending"]:
+                    continue
                 key = f"{project.id}/{clip['curationId']}.mp4"
                 files[clip["id"]] = {
                     "url": clip["uriForExport"],
@@ -502,9 +535,27 @@ class StandIn:
             }
 
 
+@functools.cache
+def thumbnail_bytes() -> bytes:
+    """Every clip's thumbnail: a real JPEG of the clip video's first frame, made once by ffmpeg."""
+    return videos.make_thumbnail(videos.video_cache() / "thumbnail.jpg").read_bytes()
+
+
+def natural_clip_bytes() -> int:
+    """The size of a clip file when ``clipBytes`` does not choose one: the smallest real video."""
+    return videos.smallest_video() + SALT_BYTES
+
+
 def media_bytes(key: str, size: int) -> Iterator[bytes]:
-    """The content of a media file, derived from its key (``<projectId>/<file name>``) alone, so that a
-    test can recompute it; made piece by piece, so a large file is never whole in memory."""
+    """The content of a video file, derived from its key (``<projectId>/<file name>``) and size alone,
+    so that a test can recompute it; made piece by piece, so a large file is never whole in memory.
+
+    A real, playable MP4 (ffmpeg's, made once; ``videos.video_pieces``) padded to ``size`` and salted
+    from the key, so every clip has its own md5. A size below ``natural_clip_bytes()`` cannot hold a
+    video: such a file (tests of the byte path choose it) is bytes derived from the key."""
+    if size >= natural_clip_bytes():
+        yield from videos.video_pieces(size, salt=hashlib.sha256(key.encode()).digest()[:SALT_BYTES], piece=PIECE)
+        return
     for index, offset in enumerate(range(0, size, PIECE)):
         yield hashlib.shake_256(f"{key}#{index}".encode()).digest(min(PIECE, size - offset))
 

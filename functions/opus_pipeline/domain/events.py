@@ -4,13 +4,55 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from opus_pipeline.errors import PermanentError, PoisonMessageError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
+MAX_OBJECT_NAME_BYTES = 1024  # Cloud Storage's limit on an object name, in bytes of UTF-8
+
+
+def parse_generation(text: object) -> int:
+    """An object generation as Cloud Storage writes it: ASCII digits only (``int`` would also take
+    ``" 5"``, ``"+5"``, ``"5_0"`` or other scripts' digits, which name no object). ``ValueError``."""
+    raw = str(text)
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(f"not a generation: {raw!r}")
+    return int(raw)
+
+
+def name_problem(name: str, derived: Iterable[str] = ()) -> str | None:
+    """Why an object called ``name`` cannot be processed, or ``None``.
+
+    Cloud Storage names are 1–1024 bytes of UTF-8 without CR or LF; ``derived`` are the names the
+    pipeline makes from it (the state record's path), which must fit the same limit, or every
+    write of them fails and the event is retried for a day to no end.
+    """
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "the object name is not valid UTF-8"
+    if not 1 <= size <= MAX_OBJECT_NAME_BYTES:
+        return f"the object name is {size} bytes; Cloud Storage allows 1 to {MAX_OBJECT_NAME_BYTES}"
+    if "\r" in name or "\n" in name:
+        return "the object name contains a carriage return or line feed"
+    for path in derived:
+        if len(path.encode("utf-8")) > MAX_OBJECT_NAME_BYTES:
+            return (
+                f"the object name is {size} bytes: too long for the pipeline's state record "
+                f"({len(path.encode('utf-8'))} of at most {MAX_OBJECT_NAME_BYTES} bytes); rename it shorter"
+            )
+    return None
+
+
+def foreign_bucket(bucket: str, source_bucket: str) -> str | None:
+    """Why an event or message naming ``bucket`` is not this pipeline's, or ``None``: it serves
+    ``SOURCE_BUCKET`` only (output folders are keyed by object name and would collide across buckets)."""
+    if bucket == source_bucket:
+        return None
+    return f"bucket {bucket!r} is not this pipeline's SOURCE_BUCKET {source_bucket!r}"
 
 
 @dataclass(frozen=True)
@@ -66,7 +108,7 @@ class StorageObject:
         return cls(
             bucket=str(data["bucket"]),
             name=str(data["name"]),
-            generation=int(data["generation"]),
+            generation=parse_generation(data["generation"]),
             size=int(data["size"]),
             content_type=str(data.get("contentType") or ""),
             md5_hash=data.get("md5Hash"),
@@ -82,7 +124,7 @@ def storage_object(data: Mapping[str, Any] | None) -> StorageObject:
         return StorageObject(
             bucket=str(data["bucket"]),
             name=str(data["name"]),
-            generation=int(data["generation"]),
+            generation=parse_generation(data["generation"]),
             size=int(data.get("size", 0)),
             content_type=str(data.get("contentType") or ""),
             md5_hash=data.get("md5Hash"),

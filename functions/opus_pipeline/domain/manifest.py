@@ -52,6 +52,16 @@ def clip_object_name(source: StorageObject, clip: Mapping[str, Any], index: int)
     return f"{output_prefix(source)}/clips/{_UNSAFE.sub('_', ident)}.mp4"
 
 
+def thumbnail_object_name(source: StorageObject, clip: Mapping[str, Any], index: int) -> str:
+    """The clip's poster image, beside its video: ``<source name>/clips/<same name>.jpg``."""
+    return clip_object_name(source, clip, index).removesuffix(".mp4") + ".jpg"
+
+
+def page_name(source: StorageObject) -> str:
+    """The page people open to look at the clips (``domain/clips_page.py``), beside the manifest."""
+    return f"{output_prefix(source)}/index.html"
+
+
 def manifest(
     source: StorageObject,
     upload_id: str,
@@ -78,3 +88,13 @@ def manifest(
         "concludedAt": concluded_at,
         "clips": entries,
     }
+
+
+def still_rendering(clips: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ids of the clips whose file OpusClip is still making (``renderAsVideoFile.pending``, which
+    its own client waits on): not to be copied yet, even when the project is COMPLETE."""
+    return [
+        clip_id(clip, index)
+        for index, clip in enumerate(clips)
+        if isinstance(render := clip.get("renderAsVideoFile"), Mapping) and render.get("pending") is True
+    ]

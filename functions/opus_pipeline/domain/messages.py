@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.events import StorageObject, name_problem
 from opus_pipeline.domain.preferences import Preferences
 from opus_pipeline.errors import PoisonMessageError, PreferenceError
 
 SCHEMA_VERSION = 1
+MAX_UPLOAD_ID_CHARS = 256  # OpusClip's ids are short; the id travels in a header (x-opus-upload-id)
 _SOURCE_FIELDS = {"bucket": str, "name": str, "generation": str, "size": int}
 
 
@@ -51,11 +52,16 @@ class ClipRequest:
             raise PoisonMessageError("the message body is not UTF-8 JSON") from None
         if not isinstance(body, dict):
             raise PoisonMessageError("the message body is not a JSON object")
-        if body.get("schemaVersion") != SCHEMA_VERSION:
-            raise PoisonMessageError(f"unknown schemaVersion {body.get('schemaVersion')!r}; expected 1")
+        version = body.get("schemaVersion")
+        if type(version) is not int or version != SCHEMA_VERSION:  # not 1.0, not true: JSON's 1 exactly
+            raise PoisonMessageError(f"unknown schemaVersion {version!r}; expected the integer 1")
         upload_id = body.get("uploadId")
         if not isinstance(upload_id, str) or not upload_id:
             raise PoisonMessageError("uploadId is missing or not a string")
+        if not upload_id.isprintable() or len(upload_id) > MAX_UPLOAD_ID_CHARS:
+            raise PoisonMessageError(
+                f"uploadId has control or non-printable characters, or is over {MAX_UPLOAD_ID_CHARS} characters"
+            )
         source = body.get("source")
         if not isinstance(source, dict):
             raise PoisonMessageError("source is missing or not an object")
@@ -65,7 +71,9 @@ class ClipRequest:
         try:
             typed_source = StorageObject.from_message(source)
         except ValueError:
-            raise PoisonMessageError("source.generation is not a whole number") from None
+            raise PoisonMessageError("source.generation is not a whole number (digits only)") from None
+        if problem := name_problem(typed_source.name):
+            raise PoisonMessageError(f"source.name: {problem}")
         prefs = body.get("preferences", {})
         if not isinstance(prefs, dict):
             raise PoisonMessageError("preferences is not an object")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, make_dataclass, replace
+from pathlib import PurePosixPath
 from typing import Any, get_type_hints
 
 from opus_pipeline.errors import PreferenceError
@@ -35,7 +36,14 @@ GENRES = (
     "Gaming",
     "Others",
 )
-CLIP_DURATIONS = ((0, 30), (30, 60), (60, 90), (90, 180), (0, 90))
+CLIP_DURATIONS = ((0, 30), (30, 60), (60, 90), (90, 180), (0, 90))  # the buckets OpusClip's API description offers
+MAX_CLIP_SECONDS = 180  # OpusClip's own client also sends "up to N seconds" pairs [0, N], 1 <= N <= 180
+# OpusClip's API description: "Default value is [0, 90]"; its own client: "API rejects payloads without
+# curationPref.clipDurations". So the default is always sent when nobody chose durations.
+DEFAULT_CLIP_DURATIONS = ((0, 90),)
+MODELS = ("ClipBasic", "ClipAnything")  # talking head | any content
+ASPECT_RATIOS = ("portrait", "landscape", "square")  # the OpenAPI enum LayoutAspectRatio
+MAX_PROMPT_CHARS = 1000
 METADATA_PREFIX = "opus-"
 
 # Keys this pipeline writes itself to show status; they are not preferences (add new ones here).
@@ -56,11 +64,16 @@ _LANG = re.compile(r"^(auto|[a-z]{2,3}(-[A-Za-z0-9]{2,8})*)$")
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 
 
-def _parse_genre(key: str, raw: str) -> str:
-    for genre in GENRES:
-        if raw.strip().lower() == genre.lower():
-            return genre
-    raise PreferenceError(f"{key}={raw!r} is not a genre; use one of: {', '.join(GENRES)}")
+def _one_of(what: str, values: tuple[str, ...]) -> Callable[[str, str], str]:
+    """A parser of one of ``values``, any case, answering with OpusClip's spelling."""
+
+    def parse(key: str, raw: str) -> str:
+        for value in values:
+            if raw.strip().lower() == value.lower():
+                return value
+        raise PreferenceError(f"{key}={raw!r} is not {what}; use one of: {', '.join(values)}")
+
+    return parse
 
 
 def _parse_keywords(key: str, raw: str) -> tuple[str, ...]:
@@ -80,8 +93,13 @@ def _parse_pair(key: str, raw: str) -> tuple[int, int]:
     return start, end
 
 
+def _offered(pair: tuple[int, int]) -> bool:
+    """One of the documented buckets, or "up to N seconds" as OpusClip's own client sends it."""
+    return pair in CLIP_DURATIONS or (pair[0] == 0 and 1 <= pair[1] <= MAX_CLIP_SECONDS)
+
+
 def _parse_durations(key: str, raw: str) -> tuple[tuple[int, int], ...]:
-    allowed = ", ".join(f"{a}-{b}" for a, b in CLIP_DURATIONS)
+    allowed = ", ".join(f"{a}-{b}" for a, b in CLIP_DURATIONS) + f" or 0-N with N up to {MAX_CLIP_SECONDS}"
     pairs = []
     for part in raw.split(","):
         try:
@@ -90,7 +108,7 @@ def _parse_durations(key: str, raw: str) -> tuple[tuple[int, int], ...]:
             raise PreferenceError(
                 f"{key}={raw!r}: {part.strip()!r} is not a clip duration; use any of {allowed}"
             ) from None
-        if pair not in CLIP_DURATIONS:
+        if not _offered(pair):
             raise PreferenceError(f"{key}={raw!r}: {part.strip()} is not offered; use any of {allowed}")
         if pair not in pairs:
             pairs.append(pair)
@@ -108,6 +126,13 @@ def _parse_text(key: str, raw: str) -> str:
     value = raw.strip()
     if not value:
         raise PreferenceError(f"{key} is empty")
+    return value
+
+
+def _parse_prompt(key: str, raw: str) -> str:
+    value = _parse_text(key, raw)
+    if len(value) > MAX_PROMPT_CHARS:
+        raise PreferenceError(f"{key} has {len(value)} characters; OpusClip takes at most {MAX_PROMPT_CHARS}")
     return value
 
 
@@ -138,7 +163,10 @@ class Syntax:
 
 
 TEXT = Syntax(_parse_text, "text")
-GENRE = Syntax(_parse_genre, "an OpusClip genre, any case")
+PROMPT = Syntax(_parse_prompt, f"free text, at most {MAX_PROMPT_CHARS} characters")
+GENRE = Syntax(_one_of("a genre", GENRES), "an OpusClip genre, any case")
+MODEL = Syntax(_one_of("a clipping model", MODELS), " or ".join(MODELS))
+ASPECT_RATIO = Syntax(_one_of("an aspect ratio", ASPECT_RATIOS), ", ".join(ASPECT_RATIOS))
 LANGUAGE = Syntax(_parse_lang, "auto or an ISO-639 code")
 TRUE_FALSE = Syntax(_parse_bool, "true or false", text=lambda value: "true" if value else "false")
 KEYWORDS = Syntax(_parse_keywords, "comma-separated", text=",".join, to_json=list, from_json=tuple)
@@ -151,15 +179,19 @@ SECONDS_RANGE = Syntax(
 )
 DURATIONS = Syntax(
     _parse_durations,
-    "comma-separated of " + ", ".join(map(_pair_text, CLIP_DURATIONS)),
+    "comma-separated of " + ", ".join(map(_pair_text, CLIP_DURATIONS)) + f" or 0-N (N <= {MAX_CLIP_SECONDS})",
     text=lambda pairs: ",".join(map(_pair_text, pairs)),
     to_json=lambda pairs: [list(pair) for pair in pairs],
     from_json=lambda pairs: tuple((int(a), int(b)) for a, b in pairs),
 )
 
-# Where a preference goes in the ``CreateClipProjectCommand`` body.
+# Where a preference goes in the ``CreateClipProjectCommand`` body: the dotted path of the object that
+# holds its field ("" is the body itself).
 CURATION = "curationPref"
 IMPORT = "importPref"
+RENDER = "renderPref"
+QUICKSTART = "renderPref.quickstartConfig"
+VIDEO = "uploadedVideoAttr"
 TOP = ""
 
 
@@ -169,7 +201,7 @@ class Preference:
 
     suffix: str  # the metadata key after ``opus-``
     field: str  # OpusClip's name: the message key, the ``Preferences`` attribute, the request field
-    place: str  # CURATION, IMPORT or TOP (a top-level field) in the request body
+    place: str  # the dotted path of the object holding the field in the request body, e.g. CURATION; TOP
     syntax: Syntax
     flag: str  # the ``opus-pipeline upload`` option
     example: str  # a valid value, for the CLI's help
@@ -178,6 +210,11 @@ class Preference:
     @property
     def key(self) -> str:
         return METADATA_PREFIX + self.suffix
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """The names leading from the request body to the object that holds the field."""
+        return tuple(self.place.split(".")) if self.place else ()
 
     @property
     def help(self) -> str:
@@ -198,6 +235,15 @@ PREFERENCES = (
     Preference("source-lang", "sourceLang", IMPORT, LANGUAGE, "--source-lang", "en"),
     Preference("brand-template-id", "brandTemplateId", TOP, TEXT, "--brand-template", "preset-fancy-Karaoke"),
     Preference("skip-curate", "skipCurate", CURATION, TRUE_FALSE, "--skip-curate", "true"),
+    Preference("model", "model", CURATION, MODEL, "--model", "ClipAnything"),
+    Preference("prompt", "customPrompt", CURATION, PROMPT, "--prompt", "the moments where the host laughs"),
+    Preference("aspect-ratio", "layoutAspectRatio", RENDER, ASPECT_RATIO, "--aspect-ratio", "landscape"),
+    Preference(
+        "remove-filler-words", "enableRemoveFillerWords", QUICKSTART, TRUE_FALSE, "--remove-filler-words", "true"
+    ),
+    Preference("auto-hook", "enableAutoHook", CURATION, TRUE_FALSE, "--auto-hook", "true"),
+    # Per video only: a deploy-wide title would name every video alike, hiding the file-name default.
+    Preference("title", "title", VIDEO, TEXT, "--title", "Episode 12: the launch", deploy_default=False),
 )
 _BY_KEY = {pref.key: pref for pref in PREFERENCES}
 _BY_FIELD = {pref.field: pref for pref in PREFERENCES}
@@ -270,3 +316,34 @@ def to_metadata(prefs: Preferences) -> dict[str, str]:
 def normalize(prefs: Preferences) -> Preferences:
     """Validate ``prefs`` built from elsewhere by reading it back through the metadata parser."""
     return parse_metadata(to_metadata(prefs))
+
+
+def check_combination(prefs: Preferences) -> None:
+    """Refuse what OpusClip would silently ignore, so that nobody pays a whole upload for a choice
+    that has no effect: a prompt is read by ClipAnything only, topic keywords by ClipBasic only."""
+    anything = prefs.model == "ClipAnything"
+    if prefs.customPrompt is not None and not anything:
+        raise PreferenceError(
+            "opus-prompt is only read by the ClipAnything model (OpusClip ignores it otherwise); "
+            "set opus-model=ClipAnything or drop opus-prompt"
+        )
+    if prefs.topicKeywords is not None and anything:
+        raise PreferenceError(
+            "opus-topic-keywords are only read by the ClipBasic model (OpusClip ignores them with ClipAnything); "
+            "drop them, or say what to look for with opus-prompt"
+        )
+
+
+def built_in(source_name: str) -> Preferences:
+    """What is sent when neither the video nor the deploy chose: OpusClip's documented clip durations
+    (its API refuses a project without them) and the file name, without folders and extension, as title."""
+    name = PurePosixPath(source_name).name
+    return Preferences(clipDurations=DEFAULT_CLIP_DURATIONS, title=PurePosixPath(name).stem or name)
+
+
+def effective(video: Preferences, defaults: Preferences, source_name: str) -> Preferences:
+    """The project's preferences: the video's, else the deploy's, else the built-in ones; refused
+    (``PreferenceError``) when the combination is one OpusClip would ignore."""
+    prefs = video.over(defaults)
+    check_combination(prefs)
+    return prefs.over(built_in(source_name))

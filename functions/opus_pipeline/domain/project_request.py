@@ -30,10 +30,13 @@ def _validator() -> Draft202012Validator:
 def build_command(
     upload_id: str, prefs: Preferences, notify_email: str | None = None, webhook_url: str | None = None
 ) -> dict[str, Any]:
-    """The request body; fields that are not set are omitted, never sent as null."""
+    """The request body; fields that are not set are omitted, never sent as null. ``prefs`` are
+    the effective ones (``preferences.effective``), which always carry the clip durations."""
     body: dict[str, Any] = {"videoUrl": upload_id}
     for pref, value in prefs.set_items():
-        place = body.setdefault(pref.place, {}) if pref.place else body
+        place = body
+        for name in pref.path:
+            place = place.setdefault(name, {})
         place[pref.field] = pref.syntax.to_json(value)
     actions = []
     if notify_email:

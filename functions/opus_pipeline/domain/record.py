@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opus_pipeline.domain import states
-from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.events import StorageObject, parse_generation
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import Preferences
 
@@ -40,6 +40,7 @@ class VideoRecord:
     uploaded_at: str | None = None
     checks: int = 0  # the sweeper's looks at the running project
     next_check: float = 0.0  # wall-clock seconds before which the sweeper leaves it alone
+    webhook_looked_at: float = 0.0  # when a webhook call last had OpusClip asked (not the sweeper's schedule)
     clip_count: int | None = None
     manifest_uri: str | None = None
     copied: dict[str, dict[str, Any]] = field(default_factory=dict)  # clip id → its copy, as made
@@ -97,6 +98,6 @@ def object_from_key(key: str) -> StorageObject:
     ``ValueError`` for anything else."""
     rest, _, generation = key.rpartition("#")
     bucket, _, name = rest.partition("/")
-    if not bucket or not name or not (generation.isascii() and generation.isdigit()):
+    if not bucket or not name:
         raise ValueError(f"not a video key: {key!r}")
-    return StorageObject(bucket=bucket, name=name, generation=int(generation), size=0)
+    return StorageObject(bucket=bucket, name=name, generation=parse_generation(generation), size=0)

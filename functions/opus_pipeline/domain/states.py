@@ -14,8 +14,8 @@ project-created ─► concluding
 concluding ─► clips-ready | failed | project-created
 failed ─► queued
 
-``skipped`` is shown on objects only (non-videos get no record); ``queued`` is also where a
-record starts when a clip request outlives its record.
+``skipped`` is shown on objects only (non-videos get no record). Every record starts
+``received``, written by ingest: a clip request never starts one.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ HOLDING_STATES = frozenset({CREATING, PROJECT_CREATED, CONCLUDING})
 # A waiting video is in the queue until it is admitted (or asks again: its request is redelivered).
 QUEUE_STATES = frozenset({WAITING, QUEUED, UPLOADED, CREATING})
 TERMINAL_STAGES = frozenset({"COMPLETE", "STALLED"})
-INITIAL_STATES = frozenset({RECEIVED, QUEUED})
+INITIAL_STATES = frozenset({RECEIVED})
 E = TypeVar("E", bound=Enum)
 
 
@@ -127,8 +127,12 @@ def _leased_step(state: str, ready: tuple[str, ...], working: str, busy: bool, s
 
 
 def project_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> ProjectStep:
-    """Decide what to do with a clip request for a record in ``state``."""
+    """Decide what to do with a clip request for a record in ``state``. An ``uploaded`` record
+    whose lease ingest still holds is busy: ingest is handing it over (publish, then ``queued``),
+    and taking it from under ingest would fail that hand-over."""
     busy = lease_held_by_other(lease_owner, lease_expires, me, now)
+    if state == UPLOADED and busy:
+        return ProjectStep.BUSY
     steps = (ProjectStep.CREATE, ProjectStep.BUSY, ProjectStep.NOTHING)
     return _leased_step(state, (UPLOADED, QUEUED, WAITING), CREATING, busy, steps)
 

@@ -102,8 +102,11 @@ class Admission:
         view.table.waiting = [entry for _, _, entry in sorted(waiting, key=lambda w: (w[0], w[1]))]
         return view
 
-    def read(self) -> SlotTable:
-        return self._view().table
+    def read(self) -> tuple[SlotTable, int]:
+        """The table, and how many slot objects are held (there is no one generation of the table any
+        more: its entries are objects of their own; the pair keeps callers' ``table, _ = read()``)."""
+        view = self._view()
+        return view.table, len(view.used)
 
     # -- changing ---------------------------------------------------------------------------
 

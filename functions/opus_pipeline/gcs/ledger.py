@@ -1,4 +1,4 @@
-"""The video records in ``STATE_BUCKET``: read, create, and advance each by compare-and-swap.
+"""The video records in ``STATE_BUCKET``: read them, and advance each by compare-and-swap.
 
 Creation requires that no record exists (generation 0); every later write names the generation
 that was read, and every write is checked against the state machine (``domain/states.py``).
@@ -39,12 +39,6 @@ class Ledger:
         if current.raw is None:
             return None
         return Stored(VideoRecord.from_json(current.raw), current.generation)
-
-    def create(self, record: VideoRecord, initial: str | None = None) -> Stored:
-        """Write a new record, which starts in ``initial`` (by default its own state) and may
-        have moved on from there already; ``ConflictError`` if one exists."""
-        record = self.checked_new(record, initial)
-        return Stored(record, self._object(record.source).write(record.to_json(), 0))
 
     def write(self, stored: Stored, record: VideoRecord) -> Stored:
         """Replace ``stored`` with ``record``; ``ConflictError`` if it changed since it was read."""

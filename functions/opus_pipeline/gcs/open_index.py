@@ -11,6 +11,7 @@ import contextlib
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
+from opus_pipeline import logs
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.record import object_from_key
 
@@ -32,7 +33,18 @@ class OpenProjects:
         with contextlib.suppress(gexc.NotFound):
             self._bucket.blob(open_marker_path(obj)).delete()
 
-    def open_projects(self) -> list[StorageObject]:
-        """The videos whose project runs, oldest marker first (the sweeper's order)."""
+    def running(self) -> list[StorageObject]:
+        """The videos whose project runs, oldest marker first (the sweeper's order). A marker that
+        names no video (nothing of the pipeline writes one) is skipped with a log line, never fatal:
+        one stray object must not stop every sweep."""
         markers = sorted(self._bucket.list_blobs(prefix=OPEN_PREFIX), key=lambda b: (b.time_created, b.name))
-        return [object_from_key(blob.name[len(OPEN_PREFIX) :]) for blob in markers]
+        found = []
+        for blob in markers:
+            try:
+                found.append(object_from_key(blob.name[len(OPEN_PREFIX) :]))
+            except ValueError:
+                logs.warning(
+                    f"sweep: skipped the marker {blob.name!r}, which names no video; delete it",
+                    event="bad_open_marker",
+                )
+        return found

@@ -1,4 +1,4 @@
-"""OpusClip REST client: authentication, the request budget, the error taxonomy, the calls made.
+"""OpusClip REST client: authentication, the request budget, the calls made, their answers mapped.
 
 Status codes are mapped to ``PermanentError``/``TransientError`` here, once, following OpusClip's
 documented error semantics (shared/opus-api/opus-errors.yml).
@@ -6,6 +6,8 @@ documented error semantics (shared/opus-api/opus-errors.yml).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -18,6 +20,9 @@ from opus_pipeline.errors import ConcurrentCapError, OpusApiError, RateLimitedEr
 RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
 CLIPS_PAGE_SIZE = 50  # as OpusClip's own CLI pages
 MAX_CLIP_PAGES = 100
+BRAND_TEMPLATES_TTL_SECONDS = 300.0  # a template made in OpusClip's app is seen within five minutes
+# Answers meaning "this workspace may not list brand templates": the endpoint is tagged enterprise.
+_NOT_OPEN = frozenset({"api-key-refused", "not-found"})
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,20 @@ def raise_for_status(response: requests.Response, action: str) -> None:
     )
 
 
+def _template_ids(answer: Any) -> frozenset[str]:
+    """The ``templateId`` of each BrandTemplateRepresentation; a bare array as the API description shows,
+    or ``{"data": [...]}`` as OpusClip's own tools read its lists."""
+    if isinstance(answer, dict):
+        answer = answer.get("data")
+    if not isinstance(answer, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("templateId"), str) for t in answer
+    ):
+        raise TransientError(
+            "OpusClip answered the brand-template list with an unexpected shape", reason="opus-unavailable"
+        )
+    return frozenset(t["templateId"] for t in answer)
+
+
 class Budget(Protocol):
     """The shared request budget every call takes a grant of first (``gcs/rate_budget.py``)."""
 
@@ -97,10 +116,14 @@ class Budget(Protocol):
 class OpusClient:
     """One pooled ``requests.Session`` for all calls to OpusClip's API."""
 
-    def __init__(self, base_url: str, api_key: str, limiter: Budget | None = None) -> None:
+    def __init__(
+        self, base_url: str, api_key: str, limiter: Budget | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._limiter = limiter
+        self._clock = clock
+        self._brand_templates: tuple[float, frozenset[str] | None] | None = None  # (when read, ids)
         self.http = requests.Session()
 
     def _call(
@@ -149,11 +172,42 @@ class OpusClient:
         except (KeyError, TypeError, ValueError):
             raise TransientError("OpusClip's upload-link answer lacks url/uploadId or has malformed amounts") from None
 
+    def brand_template_ids(self) -> frozenset[str] | None:
+        """The ids of the workspace's own brand templates (``GET /api/brand-templates?q=mine``), read at
+        most once per ``BRAND_TEMPLATES_TTL_SECONDS`` per instance; None when the workspace may not list
+        them (401/403/404: the endpoint is tagged enterprise), which is remembered as long."""
+        cached = self._brand_templates
+        if cached is not None and self._clock() - cached[0] < BRAND_TEMPLATES_TTL_SECONDS:
+            return cached[1]
+        try:
+            answer = self._call("GET", "/api/brand-templates", "the brand-template list", params={"q": "mine"})
+            ids: frozenset[str] | None = _template_ids(answer)
+        except OpusApiError as exc:
+            if exc.reason not in _NOT_OPEN:
+                raise
+            ids = None
+        self._brand_templates = (self._clock(), ids)
+        return ids
+
     def create_clip_project(self, command: dict[str, Any], upload_id: str) -> dict[str, Any]:
-        """``POST /api/clip-projects`` for an uploaded video; returns the project representation."""
-        return self._post(
+        """``POST /api/clip-projects`` for an uploaded video; returns the project representation,
+        its id (``id`` or ``projectId``) always as ``id``.
+
+        A 2xx answer without an id is permanent, not transient: OpusClip may have made (and charged
+        for) a project all the same, and asking again could make another one each time, none of
+        which the pipeline could follow. The video fails with ``no-project-id``; a person looks at
+        OpusClip's dashboard and re-drives it with ``opus-pipeline retry``."""
+        answer = self._post(
             "/api/clip-projects", command, "the clip-project request", headers={"x-opus-upload-id": upload_id}
         )
+        project_id = answer.get("id") or answer.get("projectId")
+        if not isinstance(project_id, str) or not project_id.strip() or not project_id.isprintable():
+            raise OpusApiError(
+                "OpusClip accepted the clip-project request but answered without a usable project id; a project "
+                "may exist all the same: look in OpusClip's dashboard before retrying",
+                reason="no-project-id",
+            )
+        return {**answer, "id": project_id}
 
     def get_project(self, project_id: str) -> dict[str, Any]:
         """``GET /api/clip-projects/{projectId}``: the project and its ``stage``."""

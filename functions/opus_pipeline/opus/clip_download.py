@@ -34,8 +34,15 @@ class Copied:
         return {"copied": True, "gcsUri": self.gcs_uri, "size": self.size, "md5Hash": self.md5_hash}
 
 
-def copy_clip(http: requests.Session, url: str, allowed_hosts: tuple[str, ...], blob: storage.Blob) -> Copied:
-    """Stream ``url`` into ``blob``; ``TransientError`` to try again, ``PermanentError`` if never."""
+def copy_clip(
+    http: requests.Session,
+    url: str,
+    allowed_hosts: tuple[str, ...],
+    blob: storage.Blob,
+    content_type: str = "video/mp4",
+) -> Copied:
+    """Stream ``url`` into ``blob``; ``TransientError`` to try again, ``PermanentError`` if never.
+    The same for a clip's poster image (``content_type`` ``image/jpeg``)."""
     check_url(url, allowed_hosts, "clip file URL", setting="OPUS_CLIP_URL_HOSTS")
     response = http_policy.send(http, "GET", url, timeout=http_policy.TRANSFER_TIMEOUT, peer=PEER, stream=True)
     with response:
@@ -47,7 +54,7 @@ def copy_clip(http: requests.Session, url: str, allowed_hosts: tuple[str, ...], 
         digest = hashlib.md5()
         size = 0
         try:
-            with blob.open("wb", chunk_size=COPY_CHUNK, content_type="video/mp4") as out:
+            with blob.open("wb", chunk_size=COPY_CHUNK, content_type=content_type) as out:
                 for piece in response.iter_content(READ_PIECE):
                     digest.update(piece)
                     out.write(piece)

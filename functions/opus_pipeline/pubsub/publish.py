@@ -1,6 +1,6 @@
 """The one publish: a message onto a topic, confirmed, and every failure the same transient error.
 
-Used by ingest (clip requests), admission (clip requests again), the conclusion (clip results)
+Used by ingest (clip requests), ``usecases/admit`` (clip requests again), the conclusion (clip results)
 and ``opus-pipeline retry``. The Pub/Sub client is about as slow to import as everything else
 together, so it is imported and built on the first publish, never at cold start.
 """
@@ -36,8 +36,9 @@ class Publisher:
     def publish(self, topic: str, message: Message, what: str) -> str:
         """Publish ``message`` and wait for Pub/Sub to confirm it; its message id.
         ``TransientError`` (naming ``what``, never a library's text) whatever went wrong."""
+        data, attributes = message.encode(), message.attributes()  # a bug here is not Pub/Sub's trouble
         try:
-            future = self.client.publish(topic, message.encode(), **message.attributes())
+            future = self.client.publish(topic, data, **attributes)
             return str(future.result(timeout=PUBLISH_TIMEOUT_SECONDS))
         except Exception as exc:
             raise TransientError(f"publishing {what} failed ({type(exc).__name__})") from None

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import manifest, states, webhook
+from opus_pipeline.domain.clips_page import THUMBNAIL_KEY, render_page
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import ClipResult
 from opus_pipeline.domain.record import Stored, now_rfc3339
@@ -29,10 +30,12 @@ from opus_pipeline.usecases.leased import LeasedUseCase
 
 CONCLUDE_LEASE_SECONDS = 120.0
 COPY_ATTEMPTS = 3
+RENDER_RECHECK_SECONDS = 60.0  # a clip still rendering at COMPLETE: when the sweeper looks again
 
 
-def check_project(stored: Stored, services: Services, trigger: str) -> str:
-    """Look at the project of ``stored``'s video once; conclude it if it ended. Returns the state."""
+def check_project(stored: Stored, services: Services, trigger: str, reschedule: bool = True) -> str:
+    """Look at the project of ``stored``'s video once; conclude it if it ended. Returns the state.
+    Only the sweeper's looks (``reschedule``) note the stage and put the next one off."""
     rec = stored.record
     log = logs.Logger({**rec.source.labels(), "uploadId": rec.upload_id, "projectId": rec.project_id})
     if rec.state not in states.OPEN_STATES or not rec.project_id:
@@ -51,26 +54,62 @@ def check_project(stored: Stored, services: Services, trigger: str) -> str:
         return _Conclusion(rec.source, services, "GONE", log, trigger, failure=gone).run()
     stage = project["stage"]
     if stage not in states.TERMINAL_STAGES:
-        _note_stage(stored, stage, services, log)
+        if reschedule:
+            _note_stage(stored, stage, services, log)
         return rec.state
     return _Conclusion(rec.source, services, stage, log, trigger).run()
 
 
-def handle_webhook(query: Mapping[str, str], headers: Mapping[str, str], body: bytes | None, services: Services) -> int:
+def handle_webhook(
+    query: Mapping[str, str], headers: Mapping[str, str], read_body: Callable[[], bytes | None], services: Services
+) -> int:
     """The HTTP status to answer OpusClip's call; ``TransientError`` when OpusClip could not be
-    asked (the sweeper looks later anyway). Unknown or concluded videos get 200: nothing to retry."""
+    asked (the sweeper looks later anyway). The URL's token is judged before ``read_body`` is
+    called. Unknown, concluded or just-looked-at videos get 200, and so does a look that can never
+    succeed (logged): OpusClip has nothing to retry."""
     settings = services.settings
-    verdict = webhook.judge(settings.webhook_token, settings.opus_api_key, query, headers, body)
+    verdict = webhook.judge_url(settings.webhook_token, query)
+    if verdict.status is None:
+        verdict = webhook.judge_body(settings.opus_api_key, headers, read_body(), settings.webhook_require_signature)
     if verdict.status is not None:
         logs.warning(f"refused a webhook call: {verdict.why}", event="webhook_refused", status=verdict.status)
         return verdict.status
-    key = query.get(webhook.VIDEO_PARAM, "")
+    key = query[webhook.VIDEO_PARAM]
     stored = services.ledger.read_key(key)
     if stored is None:
         logs.info(f"webhook for an unknown video {key!r}; nothing to do", event="conclusion_ignored")
         return 200
-    check_project(stored, services, "webhook")
+    reserved = _reserve_look(stored, services)
+    if reserved is None:
+        logs.info(
+            f"webhook: {key!r} was looked at less than {webhook.LOOK_INTERVAL_SECONDS:.0f}s ago or is being "
+            "concluded; the sweeper looks later",
+            event="conclusion_ignored",
+        )
+        return 200
+    try:
+        check_project(reserved, services, "webhook", reschedule=False)
+    except PermanentError as exc:  # a refused key, a refused redirect, a record gone meanwhile
+        logs.error(
+            f"webhook: {key!r} could not be looked at: {exc}; answered 200, since OpusClip's retry could not "
+            "succeed either (the sweeper looks again)",
+            event="webhook_error",
+            reason=exc.reason,
+        )
     return 200
+
+
+def _reserve_look(stored: Stored, services: Services) -> Stored | None:
+    """The record after noting that a webhook call asks OpusClip now, or ``None`` when it must not:
+    asked less than a minute ago, or a live conclusion holds the record (a write would take its
+    compare-and-swap from under it). One write per look, never per call; the sweeper's schedule
+    stays as it was. A record with no running project needs no look, hence no write."""
+    rec, now = stored.record, services.wall()
+    if rec.state not in states.OPEN_STATES or not rec.project_id:
+        return stored
+    if rec.lease_live(now) or not webhook.look_due(rec.webhook_looked_at, now):
+        return None
+    return services.ledger.update(stored, webhook_looked_at=now)  # None: a call at the same moment won
 
 
 def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger) -> None:
@@ -115,7 +154,10 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                 if self.failure is not None:
                     self._fail(self.failure)
                 elif self.stage == "COMPLETE":
-                    self._bring_clips_back()
+                    clips = manifest.best_first(self.svc.opus.all_clips(self.record.project_id or ""))
+                    if rendering := manifest.still_rendering(clips):
+                        return self._wait_for_renders(rendering)
+                    self._bring_clips_back(clips)
                 else:
                     self._stalled()
         except BaseException:
@@ -128,9 +170,24 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
 
     # -- COMPLETE ---------------------------------------------------------------------------
 
-    def _bring_clips_back(self) -> None:
+    def _wait_for_renders(self, rendering: list[str]) -> str:
+        """Not concluded yet: a file still being made is not copied; the sweeper looks again."""
+        self.held.release(
+            state=states.PROJECT_CREATED,
+            stage=self.stage,
+            checks=self.record.checks + 1,
+            next_check=self.svc.wall() + RENDER_RECHECK_SECONDS,
+        )
+        self.log.info(
+            f"project {self.record.project_id} is COMPLETE but {len(rendering)} of its clips are still rendering "
+            f"({', '.join(rendering)}); looking again in {RENDER_RECHECK_SECONDS:.0f}s",
+            event="clips_rendering",
+            clips=len(rendering),
+        )
+        return self.record.state
+
+    def _bring_clips_back(self, clips: list[Mapping[str, Any]]) -> None:
         rec = self.record
-        clips = manifest.best_first(self.svc.opus.all_clips(rec.project_id or ""))
         copies = dict(rec.copied)
         if self.settings.copy_clips:
             for index, clip in enumerate(clips):
@@ -189,7 +246,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                     self.svc.sleep(http_policy.backoff_seconds(attempt, exc.retry_after, random.uniform(0.5, 1)))
                 continue
             self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size)
-            return copied.to_manifest()
+            return {**copied.to_manifest(), **self._copy_thumbnail(clip, index)}
         self.log.warning(
             f"a clip of {self.obj.uri} was not copied: {error}; its uriForExport stays in the manifest",
             event="clip_not_copied",
@@ -197,11 +254,34 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         )
         return {"copied": False, "error": str(error)}
 
+    def _copy_thumbnail(self, clip: dict[str, Any], index: int) -> dict[str, Any]:
+        """The clip's poster for the page, from the allowed hosts only; without it the page shows
+        the player alone (a poster is never worth a retry or a failed conclusion)."""
+        url = clip.get("uriForThumbnail")
+        if not isinstance(url, str) or not url:
+            return {}
+        blob = self.svc.storage.bucket(self.settings.output_bucket).blob(
+            manifest.thumbnail_object_name(self.obj, clip, index)
+        )
+        try:
+            copied = copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, blob, content_type="image/jpeg")
+        except (PermanentError, TransientError) as exc:
+            self.log.info(f"no poster for a clip of {self.obj.uri}: {exc}", event="thumbnail_not_copied")
+            return {}
+        return {THUMBNAIL_KEY: copied.gcs_uri}
+
     def _write_manifest(self, doc: dict[str, Any]) -> str:
         name = manifest.manifest_name(self.obj)
         blob = self.svc.storage.bucket(self.settings.output_bucket).blob(name)
         blob.upload_from_string(json.dumps(doc, indent=2, ensure_ascii=False), content_type="application/json")
+        self._write_page(doc)
         return f"gs://{self.settings.output_bucket}/{name}"
+
+    def _write_page(self, doc: Mapping[str, Any], failure: str | None = None) -> None:
+        """``index.html`` beside the manifest: the clips to look at, or why there are none."""
+        blob = self.svc.storage.bucket(self.settings.output_bucket).blob(manifest.page_name(self.obj))
+        blob.cache_control = "no-cache"  # a retry's page replaces this one; nobody should see the old
+        blob.upload_from_string(render_page(doc, failure=failure), content_type="text/html; charset=utf-8")
 
     # -- STALLED ----------------------------------------------------------------------------
 
@@ -215,6 +295,9 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         )
 
     def _fail(self, exc: PermanentError) -> None:
+        rec = self.record
+        doc = manifest.manifest(self.obj, rec.upload_id or "", rec.project_id or "", self.stage, now_rfc3339(), [], {})
+        self._write_page(doc, failure=f"{exc.reason}: {exc}")
         self._publish(states.FAILED, 0, None, reason=exc.reason)
         record_failure(self.held, self.svc.status, exc, self.log, stage=self.stage, concluded_at=now_rfc3339())
 

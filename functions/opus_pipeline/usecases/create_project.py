@@ -9,17 +9,33 @@ record ``creating`` with a lease that expires, and creates a second project. Opu
 offers no idempotency key and no lookup by upload id that would close it. The same holds when
 the request timed out after OpusClip accepted it. The window is kept small by doing nothing
 between the call and the write, and by holding the lease for the whole call.
+
+Nothing in the message is trusted but the key it names: anyone who may publish to the topic can
+send one, and the ``uploadId`` is no secret (it is on the object's metadata). A request is acted on
+only for a video of ``SOURCE_BUCKET`` whose record ingest (or ``retry``) wrote after its upload
+completed, whose upload id it repeats; the project is then made from the record's own source,
+upload id and preferences. Anything else is acknowledged and refused without calling OpusClip.
 """
 
 from __future__ import annotations
 
 from opus_pipeline import logs
 from opus_pipeline.domain import states
+from opus_pipeline.domain.events import foreign_bucket, name_problem
 from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.preferences import Preferences, effective
 from opus_pipeline.domain.project_request import build_command, check_command
 from opus_pipeline.domain.record import VideoRecord
 from opus_pipeline.domain.webhook import registered_url
-from opus_pipeline.errors import ConcurrentCapError, InProgressError, OpusApiError, PermanentError, RateLimitedError
+from opus_pipeline.errors import (
+    ConcurrentCapError,
+    InProgressError,
+    OpusApiError,
+    PermanentError,
+    RateLimitedError,
+    UnknownVideoError,
+)
+from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.failures import record_failure
@@ -28,6 +44,11 @@ from opus_pipeline.usecases.leased import LeasedUseCase
 SHORT_RETRY_AFTER_SECONDS = 10.0
 CAP_RETRY_SECONDS = 60.0  # a 429 for the in-flight cap without Retry-After: try that video again after this
 CREATE_LEASE_SECONDS = 120.0
+# A request for a video still ``uploaded`` and leased (its ingest not yet at the hand-over, which
+# records ``queued`` before it publishes) waits a moment rather than a Pub/Sub redelivery's backoff.
+HAND_OVER_WAIT_SECONDS = 0.25
+HAND_OVER_WAITS = 8
+REFUSED = "refused"  # what a refused request returns: no record was read or written for it
 
 
 class _CreateProject(LeasedUseCase[states.ProjectStep]):
@@ -43,26 +64,28 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             return states.ProjectStep.STALE
         return super().decide(record)
 
-    def _replayed_record(self) -> VideoRecord:
-        """A replayed message whose record has expired starts a new one, ready for creation."""
-        return VideoRecord(
-            self.obj,
-            state=states.QUEUED,
-            upload_id=self.request.upload_id,
-            committed=self.obj.size,
-            preferences=self.request.preferences.to_message(),
-        )
-
     # -- the story of a clip request ----------------------------------------------------------
 
     def run(self) -> str:
-        step = self.claim(self._replayed_record, state=states.CREATING)
+        why = foreign_bucket(self.obj.bucket, self.settings.source_bucket) or name_problem(
+            self.obj.name, [record_path(self.obj)]
+        )
+        if why:
+            return self._refuse(why)
+        try:
+            step = self._claim_once_handed_over()
+        except UnknownVideoError:
+            return self._refuse(
+                "the pipeline has no record of this video (a forged message, or its record was deleted); "
+                f"if the video is real, copy {self.obj.uri} onto itself to ingest it again"
+            )
         if step is not states.ProjectStep.CREATE:
             return self._not_ours(step)
-        grant = self.svc.admission.request(self.obj.key, self.svc.wall())
-        if not grant.granted:
-            return self._wait(grant.position)
+        self.obj = self.record.source  # from here on, the record's word, not the message's
         try:
+            grant = self.svc.admission.request(self.obj.key, self.svc.wall())
+            if not grant.granted:
+                return self._wait(grant.position)
             with self.held.keep_alive():
                 project = self._call_opus()
         except ConcurrentCapError as exc:
@@ -74,7 +97,26 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             raise
         return self._created(project)
 
+    def _claim_once_handed_over(self) -> states.ProjectStep:
+        """Claim ``creating``; a request that overtook ingest's ``queued`` write waits for it a
+        moment (``HAND_OVER_WAITS``) rather than a Pub/Sub redelivery's backoff."""
+        step = self.claim(None, state=states.CREATING)
+        for _ in range(HAND_OVER_WAITS):
+            if step is not states.ProjectStep.BUSY or self.record.state != states.UPLOADED:
+                break
+            self.svc.sleep(HAND_OVER_WAIT_SECONDS)
+            step = self.claim(None, state=states.CREATING)
+        return step
+
     # -- its endings ------------------------------------------------------------------------------
+
+    def _refuse(self, why: str) -> str:
+        """Acknowledged: a redelivery cannot make it acceptable, and OpusClip is never called for it."""
+        self.log.warning(
+            f"refused a clip request for {self.obj.key}: {why}; nothing was sent to OpusClip",
+            event="clip_request_refused",
+        )
+        return REFUSED
 
     def _not_ours(self, step: states.ProjectStep) -> str:
         """A stale or duplicate request is acknowledged; a busy one is redelivered."""
@@ -97,7 +139,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         return rec.state
 
     def _created(self, project: dict) -> str:
-        project_id = str(project.get("id") or project.get("projectId") or "")
+        project_id = project["id"]
         self.svc.open_projects.mark_open(self.obj)  # before the record says so: the sweeper never misses it
         self.held.release(
             state=states.PROJECT_CREATED,
@@ -115,7 +157,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self.svc.status.show(
             self.obj,
             states.PROJECT_CREATED,
-            upload_id=self.request.upload_id,
+            upload_id=self.record.upload_id,
             project_id=project_id,
             extra={"opus-stage": str(project.get("stage") or "")},
         )
@@ -137,9 +179,11 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         return self._wait(1)
 
     def _fail(self, exc: PermanentError) -> str:
-        free_slot(self.svc, self.obj.key)
+        """Recorded first: should freeing the slot fail, the redelivery finds the video failed
+        and calls OpusClip no more (the sweeper reclaims the slot)."""
         reset_at = exc.reset_at if isinstance(exc, OpusApiError) else None
         record_failure(self.held, self.svc.status, exc, self.log, reset_at=reset_at)
+        free_slot(self.svc, self.obj.key)
         return states.FAILED
 
     def _give_back(self) -> None:
@@ -151,7 +195,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         """No free project slot: acknowledge, and be admitted when one frees (see ``admit``)."""
         self.held.release(state=states.WAITING)
         self.svc.status.show(
-            self.obj, states.WAITING, upload_id=self.request.upload_id, extra={"opus-queue-position": str(position)}
+            self.obj, states.WAITING, upload_id=self.record.upload_id, extra={"opus-queue-position": str(position)}
         )
         self.log.info(
             f"waiting for a free project slot (place {position} in the queue; at most "
@@ -162,13 +206,14 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         return states.WAITING
 
     def _call_opus(self) -> dict:
-        settings = self.settings
-        prefs = self.request.preferences.over(settings.default_preferences)
+        settings, rec = self.settings, self.record
+        upload_id = rec.upload_id or ""
+        prefs = effective(Preferences.from_message(rec.preferences), settings.default_preferences, self.obj.name)
         hook = settings.webhook_url and registered_url(settings.webhook_url, settings.webhook_token or "", self.obj.key)
-        command = build_command(self.request.upload_id, prefs, settings.notify_email, hook or None)
+        command = build_command(upload_id, prefs, settings.notify_email, hook or None)
         check_command(command)
         try:
-            return self.svc.opus.create_clip_project(command, self.request.upload_id)
+            return self.svc.opus.create_clip_project(command, upload_id)
         except ConcurrentCapError:
             raise  # the slots are all taken: waiting in the queue is cheaper than sleeping here
         except RateLimitedError as exc:
@@ -176,7 +221,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
                 raise
             self.log.warning(f"{exc}; retrying in {exc.retry_after:.0f}s", event="rate_limited", reason=exc.reason)
             self.svc.sleep(exc.retry_after)
-            return self.svc.opus.create_clip_project(command, self.request.upload_id)
+            return self.svc.opus.create_clip_project(command, upload_id)
 
 
 def handle_clip_request(request: ClipRequest, services: Services) -> str:

@@ -1,7 +1,8 @@
 """The one way a video fails for good: the record, the status people see, one ERROR line.
 
-Both use cases end a video here, so a failure always reads the same in the record, in the
-object's ``opus-error`` and in the logs (where the ``video_failed`` metric counts it by reason).
+Ingest, project creation and the conclusion all end a video here, so a failure always reads the
+same in the record, in the object's ``opus-error`` and in the logs (where the ``video_failed``
+metric counts it by reason).
 """
 
 from __future__ import annotations

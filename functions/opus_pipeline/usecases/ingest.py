@@ -11,8 +11,8 @@ import random
 
 from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import states
-from opus_pipeline.domain.events import StorageObject, skip_reason
-from opus_pipeline.domain.preferences import parse_metadata
+from opus_pipeline.domain.events import StorageObject, foreign_bucket, name_problem, skip_reason
+from opus_pipeline.domain.preferences import Preferences, effective, parse_metadata
 from opus_pipeline.domain.record import VideoRecord, now_rfc3339
 from opus_pipeline.domain.url_policy import check_url
 from opus_pipeline.errors import (
@@ -23,6 +23,7 @@ from opus_pipeline.errors import (
     SupersededError,
     TransientError,
 )
+from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
 from opus_pipeline.opus.resumable import ResumableSession, start
 from opus_pipeline.runtime import Services
@@ -35,6 +36,9 @@ MAX_SESSION_RENEWALS = 2
 
 def handle_finalized(obj: StorageObject, services: Services) -> str:
     """Process one finalize event; return the video's state. Raises ``TransientError`` to retry."""
+    refused = _refused(obj, services)
+    if refused:
+        return refused
     skip = skip_reason(obj, services.settings.source_prefix, services.settings.state_bucket)
     if skip:
         logs.info(f"skipped gs://{obj.bucket}/{obj.name}: {skip.reason}", labels=obj.labels(), event="video_skipped")
@@ -42,6 +46,22 @@ def handle_finalized(obj: StorageObject, services: Services) -> str:
             services.status.show(obj, states.SKIPPED, error=skip.reason)
         return states.SKIPPED
     return _Ingest(obj, services).run()
+
+
+def _refused(obj: StorageObject, services: Services) -> str | None:
+    """Before anything else: an event of another bucket is not ours to touch (nor its object), and
+    a name no state record can be written for fails for good at once, not after a day of retries."""
+    labels = obj.labels()
+    if why := foreign_bucket(obj.bucket, services.settings.source_bucket):
+        logs.warning(
+            f"refused an event for gs://{obj.bucket}: {why}; check the trigger", labels=labels, event="bad_event"
+        )
+        return states.SKIPPED
+    if why := name_problem(obj.name, [record_path(obj)]):
+        logs.error(f"{obj.uri} failed: {why}", labels=labels, event="video_failed", reason="bad-name")
+        services.status.show(obj, states.FAILED, error=why)
+        return states.FAILED
+    return None
 
 
 class _Ingest(LeasedUseCase[states.IngestStep]):
@@ -85,7 +105,8 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             self.status.wait()
         return self.record.state
 
-    def _validate(self) -> None:
+    def _validate(self) -> Preferences:
+        """The checks that need no call: size and preferences; the preferences the project will have."""
         size, limit = self.obj.size, self.settings.max_video_bytes
         if size == 0:
             raise PermanentError("the object is empty (0 bytes); upload the video again", reason="empty")
@@ -96,7 +117,30 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
                 reason="too-big",
             )
         prefs = parse_metadata(self.obj.metadata)
+        project_prefs = effective(prefs, self.settings.default_preferences, self.obj.name)
         self.held.save(preferences=prefs.to_message())
+        return project_prefs
+
+    def _check_brand_template(self, prefs: Preferences) -> None:
+        """A workspace's own template id is checked against its list before any byte is sent; OpusClip's
+        presets (``preset-…``) are not listed, and where the list is not open to the workspace the id
+        goes unchecked."""
+        template = prefs.brandTemplateId
+        if template is None or template.startswith("preset-"):
+            return
+        known = self.svc.opus.brand_template_ids()
+        if known is None:
+            self.log.info(
+                f"OpusClip's brand-template list is not available to this workspace (an enterprise feature); "
+                f"brand template {template!r} is used unchecked",
+                event="brand_template_unchecked",
+            )
+        elif template not in known:
+            raise PermanentError(
+                f"brand template {template!r} is not one of the {len(known)} brand templates of this OpusClip "
+                "workspace; fix opus-brand-template-id (or OPUS_DEFAULT_BRAND_TEMPLATE_ID) or use a preset-… one",
+                reason="unknown-brand-template",
+            )
 
     def _upload(self) -> None:
         """Stream every byte into one session, resuming it across failures and retries."""
@@ -139,7 +183,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
     def _open_session(self) -> ResumableSession:
         """New upload link and session, recorded before any byte is sent."""
         if self.record.state == states.RECEIVED:
-            self._validate()
+            self._check_brand_template(self._validate())
         link = self.svc.opus.create_upload_link()
         if link.remaining is None:
             self.log.info("OpusClip did not say how much upload quota is left; uploading anyway")

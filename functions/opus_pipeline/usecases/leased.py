@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic
 
 from opus_pipeline import logs
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.record import VideoRecord
-from opus_pipeline.gcs.claims import HeldRecord, Lease, Step, claim
+from opus_pipeline.gcs.claims import HeldRecord, Lease, StepT, claim
 from opus_pipeline.runtime import Services
 
-StepT = TypeVar("StepT", bound=Step)
 # (state, lease owner, lease expiry, me, now) → the step; the rules live in ``domain/states.py``.
 StepRule = Callable[[str, str | None, float, str, float], Any]
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from opus_pipeline import logs
 from opus_pipeline.domain import states
+from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.errors import PipelineError, TransientError
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import admit
@@ -34,33 +35,30 @@ class SweepReport:
 
 
 def sweep(services: Services) -> SweepReport:
+    """One tick. Every part is isolated: a failure of any kind (storage refusing a write, an
+    unexpected bug) in the reclaim or in one project's look is logged and the rest goes on."""
     report = SweepReport()
-    report.reclaimed = reclaim_slots(services, report)  # first: a long sweep must not starve the queue
-    ledger = services.ledger
-    for obj in services.open_projects.open_projects():
+    try:
+        report.reclaimed = reclaim_slots(services, report)  # first: a long sweep must not starve the queue
+    except Exception as exc:
+        report.errors += 1
+        logs.error(f"sweep: reclaiming slots and admitting waiting videos failed: {_said(exc)}", event="sweep_error")
+    for obj in services.open_projects.running():
         report.open += 1
-        stored = ledger.read(obj)
-        rec = stored.record if stored else None
-        if rec is None or rec.state in states.END_STATES:
-            services.open_projects.mark_concluded(obj)
-            continue
-        now = services.wall()
-        if rec.state not in states.OPEN_STATES or rec.next_check > now or rec.lease_live(now):
-            report.not_due += 1
-            continue
-        if report.checked >= services.settings.sweep_max_calls:
-            continue  # counted as open; looked at on a later run
-        report.checked += 1
         try:
-            if check_project(stored, services, "sweep") in states.END_STATES:
-                report.concluded += 1
+            _look(obj, services, report)
         except TransientError as exc:  # looked at again on the next tick
             report.errors += 1
             logs.warning(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
-        except PipelineError as exc:  # one project's trouble must not stop the sweep for the others
+        except Exception as exc:  # one project's trouble must not stop the sweep for the others
             report.errors += 1
-            ledger.update(stored, checks=rec.checks + 1, next_check=now + states.next_check_seconds(rec.checks + 1))
-            logs.error(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
+            _put_off(obj, services)
+            logs.error(
+                f"sweep: {obj.uri} could not be looked at: {_said(exc)}",
+                labels=obj.labels(),
+                event="sweep_error",
+                reason=getattr(exc, "reason", type(exc).__name__),
+            )
     logs.info(
         f"sweep: {report.open} running projects, {report.checked} looked at, {report.concluded} concluded",
         event="sweep",
@@ -74,9 +72,45 @@ def sweep(services: Services) -> SweepReport:
     return report
 
 
+def _look(obj: StorageObject, services: Services, report: SweepReport) -> None:
+    stored = services.ledger.read(obj)
+    rec = stored.record if stored else None
+    if rec is None or rec.state in states.END_STATES:
+        services.open_projects.mark_concluded(obj)
+        return
+    now = services.wall()
+    if rec.state not in states.OPEN_STATES or rec.next_check > now or rec.lease_live(now):
+        report.not_due += 1
+        return
+    if report.checked >= services.settings.sweep_max_calls:
+        return  # counted as open; looked at on a later run
+    report.checked += 1
+    if check_project(stored, services, "sweep") in states.END_STATES:
+        report.concluded += 1
+
+
+def _put_off(obj: StorageObject, services: Services) -> None:
+    """A look that failed for good is put off like a look, so the same project does not fail first
+    on every tick; best effort (the storage trouble may be what failed)."""
+    try:
+        stored = services.ledger.read(obj)
+        if stored is not None:
+            checks = stored.record.checks + 1
+            next_check = services.wall() + states.next_check_seconds(checks)
+            services.ledger.update(stored, checks=checks, next_check=next_check)
+    except Exception as exc:
+        logs.warning(f"sweep: could not put {obj.uri} off ({type(exc).__name__})", labels=obj.labels())
+
+
+def _said(exc: Exception) -> str:
+    """A pipeline error's own words (written for people, without secrets); for anything else only
+    its type, since a library's text may quote a URL."""
+    return str(exc) if isinstance(exc, PipelineError) else f"an unexpected {type(exc).__name__}"
+
+
 def reclaim_slots(services: Services, report: SweepReport) -> int:
     """Free the slots nobody holds any more, then admit whoever may go (a lost admission too)."""
-    table = services.admission.read()
+    table, _ = services.admission.read()
     now = services.wall()
     slots, waiting = {}, {}
     for key, since in table.in_flight.items():
@@ -95,6 +129,6 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
     if slots or waiting:
         services.admission.forget(slots, waiting)
     admit(services, services.admission.admit_due(now))
-    table = services.admission.read()
+    table, _ = services.admission.read()
     report.slots_in_use, report.waiting = len(table.in_flight), len(table.waiting)
     return len(slots)
