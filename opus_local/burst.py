@@ -49,6 +49,7 @@ class BurstReport:
     seconds: float
     floor_seconds: float
     storage: dict[str, int]  # the storage proxy's counters: writes admitted, write_limited (429s), …
+    limited_by_kind: dict[str, int]  # the write-limited 429s by kind of object (``object_kind``)
 
     @property
     def floor_ratio(self) -> float:
@@ -57,6 +58,25 @@ class BurstReport:
 
 def floor_seconds(videos: int, cap: int, rate_per_minute: int, project_seconds: float) -> float:
     return max(math.ceil(videos / cap) * project_seconds, videos * CALLS_PER_VIDEO * 60.0 / rate_per_minute)
+
+
+def object_kind(name: str) -> str:
+    """Which of the pipeline's objects ``bucket/name`` is: a video's record, its source object (status
+    metadata), a family of shared objects (``admission/slots``, ``admission/rate``…), an output."""
+    bucket, _, path = name.partition("/")
+    if bucket == SOURCE_BUCKET:
+        return "source object"
+    if bucket != STATE_BUCKET:
+        return "output"
+    head = path.split("/")
+    return "video record" if head[0] == "videos" else "/".join(head[:2] if head[0] == "admission" else head[:1])
+
+
+def limited_by_kind(limited: dict[str, int]) -> dict[str, int]:
+    kinds: Counter[str] = Counter()
+    for name, count in limited.items():
+        kinds[object_kind(name)] += count
+    return dict(kinds.most_common())
 
 
 def _dead_letters(stack: LocalStack) -> int:
@@ -113,6 +133,7 @@ def run_burst(
             seconds=round(seconds, 2),
             floor_seconds=floor_seconds(videos, cap, rate_per_minute, project_seconds),
             storage=stack.storage_proxy.stats(),
+            limited_by_kind=limited_by_kind(stack.storage_proxy.limited()),
         )
 
 

@@ -548,6 +548,7 @@ class _Handler(BaseHTTPRequestHandler):
             if call.write is not None and not proxy._admit(call.write):
                 body.drain()
                 proxy._count("write_limited")
+                proxy._refused(call.write)
                 message = write_limit_message(*call.write)
                 self._answer(429, gcs_error(429, message, "rateLimitExceeded", "usageLimits"), "write-limit")
                 return
@@ -737,6 +738,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError("the body is a JSON object")
             if (self.command, action) == ("GET", "stats"):
                 answer: Any = proxy.stats()
+            elif (self.command, action) == ("GET", "limited"):
+                answer = proxy.limited()
             elif (self.command, action) == ("GET", "config"):
                 answer = proxy.config()
             elif (self.command, action) == ("POST", "config"):
@@ -835,6 +838,7 @@ class GcsProxy:
         self._host, self._port = host, port
         self._lock = threading.Lock()
         self._stats: Counter[str] = Counter()
+        self._limited: Counter[str] = Counter()  # write-limited 429s by object, ``bucket/name``
         self._max_held = 0
         self._sessions: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self._write_rate: float | None = None
@@ -945,6 +949,7 @@ class GcsProxy:
         the configuration stays."""
         with self._lock:
             self._stats.clear()
+            self._limited.clear()
             self._max_held = 0
             self._limiter = _WriteLimiter(self._write_rate, self._write_burst)
             self._rng = random.Random(self._seed)
@@ -958,9 +963,19 @@ class GcsProxy:
             counts["max_buffered"] = self._max_held
             return counts
 
+    def limited(self, top: int | None = None) -> dict[str, int]:
+        """Write-limited 429s by object (``bucket/name``), the most refused first (``top`` of them):
+        which objects a workload writes faster than Cloud Storage allows."""
+        with self._lock:
+            return dict(self._limited.most_common(top))
+
     def _count(self, key: str) -> None:
         with self._lock:
             self._stats[key] += 1
+
+    def _refused(self, write: tuple[str, str]) -> None:
+        with self._lock:
+            self._limited["/".join(write)] += 1
 
     def _held(self, size: int) -> None:
         with self._lock:
@@ -1034,6 +1049,9 @@ class GcsProxyControl:
 
     def stats(self) -> dict[str, int]:
         return self._call("GET", "stats")
+
+    def limited(self) -> dict[str, int]:
+        return self._call("GET", "limited")
 
     def config(self) -> dict[str, Any]:
         return self._call("GET", "config")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 
@@ -20,6 +21,7 @@ from google.cloud import pubsub_v1
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 MAX_BACKOFF_SECONDS = 10.0
+CONCURRENT_DELIVERIES = 4 * (os.cpu_count() or 1)
 
 
 def finalized_event(resource: dict) -> CloudEvent:
@@ -62,7 +64,9 @@ class Relay:
         message.nack()
 
     def start(self) -> None:
-        flow = pubsub_v1.types.FlowControl(max_messages=4)
+        """Eventarc pushes each event as it comes, every one to an instance of its own; here as many
+        at once as the function's server has threads (functions-framework: 4 per core)."""
+        flow = pubsub_v1.types.FlowControl(max_messages=CONCURRENT_DELIVERIES)
         self._future = self._subscriber.subscribe(self._subscription, self._deliver, flow_control=flow)
 
     def stop(self) -> None:

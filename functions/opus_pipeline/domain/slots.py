@@ -55,8 +55,11 @@ class SlotTable:
             self.drop(key)
             self.in_flight[key] = now
             return Grant(True)
-        if self._position(key) < 0:
+        position = self._position(key)
+        if position < 0:
             self.waiting.append({"key": key, "since": now, "notBefore": 0.0})
+        else:  # an admission that came too late for its slot is spent: the next free one admits it again
+            self.waiting[position].pop("admittedAt", None)
         return Grant(False, self._position(key) + 1)
 
     def release(self, key: str) -> None:

@@ -5,7 +5,7 @@ against ``TRANSITIONS`` (writing without a state change is always allowed). The 
 is ``diagram()``; a test keeps the two equal.
 
 received ─► uploading | failed
-uploading ─► uploaded | failed | superseded
+uploading ─► uploaded | queued | failed | superseded
 uploaded ─► queued | creating
 queued ─► creating
 creating ─► project-created | failed | queued | waiting
@@ -40,7 +40,7 @@ SUPERSEDED = "superseded"
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     RECEIVED: (UPLOADING, FAILED),
-    UPLOADING: (UPLOADED, FAILED, SUPERSEDED),
+    UPLOADING: (UPLOADED, QUEUED, FAILED, SUPERSEDED),  # queued: ``uploaded`` rode on the hand-over's write
     UPLOADED: (QUEUED, CREATING),  # the clip request can be consumed before ``queued`` is written
     QUEUED: (CREATING,),
     CREATING: (PROJECT_CREATED, FAILED, QUEUED, WAITING),  # queued again: the call failed transiently

@@ -30,6 +30,9 @@ class Step(Protocol):
 
 StepT = TypeVar("StepT", bound=Step)
 RENEW_LOOKS = 30  # how often per lease length ``keep_alive`` looks whether a renewal is due (no I/O)
+# Cloud Storage allows about one write per second to one object: progress noted by ``checkpoint``
+# is written at most this often, the rest rides on the holder's next write.
+CHECKPOINT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class HeldRecord:
         self._stored = stored
         self._lease = lease
         self._lock = threading.RLock()
+        self._pending: dict[str, Any] = {}  # noted by ``checkpoint``, not written yet
+        self._written_at = time.monotonic()  # the claim has just written the record (or read it)
 
     @property
     def record(self) -> VideoRecord:
@@ -100,12 +105,25 @@ class HeldRecord:
         renewals need not add writes of their own (Cloud Storage allows about one write per second
         to one object, and a renewal throttled past the lease's end lets another delivery in)."""
         with self._lock:
+            changes = {**self._pending, **changes}
             if self.record.lease_owner == self._lease.owner:
                 changes = {"lease_expires": self._lease.until(), **changes}
             try:
                 self._stored = self._ledger.write(self._stored, self.record.replace(**changes))
             except ConflictError:
                 raise InProgressError("another invocation took over this video's record") from None
+            self._pending = {}
+            self._written_at = time.monotonic()
+
+    def checkpoint(self, **changes: Any) -> None:
+        """Note progress a takeover would use (the clips copied so far): written now if the record
+        was last written ``CHECKPOINT_SECONDS`` ago or more, else with the next write. A burst of
+        progress then costs no write Cloud Storage would throttle, and a crash loses at most the
+        progress of the last second (the takeover redoes it: each step must be safe to redo)."""
+        with self._lock:
+            self._pending.update(changes)
+            if time.monotonic() - self._written_at >= CHECKPOINT_SECONDS:
+                self.save()
 
     def renew(self, **changes: Any) -> None:
         """Extend the lease (with ``changes``, e.g. the committed offset) while it is ours."""

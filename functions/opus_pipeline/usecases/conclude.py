@@ -4,7 +4,10 @@ Both the webhook receiver and the sweeper end here; neither trusts anything but 
 answer to ``GET /api/clip-projects/{id}``. A running project only has its stage noted. An ended
 one is claimed ``concluding`` by compare-and-swap, so a second webhook, a webhook racing the
 sweeper or a redelivered sweep find it taken (or done) and write nothing. A takeover after a
-crash skips the clips already copied (the record keeps each copy as it is made).
+crash skips the clips already copied (the record notes the copies at most once a second: a crash
+copies the clips of its last second again, onto the same names). The project slot is given up as
+soon as OpusClip says the project is COMPLETE with every clip rendered: OpusClip no longer counts
+it against the plan's parallel projects, so the next video starts while these clips are copied.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from opus_pipeline.usecases.leased import LeasedUseCase
 CONCLUDE_LEASE_SECONDS = 120.0
 COPY_ATTEMPTS = 3
 RENDER_RECHECK_SECONDS = 60.0  # a clip still rendering at COMPLETE: when the sweeper looks again
+# A short project can end before its creation is recorded (that write may be throttled); the one
+# webhook OpusClip sends waits that long for it instead of being ignored until the next sweep.
+CREATION_WAIT_SECONDS = 0.5
+CREATION_WAITS = 10
 
 
 def check_project(stored: Stored, services: Services, trigger: str, reschedule: bool = True) -> str:
@@ -76,6 +83,11 @@ def handle_webhook(
         return verdict.status
     key = query[webhook.VIDEO_PARAM]
     stored = services.ledger.read_key(key)
+    for _ in range(CREATION_WAITS):
+        if stored is None or stored.record.state != states.CREATING:
+            break
+        services.sleep(CREATION_WAIT_SECONDS)
+        stored = services.ledger.read_key(key)
     if stored is None:
         logs.info(f"webhook for an unknown video {key!r}; nothing to do", event="conclusion_ignored")
         return 200
@@ -142,6 +154,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         self.failure = failure
         self.stage = stage
         self.trigger = trigger
+        self._slot_freed = False
 
     def run(self) -> str:
         step = self.claim(None, state=states.CONCLUDING)
@@ -157,6 +170,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                     clips = manifest.best_first(self.svc.opus.all_clips(self.record.project_id or ""))
                     if rendering := manifest.still_rendering(clips):
                         return self._wait_for_renders(rendering)
+                    self._free_slot()
                     self._bring_clips_back(clips)
                 else:
                     self._stalled()
@@ -165,8 +179,14 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                 self.held.release(state=states.PROJECT_CREATED)
             raise
         self.svc.open_projects.mark_concluded(self.obj)
-        free_slot(self.svc, self.obj.key)  # the next waiting video starts now, not on the next sweep
+        self._free_slot()
         return self.record.state
+
+    def _free_slot(self) -> None:
+        """Once: the next waiting video starts now, not on the next sweep."""
+        if not self._slot_freed:
+            free_slot(self.svc, self.obj.key)
+            self._slot_freed = True
 
     # -- COMPLETE ---------------------------------------------------------------------------
 
@@ -194,7 +214,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                 ident = manifest.clip_id(clip, index)
                 if not copies.get(ident, {}).get("copied"):
                     copies[ident] = self._copy(clip, index)
-                    self.held.save(copied=copies)
+                    self.held.checkpoint(copied=copies)
         concluded_at = now_rfc3339()
         doc = manifest.manifest(
             self.obj, rec.upload_id or "", rec.project_id or "", self.stage, concluded_at, clips, copies

@@ -118,7 +118,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             )
         prefs = parse_metadata(self.obj.metadata)
         project_prefs = effective(prefs, self.settings.default_preferences, self.obj.name)
-        self.held.save(preferences=prefs.to_message())
+        self.held.checkpoint(preferences=prefs.to_message())  # written with the session, or now
         return project_prefs
 
     def _check_brand_template(self, prefs: Preferences) -> None:
@@ -261,7 +261,11 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         raise TransientError("the source ended before the session confirmed the last byte")
 
     def _uploaded(self, seconds: float) -> None:
-        self.held.save(state=states.UPLOADED, committed=self.obj.size, session_url=None, uploaded_at=now_rfc3339())
+        # Written with the hand-over's ``queued`` unless a second has passed (Cloud Storage's write rate on
+        # the record): a crash before that write finds the session complete and ends here again.
+        self.held.checkpoint(
+            state=states.UPLOADED, committed=self.obj.size, session_url=None, uploaded_at=now_rfc3339()
+        )
         self.status.show(self.obj, states.UPLOADED, upload_id=self.record.upload_id, background=True)
         self.log.info(
             f"uploaded {self.obj.uri}: {self.obj.size} bytes in {seconds:.1f}s",
