@@ -4,10 +4,10 @@ Both the webhook receiver and the sweeper end here; neither trusts anything but 
 answer to ``GET /api/clip-projects/{id}``. A running project only has its stage noted. An ended
 one is claimed ``concluding`` by compare-and-swap, so a second webhook, a webhook racing the
 sweeper or a redelivered sweep find it taken (or done) and write nothing. A takeover after a
-crash skips the clips already copied (the record notes the copies at most once a second: a crash
-copies the clips of its last second again, onto the same names). The project slot is given up as
-soon as OpusClip says the project is COMPLETE with every clip rendered: OpusClip no longer counts
-it against the plan's parallel projects, so the next video starts while these clips are copied.
+crash skips the clips already copied (the record keeps each copy as it is made). The project slot
+is given up as soon as OpusClip says the project is COMPLETE with every clip rendered: OpusClip no
+longer counts it against the plan's parallel projects, so the next video starts while these clips
+are copied.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                 ident = manifest.clip_id(clip, index)
                 if not copies.get(ident, {}).get("copied"):
                     copies[ident] = self._copy(clip, index)
-                    self.held.checkpoint(copied=copies)
+                    self.held.save(copied=copies)
         concluded_at = now_rfc3339()
         doc = manifest.manifest(
             self.obj, rec.upload_id or "", rec.project_id or "", self.stage, concluded_at, clips, copies
