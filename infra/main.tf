@@ -70,5 +70,6 @@ locals {
     OPUS_DEFAULT_ASPECT_RATIO        = var.default_preferences.aspect_ratio
     OPUS_DEFAULT_REMOVE_FILLER_WORDS = var.default_preferences.remove_filler_words
     OPUS_DEFAULT_AUTO_HOOK           = var.default_preferences.auto_hook
+    OPUS_DEFAULT_TITLE               = var.default_preferences.title
   }
 }

@@ -118,6 +118,7 @@ variable "default_preferences" {
     aspect_ratio        = optional(string, "")
     remove_filler_words = optional(string, "")
     auto_hook           = optional(string, "")
+    title               = optional(string, "")
   })
   description = "Deploy-wide OpusClip preferences (OPUS_DEFAULT_*), in the same syntax as the opus-* object metadata; per-video metadata overrides them."
   default     = {}
