@@ -7,10 +7,12 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.errors import InProgressError
@@ -74,6 +76,25 @@ def test_a_redirect_from_the_upload_session_sends_nothing_elsewhere(stack: Stack
 def test_a_redirect_from_the_api_sends_no_key_elsewhere(stack: Stack, standin, elsewhere, status: int) -> None:
     standin.inject({"endpoint": "upload-links", **redirect_to(elsewhere, status)})
     resource = stack.put("talk.mp4", os.urandom(1000))
+
+    assert ingest(stack, resource) == states.FAILED
+    assert record(stack, resource).reason == "refused-host"
+    assert elsewhere.hits == 0 and standin.calls("start") == 0
+
+
+def test_an_upload_link_whose_host_the_transport_reads_differently_sends_nothing(
+    stack: Stack, standin, elsewhere
+) -> None:
+    link = requests.post(
+        f"{stack.standin_url}/api/upload-links",
+        json={"video": {"usecase": "LocalUpload"}},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    ).json()
+    listed = urlsplit(stack.standin_url).netloc
+    link["url"] = f"http://127.0.0.1:{elsewhere.server_port}\\@{listed}/upload"  # urllib3 ends the host at "\\"
+    standin.inject({"endpoint": "upload-links", "kind": "status", "status": 200, "body": link})
+    resource = stack.put("talk.mp4", video_bytes(smallest_video()))
 
     assert ingest(stack, resource) == states.FAILED
     assert record(stack, resource).reason == "refused-host"
