@@ -6,6 +6,7 @@ one, else by ``score`` (higher is better) when every clip has one, else in OpusC
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +19,8 @@ CLIP_FIELDS = ("id", "title", "description", "hashtags", "durationMs", "timeRang
 SCORE_FIELDS = ("rank", "score", "isBonusClip", "judgeResult")
 MEDIA_FIELDS = ("uriForExport", "uriForPreview", "uriForThumbnail")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_HASHED = re.compile(r"-[0-9a-f]{12}$")
+MAX_STEM = 100
 
 
 def _all_numeric(clips: Sequence[Mapping[str, Any]], key: str) -> bool:
@@ -49,7 +52,21 @@ def clip_object_name(source: StorageObject, clip: Mapping[str, Any], index: int)
     """``<source name>/clips/<curationId>.mp4``: named by OpusClip's id, so a second attempt
     overwrites its own file instead of adding one."""
     ident = str(clip.get("curationId") or clip_id(clip, index).rsplit(".", 1)[-1])
-    return f"{output_prefix(source)}/clips/{_UNSAFE.sub('_', ident)}.mp4"
+    return f"{output_prefix(source)}/clips/{clip_file_stem(ident)}.mp4"
+
+
+def clip_file_stem(ident: str) -> str:
+    """A safe file name for an id OpusClip chose, different for different ids whatever they hold.
+
+    An id of letters, digits, ``.``, ``_`` and ``-`` is kept as it is; any other (``CU/1``,
+    ``CU?1``, ``..``, one with a leading dot, or longer than ``MAX_STEM``) becomes a slug with a
+    hash of the raw id appended, so ``CU/1`` and ``CU?1`` no longer both land on ``CU_1``. An id
+    kept as is never ends like a hashed one (``-`` and 12 hex digits), so the two kinds never meet.
+    """
+    slug = _UNSAFE.sub("_", ident).lstrip(".")[:MAX_STEM] or "clip"
+    if slug == ident and not _HASHED.search(ident):
+        return slug
+    return f"{slug}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
 
 def manifest(

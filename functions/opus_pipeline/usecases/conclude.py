@@ -131,12 +131,14 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
     def _bring_clips_back(self) -> None:
         rec = self.record
         clips = manifest.best_first(self.svc.opus.all_clips(rec.project_id or ""))
-        copies = dict(rec.copied)
+        copies = rec.copied
         if self.settings.copy_clips:
             for index, clip in enumerate(clips):
                 ident = manifest.clip_id(clip, index)
                 if not copies.get(ident, {}).get("copied"):
-                    copies[ident] = self._copy(clip, index)
+                    # A new dict each time: the saved record keeps the old one, and the lease
+                    # renewer may be serialising that record at this very moment.
+                    copies = {**copies, ident: self._copy(clip, index)}
                     self.held.save(copied=copies)
         concluded_at = now_rfc3339()
         doc = manifest.manifest(
