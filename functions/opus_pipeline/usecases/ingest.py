@@ -87,6 +87,15 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _validate(self) -> None:
         size, limit = self.obj.size, self.settings.max_video_bytes
+        if self.obj.content_encoding.lower() not in ("", "identity"):
+            # Its stored bytes are the compressed ones, and those are what a ranged read returns:
+            # OpusClip would receive gzip data as the video.
+            raise PermanentError(
+                f"the object is stored with contentEncoding {self.obj.content_encoding!r}, so its bytes are "
+                "not the video; upload it again without compression (no `-Z`/`--gzip-in-flight-all` option "
+                "of `gcloud storage cp`)",
+                reason="gzip-encoded",
+            )
         if size == 0:
             raise PermanentError("the object is empty (0 bytes); upload the video again", reason="empty")
         if size > limit:
