@@ -16,6 +16,7 @@ FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 # Lowest first. A module may import from lower layers, and from its own layer only inside its
 # own group (one folder, or one module): ``opus/``, ``gcs/`` and ``pubsub/`` never import each other.
 LAYERS: list[tuple[str, ...]] = [
+    ("opus_pipeline.redaction",),
     ("opus_pipeline.errors", "opus_pipeline.logs"),
     ("opus_pipeline.http_policy",),
     ("opus_pipeline.domain",),
