@@ -23,7 +23,7 @@ from opus_pipeline.domain.record import Stored, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.opus.clip_download import copy_clip
 from opus_pipeline.runtime import Services
-from opus_pipeline.usecases.admit import free_slot
+from opus_pipeline.usecases.admit import free_slot, hand_slot_to_sweeper
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
@@ -123,7 +123,12 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                 self.held.release(state=states.PROJECT_CREATED)
             raise
         self.svc.open_projects.mark_concluded(self.obj)
-        free_slot(self.svc, self.obj.key)  # the next waiting video starts now, not on the next sweep
+        # The next waiting video starts now, not on the next scheduled sweep: admitted here by the
+        # sweeper, or at once by a sweep the public receiver (which publishes no clip request) ticks.
+        if self.trigger == "webhook":
+            hand_slot_to_sweeper(self.svc, self.obj.key)
+        else:
+            free_slot(self.svc, self.obj.key)
         return self.record.state
 
     # -- COMPLETE ---------------------------------------------------------------------------

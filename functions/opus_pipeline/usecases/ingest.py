@@ -23,6 +23,7 @@ from opus_pipeline.errors import (
     SupersededError,
     TransientError,
 )
+from opus_pipeline.gcs.sessions import UploadSessions
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
 from opus_pipeline.opus.resumable import ResumableSession, start
 from opus_pipeline.runtime import Services
@@ -52,6 +53,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
     def __init__(self, obj: StorageObject, services: Services) -> None:
         super().__init__(obj, services, logs.Logger(obj.labels()), services.settings.lease_seconds)
         self.status = services.status
+        self.sessions = UploadSessions(services.storage, services.settings.state_bucket)
         self.deadline = services.clock() + self.settings.upload_deadline_seconds
 
     # -- the story of a video ---------------------------------------------------------------
@@ -74,8 +76,10 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
                 self._hand_over()
         except PermanentError as exc:
             record_failure(self.held, self.status, exc, self.log)
+            self._forget_session()
         except SupersededError as exc:
             self._supersede(exc)
+            self._forget_session()
         except InProgressError:
             raise
         except BaseException:
@@ -109,7 +113,8 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _upload(self) -> None:
         """Stream every byte into one session, resuming it across failures and retries."""
-        session = self._resume() if self.record.session_url else self._open_session()
+        kept = self._kept_session()
+        session = self._resume(kept) if kept else self._open_session()
         streaming_since = self.svc.clock()
         renewals = failures = 0
         while not session.complete:
@@ -162,10 +167,11 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         check_url(link.url, hosts, "upload-link url")
         session_url = start(self.svc.opus.http, link.url)
         check_url(session_url, hosts, "upload session Location")
+        self.sessions.keep(self.obj, session_url)
         self.held.save(
             state=states.UPLOADING,
             upload_id=link.upload_id,
-            session_url=session_url,
+            session_url=None,
             committed=0,
             read_generation=self.obj.generation,
         )
@@ -178,10 +184,23 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         )
         return ResumableSession(self.svc.opus.http, session_url, self.obj.size)
 
-    def _resume(self) -> ResumableSession:
-        """The recorded session, whose position only it knows for sure."""
-        session_url = self.record.session_url or ""
+    def _kept_session(self) -> str | None:
+        """The session of the upload under way, kept apart from the record (``gcs/sessions.py``);
+        a record written before that kept it itself."""
+        if self.record.state != states.UPLOADING:
+            return None
+        return self.record.session_url or self.sessions.find(self.obj)
+
+    def _resume(self, session_url: str) -> ResumableSession:
+        """The kept session, whose position only it knows for sure."""
         return ResumableSession(self.svc.opus.http, session_url, self.obj.size, self.record.committed, invalid=True)
+
+    def _forget_session(self) -> None:
+        """No session URL outlives its upload; one left behind expires with the lifecycle rule."""
+        try:
+            self.sessions.forget(self.obj)
+        except Exception as exc:  # the upload's outcome is recorded already; this is tidying up
+            self.log.warning(f"could not delete the kept upload session ({type(exc).__name__}); it expires in a week")
 
     def _recover(self, session: ResumableSession) -> None:
         session.recover()
@@ -227,6 +246,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _uploaded(self, seconds: float) -> None:
         self.held.save(state=states.UPLOADED, committed=self.obj.size, session_url=None, uploaded_at=now_rfc3339())
+        self._forget_session()
         self.status.show(self.obj, states.UPLOADED, upload_id=self.record.upload_id, background=True)
         self.log.info(
             f"uploaded {self.obj.uri}: {self.obj.size} bytes in {seconds:.1f}s",
