@@ -96,8 +96,8 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             # OpusClip would receive gzip data as the video.
             raise PermanentError(
                 f"the object is stored with contentEncoding {self.obj.content_encoding!r}, so its bytes are "
-                "not the video; upload it again without compression (no `-Z`/`--gzip-in-flight-all` option "
-                "of `gcloud storage cp`)",
+                "not the video; upload it again without compression (no `-Z`/`--gzip-local-all` or `-z` "
+                "option of `gcloud storage cp`)",
                 reason="gzip-encoded",
             )
         if size == 0:
