@@ -65,77 +65,59 @@ resource "google_service_account" "build" {
 # video's clip request when it frees a slot), concludes (clips, clip lists, results). Every other
 # right is refused, and tests/test_infra.py holds the same table as the specification.
 
-# Write a video's opus-* status metadata (objects.patch): no read of its bytes, no create or delete.
-resource "google_project_iam_custom_role" "video_status" {
-  role_id     = "${replace(local.prefix, "-", "_")}_videoStatus"
-  title       = "opus-clip-pipeline: update videos' metadata"
-  permissions = ["storage.objects.update"]
+# The storage rights, each a custom role defined on the project and bound on one bucket:
+# video_status: write a video's opus-* status metadata (objects.patch), no read of its bytes, no
+#   create or delete; video_reader: ingest also reads the bytes it streams (and the live object,
+#   when its generation is gone); state_writer: state records, the admission table, the request
+#   window and the open/ markers, read, created and replaced by generation match (replacing an
+#   object needs delete as well), no listing; state_sweeper: the same, and the sweeper lists the
+#   open/ markers;
+#   clip_writer: clips and clip lists, written, replaced when a crashed conclusion is taken over,
+#   and read back once written for their size and checksums.
+locals {
+  storage_roles = {
+    video_status  = { id = "videoStatus", title = "update videos' metadata", permissions = ["storage.objects.update"] }
+    video_reader  = { id = "videoReader", title = "read videos and update their metadata", permissions = ["storage.objects.get", "storage.objects.update"] }
+    state_writer  = { id = "stateWriter", title = "read and write state objects", permissions = ["storage.objects.get", "storage.objects.create", "storage.objects.delete"] }
+    state_sweeper = { id = "stateSweeper", title = "read, write and list state objects", permissions = ["storage.objects.get", "storage.objects.create", "storage.objects.delete", "storage.objects.list"] }
+    clip_writer   = { id = "clipWriter", title = "write clips and clip lists", permissions = ["storage.objects.get", "storage.objects.create", "storage.objects.delete"] }
+  }
+}
+
+resource "google_project_iam_custom_role" "storage" {
+  for_each = local.storage_roles
+
+  role_id     = "${replace(local.prefix, "-", "_")}_${each.value.id}"
+  title       = "opus-clip-pipeline: ${each.value.title}"
+  permissions = each.value.permissions
 
   depends_on = [google_project_service.this]
 }
 
-# Ingest alone also reads the bytes it streams (and the live object, when its generation is gone).
-resource "google_project_iam_custom_role" "video_reader" {
-  role_id     = "${replace(local.prefix, "-", "_")}_videoReader"
-  title       = "opus-clip-pipeline: read videos and update their metadata"
-  permissions = ["storage.objects.get", "storage.objects.update"]
-
-  depends_on = [google_project_service.this]
-}
-
-# State records, the admission table, the request window and the open/ markers: read, create, and
-# replace by generation match (replacing an object needs delete as well). No listing.
-resource "google_project_iam_custom_role" "state_writer" {
-  role_id     = "${replace(local.prefix, "-", "_")}_stateWriter"
-  title       = "opus-clip-pipeline: read and write state objects"
-  permissions = ["storage.objects.get", "storage.objects.create", "storage.objects.delete"]
-
-  depends_on = [google_project_service.this]
-}
-
-# The sweeper lists the open/ markers of running projects.
-resource "google_project_iam_custom_role" "state_lister" {
-  role_id     = "${replace(local.prefix, "-", "_")}_stateLister"
-  title       = "opus-clip-pipeline: list state objects"
-  permissions = ["storage.objects.list"]
-
-  depends_on = [google_project_service.this]
-}
-
-# Clips and clip lists: written, replaced when a crashed conclusion is taken over (delete), and read
-# back once written for their size and checksums (get).
-resource "google_project_iam_custom_role" "clip_writer" {
-  role_id     = "${replace(local.prefix, "-", "_")}_clipWriter"
-  title       = "opus-clip-pipeline: write clips and clip lists"
-  permissions = ["storage.objects.get", "storage.objects.create", "storage.objects.delete"]
-
-  depends_on = [google_project_service.this]
+# A deleted custom role keeps its id for 7 days: the role deployments before this one created is
+# moved, not recreated.
+moved {
+  from = google_project_iam_custom_role.video_status
+  to   = google_project_iam_custom_role.storage["video_status"]
 }
 
 resource "google_storage_bucket_iam_member" "reads_videos" {
-  for_each = { for key, f in local.functions : key => f if f.reads_videos }
+  for_each = local.functions
 
   bucket = google_storage_bucket.this["source"].name
-  role   = google_project_iam_custom_role.video_reader.id
-  member = "serviceAccount:${each.value.service_account}"
-}
-
-resource "google_storage_bucket_iam_member" "annotates_videos" {
-  for_each = { for key, f in local.functions : key => f if !f.reads_videos }
-
-  bucket = google_storage_bucket.this["source"].name
-  role   = google_project_iam_custom_role.video_status.id
+  role   = each.value.reads_videos ? google_project_iam_custom_role.storage["video_reader"].id : google_project_iam_custom_role.storage["video_status"].id
   member = "serviceAccount:${each.value.service_account}"
 }
 
 # Upload session URLs (sessions/, functions/opus_pipeline/gcs/sessions.py) are credentials: every
-# function but ingest gets its state rights on every other object name only. The bucket is uniform,
-# which IAM conditions on object names need.
+# function but ingest gets its state rights on every other object name only (a listing names the
+# bucket, so the condition lets the sweeper list). The bucket is uniform, which IAM conditions on
+# object names need.
 resource "google_storage_bucket_iam_member" "writes_state" {
   for_each = local.functions
 
   bucket = google_storage_bucket.this["state"].name
-  role   = google_project_iam_custom_role.state_writer.id
+  role   = each.value.lists_state ? google_project_iam_custom_role.storage["state_sweeper"].id : google_project_iam_custom_role.storage["state_writer"].id
   member = "serviceAccount:${each.value.service_account}"
 
   dynamic "condition" {
@@ -146,14 +128,6 @@ resource "google_storage_bucket_iam_member" "writes_state" {
       expression  = "!resource.name.startsWith(\"${condition.value}\")"
     }
   }
-}
-
-resource "google_storage_bucket_iam_member" "lists_state" {
-  for_each = { for key, f in local.functions : key => f if f.lists_state }
-
-  bucket = google_storage_bucket.this["state"].name
-  role   = google_project_iam_custom_role.state_lister.id
-  member = "serviceAccount:${each.value.service_account}"
 }
 
 resource "google_secret_manager_secret_iam_member" "reads_key" {
@@ -180,7 +154,7 @@ resource "google_storage_bucket_iam_member" "writes_output" {
   for_each = { for key, f in local.functions : key => f if f.concludes }
 
   bucket = google_storage_bucket.this["output"].name
-  role   = google_project_iam_custom_role.clip_writer.id
+  role   = google_project_iam_custom_role.storage["clip_writer"].id
   member = "serviceAccount:${each.value.service_account}"
 }
 

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 from opus_local.videos import video_bytes
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
-from opus_pipeline.errors import TransientError
 from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.gcs.sessions import session_path
-from opus_pipeline.usecases.ingest import handle_finalized
 
 from conftest import CHUNK, Stack, md5_hex
-from support import ingest, only_upload, record, services
-
-
-def interrupted_upload(stack: Stack, standin) -> tuple[dict, bytes]:
-    """A video whose upload stopped mid-way (the attempt's time ran out); the retry resumes it."""
-    data = video_bytes(4 * CHUNK)
-    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 2})
-    standin.inject({"endpoint": "query", "kind": "status", "status": 503, "times": 1000})
-    resource = stack.put("talk.mp4", data)
-    svc = services(stack)
-    now = [0.0]
-    svc.clock = lambda: now[0]
-    svc.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
-    with pytest.raises(TransientError, match="resumes there"):
-        handle_finalized(storage_object(resource), svc)
-    standin.clear_faults()
-    return resource, data
+from support import ingest, interrupted_upload, only_upload, record
 
 
 def state_object(stack: Stack, name: str):
@@ -37,7 +17,8 @@ def state_object(stack: Stack, name: str):
 
 
 def test_an_upload_under_way_keeps_its_session_outside_the_state_record(stack: Stack, standin) -> None:
-    resource, _ = interrupted_upload(stack, standin)
+    resource, _, _ = interrupted_upload(stack, standin, video_bytes(4 * CHUNK))
+    standin.clear_faults()
     obj = storage_object(resource)
 
     rec = record(stack, resource)
@@ -48,7 +29,9 @@ def test_an_upload_under_way_keeps_its_session_outside_the_state_record(stack: S
 
 
 def test_the_retry_resumes_the_kept_session_and_then_deletes_it(stack: Stack, standin) -> None:
-    resource, data = interrupted_upload(stack, standin)
+    data = video_bytes(4 * CHUNK)
+    resource, _, _ = interrupted_upload(stack, standin, data)
+    standin.clear_faults()
 
     assert ingest(stack, resource) == states.QUEUED
 
