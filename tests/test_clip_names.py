@@ -10,8 +10,9 @@ from opus_pipeline.domain.manifest import clip_file_stem, clip_object_name
 SOURCE = StorageObject(bucket="videos", name="talk.mp4", generation=1, size=10)
 
 
-def name_of(curation_id: str) -> str:
-    return clip_object_name(SOURCE, {"id": f"P1.{curation_id}", "curationId": curation_id}, 0)
+def name_of(curation_id: str, clip_id: str | None = None) -> str:
+    clip = {"id": clip_id or f"P1.{curation_id}", "projectId": "P1", "curationId": curation_id}
+    return clip_object_name(SOURCE, clip, 0)
 
 
 def test_a_plain_curation_id_names_its_file_as_it_is() -> None:
@@ -37,3 +38,8 @@ def test_an_id_that_looks_hashed_cannot_take_another_ids_file() -> None:
 def test_a_long_id_gives_a_bounded_name_that_still_differs() -> None:
     first, second = clip_file_stem("x" * 500 + "a"), clip_file_stem("x" * 500 + "b")
     assert first != second and len(first) < 120
+
+
+def test_two_clips_with_one_curation_id_but_different_ids_get_different_files() -> None:
+    assert name_of("CU1") == "talk.mp4/clips/CU1.mp4"
+    assert name_of("CU1", clip_id="P1.CU1-copy") != name_of("CU1")

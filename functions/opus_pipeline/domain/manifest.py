@@ -50,23 +50,28 @@ def manifest_name(source: StorageObject) -> str:
 
 def clip_object_name(source: StorageObject, clip: Mapping[str, Any], index: int) -> str:
     """``<source name>/clips/<curationId>.mp4``: named by OpusClip's id, so a second attempt
-    overwrites its own file instead of adding one."""
-    ident = str(clip.get("curationId") or clip_id(clip, index).rsplit(".", 1)[-1])
-    return f"{output_prefix(source)}/clips/{clip_file_stem(ident)}.mp4"
+    overwrites its own file instead of adding one. One file per manifest entry: a clip whose ``id``
+    is not the documented ``{projectId}.{curationId}`` is named by a hash of that id as well."""
+    ident = clip_id(clip, index)
+    curation = str(clip.get("curationId") or ident.rsplit(".", 1)[-1])
+    documented = ident in (curation, f"{clip.get('projectId')}.{curation}")
+    return f"{output_prefix(source)}/clips/{clip_file_stem(curation, curation if documented else ident)}.mp4"
 
 
-def clip_file_stem(ident: str) -> str:
+def clip_file_stem(readable: str, raw: str | None = None) -> str:
     """A safe file name for an id OpusClip chose, different for different ids whatever they hold.
 
-    An id of letters, digits, ``.``, ``_`` and ``-`` is kept as it is; any other (``CU/1``,
-    ``CU?1``, ``..``, one with a leading dot, or longer than ``MAX_STEM``) becomes a slug with a
-    hash of the raw id appended, so ``CU/1`` and ``CU?1`` no longer both land on ``CU_1``. An id
-    kept as is never ends like a hashed one (``-`` and 12 hex digits), so the two kinds never meet.
+    ``readable`` (by default also the ``raw`` id) is kept as it is when it is letters, digits,
+    ``.``, ``_`` and ``-`` only; any other (``CU/1``, ``CU?1``, ``..``, one with a leading dot,
+    longer than ``MAX_STEM``, or a ``raw`` id that differs) becomes a slug with a hash of the raw id
+    appended, so ``CU/1`` and ``CU?1`` no longer both land on ``CU_1``. An id kept as is never ends
+    like a hashed one (``-`` and 12 hex digits), so the two kinds never meet.
     """
-    slug = _UNSAFE.sub("_", ident).lstrip(".")[:MAX_STEM] or "clip"
-    if slug == ident and not _HASHED.search(ident):
+    raw = readable if raw is None else raw
+    slug = _UNSAFE.sub("_", readable).lstrip(".")[:MAX_STEM] or "clip"
+    if slug == readable == raw and not _HASHED.search(raw):
         return slug
-    return f"{slug}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+    return f"{slug}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
 
 def manifest(
