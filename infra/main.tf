@@ -33,6 +33,8 @@ locals {
   webhook_url = "https://${local.webhook_service}-${data.google_project.this.number}.${var.region}.run.app"
   # Cloud Functions copies each deployment's source here, and the build reads it from here.
   gcf_sources_bucket = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+  # Upload session URLs in the state bucket, as an IAM condition names objects (gcs/sessions.py).
+  sessions_object_prefix = "projects/_/buckets/${google_storage_bucket.this["state"].name}/objects/sessions/"
 
   # Every variable the code reads (functions/opus_pipeline/config.py ENV_VARS) but the two secrets
   # and OPUS_WEBHOOK_URL, which only the function that registers the webhook gets (functions.tf).
@@ -57,6 +59,7 @@ locals {
     SWEEP_MAX_CALLS                = tostring(var.sweep_max_calls)
     OPUS_MAX_PARALLEL_PROJECTS     = tostring(var.max_parallel_projects)
     OPUS_RATE_PER_MINUTE           = tostring(var.rate_per_minute)
+    SWEEP_TICKS_TOPIC              = google_pubsub_topic.sweep_ticks.id
     OPUS_DEFAULT_GENRE             = var.default_preferences.genre
     OPUS_DEFAULT_TOPIC_KEYWORDS    = var.default_preferences.topic_keywords
     OPUS_DEFAULT_CLIP_DURATIONS    = var.default_preferences.clip_durations

@@ -231,6 +231,12 @@ variable "dead_letter_max_attempts" {
   }
 }
 
+variable "webhook_public_invoker" {
+  type        = bool
+  description = "Let anyone invoke the webhook receiver (allUsers run.invoker), as OpusClip calls it without a Google identity. False where Domain restricted sharing refuses allUsers: see the README."
+  default     = true
+}
+
 variable "notification_channels" {
   type        = list(string)
   description = "Monitoring notification channel ids (projects/P/notificationChannels/N) the alerts go to."

@@ -97,6 +97,7 @@ class LocalStack:
             output_bucket=OUTPUT_BUCKET,
             results_topic=self.topic("clip-results"),
             chunk_size=self.chunk_size,
+            SWEEP_TICKS_TOPIC=self.topic("sweep-ticks"),
             OPUS_WEBHOOK_URL=f"http://127.0.0.1:{receiver_port}/",
             OPUS_WEBHOOK_TOKEN=secrets.token_hex(16),
             **self.settings,

@@ -115,6 +115,7 @@ def object_resource(blob: storage.Blob) -> dict:
         "generation": str(blob.generation),
         "size": str(blob.size),
         "contentType": blob.content_type,
+        "contentEncoding": blob.content_encoding,
         "md5Hash": blob.md5_hash,
         "crc32c": blob.crc32c,
         "metadata": blob.metadata or {},

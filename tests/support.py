@@ -7,11 +7,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from opus_pipeline import runtime
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.record import VideoRecord
+from opus_pipeline.errors import TransientError
 from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.usecases.create_project import handle_clip_request
 from opus_pipeline.usecases.ingest import handle_finalized
@@ -92,3 +95,18 @@ def processes_mentioning(text: str) -> list[str]:
 def fresh_environment() -> dict[str, str]:
     """This machine's environment without the test session's emulators: the demo starts its own."""
     return {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+
+
+def interrupted_upload(stack: Stack, standin, data: bytes) -> tuple[dict, float, runtime.Services]:
+    """Stream ``data`` while every later chunk and status query answers 503, until the attempt's
+    time is up: the object resource, the seconds the attempt took (on its own clock) and its services."""
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 2})
+    standin.inject({"endpoint": "query", "kind": "status", "status": 503, "times": 1000})
+    resource = stack.put("talk.mp4", data)
+    svc = services(stack)
+    now = [0.0]
+    svc.clock = lambda: now[0]
+    svc.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    with pytest.raises(TransientError, match="resumes there"):
+        handle_finalized(storage_object(resource), svc)
+    return resource, now[0], svc

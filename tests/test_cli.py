@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline import cli
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
@@ -138,3 +139,32 @@ def test_retry_of_an_abandoned_upload_ends_the_old_record_before_delivering_agai
     old = record(stack, resource)
     assert old.state == "failed" and old.reason == "re-driven"
     assert ingest(stack, resource) == "failed"  # the old event's redelivery streams nothing more
+
+
+# -- names from outside never reach the terminal as escapes ----------------------------------
+
+ESCAPING = "clear\x1b[2J\x1b]0;owned\x07\u202e4pm.mp4"  # clears the screen, retitles it, flips the text
+
+
+def test_status_prints_control_characters_of_names_as_escapes(stack: Stack, standin, capsys) -> None:
+    ingest(stack, stack.put(ESCAPING, video_bytes(smallest_video())))
+    capsys.readouterr()
+
+    assert run(stack, "status", f"gs://{stack.source_bucket}") == 0
+
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b[2J\\x1b]0;owned\\x07\\u202e" in out
+
+
+def test_upload_and_retry_print_control_characters_of_names_as_escapes(stack: Stack, tmp_path: Path, capsys) -> None:
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(video_bytes(smallest_video()))
+
+    assert run(stack, "upload", str(video), f"gs://{stack.source_bucket}/{ESCAPING}") == 0
+    run(stack, "retry", f"gs://{stack.source_bucket}/{ESCAPING}")
+
+    captured = capsys.readouterr()
+    for text in (captured.out, captured.err):
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\\x1b[2J" in captured.out and "\\x1b[2J" in captured.err

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
 import hashlib
 import json
 import time
 
 import pytest
+import requests
 
+from opus_pipeline import runtime
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest
@@ -20,7 +24,7 @@ from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.redrive import retry_video
 from opus_pipeline.usecases.sweep import sweep
 
-from conftest import Stack, deliver_concurrently
+from conftest import API_KEY, Stack, deliver_concurrently
 from support import create, ingest, live_metadata, record, services, uploaded, wait_for
 
 LATER = 24 * 3600.0  # a sweep "a day later": every backoff is over
@@ -318,3 +322,72 @@ def test_one_projects_permanent_error_does_not_stop_the_sweep(stack: Stack, stan
     states_now = {record(stack, first).state, record(stack, second_resource).state}
     assert states_now == {states.PROJECT_CREATED, states.CLIPS_READY}
     assert sweep_later(stack).open == 1  # the troubled one is looked at again, later
+
+
+# -- clip files and the record the copies are kept in ---------------------------------------
+
+
+def clips_with_curation_ids(stack: Stack, project_id: str, curation_ids: list[str]) -> list[dict]:
+    """OpusClip's clip list of ``project_id`` (real, copyable files) with other curation ids."""
+    clips = requests.get(
+        f"{stack.standin_url}/api/exportable-clips",
+        params={"q": "findByProjectId", "projectId": project_id, "pageNum": 1, "pageSize": 50},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    ).json()
+    clips = clips.get("data", clips) if isinstance(clips, dict) else clips
+    return [
+        {**clip, "curationId": ident, "id": f"{project_id}.{ident}"}
+        for clip, ident in zip(clips, curation_ids, strict=True)
+    ]
+
+
+def test_clips_whose_ids_slug_alike_are_copied_to_different_files(stack: Stack, standin) -> None:
+    _, project_id = concluded_project(stack, standin)
+    clips = clips_with_curation_ids(stack, project_id, ["CU/1", "CU_1", "CU?1"])
+    standin.inject({"endpoint": "exportable-clips", "kind": "status", "status": 200, "body": clips})
+
+    sweep_later(stack)
+
+    manifest = output_json(stack, "talk.mp4/clips.json")
+    assert all(clip["copied"] for clip in manifest["clips"])
+    assert len({clip["gcsUri"] for clip in manifest["clips"]}) == 3
+    assert len(list(stack.storage.list_blobs(stack.output_bucket, prefix="talk.mp4/clips/"))) == 3
+
+
+class _RememberingLedger(Ledger):
+    """The real ledger; it also keeps each record it wrote next to a copy of its ``copied``."""
+
+    def __init__(self, client, bucket: str, written: list) -> None:
+        super().__init__(client, bucket)
+        self._written = written
+
+    def write(self, stored, record):
+        result = super().write(stored, record)
+        self._written.append((result.record.copied, copy.deepcopy(result.record.copied)))
+        return result
+
+
+def test_a_saved_record_never_sees_its_copies_change_afterwards(stack: Stack, standin) -> None:
+    """The lease renewer serialises the held record from its own thread: a record once written
+    must not have its ``copied`` grow under it ("dictionary changed size during iteration")."""
+    resource, _ = concluded_project(stack, standin)
+    svc = services(stack)
+    written: list = []
+    watched = _WatchingServices(**{f.name: getattr(svc, f.name) for f in dataclasses.fields(svc)})
+    watched.written = written
+
+    stored = Ledger(stack.storage, stack.state_bucket).read(storage_object(resource))
+    assert check_project(stored, watched, "webhook") == states.CLIPS_READY
+
+    copies = [(kept, snapshot) for kept, snapshot in written if snapshot]
+    assert len(copies) >= 3
+    assert all(kept == snapshot for kept, snapshot in copies)
+
+
+class _WatchingServices(runtime.Services):
+    written: list
+
+    @property
+    def ledger(self) -> Ledger:
+        return _RememberingLedger(self.storage, self.settings.state_bucket, self.written)

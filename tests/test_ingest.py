@@ -13,7 +13,7 @@ from opus_pipeline.errors import InProgressError, TransientError
 from opus_pipeline.usecases.ingest import handle_finalized
 
 from conftest import CHUNK, Stack, deliver_concurrently, md5_hex
-from support import ingest, live_metadata, only_upload, record, services
+from support import ingest, interrupted_upload, live_metadata, only_upload, record, services
 
 # -- byte-exact streaming ------------------------------------------------------------------
 
@@ -183,19 +183,11 @@ def test_slow_answers_still_complete(stack: Stack, standin) -> None:
 
 def test_persistent_failure_records_offset_and_raises_for_a_retry_that_resumes(stack: Stack, standin) -> None:
     data = os.urandom(4 * CHUNK)
-    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 2})
-    standin.inject({"endpoint": "query", "kind": "status", "status": 503, "times": 1000})
-    resource = stack.put("talk.mp4", data)
-    svc = services(stack)
-    now = [0.0]
-    svc.clock = lambda: now[0]
-    svc.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    resource, seconds, svc = interrupted_upload(stack, standin, data)
 
-    with pytest.raises(TransientError, match="resumes there"):
-        handle_finalized(storage_object(resource), svc)
     rec = record(stack, resource)
     assert rec.state == states.UPLOADING and rec.lease_owner is None
-    assert 0 < now[0] <= svc.settings.upload_deadline_seconds
+    assert 0 < seconds <= svc.settings.upload_deadline_seconds
 
     standin.clear_faults()
     received_before = standin.stats()["bytesReceived"]

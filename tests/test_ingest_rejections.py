@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import threading
 
 import pytest
 
+from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline.domain import states
 
-from conftest import API_KEY, CHUNK, Stack
+from conftest import API_KEY, CHUNK, Stack, object_resource
 from support import ingest, live_metadata, record, wait_for
 
 
@@ -194,3 +196,16 @@ def test_the_key_and_session_url_never_reach_logs_or_records(stack: Stack, stand
     assert "/session/" not in text  # every session URL of the stand-in has this path
     metadata = json.dumps(live_metadata(stack, "good.mp4"))
     assert API_KEY not in metadata and "/session/" not in metadata
+
+
+def test_a_gzip_encoded_object_fails_before_any_byte_saying_to_upload_it_uncompressed(stack: Stack, standin) -> None:
+    blob = stack.storage.bucket(stack.source_bucket).blob("talk.mp4")
+    blob.content_encoding = "gzip"  # what `gcloud storage cp -Z` stores
+    blob.upload_from_string(gzip.compress(video_bytes(smallest_video())), content_type="video/mp4")
+    resource = object_resource(blob)
+
+    assert ingest(stack, resource) == states.FAILED
+
+    error = assert_failed_before_any_byte(stack, standin, resource, "gzip-encoded")
+    assert "without compression" in error and "-Z" in error
+    assert standin.calls("upload-links") == 0

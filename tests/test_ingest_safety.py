@@ -7,10 +7,12 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.errors import InProgressError
@@ -56,6 +58,16 @@ def redirect_to(server: ThreadingHTTPServer, status: int) -> dict:
     return {"kind": "status", "status": status, "headers": {"Location": f"http://127.0.0.1:{server.server_port}/x"}}
 
 
+def upload_link_answer(stack: Stack) -> dict:
+    """A real answer of the stand-in's ``POST /api/upload-links``, for a test to alter and inject."""
+    return requests.post(
+        f"{stack.standin_url}/api/upload-links",
+        json={"video": {"usecase": "LocalUpload"}},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    ).json()
+
+
 # -- redirects are never followed ------------------------------------------------------------
 
 
@@ -80,16 +92,25 @@ def test_a_redirect_from_the_api_sends_no_key_elsewhere(stack: Stack, standin, e
     assert elsewhere.hits == 0 and standin.calls("start") == 0
 
 
+def test_an_upload_link_whose_host_the_transport_reads_differently_sends_nothing(
+    stack: Stack, standin, elsewhere
+) -> None:
+    link = upload_link_answer(stack)
+    listed = urlsplit(stack.standin_url).netloc
+    link["url"] = f"http://127.0.0.1:{elsewhere.server_port}\\@{listed}/upload"  # urllib3 ends the host at "\\"
+    standin.inject({"endpoint": "upload-links", "kind": "status", "status": 200, "body": link})
+    resource = stack.put("talk.mp4", video_bytes(smallest_video()))
+
+    assert ingest(stack, resource) == states.FAILED
+    assert record(stack, resource).reason == "refused-host"
+    assert elsewhere.hits == 0 and standin.calls("start") == 0
+
+
 # -- the quota is checked only when OpusClip states it --------------------------------------
 
 
 def test_an_upload_link_without_total_amount_uploads_anyway(stack: Stack, standin, capfd) -> None:
-    link = requests.post(
-        f"{stack.standin_url}/api/upload-links",
-        json={"video": {"usecase": "LocalUpload"}},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=10,
-    ).json()
+    link = upload_link_answer(stack)
     del link["totalAmount"], link["useAmount"]
     standin.inject({"endpoint": "upload-links", "kind": "status", "status": 200, "body": link})
     data = os.urandom(CHUNK + 3)

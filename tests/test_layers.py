@@ -19,6 +19,7 @@ DOMAIN_MAY_NOT_IMPORT = ("google", "requests", "urllib3", "flask", "functions_fr
 # Lowest first. A module may import from lower layers, and from its own layer only inside its
 # own group (one folder, or one module): ``opus/``, ``gcs/`` and ``pubsub/`` never import each other.
 LAYERS: list[tuple[str, ...]] = [
+    ("opus_pipeline.redaction",),
     ("opus_pipeline.errors", "opus_pipeline.logs"),
     ("opus_pipeline.domain",),
     ("opus_pipeline.config",),

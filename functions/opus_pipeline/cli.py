@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,21 @@ PUBSUB_EMULATOR = "PUBSUB_EMULATOR_HOST"
 LOGIN = "run `gcloud auth application-default login`"
 
 
+def shown(text: object) -> str:
+    """``text`` safe to write to a terminal: object names, errors and ids come from outside, and a
+    control or format character in one (ESC, CSI, a bidi override) would be a terminal escape or
+    hide what follows, so each is written as its ``\\x..``/``\\u....`` escape instead (and a
+    backslash as ``\\x5c``, so that an escape always means the character)."""
+    return "".join(_escaped(c) if c == "\\" or unicodedata.category(c) in _UNSHOWN else c for c in str(text))
+
+
+_UNSHOWN = ("Cc", "Cf", "Zl", "Zp")
+
+
+def _escaped(char: str) -> str:
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
 @dataclass(frozen=True)
 class GcsPath:
     bucket: str
@@ -61,7 +77,7 @@ class _Progress:
         from tqdm import tqdm
 
         self._source = source
-        self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr)
+        self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=shown(label), file=sys.stderr)
 
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size)
@@ -103,7 +119,7 @@ def upload(args: argparse.Namespace, client: storage.Client) -> int:
             blob.upload_from_file(progress, size=size, content_type=_content_type(path), checksum="md5")
         finally:
             progress.close()
-    print(f"uploaded gs://{target.bucket}/{name} ({size} bytes, generation {blob.generation})")
+    print(shown(f"uploaded gs://{target.bucket}/{name} ({size} bytes, generation {blob.generation})"))
     return 0
 
 
@@ -131,7 +147,7 @@ def _row(stored: Stored) -> dict[str, Any]:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     columns = ("object", "status", "size", "uploaded", "stage", "clips", "projectId", "manifest", "updated", "error")
-    table = [[str(row[c] if row[c] is not None else "-") for c in columns] for row in rows]
+    table = [[shown(row[c] if row[c] is not None else "-") for c in columns] for row in rows]
     widths = [min(60, max(len(c), *(len(r[i]) for r in table))) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v[:w].ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
@@ -150,7 +166,7 @@ def status(args: argparse.Namespace, client: storage.Client) -> int:
     if args.json:
         print(json.dumps(rows(), indent=2))
         return 0
-    empty = f"no videos under gs://{target.bucket}/{target.name}"
+    empty = shown(f"no videos under gs://{target.bucket}/{target.name}")
     if not args.watch:
         listed = rows()
         print(_table(listed) if listed else empty)
@@ -191,7 +207,7 @@ def retry(args: argparse.Namespace, client: storage.Client) -> int:
             raise CliError("name the clip-requests topic with --topic or CLIP_REQUESTS_TOPIC")
         Publisher().publish(topic, request, "the clip request")
 
-    print(retry_video(client, ledger, target.bucket, target.name, publish).detail)
+    print(shown(retry_video(client, ledger, target.bucket, target.name, publish).detail))
     return 0
 
 
@@ -295,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> None:
-    print("opus-pipeline: " + " ".join(message.split()), file=sys.stderr)
+    print("opus-pipeline: " + shown(" ".join(message.split())), file=sys.stderr)
 
 
 if __name__ == "__main__":

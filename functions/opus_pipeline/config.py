@@ -42,6 +42,7 @@ ENV_VARS = (
     "SWEEP_MAX_CALLS",
     "OPUS_MAX_PARALLEL_PROJECTS",
     "OPUS_RATE_PER_MINUTE",
+    "SWEEP_TICKS_TOPIC",
     *DEFAULT_PREFERENCE_VARS,
 )
 # The hosts OpusClip's API description uses for media, and Cloud Storage's.
@@ -75,6 +76,7 @@ class Settings:
     sweep_max_calls: int = 10
     max_parallel_projects: int = 4  # OpusClip's Pro and Max plans; Business allows 50
     rate_per_minute: int = 30  # OpusClip's limit per API key
+    sweep_ticks_topic: str | None = None  # the webhook receiver's conclusions ask the sweeper to admit here
     default_preferences: Preferences = field(default_factory=Preferences)
 
     def __repr__(self) -> str:  # the key must not reach a log through a repr
@@ -182,5 +184,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         sweep_max_calls=_positive_int(env, "SWEEP_MAX_CALLS", Settings.sweep_max_calls),
         max_parallel_projects=_positive_int(env, "OPUS_MAX_PARALLEL_PROJECTS", Settings.max_parallel_projects),
         rate_per_minute=_positive_int(env, "OPUS_RATE_PER_MINUTE", Settings.rate_per_minute),
+        sweep_ticks_topic=_topic(env, "SWEEP_TICKS_TOPIC") if env.get("SWEEP_TICKS_TOPIC", "").strip() else None,
         default_preferences=_default_preferences(env),
     )

@@ -1,4 +1,8 @@
-"""The clip-request message: the contract between ingest and project creation. Pure logic."""
+"""The clip-request message: the contract between ingest and project creation. Pure logic.
+
+Also the pipeline's other messages: the clip result, and the sweep tick the webhook receiver sends
+the sweeper when it freed a project slot.
+"""
 
 from __future__ import annotations
 
@@ -121,3 +125,17 @@ class ClipResult:
             "name": self.source.name,
             "generation": str(self.source.generation),
         }
+
+
+@dataclass(frozen=True)
+class SweepTick:
+    """ "Run now" on the sweeper's topic (Cloud Scheduler's ticks say the same; the sweeper reads
+    neither's body). ``why`` is for people reading the topic."""
+
+    why: str
+
+    def encode(self) -> bytes:
+        return json.dumps({"sweep": self.why}).encode("utf-8")
+
+    def attributes(self) -> dict[str, str]:
+        return {"why": self.why}

@@ -27,7 +27,7 @@ class VideoRecord:
     reason: str | None = None
     error: str | None = None
     upload_id: str | None = None
-    session_url: str | None = field(default=None, repr=False)
+    session_url: str | None = field(default=None, repr=False)  # only in records from before gcs/sessions.py
     committed: int = 0
     read_generation: int | None = None
     preferences: dict[str, Any] = field(default_factory=dict)

@@ -25,7 +25,7 @@ from opus_pipeline.errors import ConflictError, InProgressError, TransientError
 # How often one change reads and writes again after losing the race to another instance.
 CAS_ATTEMPTS = 20
 # What Cloud Storage answers when it is busy or throttles: worth a redelivery, never a failure.
-_STORAGE_TRANSIENT = (gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.RetryError)
+STORAGE_TRANSIENT = (gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.RetryError)
 
 R = TypeVar("R")
 
@@ -66,7 +66,7 @@ class CasObject:
             raw = blob.download_as_bytes()
         except gexc.NotFound:
             return Versioned(None, 0)
-        except _STORAGE_TRANSIENT as exc:
+        except STORAGE_TRANSIENT as exc:
             raise storage_trouble(exc, f"read {self.name}") from None
         return Versioned(raw, int(blob.generation))
 
@@ -83,7 +83,7 @@ class CasObject:
                 return int(blob.generation)
             self.conflicts += 1
             raise ConflictError(self.name) from None
-        except _STORAGE_TRANSIENT as exc:
+        except STORAGE_TRANSIENT as exc:
             raise storage_trouble(exc, f"write {self.name}") from None
         return int(blob.generation)
 

@@ -24,7 +24,7 @@ from opus_pipeline.domain.record import Stored, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.opus.clip_download import copy_clip
 from opus_pipeline.runtime import Services
-from opus_pipeline.usecases.admit import free_slot
+from opus_pipeline.usecases.admit import free_slot, hand_slot_to_sweeper
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
@@ -165,7 +165,12 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                 self.held.release(state=states.PROJECT_CREATED)
             raise
         self.svc.open_projects.mark_concluded(self.obj)
-        free_slot(self.svc, self.obj.key)  # the next waiting video starts now, not on the next sweep
+        # The next waiting video starts now, not on the next scheduled sweep: admitted here by the
+        # sweeper, or at once by a sweep the public receiver (which publishes no clip request) ticks.
+        if self.trigger == "webhook":
+            hand_slot_to_sweeper(self.svc, self.obj.key)
+        else:
+            free_slot(self.svc, self.obj.key)
         return self.record.state
 
     # -- COMPLETE ---------------------------------------------------------------------------
@@ -188,12 +193,14 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
 
     def _bring_clips_back(self, clips: list[Mapping[str, Any]]) -> None:
         rec = self.record
-        copies = dict(rec.copied)
+        copies = rec.copied
         if self.settings.copy_clips:
             for index, clip in enumerate(clips):
                 ident = manifest.clip_id(clip, index)
                 if not copies.get(ident, {}).get("copied"):
-                    copies[ident] = self._copy(clip, index)
+                    # A new dict each time: the saved record keeps the old one, and the lease
+                    # renewer may be serialising that record at this very moment.
+                    copies = {**copies, ident: self._copy(clip, index)}
                     self.held.save(copied=copies)
         concluded_at = now_rfc3339()
         doc = manifest.manifest(

@@ -24,6 +24,7 @@ from opus_pipeline.errors import (
     TransientError,
 )
 from opus_pipeline.gcs.ledger import record_path
+from opus_pipeline.gcs.sessions import UploadSessions
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
 from opus_pipeline.opus.resumable import ResumableSession, start
 from opus_pipeline.runtime import Services
@@ -72,6 +73,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
     def __init__(self, obj: StorageObject, services: Services) -> None:
         super().__init__(obj, services, logs.Logger(obj.labels()), services.settings.lease_seconds)
         self.status = services.status
+        self.sessions = UploadSessions(services.storage, services.settings.state_bucket)
         self.deadline = services.clock() + self.settings.upload_deadline_seconds
 
     # -- the story of a video ---------------------------------------------------------------
@@ -94,8 +96,10 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
                 self._hand_over()
         except PermanentError as exc:
             record_failure(self.held, self.status, exc, self.log)
+            self._forget_session()
         except SupersededError as exc:
             self._supersede(exc)
+            self._forget_session()
         except InProgressError:
             raise
         except BaseException:
@@ -108,6 +112,15 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
     def _validate(self) -> Preferences:
         """The checks that need no call: size and preferences; the preferences the project will have."""
         size, limit = self.obj.size, self.settings.max_video_bytes
+        if self.obj.content_encoding.lower() not in ("", "identity"):
+            # Its stored bytes are the compressed ones, and those are what a ranged read returns:
+            # OpusClip would receive gzip data as the video.
+            raise PermanentError(
+                f"the object is stored with contentEncoding {self.obj.content_encoding!r}, so its bytes are "
+                "not the video; upload it again without compression (no `-Z`/`--gzip-local-all` or `-z` "
+                "option of `gcloud storage cp`)",
+                reason="gzip-encoded",
+            )
         if size == 0:
             raise PermanentError("the object is empty (0 bytes); upload the video again", reason="empty")
         if size > limit:
@@ -144,7 +157,8 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _upload(self) -> None:
         """Stream every byte into one session, resuming it across failures and retries."""
-        session = self._resume() if self.record.session_url else self._open_session()
+        kept = self._kept_session()
+        session = self._resume(kept) if kept else self._open_session()
         streaming_since = self.svc.clock()
         renewals = failures = 0
         while not session.complete:
@@ -197,10 +211,11 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         check_url(link.url, hosts, "upload-link url")
         session_url = start(self.svc.opus.http, link.url)
         check_url(session_url, hosts, "upload session Location")
+        self.sessions.keep(self.obj, session_url)
         self.held.save(
             state=states.UPLOADING,
             upload_id=link.upload_id,
-            session_url=session_url,
+            session_url=None,
             committed=0,
             read_generation=self.obj.generation,
         )
@@ -213,10 +228,23 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         )
         return ResumableSession(self.svc.opus.http, session_url, self.obj.size)
 
-    def _resume(self) -> ResumableSession:
-        """The recorded session, whose position only it knows for sure."""
-        session_url = self.record.session_url or ""
+    def _kept_session(self) -> str | None:
+        """The session of the upload under way, kept apart from the record (``gcs/sessions.py``);
+        a record written before that kept it itself."""
+        if self.record.state != states.UPLOADING:
+            return None
+        return self.record.session_url or self.sessions.find(self.obj)
+
+    def _resume(self, session_url: str) -> ResumableSession:
+        """The kept session, whose position only it knows for sure."""
         return ResumableSession(self.svc.opus.http, session_url, self.obj.size, self.record.committed, invalid=True)
+
+    def _forget_session(self) -> None:
+        """No session URL outlives its upload; one left behind expires with the lifecycle rule."""
+        try:
+            self.sessions.forget(self.obj)
+        except Exception as exc:  # the upload's outcome is recorded already; this is tidying up
+            self.log.warning(f"could not delete the kept upload session ({type(exc).__name__}); it expires in a week")
 
     def _recover(self, session: ResumableSession) -> None:
         session.recover()
@@ -262,6 +290,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _uploaded(self, seconds: float) -> None:
         self.held.save(state=states.UPLOADED, committed=self.obj.size, session_url=None, uploaded_at=now_rfc3339())
+        self._forget_session()
         self.status.show(self.obj, states.UPLOADED, upload_id=self.record.upload_id, background=True)
         self.log.info(
             f"uploaded {self.obj.uri}: {self.obj.size} bytes in {seconds:.1f}s",
