@@ -179,7 +179,7 @@ def test_overwritten_while_streaming_is_superseded(stack: Stack, standin) -> Non
 
 def test_the_key_and_session_url_never_reach_logs_or_records(stack: Stack, standin, capfd) -> None:
     standin.inject(
-        {"endpoint": "chunk", "kind": "drop", "skip": 1, "after_bytes": 10},
+        {"endpoint": "chunk", "kind": "drop", "after_bytes": 10},
         {"endpoint": "chunk", "kind": "status", "status": 503, "times": 2},
     )
     resource = stack.put("talk.mp4", os.urandom(3 * CHUNK), metadata={"opus-genre": "Nope"})

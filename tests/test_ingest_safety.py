@@ -152,7 +152,7 @@ def real_sleep(stack: Stack):
 
 
 def test_a_duplicate_during_a_long_retry_after_sends_no_byte_twice(stack: Stack, standin) -> None:
-    standin.inject({"endpoint": "chunk", "kind": "status", "status": 429, "skip": 1, "headers": {"Retry-After": "5"}})
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 429, "headers": {"Retry-After": "5"}})
     first, duplicate = stream_with_a_duplicate_arriving_after(stack, standin, seconds=4)
 
     assert first == [states.QUEUED]
@@ -162,7 +162,7 @@ def test_a_duplicate_during_a_long_retry_after_sends_no_byte_twice(stack: Stack,
 
 
 def test_a_duplicate_during_a_slow_put_sends_no_byte_twice(stack: Stack, standin) -> None:
-    standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 4.5, "skip": 1})
+    standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 4.5})
     first, duplicate = stream_with_a_duplicate_arriving_after(stack, standin, seconds=3.5)
 
     assert first == [states.QUEUED]
