@@ -280,10 +280,11 @@ def ingest_once(env: dict[str, str], resource: dict) -> tuple[float, dict]:
 def measure_link(
     base_url: str, env: dict[str, str], path: Path, resource: dict, link: tuple[float, int], repeat: int
 ) -> dict:
-    """Medians of curl's PUT and of ingest on the stand-in's modelled link (turnaround s, bytes/s)."""
+    """Medians of curl's PUT and of ingest on the stand-in's modelled link (turnaround s, bytes/s), and
+    of the number of upload requests ingest sent."""
     standin = StandInControl(base_url)
     size = int(resource["size"])
-    runs: dict[str, list[float]] = {"curl": [], "ingest": []}
+    runs: dict[str, list[float]] = {"curl": [], "ingest": [], "requests": []}
     for _ in range(repeat):
         standin.reset()  # forgets the configuration too: the link is modelled again each time
         standin.model_link(*link)
@@ -291,6 +292,7 @@ def measure_link(
         standin.reset()
         standin.model_link(*link)
         runs["ingest"].append(ingest_once(env, resource)[0])
+        runs["requests"].append(sum(len(u["puts"]) for u in standin.stats()["uploads"].values()))
     standin.reset()
     return {k: statistics.median(v) for k, v in runs.items()}
 
@@ -421,7 +423,8 @@ def main() -> None:
                 print(
                     f"{'':>11}modelled link ({args.link_ms:.0f} ms turnaround, {args.link_mibps} MiB/s; medians of "
                     f"{args.link_repeat}): curl {size / n['curl'] / MIB:6.1f} MiB/s  ingest "
-                    f"{size / n['ingest'] / MIB:6.1f} MiB/s  |  ingest÷curl throughput {n['curl'] / n['ingest']:4.2f} "
+                    f"{size / n['ingest'] / MIB:6.1f} MiB/s in {n['requests']:.0f} requests  |  "
+                    f"ingest÷curl throughput {n['curl'] / n['ingest']:4.2f} "
                     f"(goal ≥ 0.95; loopback above: {m['curl'] / m['ingest']:4.2f})",
                     flush=True,
                 )

@@ -54,7 +54,7 @@ def committed_bytes(range_header: str | None) -> int:
 
 
 def interpret(status: int, headers: Mapping[str, str], total: int, action: str) -> Progress:
-    """What an answer of the session to a chunk or a status query means.
+    """What an answer of the session to an upload request or a status query means.
 
     200/201: complete. 308: ``Range`` says what is kept (also fewer bytes than sent). 404/410:
     the session is gone, a new one is needed. 408/429/5xx: try again. Anything else: refused.
@@ -159,7 +159,7 @@ class ResumableSession:
         until ``recover`` asks."""
         self.invalid = True
 
-    def _send(self, data: bytes | memoryview | StreamBody, headers: dict[str, str], action: str) -> Progress:
+    def _send(self, data: bytes | StreamBody, headers: dict[str, str], action: str) -> Progress:
         self.mark_unknown()  # until an answer says otherwise
         response = http_policy.send(
             self._http,
@@ -176,13 +176,8 @@ class ResumableSession:
         return progress
 
     def put(self, data: memoryview) -> Progress:
-        """Send ``data`` as the bytes at ``committed``; the answer says how many were kept."""
-        end = self.committed + len(data) - 1
-        headers = {
-            "Content-Range": f"bytes {self.committed}-{end}/{self.total}",
-            "Content-Type": "application/octet-stream",
-        }
-        return self._send(data, headers, "chunk upload")
+        """Send ``data``, already in memory, as the bytes at ``committed`` in one request."""
+        return self.put_stream((data,), len(data))
 
     def put_stream(self, views: Iterable[memoryview], length: int) -> Progress:
         """Send the ``length`` bytes at ``committed`` in one request, its body drawn from ``views``
