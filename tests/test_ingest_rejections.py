@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from opus_pipeline.domain import states
+from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 
 from conftest import API_KEY, CHUNK, Stack
 from support import ingest, live_metadata, record, wait_for
@@ -161,7 +162,8 @@ def test_video_by_extension_without_video_content_type_is_ingested(stack: Stack,
 
 def test_overwritten_while_streaming_is_superseded(stack: Stack, standin) -> None:
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.5, "times": 1})
-    resource = stack.put("talk.mp4", os.urandom(4 * CHUNK))
+    # longer than the first request: its end is read after that request's answer, after the overwrite
+    resource = stack.put("talk.mp4", os.urandom((FIRST_PUT_CHUNKS + 4) * CHUNK))
 
     result: list[str] = []
     worker = threading.Thread(target=lambda: result.append(ingest(stack, resource)))
