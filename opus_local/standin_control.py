@@ -46,6 +46,11 @@ class StandInControl:
         all or nothing (HTTP 400 on an unknown name or a bad value). Returns the whole configuration."""
         return self._post("config", settings)
 
+    def model_link(self, turnaround_seconds: float | None, bytes_per_second: int | None) -> dict[str, Any]:
+        """Answer each upload-session PUT ``turnaround_seconds`` after its body arrived and read bodies
+        no faster than ``bytes_per_second`` (None: off, the default); kept until a reset."""
+        return self.configure(linkTurnaroundSeconds=turnaround_seconds, linkBytesPerSecond=bytes_per_second)
+
     def config(self) -> dict[str, Any]:
         return self._get("config")
 

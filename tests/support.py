@@ -98,9 +98,10 @@ def fresh_environment() -> dict[str, str]:
 
 
 def interrupted_upload(stack: Stack, standin, data: bytes) -> tuple[dict, float, runtime.Services]:
-    """Stream ``data`` while every later chunk and status query answers 503, until the attempt's
-    time is up: the object resource, the seconds the attempt took (on its own clock) and its services."""
-    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 2})
+    """Stream ``data`` while every request after the first and every status query answers 503, until
+    the attempt's time is up: the object resource, the seconds the attempt took (on its own clock) and
+    its services. ``data`` must be longer than the first request (``FIRST_PUT_CHUNKS`` chunks)."""
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 1})
     standin.inject({"endpoint": "query", "kind": "status", "status": 503, "times": 1000})
     resource = stack.put("talk.mp4", data)
     svc = services(stack)

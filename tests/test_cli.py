@@ -129,7 +129,7 @@ def test_retry_of_an_abandoned_upload_ends_the_old_record_before_delivering_agai
 ) -> None:
     standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 1})
     standin.inject({"endpoint": "query", "kind": "status", "status": 503, "times": 1000})
-    resource = stack.put("talk.mp4", os.urandom(3 * 256 * 1024))
+    resource = stack.put("talk.mp4", os.urandom(6 * 256 * 1024))  # two requests: the first kept, then refusals
     with pytest.raises(TransientError):
         ingest(stack, resource, UPLOAD_DEADLINE_SECONDS="1")
     assert record(stack, resource).state == "uploading"

@@ -17,7 +17,7 @@ from opus_local import emulators
 from opus_local.relay import finalized_event
 
 from conftest import API_KEY, CHUNK, Stack, md5_hex
-from support import FUNCTIONS
+from support import FUNCTIONS, only_upload
 
 
 def deliver(function: emulators.Process, resource: dict, timeout: float = 60) -> int:
@@ -66,10 +66,12 @@ def test_killed_mid_stream_then_redelivered_resumes_at_the_committed_offset(
     os.killpg(first.popen.pid, signal.SIGKILL)
     first.popen.wait()
     standin.clear_faults()
+    killed_at = only_upload(standin)["committed"]
 
     second = start_ingest(stack, tmp_path, LEASE_SECONDS="3")
     try:
         assert deliver(second, resource) == 500  # the dead invocation's lease is still live: retry later
+        sent = len(only_upload(standin)["puts"])  # the requests of the killed invocation
         time.sleep(3.5)
         assert deliver(second, resource) == 200
     finally:
@@ -79,7 +81,9 @@ def test_killed_mid_stream_then_redelivered_resumes_at_the_committed_offset(
     upload = next(iter(stats["uploads"].values()))
     assert upload["md5"] == md5_hex(data)
     assert stats["calls"]["upload-links"] == 1 and stats["calls"]["start"] == 1
-    assert stats["bytesReceived"] - size <= CHUNK
+    assert upload["puts"][sent][0] == killed_at  # the redelivery went on from the byte OpusClip confirmed
+    killed_requests = upload["puts"][:sent]
+    assert stats["bytesReceived"] - size <= max(last - first + 1 for first, last in killed_requests)  # ≤ one request
     assert len(stack.pull()) == 1
 
 

@@ -10,6 +10,7 @@ import pytest
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.errors import InProgressError, TransientError
+from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 from opus_pipeline.usecases.ingest import handle_finalized
 
 from conftest import CHUNK, Stack, deliver_concurrently, md5_hex
@@ -123,7 +124,7 @@ def test_retry_after_a_failed_publish_republishes_without_reuploading(stack: Sta
 
 def test_dropped_connection_resumes_at_committed_offset(stack: Stack, standin) -> None:
     data = os.urandom(4 * CHUNK)
-    standin.inject({"endpoint": "chunk", "kind": "drop", "skip": 2, "after_bytes": 1000})
+    standin.inject({"endpoint": "chunk", "kind": "drop", "after_bytes": 2 * CHUNK + 1000, "keep_received": True})
     resource = stack.put("talk.mp4", data)
 
     assert ingest(stack, resource) == states.QUEUED
@@ -162,7 +163,7 @@ def test_session_keeping_fewer_bytes_is_continued_after_its_range(stack: Stack, 
 
 
 def test_expired_session_gets_a_new_link_and_session(stack: Stack, standin) -> None:
-    data = os.urandom(3 * CHUNK)
+    data = os.urandom((FIRST_PUT_CHUNKS + 2) * CHUNK)  # two requests: the second one finds it expired
     standin.inject({"endpoint": "chunk", "kind": "expire", "skip": 1})
     resource = stack.put("talk.mp4", data)
 
@@ -182,7 +183,7 @@ def test_slow_answers_still_complete(stack: Stack, standin) -> None:
 
 
 def test_persistent_failure_records_offset_and_raises_for_a_retry_that_resumes(stack: Stack, standin) -> None:
-    data = os.urandom(4 * CHUNK)
+    data = os.urandom((FIRST_PUT_CHUNKS + 2) * CHUNK)  # the first request is kept, every later one refused
     resource, seconds, svc = interrupted_upload(stack, standin, data)
 
     rec = record(stack, resource)

@@ -11,6 +11,7 @@ import pytest
 
 from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline.domain import states
+from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 
 from conftest import API_KEY, CHUNK, Stack, object_resource
 from support import ingest, live_metadata, record, wait_for
@@ -164,7 +165,8 @@ def test_video_by_extension_without_video_content_type_is_ingested(stack: Stack,
 
 def test_overwritten_while_streaming_is_superseded(stack: Stack, standin) -> None:
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.5, "times": 1})
-    resource = stack.put("talk.mp4", os.urandom(4 * CHUNK))
+    # longer than the first request: its end is read after that request's answer, after the overwrite
+    resource = stack.put("talk.mp4", os.urandom((FIRST_PUT_CHUNKS + 4) * CHUNK))
 
     result: list[str] = []
     worker = threading.Thread(target=lambda: result.append(ingest(stack, resource)))
@@ -182,7 +184,7 @@ def test_overwritten_while_streaming_is_superseded(stack: Stack, standin) -> Non
 
 def test_the_key_and_session_url_never_reach_logs_or_records(stack: Stack, standin, capfd) -> None:
     standin.inject(
-        {"endpoint": "chunk", "kind": "drop", "skip": 1, "after_bytes": 10},
+        {"endpoint": "chunk", "kind": "drop", "after_bytes": 10},
         {"endpoint": "chunk", "kind": "status", "status": 503, "times": 2},
     )
     resource = stack.put("talk.mp4", os.urandom(3 * CHUNK), metadata={"opus-genre": "Nope"})

@@ -7,6 +7,7 @@ from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.gcs.sessions import session_path
+from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 
 from conftest import CHUNK, Stack, md5_hex
 from support import ingest, interrupted_upload, only_upload, record
@@ -17,7 +18,7 @@ def state_object(stack: Stack, name: str):
 
 
 def test_an_upload_under_way_keeps_its_session_outside_the_state_record(stack: Stack, standin) -> None:
-    resource, _, _ = interrupted_upload(stack, standin, video_bytes(4 * CHUNK))
+    resource, _, _ = interrupted_upload(stack, standin, video_bytes((FIRST_PUT_CHUNKS + 2) * CHUNK))
     standin.clear_faults()
     obj = storage_object(resource)
 
@@ -29,7 +30,7 @@ def test_an_upload_under_way_keeps_its_session_outside_the_state_record(stack: S
 
 
 def test_the_retry_resumes_the_kept_session_and_then_deletes_it(stack: Stack, standin) -> None:
-    data = video_bytes(4 * CHUNK)
+    data = video_bytes((FIRST_PUT_CHUNKS + 2) * CHUNK)
     resource, _, _ = interrupted_upload(stack, standin, data)
     standin.clear_faults()
 
@@ -41,7 +42,7 @@ def test_the_retry_resumes_the_kept_session_and_then_deletes_it(stack: Stack, st
 
 def test_a_video_that_fails_mid_upload_leaves_no_session_behind(stack: Stack, standin) -> None:
     standin.inject({"endpoint": "chunk", "kind": "status", "status": 400, "skip": 1})
-    resource = stack.put("talk.mp4", video_bytes(3 * CHUNK))
+    resource = stack.put("talk.mp4", video_bytes((FIRST_PUT_CHUNKS + 2) * CHUNK))  # two requests
 
     assert ingest(stack, resource) == states.FAILED
 

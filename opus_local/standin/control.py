@@ -1,5 +1,6 @@
 """The control protocol under ``/_standin/``, for tests: inject faults, set the quota and the
-configuration, stall projects, reset, and report every call."""
+configuration (the upload session's link model among it), stall projects, reset, and report every
+call."""
 
 from __future__ import annotations
 

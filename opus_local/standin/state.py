@@ -65,6 +65,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "clipTitle": "Clip {rank} of {project}",
     "clipDescription": "The stand-in's clip number {rank} of project {project}.",
     "clipHashtags": "#OpusClip #StandIn",
+    # The link model of the upload session (off by default): each session PUT is answered this long
+    # after its body arrived (the storage committing it), and bodies are read no faster than this.
+    "linkTurnaroundSeconds": None,
+    "linkBytesPerSecond": None,
 }
 _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "projectSeconds": _seconds,
@@ -82,6 +86,8 @@ _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "clipTitle": lambda v: isinstance(v, str),
     "clipDescription": lambda v: isinstance(v, str),
     "clipHashtags": lambda v: isinstance(v, str),
+    "linkTurnaroundSeconds": _optional(_seconds),
+    "linkBytesPerSecond": _optional(count_from(1)),
 }
 
 
@@ -97,6 +103,7 @@ class Upload:
     total: int | None = None
     committed: int = 0
     complete: bool = False
+    puts: list[list[int]] = field(default_factory=list)  # [first, last] byte of every upload request
     _md5: str | None = None
 
     @property
@@ -114,6 +121,7 @@ class Upload:
             "complete": self.complete,
             "md5": self.md5,
             "sessionStarted": self.session is not None,
+            "puts": [list(p) for p in self.puts],
         }
 
 
@@ -253,7 +261,8 @@ class Fault:
 
     Endpoints and the kinds they honour: upload-links, clip-projects, project-get and
     exportable-clips: status | drop (connection closed, no answer) | slow; start and query: the same;
-    chunk: status | drop (cut after ``after_bytes``) | keep_fewer | expire | slow; media: status |
+    chunk: status | drop (cut after ``after_bytes``; ``keep_received`` keeps what arrived, in whole
+    256 KiB, as Cloud Storage may keep part of an interrupted request) | keep_fewer | expire | slow; media: status |
     drop (cut after ``after_bytes`` of the file) | slow; webhook (sent by the stand-in): drop (not
     sent) | slow (sent ``seconds`` late) | duplicate (sent ``copies`` times) | bad_signature."""
 
@@ -266,6 +275,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     after_bytes: int = 0
     fewer_bytes: int = GRANULARITY
+    keep_received: bool = False
     seconds: float = 0.0
     copies: int = 2
 
@@ -342,6 +352,15 @@ class StandIn:
     def expire_session(self, token: str) -> None:
         with self._lock:
             self.sessions.pop(token, None)
+
+    def link(self) -> tuple[float | None, int | None]:
+        """The link model: the turnaround of a session PUT and the rate its body is read at."""
+        with self._lock:
+            return self.config["linkTurnaroundSeconds"], self.config["linkBytesPerSecond"]
+
+    def count_put(self, upload: Upload, first: int, last: int) -> None:
+        with self._lock:
+            upload.puts.append([first, last])
 
     def count_received(self, count: int) -> None:
         """Bytes read into a session, kept or not."""

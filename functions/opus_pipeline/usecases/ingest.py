@@ -8,6 +8,7 @@ the states.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import states
@@ -26,13 +27,40 @@ from opus_pipeline.errors import (
 from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.gcs.sessions import UploadSessions
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
-from opus_pipeline.opus.resumable import ResumableSession, start
+from opus_pipeline.opus.resumable import ResumableSession, put_length, start
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
 PROGRESS_LOG_SECONDS = 5.0
 MAX_SESSION_RENEWALS = 2
+
+
+class _Link:
+    """What one invocation knows of the way to OpusClip: the source, its two-buffer prefetcher
+    (reused by every stream, so memory stays at two chunks across interruptions), the throughput
+    measured by the last request (None until one is done), and when progress was last logged
+    and recorded."""
+
+    def __init__(self, source: SourceObject, total: int, chunk: int, now: float) -> None:
+        self.source, self.total, self.chunk = source, total, chunk
+        self.rate: float | None = None
+        self.last_log = self.last_save = now
+        self._prefetcher: Prefetcher | None = None
+
+    def restart(self, start: int) -> Iterator[tuple[int, memoryview]]:
+        """The chunks from ``start``, read ahead into the same two buffers as every stream before."""
+        if self._prefetcher is None:
+            self._prefetcher = Prefetcher(self.source.read_into, start, self.total, self.chunk)
+            return iter(self._prefetcher)
+        return self._prefetcher.restart(start)
+
+    def measured(self, length: int, seconds: float) -> None:
+        self.rate = length / seconds if seconds > 0 else float("inf")
+
+    def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
 
 
 def handle_finalized(obj: StorageObject, services: Services) -> str:
@@ -160,26 +188,31 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         kept = self._kept_session()
         session = self._resume(kept) if kept else self._open_session()
         streaming_since = self.svc.clock()
+        source = SourceObject(self.svc.storage, self.obj, self.record.read_generation or self.obj.generation)
+        link = _Link(source, self.obj.size, self.settings.upload_chunk_size, streaming_since)
         renewals = failures = 0
-        while not session.complete:
-            before = session.committed
-            try:
-                if session.invalid:
-                    self._recover(session)
-                else:
-                    self._stream(session)
-            except SessionExpiredError:
-                renewals += 1
-                if renewals > MAX_SESSION_RENEWALS:
-                    raise TransientError("the OpusClip upload session keeps expiring") from None
-                self.log.warning("the upload session expired; starting a new one")
-                session = self._open_session()
-            except (DeadlineReachedError, InProgressError):
-                raise
-            except TransientError as exc:
-                failures = 1 if session.committed > before else failures + 1
-                session.mark_unknown()
-                self._wait_before_retry(exc, failures, session)
+        try:
+            while not session.complete:
+                before = session.committed
+                try:
+                    if session.invalid:
+                        self._recover(session)
+                    else:
+                        self._stream(session, link)
+                except SessionExpiredError:
+                    renewals += 1
+                    if renewals > MAX_SESSION_RENEWALS:
+                        raise TransientError("the OpusClip upload session keeps expiring") from None
+                    self.log.warning("the upload session expired; starting a new one")
+                    session = self._open_session()
+                except (DeadlineReachedError, InProgressError):
+                    raise
+                except TransientError as exc:
+                    failures = 1 if session.committed > before else failures + 1
+                    session.mark_unknown()
+                    self._wait_before_retry(exc, failures, session)
+        finally:
+            link.close()
         self._uploaded(self.svc.clock() - streaming_since)
 
     def _wait_before_retry(self, exc: TransientError, failures: int, session: ResumableSession) -> None:
@@ -255,38 +288,46 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
                 bytes=session.committed,
             )
 
-    def _stream(self, session: ResumableSession) -> None:
-        """Send from ``committed`` chunk by chunk until done or the session kept fewer bytes."""
-        source = SourceObject(self.svc.storage, self.obj, self.record.read_generation or self.obj.generation)
-        prefetcher = Prefetcher(source.read_into, session.committed, self.obj.size, self.settings.upload_chunk_size)
-        last_save = last_log = self.svc.clock()
-        try:
-            for chunk_offset, view in prefetcher:
-                session.put(view)
-                if session.complete or session.committed != chunk_offset + len(view):
-                    return
-                now = self.svc.clock()
-                if (
-                    source.generation != self.record.read_generation
-                    or now - last_save >= self.settings.lease_seconds / 3
-                ):
-                    self.held.renew(committed=session.committed, read_generation=source.generation)
-                    last_save = now
-                if now - last_log >= PROGRESS_LOG_SECONDS:
-                    self.log.info(
-                        f"streamed {session.committed} of {self.obj.size} bytes",
-                        event="upload_progress",
-                        bytes=session.committed,
-                    )
-                    last_log = now
-                if now > self.deadline:
-                    self.held.renew(committed=session.committed)
-                    raise DeadlineReachedError(
-                        f"the attempt's time is up at byte {session.committed}; the retry resumes there"
-                    )
-        finally:
-            prefetcher.close()
-        raise TransientError("the source ended before the session confirmed the last byte")
+    def _stream(self, session: ResumableSession, link: _Link) -> None:
+        """Send from ``committed`` in as few requests as the deadline allows, until done or the
+        session kept fewer bytes than sent (then the caller streams again from what it kept)."""
+        chunks = link.restart(session.committed)
+        while not session.complete:
+            now = self.svc.clock()
+            if now >= self.deadline:
+                self.held.renew(committed=session.committed)
+                raise DeadlineReachedError(
+                    f"the attempt's time is up at byte {session.committed}; the retry resumes there"
+                )
+            start = session.committed
+            length = put_length(start, self.obj.size, link.chunk, link.rate, self.deadline - now)
+            session.put_stream(self._sent(chunks, start, link), length)
+            link.measured(length, self.svc.clock() - now)
+            self._confirmed(session, link)
+            if not session.complete and session.committed != start + length:
+                return
+
+    def _sent(self, chunks: Iterator[tuple[int, memoryview]], start: int, link: _Link) -> Iterator[memoryview]:
+        """The request's body, chunk by chunk; logs the bytes handed to the socket every few seconds
+        (within one request only the sender knows them; the session confirms at its end)."""
+        for offset, view in chunks:
+            now = self.svc.clock()
+            if now - link.last_log >= PROGRESS_LOG_SECONDS:
+                self.log.info(
+                    f"sent {offset} of {self.obj.size} bytes ({start} confirmed by OpusClip)",
+                    event="upload_progress",
+                    bytes=offset,
+                )
+                link.last_log = now
+            yield view
+
+    def _confirmed(self, session: ResumableSession, link: _Link) -> None:
+        """Record what the session confirmed (and a re-pinned generation) every third of a lease."""
+        now = self.svc.clock()
+        generation = link.source.generation
+        if generation != self.record.read_generation or now - link.last_save >= self.settings.lease_seconds / 3:
+            self.held.renew(committed=session.committed, read_generation=generation)
+            link.last_save = now
 
     def _uploaded(self, seconds: float) -> None:
         self.held.save(state=states.UPLOADED, committed=self.obj.size, session_url=None, uploaded_at=now_rfc3339())
