@@ -357,6 +357,7 @@ def main() -> None:
             state_bucket="bench-state",
             output_bucket="bench-clips",
             results_topic=topic,
+            ingest_topic=topic,
             chunk_size=chunk,
             STATUS_METADATA="false",
         )

@@ -55,6 +55,14 @@ class StandInControl:
         """Make the next ``count`` projects created end STALLED."""
         self._post("stall", {"next": count})
 
+    def new_month(self) -> None:
+        """Reset the month's credits, as OpusClip does on the 1st (UTC)."""
+        self._post("new-month", {})
+
+    def credits_used(self) -> int:
+        """The credits this month's projects were charged."""
+        return self.stats()["creditsUsed"]
+
     def webhook_fault(self, kind: str, times: int = 1, skip: int = 0, **options: Any) -> None:
         """Misbehave on the next webhooks sent: ``drop``, ``slow`` (``seconds=``), ``duplicate``
         (``copies=``) or ``bad_signature``."""

@@ -358,3 +358,13 @@ def video_bytes(size: int, *, salt: bytes = b"") -> bytes:
             raise ValueError(f"{size:,} bytes leave no padding for a {len(salt)}-byte salt")
         data[-len(salt) :] = salt
     return bytes(data)
+
+
+SALT_BYTES = 16
+
+
+def unique_video(size: int = 0, *, salt: bytes | None = None) -> bytes:
+    """A real MP4 of ``size`` bytes (at least ``smallest_video()`` and room for the salt) that differs from
+    every other one (a random ``salt`` unless one is given): what tests and tools upload where random bytes
+    once did, now that ingest reads a video's duration before it sends a byte."""
+    return video_bytes(max(size, smallest_video() + SALT_BYTES), salt=salt or os.urandom(SALT_BYTES))

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from opus_local.videos import unique_video
 from opus_pipeline import runtime
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
@@ -21,6 +22,9 @@ from conftest import CHUNK, Stack
 CAP_BODY = {"code": "API_MONTHLY_CAP_REACHED", "reset_at": "2026-12-01T00:00:00Z", "upgrade_url": "https://x"}
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions" / "main.py"
+
+
+video = unique_video  # a real MP4 of a size, unique: what every test that uploads a video uploads
 
 
 def services(stack: Stack, **overrides: str) -> runtime.Services:
@@ -39,7 +43,7 @@ def create(stack: Stack, request: ClipRequest, **overrides: str) -> str:
 
 def uploaded(stack: Stack, metadata: dict | None = None) -> tuple[dict, ClipRequest]:
     """A video really streamed by ingest, and the clip request it published."""
-    resource = stack.put("talk.mp4", os.urandom(CHUNK + 1), metadata=metadata)
+    resource = stack.put("talk.mp4", video(CHUNK + 1), metadata=metadata)
     assert ingest(stack, resource) == states.QUEUED
     [received] = stack.pull()
     return resource, ClipRequest.decode(received.message.data)

@@ -12,6 +12,7 @@ BASE = {
     "STATE_BUCKET": "state",
     "OUTPUT_BUCKET": "clips",
     "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
+    "INGEST_REQUESTS_TOPIC": "projects/p/topics/ingest-requests",
     "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
 }
 
@@ -21,7 +22,8 @@ def test_defaults() -> None:
     assert settings.opus_api_base_url == "https://api.opus.pro"
     assert settings.upload_url_hosts == ("storage.googleapis.com",)
     assert settings.upload_chunk_size == 16 * 1024 * 1024
-    assert settings.max_video_bytes == 10 * 1024**3
+    assert settings.max_video_bytes == 30_000_000_000  # OpusClip: 30 GB per upload
+    assert settings.max_video_seconds == 36_000  # and 10 hours
     assert settings.upload_deadline_seconds < 540
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from opus_pipeline.errors import InProgressError
 from opus_pipeline.usecases.ingest import handle_finalized
 
 from conftest import API_KEY, CHUNK, Stack, md5_hex
-from support import ingest, only_upload, record, services, wait_for
+from support import ingest, only_upload, record, services, video, wait_for
 
 
 class _Counting(BaseHTTPRequestHandler):
@@ -61,7 +60,7 @@ def redirect_to(server: ThreadingHTTPServer, status: int) -> dict:
 
 def test_a_redirect_from_the_upload_session_sends_nothing_elsewhere(stack: Stack, standin, elsewhere) -> None:
     standin.inject({"endpoint": "chunk", **redirect_to(elsewhere, 307)})
-    resource = stack.put("talk.mp4", os.urandom(1000))
+    resource = stack.put("talk.mp4", video())
 
     assert ingest(stack, resource) == states.FAILED
 
@@ -73,7 +72,7 @@ def test_a_redirect_from_the_upload_session_sends_nothing_elsewhere(stack: Stack
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_from_the_api_sends_no_key_elsewhere(stack: Stack, standin, elsewhere, status: int) -> None:
     standin.inject({"endpoint": "upload-links", **redirect_to(elsewhere, status)})
-    resource = stack.put("talk.mp4", os.urandom(1000))
+    resource = stack.put("talk.mp4", video())
 
     assert ingest(stack, resource) == states.FAILED
     assert record(stack, resource).reason == "refused-host"
@@ -92,7 +91,7 @@ def test_an_upload_link_without_total_amount_uploads_anyway(stack: Stack, standi
     ).json()
     del link["totalAmount"], link["useAmount"]
     standin.inject({"endpoint": "upload-links", "kind": "status", "status": 200, "body": link})
-    data = os.urandom(CHUNK + 3)
+    data = video(CHUNK + 3)
     resource = stack.put("talk.mp4", data)
 
     assert ingest(stack, resource) == states.QUEUED
@@ -105,7 +104,7 @@ def test_an_upload_link_without_total_amount_uploads_anyway(stack: Stack, standi
 
 def test_a_rewrite_with_the_same_bytes_mid_stream_is_continued_on_the_live_generation(stack: Stack, standin) -> None:
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.5, "times": 1})
-    data = os.urandom(4 * CHUNK)
+    data = video(4 * CHUNK)
     resource = stack.put("talk.mp4", data)
     bucket = stack.storage.bucket(stack.source_bucket)
 
@@ -127,7 +126,7 @@ def test_a_rewrite_with_the_same_bytes_mid_stream_is_continued_on_the_live_gener
 
 def stream_with_a_duplicate_arriving_after(stack: Stack, standin, seconds: float) -> tuple[list, list]:
     """Stream one video with a 3 s lease; deliver the same event again ``seconds`` in."""
-    data = os.urandom(3 * CHUNK)
+    data = video(3 * CHUNK)
     resource = stack.put("talk.mp4", data)
     first: list[object] = []
     worker = threading.Thread(

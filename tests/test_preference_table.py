@@ -24,6 +24,7 @@ REQUIRED = {
     "STATE_BUCKET": "state",
     "OUTPUT_BUCKET": "clips",
     "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
+    "INGEST_REQUESTS_TOPIC": "projects/p/topics/ingest-requests",
     "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
 }
 

@@ -1,4 +1,6 @@
-"""The clip-request message: the contract between ingest and project creation. Pure logic."""
+"""The messages between the functions and to the user's tools: the clip request (ingest → project
+creation), the ingest request (the sweeper → ingest, for a video admitted against this month's
+credits) and the clip result. Pure logic."""
 
 from __future__ import annotations
 
@@ -80,6 +82,38 @@ class ClipRequest:
 
 
 @dataclass(frozen=True)
+class IngestRequest:
+    """``{"schemaVersion": 1, "source": {"bucket", "name", "generation"}}`` on ``INGEST_REQUESTS_TOPIC``:
+    upload this version of this object now. Ingest acts on it only for a video its ledger holds as
+    waiting for credits, so a forged or replayed request can start nothing else."""
+
+    source: StorageObject
+
+    def encode(self) -> bytes:
+        return json.dumps({"schemaVersion": SCHEMA_VERSION, "source": self.source.ref()}).encode("utf-8")
+
+    def attributes(self) -> dict[str, str]:
+        return self.source.ref()
+
+    @classmethod
+    def decode(cls, data: bytes) -> IngestRequest:
+        """Parse and validate a message body; ``PoisonMessageError`` says what is wrong."""
+        try:
+            body = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise PoisonMessageError("the message body is not UTF-8 JSON") from None
+        if not isinstance(body, dict) or body.get("schemaVersion") != SCHEMA_VERSION:
+            raise PoisonMessageError("the message is not a JSON object with schemaVersion 1")
+        source = body.get("source")
+        fields = ("bucket", "name", "generation")
+        if not isinstance(source, dict) or not all(isinstance(source.get(f), str) and source[f] for f in fields):
+            raise PoisonMessageError("source must be an object of bucket, name and generation strings")
+        if not (source["generation"].isascii() and source["generation"].isdigit()):
+            raise PoisonMessageError("source.generation is not a whole number")
+        return cls(StorageObject(source["bucket"], source["name"], int(source["generation"]), size=0))
+
+
+@dataclass(frozen=True)
 class ClipResult:
     """One message per concluded video on ``CLIP_RESULTS_TOPIC``, for the user's own tools."""
 
@@ -90,6 +124,8 @@ class ClipResult:
     clip_count: int
     manifest: str | None
     reason: str | None = None
+    duration_seconds: float | None = None
+    credits: int | None = None
 
     def encode(self) -> bytes:
         body = {
@@ -100,6 +136,8 @@ class ClipResult:
             "status": self.status,
             "clipCount": self.clip_count,
             "manifest": self.manifest,
+            "durationSeconds": self.duration_seconds,
+            "credits": self.credits,
         }
         if self.reason:
             body["reason"] = self.reason

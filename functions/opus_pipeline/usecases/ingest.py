@@ -10,9 +10,11 @@ from __future__ import annotations
 import random
 
 from opus_pipeline import http_policy, logs
-from opus_pipeline.domain import states
+from opus_pipeline.domain import credits, states
 from opus_pipeline.domain.events import StorageObject, skip_reason
-from opus_pipeline.domain.preferences import parse_metadata
+from opus_pipeline.domain.media_probe import RangedReader, probe_duration
+from opus_pipeline.domain.messages import IngestRequest
+from opus_pipeline.domain.preferences import Preferences, parse_metadata
 from opus_pipeline.domain.record import VideoRecord, now_rfc3339
 from opus_pipeline.domain.url_policy import check_url
 from opus_pipeline.errors import (
@@ -26,6 +28,7 @@ from opus_pipeline.errors import (
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
 from opus_pipeline.opus.resumable import ResumableSession, start
 from opus_pipeline.runtime import Services
+from opus_pipeline.usecases import credits as credit_queue
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
@@ -44,15 +47,38 @@ def handle_finalized(obj: StorageObject, services: Services) -> str:
     return _Ingest(obj, services).run()
 
 
+def handle_ingest_request(request: IngestRequest, services: Services) -> str:
+    """The sweeper admitted a video that waited for credits: upload it now. Only a video the ledger
+    holds as waiting for credits is touched; any other request is logged and acknowledged."""
+    stored = services.ledger.read(request.source)
+    record = stored.record if stored else None
+    if record is None or record.state != states.WAITING or record.waiting_for != credits.WAITING_FOR_CREDITS:
+        logs.info(
+            f"ignored an ingest request for {request.source.uri}: "
+            + (f"it is {record.state}, not waiting for credits" if record else "no video of that generation is known"),
+            labels=request.source.labels(),
+            event="stale_ingest_request",
+        )
+        return record.state if record else states.SKIPPED
+    return _Ingest(record.source, services, admitted=True).run()
+
+
 class _Ingest(LeasedUseCase[states.IngestStep]):
     """One invocation's work on one video; holds the lease while it runs."""
 
     rule = staticmethod(states.ingest_step)
 
-    def __init__(self, obj: StorageObject, services: Services) -> None:
+    def __init__(self, obj: StorageObject, services: Services, admitted: bool = False) -> None:
         super().__init__(obj, services, logs.Logger(obj.labels()), services.settings.lease_seconds)
         self.status = services.status
         self.deadline = services.clock() + self.settings.upload_deadline_seconds
+        self.admitted = admitted  # the sweeper's ingest request for a video that waited for credits
+
+    def decide(self, record: VideoRecord) -> states.IngestStep:
+        admitted = self.admitted and record.waiting_for == credits.WAITING_FOR_CREDITS and not record.upload_complete
+        return states.ingest_step(
+            record.state, record.lease_owner, record.lease_expires, self.lease.owner, self.svc.wall(), admitted
+        )
 
     # -- the story of a video ---------------------------------------------------------------
 
@@ -70,6 +96,8 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         try:
             with self.held.keep_alive(on_lost=self._lease_trouble):
                 if step is states.IngestStep.UPLOAD:
+                    if not self._may_upload():
+                        return self.record.state
                     self._upload()
                 self._hand_over()
         except PermanentError as exc:
@@ -85,7 +113,38 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             self.status.wait()
         return self.record.state
 
-    def _validate(self) -> None:
+    def _may_upload(self) -> bool:
+        """Before any byte, once: the checks, the probe, and whether this month's credits suffice
+        (a video admitted from the credit queue, or resumed, passed them already)."""
+        if self.record.state != states.RECEIVED:
+            return True
+        estimate = self._probe(self._validate())
+        if credit_queue.ask(self.svc, self.obj.key, estimate):
+            return True
+        credit_queue.wait(self.svc, self.held, self.log, f"its {estimate} credits do not fit this month")
+        return False
+
+    def _probe(self, prefs: Preferences) -> int:
+        """The duration from the container header (a few ranged reads of the pinned generation), the
+        credits it will cost, and OpusClip's limits on both, before any byte is sent."""
+        source = SourceObject(self.svc.storage, self.obj, self.obj.generation)
+        reader = RangedReader(source.read_range, self.obj.size)
+        seconds = probe_duration(reader, name=self.obj.uri)
+        estimate = credits.estimate(seconds, prefs.range)
+        self.held.save(duration_seconds=round(seconds, 3), credits=estimate)
+        extra = {"opus-duration": str(round(seconds, 3)), "opus-credits": str(estimate)}
+        self.status.show(self.obj, states.RECEIVED, extra=extra, background=True)
+        self.log.info(
+            f"{self.obj.uri} lasts {seconds:.1f} s: its project costs about {estimate} credits",
+            event="video_probed",
+            seconds=round(seconds, 3),
+            credits=estimate,
+            bytes=reader.bytes_read,
+        )
+        credits.check_video(seconds, prefs.range, self.settings.max_video_seconds)
+        return estimate
+
+    def _validate(self) -> Preferences:
         size, limit = self.obj.size, self.settings.max_video_bytes
         if size == 0:
             raise PermanentError("the object is empty (0 bytes); upload the video again", reason="empty")
@@ -97,6 +156,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             )
         prefs = parse_metadata(self.obj.metadata)
         self.held.save(preferences=prefs.to_message())
+        return prefs
 
     def _upload(self) -> None:
         """Stream every byte into one session, resuming it across failures and retries."""
@@ -138,8 +198,6 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _open_session(self) -> ResumableSession:
         """New upload link and session, recorded before any byte is sent."""
-        if self.record.state == states.RECEIVED:
-            self._validate()
         link = self.svc.opus.create_upload_link()
         if link.remaining is None:
             self.log.info("OpusClip did not say how much upload quota is left; uploading anyway")

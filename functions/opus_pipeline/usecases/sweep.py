@@ -19,6 +19,7 @@ from opus_pipeline.errors import PipelineError, TransientError
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import admit
 from opus_pipeline.usecases.conclude import check_project
+from opus_pipeline.usecases.credits import admit_waiting
 
 
 @dataclass
@@ -31,11 +32,13 @@ class SweepReport:
     reclaimed: int = 0
     slots_in_use: int = 0
     waiting: int = 0
+    admitted_for_credits: int = 0
 
 
 def sweep(services: Services) -> SweepReport:
     report = SweepReport()
     report.reclaimed = reclaim_slots(services, report)  # first: a long sweep must not starve the queue
+    report.admitted_for_credits = _admit_for_credits(services)
     ledger = services.ledger
     for obj in services.open_projects.open_projects():
         report.open += 1
@@ -70,8 +73,18 @@ def sweep(services: Services) -> SweepReport:
         reclaimed=report.reclaimed,
         slots_in_use=report.slots_in_use,
         waiting=report.waiting,
+        admitted_for_credits=report.admitted_for_credits,
     )
     return report
+
+
+def _admit_for_credits(services: Services) -> int:
+    """The credit queue's turn; its trouble (OpusClip unreachable) waits for the next tick."""
+    try:
+        return len(admit_waiting(services))
+    except PipelineError as exc:
+        logs.warning(f"sweep: the videos waiting for credits could not be looked at: {exc}", reason=exc.reason)
+        return 0
 
 
 def reclaim_slots(services: Services, report: SweepReport) -> int:
