@@ -9,6 +9,7 @@ from typing import Any
 import requests
 
 from . import standin
+from .videos import unique_video
 
 
 class StandInControl:
@@ -110,10 +111,11 @@ class StandInControl:
         return self.stats()["uploads"][upload_id]
 
     def create_project(self, api_key: str, **request: Any) -> requests.Response:
-        """A small video uploaded whole, then ``POST /api/clip-projects`` for it with ``request`` added to
-        the body, as the pipeline sends it; the raw answer, so that refusals can be inspected."""
+        """A small real video uploaded whole (the stand-in bills by its duration), then
+        ``POST /api/clip-projects`` for it with ``request`` added to the body, as the pipeline sends it;
+        the raw answer, so that refusals can be inspected."""
         upload_id, location = self._start(api_key)
-        data = b"standin video"
+        data = unique_video()
         requests.put(
             location, data=data, headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"}, timeout=10
         ).raise_for_status()

@@ -88,8 +88,9 @@ class Usage:
     reset_at: str | None = None
     seen_at: float = 0.0
 
-    def fresh(self, now: float) -> bool:
-        return now - self.seen_at <= (UNCAPPED_FRESH_SECONDS if self.uncapped else USAGE_FRESH_SECONDS)
+    def fresh(self, now: float, max_age: float = USAGE_FRESH_SECONDS) -> bool:
+        """Whether still to be believed: ``max_age`` seconds (an uncapped answer: an hour)."""
+        return now - self.seen_at <= (UNCAPPED_FRESH_SECONDS if self.uncapped else max_age)
 
     @classmethod
     def from_answer(cls, body: Any, now: float) -> Usage | None:

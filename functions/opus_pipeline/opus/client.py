@@ -14,7 +14,7 @@ from urllib.parse import quote
 import requests
 
 from opus_pipeline import http_policy, logs
-from opus_pipeline.domain.credits import Usage
+from opus_pipeline.domain.credits import USAGE_FRESH_SECONDS, Usage
 from opus_pipeline.errors import ConcurrentCapError, OpusApiError, RateLimitedError, TransientError
 
 RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
@@ -139,14 +139,14 @@ class OpusClient:
             raise TransientError(f"OpusClip answered {action} without a JSON body", reason="opus-unavailable")
         return answer
 
-    def usage(self) -> Usage:
-        """This month's credits as OpusClip counts them, at most a minute old (an uncapped answer: an
-        hour): the ``X-RateLimit-*`` headers of the last answer, else ``GET /api/api-usage?q=mine``.
+    def usage(self, max_age: float = USAGE_FRESH_SECONDS) -> Usage:
+        """This month's credits as OpusClip counts them, at most ``max_age`` seconds old (an uncapped
+        answer: an hour): the ``X-RateLimit-*`` headers of the last answer, else ``GET /api/api-usage?q=mine``.
 
         An API without that endpoint (404) is taken as uncapped for the hour, with a warning: the
         403 at creation still makes a video wait then."""
         now = time.time()
-        if self._usage is not None and self._usage.fresh(now):
+        if self._usage is not None and self._usage.fresh(now, max_age):
             return self._usage
         try:
             answer = self._call("GET", "/api/api-usage", "the usage lookup", params={"q": "mine"})

@@ -70,7 +70,8 @@ def admit_waiting(services: Services) -> list[str]:
     _settle_ended(services, book)
     if not book.waiting:
         return []
-    usage, now = services.opus.usage(), services.wall()
+    # A tick is minutes apart and asks only while videos wait: the numbers of now, not of the last minute.
+    usage, now = services.opus.usage(max_age=0), services.wall()
     budget = services.settings.monthly_credit_budget
     admitted = services.credit_ledger.change(month_of(now), lambda b: b.admit_due(usage, budget, now))
     for key in admitted:
