@@ -230,7 +230,7 @@ def test_thirty_videos_at_once_all_come_back_under_the_caps_without_a_refusal(tm
 
     assert report.outcomes == {states.CLIPS_READY: 30}
     assert report.projects == 30 and report.dead_letters == 0
-    assert report.refused == {"rate": 0, "concurrent": 0}
+    assert report.refused == {"rate": 0, "concurrent": 0, "monthly": 0}
     assert report.max_in_flight <= 3
     assert report.floor_ratio <= 1.3, report
 

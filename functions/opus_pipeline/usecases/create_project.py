@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from opus_pipeline import logs
 from opus_pipeline.domain import states
-from opus_pipeline.domain.credits import WAITING_FOR_SLOT, epoch_of
+from opus_pipeline.domain.credits import WAITING_FOR_SLOT
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.project_request import build_command, check_command
 from opus_pipeline.domain.record import VideoRecord
@@ -148,7 +148,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         credits until ``reset_at``, then its project is created from the same upload."""
         free_slot(self.svc, self.obj.key)
         why = f"OpusClip's monthly cap is reached until {exc.reset_at}"
-        return credit_queue.wait(self.svc, self.held, self.log, why, not_before=epoch_of(exc.reset_at))
+        return credit_queue.wait(self.svc, self.held, self.log, why, reset_at=exc.reset_at)
 
     def _fail(self, exc: PermanentError) -> str:
         free_slot(self.svc, self.obj.key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from opus_pipeline import logs
 from opus_pipeline.domain import states
-from opus_pipeline.domain.credits import WAITING_FOR_CREDITS, CreditBook, Usage, month_of
+from opus_pipeline.domain.credits import WAITING_FOR_CREDITS, CreditBook, Usage, epoch_of, month_of
 from opus_pipeline.domain.messages import IngestRequest
 from opus_pipeline.domain.record import object_from_key
 from opus_pipeline.gcs.claims import HeldRecord
@@ -36,12 +36,13 @@ def ask(services: Services, key: str, credits: int) -> bool:
     return services.credit_ledger.change(month_of(now), lambda book: book.ask(key, credits, now, usage, budget))
 
 
-def wait(services: Services, held: HeldRecord, log: logs.Logger, why: str, not_before: float | None = None) -> str:
-    """Put the held video in the credit queue (``waiting``, ``opus-waiting-for=credits``) and say why."""
-    record, now = held.record, services.wall()
+def wait(services: Services, held: HeldRecord, log: logs.Logger, why: str, reset_at: str | None = None) -> str:
+    """Put the held video in the credit queue (``waiting``, ``opus-waiting-for=credits``) and say why;
+    after a 403 at creation it is admitted again no earlier than OpusClip's ``reset_at``."""
+    record, now, not_before = held.record, services.wall(), epoch_of(reset_at)
     estimate = record.credits or 0
     services.credit_ledger.change(month_of(now), lambda book: book.wait(record.source.key, estimate, now, not_before))
-    held.release(state=states.WAITING, waiting_for=WAITING_FOR_CREDITS)
+    held.release(state=states.WAITING, waiting_for=WAITING_FOR_CREDITS, reset_at=reset_at)
     services.status.show(
         record.source, states.WAITING, upload_id=record.upload_id, extra={"opus-waiting-for": WAITING_FOR_CREDITS}
     )
