@@ -80,6 +80,7 @@ def run_burst(
             projectSeconds=project_seconds,
             clipsPerProject=1,
             clipBytes=1024,
+            monthlyCreditLimit=None,  # the month's credits are credit_month.py's story
         )
         client = storage.Client()
         bucket = client.bucket(SOURCE_BUCKET)

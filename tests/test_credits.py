@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from opus_local import videos
+from opus_local.credit_month import run_credit_month
 from opus_pipeline.domain import states
 from opus_pipeline.domain.credits import CreditBook, Usage, estimate
 from opus_pipeline.domain.events import storage_object
@@ -234,3 +235,16 @@ def test_the_standin_charges_by_duration_refuses_over_the_cap_and_resets_the_mon
     standin.new_month()
     assert standin.credits_used() == 0
     assert json.loads(api(standin, "/api/api-usage?q=mine").text)["monthly"]["remaining"] == 15
+
+
+# -- the story: a folder twice the month ---------------------------------------------------------
+
+
+def test_a_folder_twice_the_month_waits_for_the_reset_then_all_come_back_each_uploaded_once(tmp_path: Path) -> None:
+    report = run_credit_month(tmp_path / "month", videos=30, monthly_limit=150)
+
+    assert report.before_reset == {states.CLIPS_READY: 15, "waiting/credits": 15}
+    assert report.after_reset == {states.CLIPS_READY: 30}
+    assert report.dead_letters == 0
+    assert report.uploads == 30 and report.bytes_sent == report.folder_bytes  # no upload sent twice
+    assert report.credits_used == 150  # this month's: the second half
