@@ -12,6 +12,7 @@ import requests
 
 from opus_local import videos
 from opus_local.credit_month import run_credit_month
+from opus_pipeline import cli
 from opus_pipeline.domain import states
 from opus_pipeline.domain.credits import CreditBook, Usage, estimate
 from opus_pipeline.domain.events import storage_object
@@ -198,6 +199,43 @@ def test_a_monthly_cap_at_creation_waits_for_reset_at_then_creates_from_the_same
     [message] = stack.pull()
     assert create(stack, ClipRequest.decode(message.message.data)) == states.PROJECT_CREATED
     assert standin.calls("upload-links") == 1 and len(standin.stats()["projects"]) == 1
+
+
+# -- showing it ----------------------------------------------------------------------------------
+
+
+def one_waiting(stack: Stack, standin) -> dict:
+    standin.configure(monthlyCreditLimit=15)
+    ingest(stack, stack.put("one.mp4", video()))
+    waiting = stack.put("two.mp4", video())
+    assert ingest(stack, waiting) == states.WAITING
+    return waiting
+
+
+def test_usage_prints_the_month_what_is_reserved_and_one_line_per_waiting_video(
+    stack: Stack, standin, monkeypatch, capsys
+) -> None:
+    waiting = one_waiting(stack, standin)
+    monkeypatch.setenv("OPUS_API_KEY", API_KEY)
+    monkeypatch.setenv("OPUS_API_BASE_URL", standin.base_url)
+    capsys.readouterr()
+    assert cli.main(["usage", f"gs://{stack.source_bucket}", "--state-bucket", stack.state_bucket]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 15 credits used, 15 remaining" in out
+    assert "reserved by 1 admitted videos not yet created: 10 credits" in out
+    [line] = [x for x in out.splitlines() if x.startswith("  gs://")]
+    assert line.startswith(f"  gs://{stack.source_bucket}/two.mp4#{waiting['generation']}  10 credits")
+
+
+def test_status_shows_why_a_video_waits(stack: Stack, standin, capsys) -> None:
+    one_waiting(stack, standin)
+    capsys.readouterr()
+    args = ["status", f"gs://{stack.source_bucket}/two", "--state-bucket", stack.state_bucket]
+    assert cli.main(args) == 0
+    assert "waiting/credits" in capsys.readouterr().out
+    assert cli.main([*args, "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["waitingFor"] == "credits" and row["credits"] == 10
 
 
 # -- the stand-in's monthly cap ------------------------------------------------------------------
