@@ -42,11 +42,20 @@ def test_the_book_admits_oldest_first_and_lets_a_smaller_one_behind_a_big_one_go
     assert book.reserved == {"small": 20} and [w["key"] for w in book.waiting] == ["big", "medium"]
 
 
+def test_a_remaining_seen_before_a_creation_does_not_hand_out_its_credits_twice() -> None:
+    book = CreditBook()
+    seen_before = Usage(uncapped=False, limit=20, remaining=20, seen_at=10.0)
+    assert book.ask("a", 10, 11.0, seen_before, None) and book.ask("b", 10, 11.0, seen_before, None)
+    book.settle("a", created=True, now=12.0)  # OpusClip charged it after the numbers were seen
+    assert not book.ask("c", 10, 13.0, seen_before, None)
+    assert book.room(Usage(uncapped=False, limit=20, remaining=10, seen_at=13.5), None) == 0  # b holds the rest
+
+
 def test_the_budget_counts_the_projects_created_this_month_and_starts_again_next_month() -> None:
     book, uncapped = CreditBook(), Usage(uncapped=True)
     book.roll("2026-12")
     assert book.ask("a", 10, 0.0, uncapped, budget=15)
-    book.settle("a", created=True)
+    book.settle("a", created=True, now=0.0)
     assert not book.ask("b", 10, 0.0, uncapped, budget=15)
     book.roll("2027-01")
     assert book.admit_due(uncapped, 15, now=1.0) == ["b"]

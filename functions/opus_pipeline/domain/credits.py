@@ -9,6 +9,10 @@ not yet created (``reserved``), the videos waiting for credits oldest first (``w
 estimates of the projects created this UTC month (``created``, what ``OPUS_MONTHLY_CREDIT_BUDGET``
 is counted against). OpusClip's own ``remaining`` already counts the created projects, so a video
 fits when its estimate is at most ``remaining - reserved`` (and ``budget - created - reserved``).
+
+OpusClip's numbers may be up to a minute old while the book is current: a project created after
+they were seen no longer holds a reservation, yet is not in that ``remaining`` either. ``spent`` keeps
+the last minutes' creations, so that they are taken off a ``remaining`` seen before them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from opus_pipeline.errors import PermanentError
 
 USAGE_FRESH_SECONDS = 60.0  # a decision reads OpusClip's numbers at most this old
 UNCAPPED_FRESH_SECONDS = 3600.0  # an uncapped answer is believed this long: no call per video
+SPENT_KEPT_SECONDS = 2 * USAGE_FRESH_SECONDS  # longer than any ``remaining`` a decision believes
 WAITING_FOR_CREDITS = "credits"
 WAITING_FOR_SLOT = "slot"
 
@@ -128,6 +133,7 @@ class CreditBook:
     created: int = 0
     reserved: dict[str, int] = field(default_factory=dict)
     waiting: list[dict[str, Any]] = field(default_factory=list)  # {"key", "credits", "since", "notBefore"}
+    spent: list[list[float]] = field(default_factory=list)  # [when, credits] of the last minutes' creations
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -144,7 +150,8 @@ class CreditBook:
     def room(self, usage: Usage, budget: int | None) -> int | None:
         """The credits a newly admitted video may take now; None when nothing limits them."""
         held = sum(self.reserved.values())
-        limits = [] if usage.uncapped else [usage.remaining - held]
+        unseen = sum(credits for when, credits in self.spent if when >= usage.seen_at)
+        limits = [] if usage.uncapped else [usage.remaining - held - int(unseen)]
         if budget is not None:
             limits.append(budget - self.created - held)
         return min(limits) if limits else None
@@ -184,10 +191,12 @@ class CreditBook:
             admitted.append(entry["key"])
         return admitted
 
-    def settle(self, key: str, created: bool) -> None:
+    def settle(self, key: str, created: bool, now: float) -> None:
         """The video's project was created (its estimate now counts against the budget) or will
         not be: its reservation and its place in the queue are given up."""
         credits = self.reserved.pop(key, 0)
         self.waiting = [w for w in self.waiting if w["key"] != key]
-        if created:
+        self.spent = [s for s in self.spent if s[0] > now - SPENT_KEPT_SECONDS]
+        if created and credits:
             self.created += credits
+            self.spent.append([now, credits])

@@ -59,7 +59,8 @@ def wait(services: Services, held: HeldRecord, log: logs.Logger, why: str, reset
 def settle(services: Services, key: str, created: bool) -> None:
     """``key``'s project was created (its estimate is spent) or will not be (its reservation is freed)."""
     if _checked(services) is not None:
-        services.credit_ledger.change(month_of(services.wall()), lambda book: book.settle(key, created))
+        now = services.wall()
+        services.credit_ledger.change(month_of(now), lambda book: book.settle(key, created, now))
 
 
 def admit_waiting(services: Services) -> list[str]:
@@ -89,12 +90,13 @@ def _settle_ended(services: Services, book: CreditBook) -> None:
         if state in _CREATED_STATES or state is None or state in states.END_STATES:
             ended[key] = state in _CREATED_STATES
     if ended:
+        now = services.wall()
 
         def edit(b: CreditBook) -> None:
             for key, created in ended.items():
-                b.settle(key, created)
+                b.settle(key, created, now)
 
-        services.credit_ledger.change(month_of(services.wall()), edit)
+        services.credit_ledger.change(month_of(now), edit)
 
 
 def _hand_back(services: Services, key: str) -> None:
