@@ -14,7 +14,7 @@ from opus_local import videos
 from opus_local.credit_month import run_credit_month
 from opus_pipeline import cli
 from opus_pipeline.domain import states
-from opus_pipeline.domain.credits import CreditBook, Usage, estimate
+from opus_pipeline.domain.credits import CreditBook, Usage, estimate, running_low
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.gcs.credit_ledger import BOOK_OBJECT
@@ -59,6 +59,13 @@ def test_the_budget_counts_the_projects_created_this_month_and_starts_again_next
     assert not book.ask("b", 10, 0.0, uncapped, budget=15)
     book.roll("2027-01")
     assert book.admit_due(uncapped, 15, now=1.0) == ["b"]
+
+
+def test_credits_run_low_below_the_oldest_waiting_estimate_or_a_tenth_of_the_limit() -> None:
+    assert running_low(Usage(uncapped=False, limit=900, remaining=80), oldest_waiting=0)
+    assert running_low(Usage(uncapped=False, limit=900, remaining=100), oldest_waiting=120)
+    assert not running_low(Usage(uncapped=False, limit=900, remaining=100), oldest_waiting=60)
+    assert not running_low(Usage(uncapped=True), oldest_waiting=60)
 
 
 def test_the_rate_limit_headers_are_the_monthly_numbers() -> None:
@@ -159,6 +166,16 @@ def test_after_the_month_resets_the_sweeper_hands_the_waiting_video_back_to_inge
     assert request.source.key == storage_object(second).key
     assert handle_ingest_request(request, services(stack)) == states.QUEUED
     assert record(stack, second).upload_complete and standin.calls("upload-links") == 2
+
+
+def test_the_sweep_logs_the_months_numbers_and_warns_when_they_run_low(stack: Stack, standin, capsys) -> None:
+    one_waiting(stack, standin)
+    assert create(stack, ClipRequest.decode(stack.pull()[0].message.data)) == states.PROJECT_CREATED
+    capsys.readouterr()
+    sweep(services(stack))
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"event": "credits"' in x]
+    assert line["severity"] == "WARNING" and line["low"] is True  # 5 left, the oldest waiting needs 10
+    assert (line["remaining"], line["limit"], line["reserved"], line["oldest_waiting"]) == (5, 15, 0, 10)
 
 
 def test_an_ingest_request_for_a_video_not_waiting_for_credits_is_ignored(stack: Stack, standin) -> None:

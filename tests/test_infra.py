@@ -361,8 +361,9 @@ def test_fresh_project_ordering() -> None:
     assert metric_wait["triggers"] == {
         "video_failures": "${google_logging_metric.video_failures.id}",
         "projects_stalled": "${google_logging_metric.projects_stalled.id}",
+        "credits_low": "${google_logging_metric.credits_low.id}",
     }
-    for name in ("video_failed", "project_stalled"):
+    for name in ("video_failed", "project_stalled", "credits_low"):
         alert = resources("google_monitoring_alert_policy")[name]
         assert alert["depends_on"] == ["${time_sleep.log_metrics_registered}"], name
 
@@ -658,7 +659,8 @@ def test_create_project_outlives_its_worst_case_call() -> None:
 
 TILE = re.compile(
     r'\{title = "(?P<title>.*?)", plot = "(?P<plot>\w+)", filter = "(?P<filter>.*?)", '
-    r'aligner = "(?P<aligner>\w+)", reducer = "(?P<reducer>\w+)", group = \[(?P<group>.*?)\]\}'
+    r'aligner = "(?P<aligner>\w+)", reducer = "(?P<reducer>\w+)", group = \[(?P<group>.*?)\]'
+    r'(?:, period = "(?P<period>\w+)")?\}'
 )
 
 
@@ -752,3 +754,24 @@ def test_the_instance_caps_are_bounded_variables() -> None:
         assert f"var.{name} >= 1" in condition and f"floor(var.{name}) == var.{name}" in condition, name
     assert variables["max_parallel_projects"]["default"] == config.Settings.max_parallel_projects
     assert variables["rate_per_minute"]["default"] == config.Settings.rate_per_minute
+
+
+def test_ingest_requests_reach_the_ingest_function_and_only_the_sweeper_publishes_them() -> None:
+    """The sweeper hands a video admitted against this month's credits back to ingest (issue 18)."""
+    trigger = resources("google_eventarc_trigger")["ingest_requests"]
+    assert one(trigger["matching_criteria"]) == {
+        "attribute": "type",
+        "value": "google.cloud.pubsub.topic.v1.messagePublished",
+    }
+    assert one(one(trigger["transport"])["pubsub"])["topic"] == "${google_pubsub_topic.ingest_requests.id}"
+    service = one(one(trigger["destination"])["cloud_run_service"])["service"]
+    assert service == '${google_cloudfunctions2_function.this["ingest"].service_config[0].service}'
+    assert trigger["service_account"] == "${google_service_account.trigger.email}"
+    publishers = [
+        body["member"]
+        for rtype, _, body in bindings()
+        if rtype == "google_pubsub_topic_iam_member" and body["topic"] == "${google_pubsub_topic.ingest_requests.id}"
+    ]
+    assert publishers == ["${google_service_account.sweep.member}"]
+    environment = infra()["locals"]["function_environment"]
+    assert environment["INGEST_REQUESTS_TOPIC"] == "${google_pubsub_topic.ingest_requests.id}"

@@ -56,6 +56,15 @@ def check_video(duration_seconds: float, clip_range: tuple[int, int] | None, max
         )
 
 
+LOW_SHARE = 0.1  # of the monthly limit: below it the credits are running low
+
+
+def running_low(usage: Usage, oldest_waiting: int) -> bool:
+    """Whether OpusClip's remaining credits fall below the oldest waiting video's estimate or a tenth
+    of the limit: what the alert fires on."""
+    return not usage.uncapped and usage.remaining < max(oldest_waiting, LOW_SHARE * usage.limit)
+
+
 def month_of(wall: float) -> str:
     """The UTC calendar month a moment falls in (OpusClip's allowance resets on the 1st, UTC)."""
     return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m")

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from opus_pipeline import logs
 from opus_pipeline.domain import states
-from opus_pipeline.domain.credits import WAITING_FOR_CREDITS, CreditBook, Usage, epoch_of, month_of
+from opus_pipeline.domain.credits import (
+    USAGE_FRESH_SECONDS,
+    WAITING_FOR_CREDITS,
+    CreditBook,
+    Usage,
+    epoch_of,
+    month_of,
+    running_low,
+)
 from opus_pipeline.domain.messages import IngestRequest
 from opus_pipeline.domain.record import object_from_key
 from opus_pipeline.gcs.claims import HeldRecord
@@ -64,21 +72,48 @@ def settle(services: Services, key: str, created: bool) -> None:
 
 
 def admit_waiting(services: Services) -> list[str]:
-    """The sweeper's step: settle what ended, then admit the waiting videos that fit now, oldest first.
+    """The sweeper's step: settle what ended, then admit the waiting videos that fit now, oldest first,
+    and log OpusClip's numbers for the dashboard and the alert (``event=credits``).
 
     An admitted video is handed back: an ingest request when its bytes are not yet at OpusClip, its
     clip request again when they are (a 403 at creation sent it back here)."""
     book = services.credit_ledger.read()
     _settle_ended(services, book)
-    if not book.waiting:
-        return []
-    # A tick is minutes apart and asks only while videos wait: the numbers of now, not of the last minute.
-    usage, now = services.opus.usage(max_age=0), services.wall()
-    budget = services.settings.monthly_credit_budget
-    admitted = services.credit_ledger.change(month_of(now), lambda b: b.admit_due(usage, budget, now))
-    for key in admitted:
-        _hand_back(services, key)
+    # While videos wait, the numbers of now (a tick is minutes apart); else those of the last minute,
+    # which the sweeper's own calls usually carry.
+    usage, now = services.opus.usage(max_age=0 if book.waiting else USAGE_FRESH_SECONDS), services.wall()
+    budget, admitted = services.settings.monthly_credit_budget, []
+    if book.waiting:
+
+        def edit(b: CreditBook) -> list[str]:
+            keys = b.admit_due(usage, budget, now)
+            book.waiting, book.reserved = list(b.waiting), dict(b.reserved)
+            return keys
+
+        admitted = services.credit_ledger.change(month_of(now), edit)
+        for key in admitted:
+            _hand_back(services, key)
+    _report(usage, book)
     return admitted
+
+
+def _report(usage: Usage, book: CreditBook) -> None:
+    if usage.uncapped:
+        return
+    oldest = book.waiting[0]["credits"] if book.waiting else 0
+    low = running_low(usage, oldest)
+    (logs.warning if low else logs.info)(
+        f"credits: {usage.remaining} of {usage.limit} left this month (resets {usage.reset_at}), "
+        f"{sum(book.reserved.values())} reserved, {len(book.waiting)} videos waiting"
+        + (f"; the oldest needs {oldest}" if oldest else ""),
+        event="credits",
+        remaining=usage.remaining,
+        limit=usage.limit,
+        reserved=sum(book.reserved.values()),
+        waiting=len(book.waiting),
+        oldest_waiting=oldest,
+        low=low,
+    )
 
 
 def _settle_ended(services: Services, book: CreditBook) -> None:
