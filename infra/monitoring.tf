@@ -202,10 +202,9 @@ resource "google_logging_metric" "admissions" {
   }
 }
 
-# Credits, OpusClip's monthly cap: what each sweep saw of the month (OpusClip's own numbers), and
-# what the videos probed before upload are estimated to cost. The sweeper logs a WARNING "credits"
-# line when the remaining credits fall below the oldest waiting video's estimate or a tenth of the
-# limit (domain/credits.py running_low); the alert fires on those.
+# Credits, OpusClip's monthly cap: what each sweep saw of the month (OpusClip's own numbers), what
+# the videos probed before upload are estimated to cost, and the sweeps that found them running low
+# (a WARNING "credits" line, on which the credits_low alert fires).
 resource "google_logging_metric" "credits_remaining" {
   name            = "${local.prefix}_credits_remaining"
   description     = "OpusClip's remaining credits this month, as each sweep sees them."
@@ -455,10 +454,11 @@ resource "time_sleep" "log_metrics_registered" {
   triggers = {
     video_failures   = google_logging_metric.video_failures.id
     projects_stalled = google_logging_metric.projects_stalled.id
-    credits_low      = google_logging_metric.credits_low.id
   }
 }
 
+# Fires on the sweeper's WARNING "credits" line itself (a log-match condition): the remaining credits
+# fell below the oldest waiting video's estimate or 10% of the limit (domain/credits.py running_low).
 resource "google_monitoring_alert_policy" "credits_low" {
   display_name          = "opus-clip-pipeline: OpusClip credits running low"
   combiner              = "OR"
@@ -467,22 +467,18 @@ resource "google_monitoring_alert_policy" "credits_low" {
   conditions {
     display_name = "remaining credits below the oldest waiting video's estimate or 10% of the limit"
 
-    condition_threshold {
-      filter          = "metric.type=\"${local.user_metric}/${google_logging_metric.credits_low.name}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
+    condition_matched_log {
+      filter = "${local.function_logs} AND severity=WARNING AND jsonPayload.event=\"credits\""
     }
   }
 
-  # As video_failed: the policy needs its metric registered first (provider issue #11102).
-  depends_on = [time_sleep.log_metrics_registered]
+  # A log-match policy must limit its notifications: every sweep logs the line while it holds.
+  alert_strategy {
+    notification_rate_limit {
+      period = "21600s"
+    }
+    auto_close = "86400s"
+  }
 
   documentation {
     mime_type = "text/markdown"

@@ -68,6 +68,11 @@ def test_credits_run_low_below_the_oldest_waiting_estimate_or_a_tenth_of_the_lim
     assert not running_low(Usage(uncapped=True), oldest_waiting=60)
 
 
+def test_retry_leaves_a_video_waiting_for_credits_to_the_sweeper() -> None:
+    assert states.retry_action(states.WAITING, upload_complete=False, lease_live=False) is states.RetryAction.NONE
+    assert states.retry_action(states.WAITING, upload_complete=True, lease_live=False) is states.RetryAction.REPUBLISH
+
+
 def test_the_rate_limit_headers_are_the_monthly_numbers() -> None:
     usage = Usage.from_headers(
         {"X-RateLimit-Limit": "900", "X-RateLimit-Remaining": "120", "X-RateLimit-Reset": "1798761600"}, now=5.0

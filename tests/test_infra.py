@@ -361,9 +361,8 @@ def test_fresh_project_ordering() -> None:
     assert metric_wait["triggers"] == {
         "video_failures": "${google_logging_metric.video_failures.id}",
         "projects_stalled": "${google_logging_metric.projects_stalled.id}",
-        "credits_low": "${google_logging_metric.credits_low.id}",
     }
-    for name in ("video_failed", "project_stalled", "credits_low"):
+    for name in ("video_failed", "project_stalled"):
         alert = resources("google_monitoring_alert_policy")[name]
         assert alert["depends_on"] == ["${time_sleep.log_metrics_registered}"], name
 
@@ -595,6 +594,7 @@ def test_monitoring_filters_use_monitoring_syntax_and_logging_filters_logging_sy
     filters = [
         one(one(alert["conditions"])["condition_threshold"])["filter"]
         for alert in resources("google_monitoring_alert_policy").values()
+        if "condition_threshold" in one(alert["conditions"])  # a log-match condition filters logs
     ]
     filters.append(resources("google_monitoring_dashboard")["pipeline"]["dashboard_json"])
     for text in filters:
@@ -775,3 +775,11 @@ def test_ingest_requests_reach_the_ingest_function_and_only_the_sweeper_publishe
     assert publishers == ["${google_service_account.sweep.member}"]
     environment = infra()["locals"]["function_environment"]
     assert environment["INGEST_REQUESTS_TOPIC"] == "${google_pubsub_topic.ingest_requests.id}"
+
+
+def test_running_low_on_credits_alerts_on_the_sweepers_warning_with_what_to_do() -> None:
+    alert = resources("google_monitoring_alert_policy")["credits_low"]
+    condition = one(one(alert["conditions"])["condition_matched_log"])
+    assert filtered_values(condition["filter"])["event"] == {"credits"} and "severity=WARNING" in condition["filter"]
+    assert one(one(alert["alert_strategy"])["notification_rate_limit"])["period"].endswith("s")
+    assert "opus-pipeline usage" in one(alert["documentation"])["content"]

@@ -175,8 +175,11 @@ def retry_action(state: str, upload_complete: bool, lease_live: bool) -> RetryAc
     stuck after the platform gave up redelivering (a clip request dead-lettered in ``queued``, or
     in ``creating`` once its holder's lease lapsed; an upload abandoned in ``uploading``; a
     ``waiting`` video whose admission was lost), can be re-driven. Asking for a project twice is
-    safe: creation claims the record first."""
+    safe: creation claims the record first. A video waiting for credits with nothing uploaded yet
+    is the sweeper's to admit: nothing to retry."""
     if lease_live or state in (PROJECT_CREATED, CONCLUDING, CLIPS_READY, SUPERSEDED):
+        return RetryAction.NONE
+    if state == WAITING and not upload_complete:
         return RetryAction.NONE
     if state in (UPLOADED, QUEUED, WAITING, CREATING) or (state == FAILED and upload_complete):
         return RetryAction.REPUBLISH
