@@ -36,7 +36,8 @@ class CreditMonthReport:
     monthly_limit: int
     before_reset: dict[str, int]  # outcomes once the month's credits are spent
     after_reset: dict[str, int]
-    uploads: int  # upload sessions the stand-in saw
+    uploads_before_reset: int  # upload sessions the stand-in saw while the rest waited
+    uploads: int  # upload sessions the stand-in saw in all
     bytes_sent: int  # bytes it received, against the folder's
     folder_bytes: int
     credits_used: int
@@ -89,6 +90,7 @@ def run_credit_month(
             bucket.blob(f"month/talk{n:03d}.mp4").upload_from_string(data, content_type="video/mp4")
         spent = frozenset({states.CLIPS_READY, states.FAILED, WAITING_CREDITS})
         before = _until(ledger, videos, spent, start + timeout)
+        uploads_before = len(standin.stats()["uploads"])
         standin.new_month()
         after = _until(ledger, videos, frozenset({states.CLIPS_READY, states.FAILED}), time.monotonic() + timeout)
         stats = standin.stats()
@@ -97,6 +99,7 @@ def run_credit_month(
             monthly_limit=monthly_limit,
             before_reset=dict(before),
             after_reset=dict(after),
+            uploads_before_reset=uploads_before,
             uploads=len(stats["uploads"]),
             bytes_sent=stats["bytesReceived"],
             folder_bytes=folder,

@@ -130,6 +130,13 @@ def test_a_range_that_ends_after_the_video_is_refused(stack: Stack, standin) -> 
     assert "opus-range ends at 30 s" in assert_refused_before_any_byte(stack, standin, resource, "bad-range")
 
 
+def test_a_video_overwritten_before_its_probe_is_superseded_without_a_byte_sent(stack: Stack, standin) -> None:
+    resource = stack.put("talk.mp4", video())
+    stack.put("talk.mp4", video())
+    assert ingest(stack, resource) == states.SUPERSEDED
+    assert standin.calls("upload-links") == 0
+
+
 def test_a_bad_preference_is_reported_as_such_before_the_probe(stack: Stack, standin) -> None:
     resource = stack.put("talk.mp4", b"not a video", metadata={"opus-genre": "Polka"})
     assert ingest(stack, resource) == states.FAILED
@@ -313,6 +320,7 @@ def test_a_folder_twice_the_month_waits_for_the_reset_then_all_come_back_each_up
     report = run_credit_month(tmp_path / "month", videos=30, monthly_limit=150)
 
     assert report.before_reset == {states.CLIPS_READY: 15, "waiting/credits": 15}
+    assert report.uploads_before_reset == 15  # a waiting video sends no byte
     assert report.after_reset == {states.CLIPS_READY: 30}
     assert report.dead_letters == 0
     assert report.uploads == 30 and report.bytes_sent == report.folder_bytes  # no upload sent twice

@@ -116,12 +116,11 @@ class Usage:
         monthly = body.get("monthly")
         if not isinstance(monthly, Mapping):
             return None
-        numbers = [_whole(monthly.get(key)) for key in ("used", "limit", "remaining")]
-        if any(n is None for n in numbers):
+        used, limit, remaining = (_whole(monthly.get(key)) for key in ("used", "limit", "remaining"))
+        if used is None or limit is None or remaining is None:
             return None
-        used, limit, remaining = numbers
         reset_at = monthly.get("reset_at")
-        return cls(False, used, limit, remaining, reset_at if isinstance(reset_at, str) else None, now)  # type: ignore[arg-type]
+        return cls(False, used, limit, remaining, reset_at if isinstance(reset_at, str) else None, now)
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], now: float) -> Usage | None:

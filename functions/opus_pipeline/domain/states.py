@@ -4,7 +4,7 @@ The state record is the truth; every transition is one compare-and-swap write of
 against ``TRANSITIONS`` (writing without a state change is always allowed). The diagram below
 is ``diagram()``; a test keeps the two equal.
 
-received ─► uploading | failed | waiting
+received ─► uploading | failed | waiting | superseded
 uploading ─► uploaded | failed | superseded
 uploaded ─► queued | creating
 queued ─► creating
@@ -39,7 +39,8 @@ SKIPPED = "skipped"
 SUPERSEDED = "superseded"
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
-    RECEIVED: (UPLOADING, FAILED, WAITING),  # waiting: its estimate does not fit this month's credits
+    # waiting: its estimate does not fit this month's credits; superseded: overwritten before the probe
+    RECEIVED: (UPLOADING, FAILED, WAITING, SUPERSEDED),
     UPLOADING: (UPLOADED, FAILED, SUPERSEDED),
     UPLOADED: (QUEUED, CREATING),  # the clip request can be consumed before ``queued`` is written
     QUEUED: (CREATING,),
