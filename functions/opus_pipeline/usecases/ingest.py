@@ -1,8 +1,10 @@
 """Use case: a video landed in the source bucket → its bytes stream into OpusClip → hand-over.
 
 Composed from the claim protocol (exactly-once claim, lease, resume point), the OpusClip client,
-the resumable session protocol and the prefetching source reader. See ``domain/states.py`` for
-the states.
+the resumable session protocol and the prefetching source reader. Before any byte, once: the
+metadata is validated, the duration probed from the container (``domain/media_probe.py``) and the
+credits it will cost checked against this month's (``usecases/credits.py``: it waits if they do not
+fit, and the sweeper's ingest request brings it back). See ``domain/states.py`` for the states.
 """
 
 from __future__ import annotations
