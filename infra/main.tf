@@ -45,7 +45,7 @@ locals {
     UPLOAD_CHUNK_SIZE              = tostring(var.upload_chunk_size_mib * 1048576)
     MAX_VIDEO_BYTES                = tostring(var.max_video_bytes)
     MAX_VIDEO_SECONDS              = tostring(var.max_video_seconds)
-    OPUS_MONTHLY_CREDIT_BUDGET     = var.monthly_credit_budget == 0 ? "" : tostring(var.monthly_credit_budget)
+    OPUS_MONTHLY_CREDIT_BUDGET     = var.monthly_credit_budget == null ? "" : tostring(var.monthly_credit_budget)
     SOURCE_PREFIX                  = var.source_prefix
     UPLOAD_DEADLINE_SECONDS        = tostring(var.upload_deadline_seconds)
     LEASE_SECONDS                  = tostring(var.lease_seconds)

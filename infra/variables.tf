@@ -73,13 +73,8 @@ variable "max_video_seconds" {
 
 variable "monthly_credit_budget" {
   type        = number
-  description = "OpusClip credits this pipeline may spend per UTC calendar month (OPUS_MONTHLY_CREDIT_BUDGET); 0: no budget of its own, only OpusClip's monthly cap. Raising it admits waiting videos on the next sweep."
-  default     = 0
-
-  validation {
-    condition     = var.monthly_credit_budget >= 0 && floor(var.monthly_credit_budget) == var.monthly_credit_budget
-    error_message = "monthly_credit_budget must be a whole number of credits, 0 for none."
-  }
+  description = "OpusClip credits this pipeline may spend per UTC calendar month (OPUS_MONTHLY_CREDIT_BUDGET), a whole number from 1 (config.py refuses anything else at start-up); null: no budget of its own, only OpusClip's monthly cap. Raising it admits waiting videos on the next sweep."
+  default     = null
 }
 
 variable "source_prefix" {

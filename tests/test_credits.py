@@ -17,6 +17,7 @@ from opus_pipeline.domain import states
 from opus_pipeline.domain.credits import CreditBook, Usage, estimate, running_low
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest, IngestRequest
+from opus_pipeline.errors import PoisonMessageError
 from opus_pipeline.gcs.credit_ledger import BOOK_OBJECT
 from opus_pipeline.usecases.ingest import handle_ingest_request
 from opus_pipeline.usecases.sweep import sweep
@@ -71,6 +72,21 @@ def test_credits_run_low_below_the_oldest_waiting_estimate_or_a_tenth_of_the_lim
 def test_retry_leaves_a_video_waiting_for_credits_to_the_sweeper() -> None:
     assert states.retry_action(states.WAITING, upload_complete=False, lease_live=False) is states.RetryAction.NONE
     assert states.retry_action(states.WAITING, upload_complete=True, lease_live=False) is states.RetryAction.REPUBLISH
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"schemaVersion": 2}',
+        b'{"schemaVersion": 1, "source": {"bucket": "b", "name": "n"}}',
+        b'{"schemaVersion": 1, "source": {"bucket": "b", "name": "n", "generation": "12x"}}',
+    ],
+)
+def test_an_ingest_request_that_is_not_one_is_poison(body: bytes) -> None:
+    with pytest.raises(PoisonMessageError):
+        IngestRequest.decode(body)
 
 
 def test_the_rate_limit_headers_are_the_monthly_numbers() -> None:

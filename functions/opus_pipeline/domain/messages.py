@@ -15,6 +15,19 @@ SCHEMA_VERSION = 1
 _SOURCE_FIELDS = {"bucket": str, "name": str, "generation": str, "size": int}
 
 
+def _versioned_body(data: bytes) -> dict:
+    """A message body: a UTF-8 JSON object of ``schemaVersion`` 1, else ``PoisonMessageError``."""
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise PoisonMessageError("the message body is not UTF-8 JSON") from None
+    if not isinstance(body, dict):
+        raise PoisonMessageError("the message body is not a JSON object")
+    if body.get("schemaVersion") != SCHEMA_VERSION:
+        raise PoisonMessageError(f"unknown schemaVersion {body.get('schemaVersion')!r}; expected 1")
+    return body
+
+
 @dataclass(frozen=True)
 class ClipRequest:
     """``{"schemaVersion": 1, "uploadId", "source", "preferences", "uploadedAt"}``."""
@@ -47,14 +60,7 @@ class ClipRequest:
     @classmethod
     def decode(cls, data: bytes) -> ClipRequest:
         """Parse and validate a message body; ``PoisonMessageError`` says what is wrong."""
-        try:
-            body = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise PoisonMessageError("the message body is not UTF-8 JSON") from None
-        if not isinstance(body, dict):
-            raise PoisonMessageError("the message body is not a JSON object")
-        if body.get("schemaVersion") != SCHEMA_VERSION:
-            raise PoisonMessageError(f"unknown schemaVersion {body.get('schemaVersion')!r}; expected 1")
+        body = _versioned_body(data)
         upload_id = body.get("uploadId")
         if not isinstance(upload_id, str) or not upload_id:
             raise PoisonMessageError("uploadId is missing or not a string")
@@ -98,13 +104,7 @@ class IngestRequest:
     @classmethod
     def decode(cls, data: bytes) -> IngestRequest:
         """Parse and validate a message body; ``PoisonMessageError`` says what is wrong."""
-        try:
-            body = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise PoisonMessageError("the message body is not UTF-8 JSON") from None
-        if not isinstance(body, dict) or body.get("schemaVersion") != SCHEMA_VERSION:
-            raise PoisonMessageError("the message is not a JSON object with schemaVersion 1")
-        source = body.get("source")
+        source = _versioned_body(data).get("source")
         fields = ("bucket", "name", "generation")
         if not isinstance(source, dict) or not all(isinstance(source.get(f), str) and source[f] for f in fields):
             raise PoisonMessageError("source must be an object of bucket, name and generation strings")
