@@ -95,6 +95,8 @@ def test_the_rate_limit_headers_are_the_monthly_numbers() -> None:
     )
     assert usage == Usage(False, 780, 900, 120, "2027-01-01T00:00:00Z", 5.0)
     assert Usage.from_headers({}, now=5.0) is None
+    iso = {"X-RateLimit-Limit": "900", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2027-01-01T00:00:00Z"}
+    assert Usage.from_headers(iso, now=5.0).reset_at == "2027-01-01T00:00:00Z"
 
 
 def test_an_uncapped_answer_is_believed_an_hour_a_capped_one_a_minute() -> None:

@@ -124,12 +124,17 @@ class Usage:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], now: float) -> Usage | None:
-        """``X-RateLimit-Limit/Remaining/Reset`` (the reset in epoch seconds); None without them."""
+        """``X-RateLimit-Limit/Remaining/Reset`` (the reset in epoch seconds, or already ISO-8601);
+        None without them."""
         limit, remaining = _whole(headers.get("X-RateLimit-Limit")), _whole(headers.get("X-RateLimit-Remaining"))
         if limit is None or remaining is None:
             return None
-        reset = _whole(headers.get("X-RateLimit-Reset"))
-        reset_at = None if reset is None else datetime.fromtimestamp(reset, UTC).isoformat().replace("+00:00", "Z")
+        raw_reset = headers.get("X-RateLimit-Reset")
+        reset = _whole(raw_reset)
+        if reset is not None:
+            reset_at: str | None = datetime.fromtimestamp(reset, UTC).isoformat().replace("+00:00", "Z")
+        else:
+            reset_at = raw_reset if epoch_of(raw_reset) is not None else None
         return cls(False, limit - remaining, limit, remaining, reset_at, now)
 
 
