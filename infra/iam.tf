@@ -177,6 +177,13 @@ resource "google_pubsub_topic_iam_member" "receiver_ticks_sweeper" {
   member = "serviceAccount:${each.value.service_account}"
 }
 
+# The sweeper admits a video that waited for credits by asking ingest to upload it.
+resource "google_pubsub_topic_iam_member" "sweep_admits_uploads" {
+  topic  = google_pubsub_topic.ingest_requests.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.sweep.member
+}
+
 resource "google_pubsub_topic_iam_member" "publishes_results" {
   for_each = { for key, f in local.functions : key => f if f.concludes }
 

@@ -42,10 +42,13 @@ locals {
     OPUS_API_BASE_URL              = var.opus_api_base_url
     OPUS_UPLOAD_URL_HOSTS          = join(",", var.opus_upload_url_hosts)
     CLIP_REQUESTS_TOPIC            = google_pubsub_topic.clip_requests.id
+    INGEST_REQUESTS_TOPIC          = google_pubsub_topic.ingest_requests.id
     STATE_BUCKET                   = google_storage_bucket.this["state"].name
     SOURCE_BUCKET                  = google_storage_bucket.this["source"].name
     UPLOAD_CHUNK_SIZE              = tostring(var.upload_chunk_size_mib * 1048576)
     MAX_VIDEO_BYTES                = tostring(var.max_video_bytes)
+    MAX_VIDEO_SECONDS              = tostring(var.max_video_seconds)
+    OPUS_MONTHLY_CREDIT_BUDGET     = var.monthly_credit_budget == null ? "" : tostring(var.monthly_credit_budget)
     SOURCE_PREFIX                  = var.source_prefix
     UPLOAD_DEADLINE_SECONDS        = tostring(var.upload_deadline_seconds)
     LEASE_SECONDS                  = tostring(var.lease_seconds)

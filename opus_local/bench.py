@@ -15,6 +15,7 @@ at ``--link-mibps``; 30 ms and 100 MiB/s by default), and ingest ÷ curl there (
 next to the loopback figures of that size.
 And for one clip of each ``--clip-size`` MiB served by the stand-in, the peak RSS of a process copying
 it into fake-gcs-server with ``clip_copy.copy_clip`` above its RSS before (goal ≤ 2.5 × COPY_CHUNK).
+And what the duration probe before upload reads of a 1 GiB MP4 whose ``moov`` is at the end.
 Timings are not asserted anywhere: machines are noisy; the ratios are what to compare.
 """
 
@@ -340,6 +341,35 @@ def measure_copy(base_url: str, bucket: str, size: int, repeat: int) -> dict:
     return {**{k: statistics.median(v) for k, v in runs.items()}, "growth_mib": growth}
 
 
+def measure_probe(root: Path) -> None:
+    """What the duration probe before upload reads of a 1 GiB MP4 whose ``moov`` is at the end (the
+    worst place for it), as a share of the file (goal ≤ 1 MiB): through the same ranged reader ingest
+    uses, counting what its range requests fetch."""
+    from opus_pipeline.domain.media_probe import RangedReader, probe_duration
+
+    from . import videos
+
+    source = videos.make_video(root / "probe-source.mp4", seconds=120.0)
+    path = videos.pad_mp4(source, root / "probe-1gib.mp4", 1024 * MIB)
+
+    with open(path, "rb") as file:
+
+        def read_range(start: int, end: int) -> bytes:
+            file.seek(start)
+            return file.read(end - start + 1)
+
+        reader = RangedReader(read_range, path.stat().st_size)
+        started = time.perf_counter()
+        seconds = probe_duration(reader, name=path.name)
+        took = time.perf_counter() - started
+    print(
+        f"probe of a 1 GiB moov-at-end MP4 ({seconds:.0f} s): {reader.bytes_read:,} bytes in {reader.requests} "
+        f"requests = {reader.bytes_read / path.stat().st_size:.6f} of the file (goal ≤ 1 MiB), {took * 1000:.1f} ms",
+        flush=True,
+    )
+    path.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, nargs="+", default=[256, 1024, 4096], help="video sizes in MiB")
@@ -362,6 +392,7 @@ def main() -> None:
         return
     chunk = args.chunk * MIB
     root = Path(tempfile.mkdtemp(prefix="opus-bench-"))
+    measure_probe(root)
     # The stand-in keeps what it receives in memory-backed files, so that no measurement is slowed
     # by the disk flushing what an earlier one wrote.
     received = Path(tempfile.mkdtemp(prefix="opus-bench-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
@@ -393,6 +424,7 @@ def main() -> None:
             state_bucket="bench-state",
             output_bucket="bench-clips",
             results_topic=topic,
+            ingest_topic=topic,
             chunk_size=chunk,
             STATUS_METADATA="false",
         )

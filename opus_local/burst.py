@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import threading
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from opus_pipeline.domain import states
 from opus_pipeline.gcs.ledger import Ledger
 
 from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
+from .videos import unique_video
 
 # upload link, project creation, one project lookup (the webhook's), one page of clips
 CALLS_PER_VIDEO = 4
@@ -80,12 +80,13 @@ def run_burst(
             projectSeconds=project_seconds,
             clipsPerProject=1,
             clipBytes=1024,
+            monthlyCreditLimit=None,  # the month's credits are credit_month.py's story
         )
         client = storage.Client()
         bucket = client.bucket(SOURCE_BUCKET)
         start = time.monotonic()
         for n in range(videos):
-            bucket.blob(f"season/ep{n:03d}.mp4").upload_from_string(os.urandom(2048), content_type="video/mp4")
+            bucket.blob(f"season/ep{n:03d}.mp4").upload_from_string(unique_video(), content_type="video/mp4")
         ledger = Ledger(client, STATE_BUCKET)
         deadline = start + timeout
         while True:

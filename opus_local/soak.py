@@ -53,6 +53,7 @@ from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 from . import emulators
 from .relay import finalized_event
 from .stack import FUNCTIONS, OUTPUT_BUCKET, STATE_BUCKET, LocalStack
+from .videos import SALT_BYTES, smallest_video, unique_video
 
 GRANULARITY = 256 * 1024
 CHUNK = 2 * GRANULARITY  # two granules, so that a session keeping fewer bytes can keep some of a chunk
@@ -100,12 +101,13 @@ class Plan:
 
 
 def _draw_size(rng: random.Random) -> int:
-    """1 byte, under a chunk, whole chunks, or whole chunks and a ragged tail."""
+    """The smallest video, under a chunk, whole chunks, or whole chunks and a ragged tail."""
     shape = rng.choice(("one", "small", "whole", "ragged", "ragged"))
+    smallest = smallest_video() + SALT_BYTES
     if shape == "one":
-        return 1
+        return smallest
     if shape == "small":
-        return rng.randint(2, CHUNK - 1)
+        return rng.randint(smallest + 1, CHUNK - 1)
     if shape == "whole":
         return rng.randint(1, MAX_CHUNKS) * CHUNK
     return rng.randint(1, MAX_CHUNKS - 1) * CHUNK + rng.randint(1, CHUNK - 1)
@@ -416,7 +418,7 @@ class Schedule:
         standin.configure(projectSeconds=PROJECT_SECONDS, clipsPerProject=plan.clips, clipBytes=plan.clip_bytes)
         if plan.faults:
             standin.inject(*plan.faults)
-        return random.Random(f"video-{plan.seed}").randbytes(plan.size)
+        return unique_video(plan.size, salt=random.Random(f"video-{plan.seed}").randbytes(SALT_BYTES))
 
     def _drive(self, data: bytes) -> str | None:
         """Upload the video and play the platform's part until the video ends; its end state."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from opus_local.videos import unique_video
 from opus_pipeline import runtime
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
@@ -24,6 +25,9 @@ from conftest import CHUNK, Stack
 CAP_BODY = {"code": "API_MONTHLY_CAP_REACHED", "reset_at": "2026-12-01T00:00:00Z", "upgrade_url": "https://x"}
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions" / "main.py"
+
+
+video = unique_video  # a real MP4 of a size, unique: what every test that uploads a video uploads
 
 
 def services(stack: Stack, **overrides: str) -> runtime.Services:
@@ -42,7 +46,7 @@ def create(stack: Stack, request: ClipRequest, **overrides: str) -> str:
 
 def uploaded(stack: Stack, metadata: dict | None = None) -> tuple[dict, ClipRequest]:
     """A video really streamed by ingest, and the clip request it published."""
-    resource = stack.put("talk.mp4", os.urandom(CHUNK + 1), metadata=metadata)
+    resource = stack.put("talk.mp4", video(CHUNK + 1), metadata=metadata)
     assert ingest(stack, resource) == states.QUEUED
     [received] = stack.pull()
     return resource, ClipRequest.decode(received.message.data)

@@ -25,7 +25,7 @@ from opus_pipeline.usecases.redrive import retry_video
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import API_KEY, Stack, deliver_concurrently
-from support import create, ingest, live_metadata, record, services, uploaded, wait_for
+from support import create, ingest, live_metadata, record, services, uploaded, video, wait_for
 
 LATER = 24 * 3600.0  # a sweep "a day later": every backoff is over
 
@@ -111,6 +111,8 @@ def test_one_result_message_tells_other_systems(stack: Stack, standin) -> None:
         "status": "clips-ready",
         "clipCount": 3,
         "manifest": f"gs://{stack.output_bucket}/talk.mp4/clips.json",
+        "durationSeconds": 2.0,
+        "credits": 10,
     }
 
 
@@ -141,7 +143,7 @@ def test_a_sweep_looks_at_no_more_projects_than_its_budget_oldest_first(stack: S
     standin.configure(projectSeconds=600)
     names = [f"ep{n:02d}.mp4" for n in range(7)]
     for name in names:
-        resource = stack.put(name, b"x" * 1000)
+        resource = stack.put(name, video())
         ingest(stack, resource)
     for message in stack.pull():
         create(stack, ClipRequest.decode(message.message.data), OPUS_MAX_PARALLEL_PROJECTS="10")
@@ -308,7 +310,7 @@ def test_a_project_opusclip_no_longer_has_fails_the_video_and_frees_its_slot(sta
 
 def test_one_projects_permanent_error_does_not_stop_the_sweep(stack: Stack, standin) -> None:
     first, _ = concluded_project(stack, standin)
-    second_resource = stack.put("second.mp4", b"s" * 3000)
+    second_resource = stack.put("second.mp4", video())
     ingest(stack, second_resource)
     [message] = stack.pull()
     create(stack, ClipRequest.decode(message.message.data))

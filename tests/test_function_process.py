@@ -17,7 +17,7 @@ from opus_local import emulators
 from opus_local.relay import finalized_event
 
 from conftest import API_KEY, CHUNK, Stack, md5_hex
-from support import FUNCTIONS, only_upload
+from support import FUNCTIONS, only_upload, video
 
 
 def deliver(function: emulators.Process, resource: dict, timeout: float = 60) -> int:
@@ -37,7 +37,7 @@ def start_ingest(stack: Stack, tmp_path: Path, **overrides: str) -> emulators.Pr
 
 
 def test_function_acknowledges_a_streamed_video(stack: Stack, standin, tmp_path: Path) -> None:
-    data = os.urandom(2 * CHUNK + 1)
+    data = video(2 * CHUNK + 1)
     resource = stack.put("talk.mp4", data)
     function = start_ingest(stack, tmp_path)
     try:
@@ -55,7 +55,7 @@ def test_killed_mid_stream_then_redelivered_resumes_at_the_committed_offset(
     stack: Stack, standin, tmp_path: Path
 ) -> None:
     size = 16 * CHUNK
-    data = os.urandom(size)
+    data = video(size)
     resource = stack.put("talk.mp4", data)
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.25, "times": 1000})
     first = start_ingest(stack, tmp_path, LEASE_SECONDS="3")
@@ -93,7 +93,7 @@ def _ignore_errors(func, *args) -> None:
 
 
 def test_a_bad_configuration_is_named_in_one_error_line(stack: Stack, standin, tmp_path: Path) -> None:
-    resource = stack.put("talk.mp4", os.urandom(10))
+    resource = stack.put("talk.mp4", video())
     function = start_ingest(stack, tmp_path, UPLOAD_CHUNK_SIZE="1000")
     try:
         assert deliver(function, resource) == 500  # retried once the configuration is fixed

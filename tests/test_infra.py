@@ -574,6 +574,7 @@ def test_monitoring_filters_use_monitoring_syntax_and_logging_filters_logging_sy
     filters = [
         one(one(alert["conditions"])["condition_threshold"])["filter"]
         for alert in resources("google_monitoring_alert_policy").values()
+        if "condition_threshold" in one(alert["conditions"])  # a log-match condition filters logs
     ]
     filters.append(resources("google_monitoring_dashboard")["pipeline"]["dashboard_json"])
     for text in filters:
@@ -627,7 +628,8 @@ def test_create_project_outlives_its_worst_case_call() -> None:
 
 TILE = re.compile(
     r'\{title = "(?P<title>.*?)", plot = "(?P<plot>\w+)", filter = "(?P<filter>.*?)", '
-    r'aligner = "(?P<aligner>\w+)", reducer = "(?P<reducer>\w+)", group = \[(?P<group>.*?)\]\}'
+    r'aligner = "(?P<aligner>\w+)", reducer = "(?P<reducer>\w+)", group = \[(?P<group>.*?)\]'
+    r'(?:, period = "(?P<period>\w+)")?\}'
 )
 
 
@@ -897,3 +899,32 @@ def test_deploy_needs_application_default_credentials_and_openssl() -> None:
     assert "gcloud auth application-default print-access-token" in script and "command -v openssl" in script
     readme = (INFRA.parent / "README.md").read_text()
     assert "gcloud auth application-default login" in readme and "openssl" in readme
+
+
+def test_ingest_requests_reach_the_ingest_function_and_only_the_sweeper_publishes_them() -> None:
+    """The sweeper hands a video admitted against this month's credits back to ingest (issue 18)."""
+    trigger = resources("google_eventarc_trigger")["ingest_requests"]
+    assert one(trigger["matching_criteria"]) == {
+        "attribute": "type",
+        "value": "google.cloud.pubsub.topic.v1.messagePublished",
+    }
+    assert one(one(trigger["transport"])["pubsub"])["topic"] == "${google_pubsub_topic.ingest_requests.id}"
+    service = one(one(trigger["destination"])["cloud_run_service"])["service"]
+    assert service == '${google_cloudfunctions2_function.this["ingest"].service_config[0].service}'
+    assert trigger["service_account"] == "${google_service_account.trigger.email}"
+    publishers = [
+        body["member"]
+        for rtype, _, body in bindings()
+        if rtype == "google_pubsub_topic_iam_member" and body["topic"] == "${google_pubsub_topic.ingest_requests.id}"
+    ]
+    assert publishers == ["${google_service_account.sweep.member}"]
+    environment = infra()["locals"]["function_environment"]
+    assert environment["INGEST_REQUESTS_TOPIC"] == "${google_pubsub_topic.ingest_requests.id}"
+
+
+def test_running_low_on_credits_alerts_on_the_sweepers_warning_with_what_to_do() -> None:
+    alert = resources("google_monitoring_alert_policy")["credits_low"]
+    condition = one(one(alert["conditions"])["condition_matched_log"])
+    assert filtered_values(condition["filter"])["event"] == {"credits"} and "severity=WARNING" in condition["filter"]
+    assert one(one(alert["alert_strategy"])["notification_rate_limit"])["period"].endswith("s")
+    assert "opus-pipeline usage" in one(alert["documentation"])["content"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 from opus_pipeline.usecases.ingest import handle_finalized
 
 from conftest import API_KEY, CHUNK, Stack, md5_hex
-from support import ingest, only_upload, record, services, wait_for
+from support import ingest, only_upload, record, services, video, wait_for
 
 
 class _Counting(BaseHTTPRequestHandler):
@@ -74,7 +73,7 @@ def upload_link_answer(stack: Stack) -> dict:
 
 def test_a_redirect_from_the_upload_session_sends_nothing_elsewhere(stack: Stack, standin, elsewhere) -> None:
     standin.inject({"endpoint": "chunk", **redirect_to(elsewhere, 307)})
-    resource = stack.put("talk.mp4", os.urandom(1000))
+    resource = stack.put("talk.mp4", video())
 
     assert ingest(stack, resource) == states.FAILED
 
@@ -86,7 +85,7 @@ def test_a_redirect_from_the_upload_session_sends_nothing_elsewhere(stack: Stack
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_from_the_api_sends_no_key_elsewhere(stack: Stack, standin, elsewhere, status: int) -> None:
     standin.inject({"endpoint": "upload-links", **redirect_to(elsewhere, status)})
-    resource = stack.put("talk.mp4", os.urandom(1000))
+    resource = stack.put("talk.mp4", video())
 
     assert ingest(stack, resource) == states.FAILED
     assert record(stack, resource).reason == "refused-host"
@@ -114,7 +113,7 @@ def test_an_upload_link_without_total_amount_uploads_anyway(stack: Stack, standi
     link = upload_link_answer(stack)
     del link["totalAmount"], link["useAmount"]
     standin.inject({"endpoint": "upload-links", "kind": "status", "status": 200, "body": link})
-    data = os.urandom(CHUNK + 3)
+    data = video(CHUNK + 3)
     resource = stack.put("talk.mp4", data)
 
     assert ingest(stack, resource) == states.QUEUED
@@ -128,7 +127,7 @@ def test_an_upload_link_without_total_amount_uploads_anyway(stack: Stack, standi
 def test_a_rewrite_with_the_same_bytes_mid_stream_is_continued_on_the_live_generation(stack: Stack, standin) -> None:
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.5, "times": 1})
     # longer than the first request: its end is read after that request's answer, after the rewrite
-    data = os.urandom((FIRST_PUT_CHUNKS + 4) * CHUNK)
+    data = video((FIRST_PUT_CHUNKS + 4) * CHUNK)
     resource = stack.put("talk.mp4", data)
     bucket = stack.storage.bucket(stack.source_bucket)
 
@@ -150,7 +149,7 @@ def test_a_rewrite_with_the_same_bytes_mid_stream_is_continued_on_the_live_gener
 
 def stream_with_a_duplicate_arriving_after(stack: Stack, standin, seconds: float) -> tuple[list, list]:
     """Stream one video with a 3 s lease; deliver the same event again ``seconds`` in."""
-    data = os.urandom(3 * CHUNK)
+    data = video(3 * CHUNK)
     resource = stack.put("talk.mp4", data)
     first: list[object] = []
     worker = threading.Thread(

@@ -54,6 +54,13 @@ def stall(state: StandIn, request: Request) -> Answer:
     return Reply(409, {"message": "projectId must name a project still in flight"})
 
 
+def new_month(state: StandIn, request: Request) -> Answer:
+    """The month's credits reset, as on the 1st (UTC)."""
+    _body(request)
+    state.new_month()
+    return Reply(200, {})
+
+
 def unknown_post(state: StandIn, request: Request, path: str) -> Answer:
     _body(request)
     return Reply(404, {"message": "unknown control path"})

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from opus_pipeline.domain.media_probe import credits_estimate, probe_duration
+
 from .. import videos
 from . import webhooks
 
@@ -69,6 +71,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # after its body arrived (the storage committing it), and bodies are read no faster than this.
     "linkTurnaroundSeconds": None,
     "linkBytesPerSecond": None,
+    "monthlyCreditLimit": 900,  # credits per month (Pro's 900); None: an uncapped workspace
+    "monthResetAt": None,  # when the month's credits reset (ISO); None: the 1st of next month, UTC
 }
 _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "projectSeconds": _seconds,
@@ -88,7 +92,25 @@ _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "clipHashtags": lambda v: isinstance(v, str),
     "linkTurnaroundSeconds": _optional(_seconds),
     "linkBytesPerSecond": _optional(count_from(1)),
+    "monthlyCreditLimit": _optional(count_from(0)),
+    "monthResetAt": _optional(lambda v: isinstance(v, str) and v.endswith("Z")),
 }
+
+
+def _next_month(moment: float) -> str:
+    now = datetime.fromtimestamp(moment, UTC)
+    first = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    return first.isoformat().replace("+00:00", "Z")
+
+
+def upload_credits(path: Path) -> int | None:
+    """What OpusClip bills a project of this upload: its container's duration, probed as the pipeline
+    probes it; None when the upload is not a readable video."""
+    try:
+        with open(path, "rb") as video:
+            return credits_estimate(probe_duration(video, name=path.name))
+    except ValueError:  # UnreadableVideoError is one
+        return None
 
 
 def _iso(moment: float) -> str:
@@ -317,6 +339,7 @@ class StandIn:
             self.max_in_flight = 0
             self.downloads: Counter[str] = Counter()
             self.webhooks: list[dict[str, Any]] = []
+            self.credits_used = 0
 
     # -- reads: one dict look-up each, atomic without the lock -----------------------------
 
@@ -458,15 +481,63 @@ class StandIn:
             self.refused["rate"] += 1
             return max(1, math.ceil(stamps[0] + window - now))
 
-    def create_project(self, upload_id: str, request: dict[str, Any]) -> Project | None:
-        """A new project, or None when the in-flight cap refuses it."""
+    # -- the month's credits ----------------------------------------------------------------
+
+    def reset_at(self) -> str:
+        return self.config["monthResetAt"] or _next_month(time.time())
+
+    def usage(self) -> dict[str, Any]:
+        """``GET /api/api-usage?q=mine`` as OpusClip answers it."""
+        with self._lock:
+            limit = self.config["monthlyCreditLimit"]
+            if limit is None:
+                return {"uncapped": True}
+            in_flight = sum(p.in_flight(time.time()) for p in self.projects.values())
+            return {
+                "uncapped": False,
+                "monthly": {
+                    "used": self.credits_used,
+                    "limit": limit,
+                    "remaining": max(0, limit - self.credits_used),
+                    "reset_at": self.reset_at(),
+                },
+                "concurrent": {"used": in_flight, "limit": self.config["concurrentProjects"]},
+            }
+
+    def usage_headers(self) -> dict[str, str]:
+        """The monthly numbers every API answer carries (none for an uncapped workspace)."""
+        limit = self.config["monthlyCreditLimit"]
+        if limit is None:
+            return {}
+        reset = datetime.fromisoformat(self.reset_at().replace("Z", "+00:00")).timestamp()
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(0, limit - self.credits_used)),
+            "X-RateLimit-Reset": str(int(reset)),
+        }
+
+    def new_month(self) -> None:
+        """The control protocol's month reset: nothing of this month's credits is used any more."""
+        with self._lock:
+            self.credits_used = 0
+
+    # -- projects ---------------------------------------------------------------------------
+
+    def create_project(self, upload_id: str, request: dict[str, Any], credits: int) -> Project | str:
+        """A new project charged ``credits``; else why not: "concurrent" (the in-flight cap) or
+        "monthly" (the month's credits do not cover it)."""
         with self._lock:
             now = time.time()
             in_flight = sum(p.in_flight(now) for p in self.projects.values())
             cap = self.config["concurrentProjects"]
             if cap is not None and in_flight >= cap:
                 self.refused["concurrent"] += 1
-                return None
+                return "concurrent"
+            limit = self.config["monthlyCreditLimit"]
+            if limit is not None and self.credits_used + credits > limit:
+                self.refused["monthly"] += 1
+                return "monthly"
+            self.credits_used += credits
             project = Project(
                 id="P" + secrets.token_hex(6),
                 upload_id=upload_id,
@@ -548,7 +619,8 @@ class StandIn:
                 "config": dict(self.config),
                 "clipFiles": files,
                 "webhooks": list(self.webhooks),
-                "refused": {"rate": self.refused["rate"], "concurrent": self.refused["concurrent"]},
+                "refused": {k: self.refused[k] for k in ("rate", "concurrent", "monthly")},
+                "creditsUsed": self.credits_used,
                 "inFlight": sum(p.in_flight(now) for p in self.projects.values()),
                 "maxInFlight": self.max_in_flight,
             }

@@ -92,8 +92,11 @@ def manifest(
     concluded_at: str,
     clips: Sequence[Mapping[str, Any]],
     copies: Mapping[str, Mapping[str, Any]],
+    duration_seconds: float | None = None,
+    credits: int | None = None,
 ) -> dict[str, Any]:
-    """The manifest a person or a tool reads; ``copies`` maps a clip id to its copy (or error)."""
+    """The manifest a person or a tool reads; ``copies`` maps a clip id to its copy (or error);
+    ``durationSeconds`` and ``credits`` are the source's probed duration and the estimate."""
     entries = []
     for index, clip in enumerate(best_first(clips)):
         ident = clip_id(clip, index)
@@ -108,6 +111,8 @@ def manifest(
         "projectId": project_id,
         "stage": stage,
         "concludedAt": concluded_at,
+        "durationSeconds": duration_seconds,
+        "credits": credits,
         "clips": entries,
     }
 

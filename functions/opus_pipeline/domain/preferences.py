@@ -57,6 +57,9 @@ STATUS_KEYS = frozenset(
         "opus-clip-count",
         "opus-clips",
         "opus-queue-position",
+        "opus-waiting-for",
+        "opus-duration",
+        "opus-credits",
     }
 )
 

@@ -31,6 +31,9 @@ class VideoRecord:
     committed: int = 0
     read_generation: int | None = None
     preferences: dict[str, Any] = field(default_factory=dict)
+    duration_seconds: float | None = None  # the whole video's, read from its container before upload
+    credits: int | None = None  # OpusClip's bill for its project, estimated from the duration
+    waiting_for: str | None = None  # while ``waiting``: "slot" (a project slot) or "credits" (this month's)
     lease_owner: str | None = None
     lease_expires: float = 0.0
     project_id: str | None = None

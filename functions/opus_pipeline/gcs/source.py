@@ -104,6 +104,12 @@ class SourceObject:
             return
         raise TransientError(f"{self._describe()} kept changing generation while being read")
 
+    def read_range(self, start: int, end: int) -> bytes:
+        """Bytes ``start..end`` inclusive: what ``media_probe.RangedReader`` reads a header through."""
+        buffer = bytearray(end - start + 1)
+        self.read_into(start, memoryview(buffer))
+        return bytes(buffer)
+
 
 class Prefetcher:
     """Yields ``(offset, view)`` chunks of ``[start, total)``, reading the next while one is used.

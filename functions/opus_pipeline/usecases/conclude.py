@@ -204,7 +204,15 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                     self.held.save(copied=copies)
         concluded_at = now_rfc3339()
         doc = manifest.manifest(
-            self.obj, rec.upload_id or "", rec.project_id or "", self.stage, concluded_at, clips, copies
+            self.obj,
+            rec.upload_id or "",
+            rec.project_id or "",
+            self.stage,
+            concluded_at,
+            clips,
+            copies,
+            rec.duration_seconds,
+            rec.credits,
         )
         manifest_uri = self._write_manifest(doc)
         self._publish(states.CLIPS_READY, len(clips), manifest_uri)
@@ -315,7 +323,15 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         publishes again rather than never (subscribers key on ``projectId``)."""
         rec = self.record
         result = ClipResult(
-            rec.source, rec.upload_id or "", rec.project_id or "", status, clip_count, manifest_uri, reason
+            rec.source,
+            rec.upload_id or "",
+            rec.project_id or "",
+            status,
+            clip_count,
+            manifest_uri,
+            reason,
+            rec.duration_seconds,
+            rec.credits,
         )
         self.svc.publisher.publish(self.settings.clip_results_topic, result, "the clip result")
 

@@ -1,8 +1,10 @@
 """Use case: a video landed in the source bucket → its bytes stream into OpusClip → hand-over.
 
 Composed from the claim protocol (exactly-once claim, lease, resume point), the OpusClip client,
-the resumable session protocol and the prefetching source reader. See ``domain/states.py`` for
-the states.
+the resumable session protocol and the prefetching source reader. Before any byte, once: the
+metadata is validated, the duration probed from the container (``domain/media_probe.py``) and the
+credits it will cost checked against this month's (``usecases/credits.py``: it waits if they do not
+fit, and the sweeper's ingest request brings it back). See ``domain/states.py`` for the states.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import random
 from collections.abc import Iterator
 
 from opus_pipeline import http_policy, logs
-from opus_pipeline.domain import states
+from opus_pipeline.domain import credits, states
 from opus_pipeline.domain.events import StorageObject, foreign_bucket, name_problem, skip_reason
+from opus_pipeline.domain.media_probe import RangedReader, probe_duration
+from opus_pipeline.domain.messages import IngestRequest
 from opus_pipeline.domain.preferences import Preferences, effective, parse_metadata
 from opus_pipeline.domain.record import VideoRecord, now_rfc3339
 from opus_pipeline.domain.url_policy import check_url
@@ -29,6 +33,7 @@ from opus_pipeline.gcs.sessions import UploadSessions
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
 from opus_pipeline.opus.resumable import ResumableSession, put_length, start
 from opus_pipeline.runtime import Services
+from opus_pipeline.usecases import credits as credit_queue
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
@@ -93,16 +98,39 @@ def _refused(obj: StorageObject, services: Services) -> str | None:
     return None
 
 
+def handle_ingest_request(request: IngestRequest, services: Services) -> str:
+    """The sweeper admitted a video that waited for credits: upload it now. Only a video the ledger
+    holds as waiting for credits is touched; any other request is logged and acknowledged."""
+    stored = services.ledger.read(request.source)
+    record = stored.record if stored else None
+    if record is None or record.state != states.WAITING or record.waiting_for != credits.WAITING_FOR_CREDITS:
+        logs.info(
+            f"ignored an ingest request for {request.source.uri}: "
+            + (f"it is {record.state}, not waiting for credits" if record else "no video of that generation is known"),
+            labels=request.source.labels(),
+            event="stale_ingest_request",
+        )
+        return record.state if record else states.SKIPPED
+    return _Ingest(record.source, services, admitted=True).run()
+
+
 class _Ingest(LeasedUseCase[states.IngestStep]):
     """One invocation's work on one video; holds the lease while it runs."""
 
     rule = staticmethod(states.ingest_step)
 
-    def __init__(self, obj: StorageObject, services: Services) -> None:
+    def __init__(self, obj: StorageObject, services: Services, admitted: bool = False) -> None:
         super().__init__(obj, services, logs.Logger(obj.labels()), services.settings.lease_seconds)
         self.status = services.status
         self.sessions = UploadSessions(services.storage, services.settings.state_bucket)
         self.deadline = services.clock() + self.settings.upload_deadline_seconds
+        self.admitted = admitted  # the sweeper's ingest request for a video that waited for credits
+
+    def decide(self, record: VideoRecord) -> states.IngestStep:
+        admitted = self.admitted and record.waiting_for == credits.WAITING_FOR_CREDITS and not record.upload_complete
+        return states.ingest_step(
+            record.state, record.lease_owner, record.lease_expires, self.lease.owner, self.svc.wall(), admitted
+        )
 
     # -- the story of a video ---------------------------------------------------------------
 
@@ -120,6 +148,8 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         try:
             with self.held.keep_alive(on_lost=self._lease_trouble):
                 if step is states.IngestStep.UPLOAD:
+                    if not self._may_upload():
+                        return self.record.state
                     self._upload()
                 self._hand_over()
         except PermanentError as exc:
@@ -136,6 +166,39 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         finally:
             self.status.wait()
         return self.record.state
+
+    def _may_upload(self) -> bool:
+        """Before any byte, once: the checks, the probe, and whether this month's credits suffice
+        (a video admitted from the credit queue, or resumed, passed them already)."""
+        if self.record.state != states.RECEIVED:
+            return True
+        prefs = self._validate()
+        estimate = self._probe(prefs)  # a file that is not a video costs no OpusClip call either
+        self._check_brand_template(prefs)
+        if credit_queue.ask(self.svc, self.obj.key, estimate):
+            return True
+        credit_queue.wait(self.svc, self.held, self.log, f"its {estimate} credits do not fit this month")
+        return False
+
+    def _probe(self, prefs: Preferences) -> int:
+        """The duration from the container header (a few ranged reads of the pinned generation), the
+        credits it will cost, and OpusClip's limits on both, before any byte is sent."""
+        source = SourceObject(self.svc.storage, self.obj, self.obj.generation)
+        reader = RangedReader(source.read_range, self.obj.size)
+        seconds = probe_duration(reader, name=self.obj.uri)
+        estimate = credits.estimate(seconds, prefs.range)
+        self.held.save(duration_seconds=round(seconds, 3), credits=estimate)
+        extra = {"opus-duration": str(round(seconds, 3)), "opus-credits": str(estimate)}
+        self.status.show(self.obj, states.RECEIVED, extra=extra, background=True)
+        self.log.info(
+            f"{self.obj.uri} lasts {seconds:.1f} s: its project costs about {estimate} credits",
+            event="video_probed",
+            seconds=round(seconds, 3),
+            credits=estimate,
+            bytes=reader.bytes_read,
+        )
+        credits.check_video(seconds, prefs.range, self.settings.max_video_seconds)
+        return estimate
 
     def _validate(self) -> Preferences:
         """The checks that need no call: size and preferences; the preferences the project will have."""
@@ -229,8 +292,6 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _open_session(self) -> ResumableSession:
         """New upload link and session, recorded before any byte is sent."""
-        if self.record.state == states.RECEIVED:
-            self._check_brand_template(self._validate())
         link = self.svc.opus.create_upload_link()
         if link.remaining is None:
             self.log.info("OpusClip did not say how much upload quota is left; uploading anyway")
