@@ -711,14 +711,18 @@ GET, LIST, CREATE, DELETE, UPDATE = (
     f"storage.objects.{verb}" for verb in ("get", "list", "create", "delete", "update")
 )
 BUCKETS = {f'${{google_storage_bucket.this["{name}"].name}}': name for name in ("source", "state", "output")}
-TOPICS = {f"${{google_pubsub_topic.{name}.id}}": name for name in ("clip_requests", "clip_results", "sweep_ticks")}
+TOPICS = {
+    f"${{google_pubsub_topic.{name}.id}}": name
+    for name in ("clip_requests", "clip_results", "sweep_ticks", "ingest_requests")
+}
 # Traced from each entry point in functions/main.py through its use case:
 # ingest streams a video (get), shows its status (objects.patch: update), keeps records, the request
 # window and its upload session (get, create, and delete to replace), publishes the clip request;
 # create-project shows statuses, keeps records, open/ markers and the slot table, and republishes a
 # waiting video's request when its creation frees a slot; the receiver concludes (clips written and
 # read back for their checksums, clip lists replaced), publishes results and ticks the sweeper; the
-# sweeper also lists the open/ markers and admits waiting videos.
+# sweeper also lists the open/ markers, admits waiting videos, and hands a video admitted against this
+# month's credits back to ingest.
 STATE = {GET, CREATE, DELETE}
 CLIPS = {GET, CREATE, DELETE}
 EXPECTED_ACCESS = {
@@ -734,7 +738,7 @@ EXPECTED_ACCESS = {
         "source": {UPDATE},
         "state": STATE | {LIST},
         "output": CLIPS,
-        "topics": {"clip_results", "clip_requests"},
+        "topics": {"clip_results", "clip_requests", "ingest_requests"},
     },
 }
 
