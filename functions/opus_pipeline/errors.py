@@ -97,6 +97,13 @@ class ConflictError(PipelineError):
     reason = "conflict"
 
 
+class ContendedError(TransientError):
+    """A shared object kept changing under every attempt of one change: try again later. Not an
+    ``InProgressError``: no other invocation holds this one's lease."""
+
+    reason = "contended"
+
+
 class UnknownVideoError(PermanentError, LookupError):
     """No record exists for the video, and the caller was not allowed to start one."""
 

@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from opus_pipeline.errors import ConflictError, InProgressError, TransientError
+from opus_pipeline.errors import ConflictError, ContendedError, TransientError
 
 # How often one change reads and writes again after losing the race to another instance.
 CAS_ATTEMPTS = 20
@@ -99,7 +99,7 @@ class CasObject:
                 return outcome.result, self.write(outcome.raw, current.generation)
             except ConflictError:
                 continue
-        raise InProgressError(f"{self.name} kept changing under this invocation; it will be tried again")
+        raise ContendedError(f"{self.name} kept changing under this invocation; it will be tried again")
 
     @staticmethod
     def _holds(blob: storage.Blob, raw: bytes) -> bool:

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from google.cloud import storage
 
 from opus_pipeline.domain import rate_window
-from opus_pipeline.errors import BudgetSpentError
+from opus_pipeline.errors import BudgetSpentError, ContendedError
 from opus_pipeline.gcs.cas import CasObject, Edit
 
 WINDOW_OBJECT = "admission/rate.json"
+CONTENDED_PAUSE_SECONDS = 0.2  # after a change lost every race: a breath, then try again until give-up
 
 
 class RateLimiter:
@@ -52,9 +53,13 @@ class RateLimiter:
         """Take one call of the budget, waiting up to ``max_wait`` seconds for it."""
         give_up = self._wall() + max_wait
         while True:
-            wait, _ = self._object.change(self._take)
-            if wait <= 0:
-                return
+            try:
+                wait, _ = self._object.change(self._take)
+            except ContendedError:
+                wait = CONTENDED_PAUSE_SECONDS  # other instances are taking grants: the window moves on
+            else:
+                if wait <= 0:
+                    return
             if self._wall() + wait > give_up:
                 raise BudgetSpentError(
                     f"OpusClip's budget of {self.per_minute} requests a minute is spent for the next {wait:.0f}s"
