@@ -32,12 +32,18 @@ if os.environ.get("K_SERVICE"):  # on Cloud Run: a bad configuration fails the r
     services()
 
 
+PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
 @functions_framework.cloud_event
 def on_video_uploaded(cloud_event: CloudEvent) -> None:
-    """``google.cloud.storage.object.v1.finalized``: stream the new video into OpusClip."""
+    """``google.cloud.storage.object.v1.finalized``: stream the new video into OpusClip; or a message
+    on ``INGEST_REQUESTS_TOPIC``: the sweeper admitted a video that waited for credits."""
     from opus_pipeline.usecases.ingest import handle_finalized  # here: the other entry points never import it
 
     svc = services()
+    if cloud_event["type"] == PUBSUB_PUBLISHED:
+        return _ingest_request(cloud_event, svc)
     try:
         obj = storage_object(cloud_event.get_data())
     except PermanentError as exc:
@@ -47,6 +53,22 @@ def on_video_uploaded(cloud_event: CloudEvent) -> None:
         handle_finalized(obj, svc)
     except TransientError as exc:
         logs.warning(f"will be retried: {exc}", labels=obj.labels(), event="retry", reason=exc.reason)
+        raise
+
+
+def _ingest_request(cloud_event: CloudEvent, svc: runtime.Services) -> None:
+    from opus_pipeline.domain.messages import IngestRequest
+    from opus_pipeline.usecases.ingest import handle_ingest_request
+
+    try:
+        request = IngestRequest.decode(pubsub_payload(cloud_event.get_data()))
+    except PermanentError as exc:
+        logs.error(f"acknowledged an ingest request that can never be processed: {exc}", event="poison_message")
+        return
+    try:
+        handle_ingest_request(request, svc)
+    except TransientError as exc:
+        logs.warning(f"will be redelivered: {exc}", labels=request.source.labels(), event="retry", reason=exc.reason)
         raise
 
 

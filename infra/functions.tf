@@ -2,7 +2,8 @@
 # and limits. A new function is one more entry here. trigger: the Eventarc trigger (null: none,
 # the function is called over HTTP). webhook: "registers" gets OPUS_WEBHOOK_URL and the token to
 # put in it, "receives" the token to check; config.py refuses a URL without its token. concludes:
-# copies clips into the output bucket and publishes results (the grants in iam.tf follow it).
+# copies clips into the output bucket and publishes results. reads_videos, keeps_sessions,
+# lists_state and admits: what else its code does (iam.tf grants exactly these).
 
 locals {
   functions = {
@@ -23,6 +24,10 @@ locals {
       ingress         = "ALLOW_INTERNAL_ONLY" # Eventarc in the same project counts as internal
       webhook         = null
       concludes       = false
+      reads_videos    = true
+      keeps_sessions  = true
+      lists_state     = false
+      admits          = false # publishes each upload's clip request (ingest_publishes in iam.tf)
       trigger = {
         event_type      = "google.cloud.storage.object.v1.finalized"
         retry_policy    = "RETRY_POLICY_RETRY"
@@ -49,6 +54,10 @@ locals {
       ingress         = "ALLOW_INTERNAL_ONLY" # Pub/Sub push in the same project counts as internal
       webhook         = "registers"
       concludes       = false
+      reads_videos    = false
+      keeps_sessions  = false
+      lists_state     = false
+      admits          = true
       trigger         = null # fed by the push subscription in pubsub.tf
     }
     on_project_concluded = {
@@ -66,10 +75,14 @@ locals {
       # The one public function: OpusClip calls it from the internet. The URL's secret token (and
       # the signature, when sent) is what admits a call, and the receiver trusts nothing but
       # OpusClip's own answer about the project (functions/opus_pipeline/domain/webhook.py).
-      ingress   = "ALLOW_ALL"
-      webhook   = "receives"
-      concludes = true
-      trigger   = null
+      ingress        = "ALLOW_ALL"
+      webhook        = "receives"
+      concludes      = true
+      reads_videos   = false
+      keeps_sessions = false
+      lists_state    = false
+      admits         = false # frees its slot and ticks the sweeper, which admits
+      trigger        = null
     }
     sweep_projects = {
       name            = local.sweep_service
@@ -84,6 +97,10 @@ locals {
       ingress         = "ALLOW_INTERNAL_ONLY" # Eventarc in the same project counts as internal
       webhook         = null
       concludes       = true
+      reads_videos    = false
+      keeps_sessions  = false
+      lists_state     = true
+      admits          = true
       trigger = {
         event_type = "google.cloud.pubsub.topic.v1.messagePublished"
         # A failed tick is not redelivered: the next one comes within sweep_schedule anyway.
@@ -181,8 +198,10 @@ resource "google_cloudfunctions2_function" "this" {
 # undo the apply; projects created meanwhile would call a URL nobody answers, and the sweeper
 # concludes them instead.
 check "webhook_url_serves_the_receiver" {
+  # service_config[0].service is the full projects/…/services/NAME path; the data source builds that
+  # path from the short name itself, so it is given the last segment only.
   data "google_cloud_run_v2_service" "webhook" {
-    name     = google_cloudfunctions2_function.this["on_project_concluded"].service_config[0].service
+    name     = element(reverse(split("/", google_cloudfunctions2_function.this["on_project_concluded"].service_config[0].service)), 0)
     location = var.region
   }
 

@@ -58,34 +58,76 @@ resource "google_service_account" "build" {
   depends_on = [google_project_service.this]
 }
 
-# -- every function ------------------------------------------------------------------------
+# -- every function: exactly what its code calls --------------------------------------------
+# Traced from each entry point (functions/main.py) through its use case; local.functions says per
+# function: reads_videos (ingest streams the bytes), keeps_sessions (ingest keeps the upload session
+# under sessions/), lists_state (the sweeper lists the open/ markers), admits (publishes a waiting
+# video's clip request when it frees a slot), concludes (clips, clip lists, results). Every other
+# right is refused, and tests/test_infra.py holds the same table as the specification.
 
-# Read a video, list a prefix, write its opus-* status metadata: no create or delete on users'
-# videos (roles/storage.objectUser would allow both). Defined on the project, bound on the bucket.
-resource "google_project_iam_custom_role" "video_status" {
-  role_id     = "${replace(local.prefix, "-", "_")}_videoStatus"
-  title       = "opus-clip-pipeline: read videos and update their metadata"
-  permissions = ["storage.objects.get", "storage.objects.list", "storage.objects.update"]
+# The storage rights, each a custom role defined on the project and bound on one bucket:
+# video_status: write a video's opus-* status metadata (objects.patch), no read of its bytes, no
+#   create or delete; video_reader: ingest also reads the bytes it streams (and the live object,
+#   when its generation is gone); state_writer: state records, the admission table, the request
+#   window and the open/ markers, read, created and replaced by generation match (replacing an
+#   object needs delete as well), no listing; state_sweeper: the same, and the sweeper lists the
+#   open/ markers;
+#   clip_writer: clips and clip lists, written, replaced when a crashed conclusion is taken over,
+#   and read back once written for their size and checksums.
+locals {
+  storage_roles = {
+    video_status  = { id = "videoStatus", title = "update videos' metadata", permissions = ["storage.objects.update"] }
+    video_reader  = { id = "videoReader", title = "read videos and update their metadata", permissions = ["storage.objects.get", "storage.objects.update"] }
+    state_writer  = { id = "stateWriter", title = "read and write state objects", permissions = ["storage.objects.get", "storage.objects.create", "storage.objects.delete"] }
+    state_sweeper = { id = "stateSweeper", title = "read, write and list state objects", permissions = ["storage.objects.get", "storage.objects.create", "storage.objects.delete", "storage.objects.list"] }
+    clip_writer   = { id = "clipWriter", title = "write clips and clip lists", permissions = ["storage.objects.get", "storage.objects.create", "storage.objects.delete"] }
+  }
+}
+
+resource "google_project_iam_custom_role" "storage" {
+  for_each = local.storage_roles
+
+  role_id     = "${replace(local.prefix, "-", "_")}_${each.value.id}"
+  title       = "opus-clip-pipeline: ${each.value.title}"
+  permissions = each.value.permissions
 
   depends_on = [google_project_service.this]
+}
+
+# A deleted custom role keeps its id for 7 days: the role deployments before this one created is
+# moved, not recreated.
+moved {
+  from = google_project_iam_custom_role.video_status
+  to   = google_project_iam_custom_role.storage["video_status"]
 }
 
 resource "google_storage_bucket_iam_member" "reads_videos" {
   for_each = local.functions
 
   bucket = google_storage_bucket.this["source"].name
-  role   = google_project_iam_custom_role.video_status.id
+  role   = each.value.reads_videos ? google_project_iam_custom_role.storage["video_reader"].id : google_project_iam_custom_role.storage["video_status"].id
   member = "serviceAccount:${each.value.service_account}"
 }
 
-# Creates and replaces state records (replacing an object needs delete as well), and creates and
-# deletes the open/ markers of running projects (create-project, the concluding functions).
+# Upload session URLs (sessions/, functions/opus_pipeline/gcs/sessions.py) are credentials: every
+# function but ingest gets its state rights on every other object name only (a listing names the
+# bucket, so the condition lets the sweeper list). The bucket is uniform, which IAM conditions on
+# object names need.
 resource "google_storage_bucket_iam_member" "writes_state" {
   for_each = local.functions
 
   bucket = google_storage_bucket.this["state"].name
-  role   = "roles/storage.objectUser"
+  role   = each.value.lists_state ? google_project_iam_custom_role.storage["state_sweeper"].id : google_project_iam_custom_role.storage["state_writer"].id
   member = "serviceAccount:${each.value.service_account}"
+
+  dynamic "condition" {
+    for_each = each.value.keeps_sessions ? [] : [local.sessions_object_prefix]
+    content {
+      title       = "no upload sessions"
+      description = "Everything in the state bucket but the upload session URLs under sessions/."
+      expression  = "!resource.name.startsWith(\"${condition.value}\")"
+    }
+  }
 }
 
 resource "google_secret_manager_secret_iam_member" "reads_key" {
@@ -108,23 +150,38 @@ resource "google_secret_manager_secret_iam_member" "reads_webhook_token" {
 
 # -- the concluding functions (the webhook receiver and the sweeper) --------------------------
 
-# Only they write clips and clip lists; a clip list is rewritten when a crashed conclusion is taken
-# over, and replacing an object needs delete as well.
 resource "google_storage_bucket_iam_member" "writes_output" {
   for_each = { for key, f in local.functions : key => f if f.concludes }
 
   bucket = google_storage_bucket.this["output"].name
-  role   = "roles/storage.objectUser"
+  role   = google_project_iam_custom_role.storage["clip_writer"].id
   member = "serviceAccount:${each.value.service_account}"
 }
 
-# Freeing a project slot admits the oldest waiting video by publishing its clip request again.
+# Freeing a project slot admits the oldest waiting video by publishing its clip request again:
+# create-project (a creation that fails) and the sweeper. The public receiver does not: it frees
+# its slot and ticks the sweeper, which admits (functions/opus_pipeline/usecases/admit.py).
 resource "google_pubsub_topic_iam_member" "admits_waiting" {
-  for_each = { for key, f in local.functions : key => f if f.concludes || key == "create_project" }
+  for_each = { for key, f in local.functions : key => f if f.admits }
 
   topic  = google_pubsub_topic.clip_requests.id
   role   = "roles/pubsub.publisher"
   member = "serviceAccount:${each.value.service_account}"
+}
+
+resource "google_pubsub_topic_iam_member" "receiver_ticks_sweeper" {
+  for_each = { for key, f in local.functions : key => f if f.webhook == "receives" }
+
+  topic  = google_pubsub_topic.sweep_ticks.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${each.value.service_account}"
+}
+
+# The sweeper admits a video that waited for credits by asking ingest to upload it.
+resource "google_pubsub_topic_iam_member" "sweep_admits_uploads" {
+  topic  = google_pubsub_topic.ingest_requests.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.sweep.member
 }
 
 resource "google_pubsub_topic_iam_member" "publishes_results" {
@@ -139,7 +196,11 @@ resource "google_pubsub_topic_iam_member" "publishes_results" {
 # What admits a call is the secret token in the URL (functions/opus_pipeline/domain/webhook.py). checkov's
 # public-invoker checks (CKV_GCP_102, CKV_GCP_107) cover only the v1 Cloud Run and Cloud Functions
 # IAM resources, so nothing is skipped here; tests/test_infra.py allows this binding and no other.
+# Skipped with webhook_public_invoker = false, where the organisation refuses allUsers (README,
+# "Webhooks under Domain restricted sharing").
 resource "google_cloud_run_v2_service_iam_member" "anyone_invokes_webhook" {
+  count = var.webhook_public_invoker ? 1 : 0
+
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.this["on_project_concluded"].service_config[0].service

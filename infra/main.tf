@@ -33,6 +33,8 @@ locals {
   webhook_url = "https://${local.webhook_service}-${data.google_project.this.number}.${var.region}.run.app"
   # Cloud Functions copies each deployment's source here, and the build reads it from here.
   gcf_sources_bucket = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+  # Upload session URLs in the state bucket, as an IAM condition names objects (gcs/sessions.py).
+  sessions_object_prefix = "projects/_/buckets/${google_storage_bucket.this["state"].name}/objects/sessions/"
 
   # Every variable the code reads (functions/opus_pipeline/config.py ENV_VARS) but the two secrets
   # and OPUS_WEBHOOK_URL, which only the function that registers the webhook gets (functions.tf).
@@ -40,10 +42,13 @@ locals {
     OPUS_API_BASE_URL              = var.opus_api_base_url
     OPUS_UPLOAD_URL_HOSTS          = join(",", var.opus_upload_url_hosts)
     CLIP_REQUESTS_TOPIC            = google_pubsub_topic.clip_requests.id
+    INGEST_REQUESTS_TOPIC          = google_pubsub_topic.ingest_requests.id
     STATE_BUCKET                   = google_storage_bucket.this["state"].name
     SOURCE_BUCKET                  = google_storage_bucket.this["source"].name
     UPLOAD_CHUNK_SIZE              = tostring(var.upload_chunk_size_mib * 1048576)
     MAX_VIDEO_BYTES                = tostring(var.max_video_bytes)
+    MAX_VIDEO_SECONDS              = tostring(var.max_video_seconds)
+    OPUS_MONTHLY_CREDIT_BUDGET     = var.monthly_credit_budget == null ? "" : tostring(var.monthly_credit_budget)
     SOURCE_PREFIX                  = var.source_prefix
     UPLOAD_DEADLINE_SECONDS        = tostring(var.upload_deadline_seconds)
     LEASE_SECONDS                  = tostring(var.lease_seconds)
@@ -57,6 +62,7 @@ locals {
     SWEEP_MAX_CALLS                = tostring(var.sweep_max_calls)
     OPUS_MAX_PARALLEL_PROJECTS     = tostring(var.max_parallel_projects)
     OPUS_RATE_PER_MINUTE           = tostring(var.rate_per_minute)
+    SWEEP_TICKS_TOPIC              = google_pubsub_topic.sweep_ticks.id
     OPUS_DEFAULT_GENRE             = var.default_preferences.genre
     OPUS_DEFAULT_TOPIC_KEYWORDS    = var.default_preferences.topic_keywords
     OPUS_DEFAULT_CLIP_DURATIONS    = var.default_preferences.clip_durations
@@ -70,5 +76,6 @@ locals {
     OPUS_DEFAULT_ASPECT_RATIO        = var.default_preferences.aspect_ratio
     OPUS_DEFAULT_REMOVE_FILLER_WORDS = var.default_preferences.remove_filler_words
     OPUS_DEFAULT_AUTO_HOOK           = var.default_preferences.auto_hook
+    OPUS_DEFAULT_TITLE               = var.default_preferences.title
   }
 }

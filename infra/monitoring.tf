@@ -202,6 +202,63 @@ resource "google_logging_metric" "admissions" {
   }
 }
 
+# Credits, OpusClip's monthly cap: what each sweep saw of the month (OpusClip's own numbers), what
+# the videos probed before upload are estimated to cost, and the sweeps that found them running low
+# (a WARNING "credits" line, on which the credits_low alert fires).
+resource "google_logging_metric" "credits_remaining" {
+  name            = "${local.prefix}_credits_remaining"
+  description     = "OpusClip's remaining credits this month, as each sweep sees them."
+  filter          = "${local.function_logs} AND jsonPayload.event=\"credits\""
+  value_extractor = "EXTRACT(jsonPayload.remaining)"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "1"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 20
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+}
+
+resource "google_logging_metric" "credits_estimated" {
+  name            = "${local.prefix}_credits_estimated"
+  description     = "The credits each video probed before upload is estimated to cost."
+  filter          = "${local.function_logs} AND jsonPayload.event=\"video_probed\""
+  value_extractor = "EXTRACT(jsonPayload.credits)"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "1"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 12
+      growth_factor      = 2
+      scale              = 10
+    }
+  }
+}
+
+resource "google_logging_metric" "credits_low" {
+  name        = "${local.prefix}_credits_low"
+  description = "Sweeps that found OpusClip's remaining credits below the oldest waiting video's estimate or 10% of the limit."
+  filter      = "${local.function_logs} AND severity=WARNING AND jsonPayload.event=\"credits\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
 # The request budget: a call that got no grant of the shared window within a minute (the delivery
 # is retried, the sweep looks again later). Now and then during a burst is the budget working; all
 # the time means demand above rate_per_minute: fewer ingest instances, or a longer sweep_schedule.
@@ -270,6 +327,9 @@ resource "google_monitoring_dashboard" "pipeline" {
           { title = "Videos that waited, and admitted", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.admissions.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = ["metric.label.event"] },
           { title = "OpusClip calls postponed: request budget spent", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.rate_budget_spent.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           { title = "OpusClip 429 answers (another tool shares the key)", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.opus_rate_limited.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
+          { title = "OpusClip credits remaining this month (per sweep)", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.credits_remaining.name}\"", aligner = "ALIGN_DELTA", reducer = "REDUCE_MEAN", group = [] },
+          { title = "Credits estimated per day (videos probed before upload)", plot = "STACKED_BAR", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.credits_estimated.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [], period = "86400s" },
+          { title = "Sweeps that found the credits running low", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.credits_low.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           { title = "Stalled projects", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.projects_stalled.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           ] : merge(index % 2 == 0 ? {} : { xPos = 6 }, index < 2 ? {} : { yPos = floor(index / 2) * 4 }, {
             width                                = 6
@@ -283,7 +343,7 @@ resource "google_monitoring_dashboard" "pipeline" {
                     timeSeriesFilter = {
                       filter = tile.filter
                       aggregation = merge({
-                        alignmentPeriod    = "300s"
+                        alignmentPeriod    = lookup(tile, "period", "300s")
                         perSeriesAligner   = tile.aligner
                         crossSeriesReducer = tile.reducer
                       }, length(tile.group) == 0 ? {} : { groupByFields = tile.group })
@@ -394,6 +454,35 @@ resource "time_sleep" "log_metrics_registered" {
   triggers = {
     video_failures   = google_logging_metric.video_failures.id
     projects_stalled = google_logging_metric.projects_stalled.id
+  }
+}
+
+# Fires on the sweeper's WARNING "credits" line itself (a log-match condition): the remaining credits
+# fell below the oldest waiting video's estimate or 10% of the limit (domain/credits.py running_low).
+resource "google_monitoring_alert_policy" "credits_low" {
+  display_name          = "opus-clip-pipeline: OpusClip credits running low"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "remaining credits below the oldest waiting video's estimate or 10% of the limit"
+
+    condition_matched_log {
+      filter = "${local.function_logs} AND severity=WARNING AND jsonPayload.event=\"credits\""
+    }
+  }
+
+  # A log-match policy must limit its notifications: every sweep logs the line while it holds.
+  alert_strategy {
+    notification_rate_limit {
+      period = "21600s"
+    }
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Videos wait for credits (they are not lost, and none is uploaded meanwhile): `opus-pipeline usage gs://${google_storage_bucket.this["source"].name}` shows OpusClip's month, what is reserved and each waiting video's estimate. They go on by themselves after the month resets (the 1st, UTC); to go on sooner, upgrade the OpusClip plan, or raise monthly_credit_budget if it is what holds them."
   }
 }
 

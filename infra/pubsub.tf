@@ -96,3 +96,39 @@ resource "google_cloud_scheduler_job" "sweep" {
 
   depends_on = [google_project_service.this]
 }
+
+# The sweeper hands a video that waited for this month's credits back to ingest here, once they
+# suffice; an Eventarc trigger of its own delivers it to the ingest function (functions/main.py
+# on_video_uploaded takes both event types). A request carries only the object's name and generation.
+resource "google_pubsub_topic" "ingest_requests" {
+  # checkov:skip=CKV_GCP_83: a request names an object and its generation, no video or secret
+  name = "${local.prefix}-ingest-requests"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_eventarc_trigger" "ingest_requests" {
+  name            = "${local.prefix}-ingest-requests"
+  location        = var.region
+  service_account = google_service_account.trigger.email
+
+  matching_criteria {
+    attribute = "type"
+    value     = "google.cloud.pubsub.topic.v1.messagePublished"
+  }
+
+  destination {
+    cloud_run_service {
+      service = google_cloudfunctions2_function.this["ingest"].service_config[0].service
+      region  = var.region
+    }
+  }
+
+  transport {
+    pubsub {
+      topic = google_pubsub_topic.ingest_requests.id
+    }
+  }
+
+  depends_on = [time_sleep.event_grants_propagate, google_cloud_run_v2_service_iam_member.trigger_invokes_ingest]
+}

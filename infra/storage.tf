@@ -28,11 +28,17 @@ resource "google_storage_bucket" "this" {
     enabled = true
   }
 
+  # Objects older than expire_days; and in the state bucket, upload session URLs an ended upload
+  # left behind (ingest deletes its own) once the session could not be used any more (a week).
   dynamic "lifecycle_rule" {
-    for_each = each.value.expire_days == null ? [] : [each.value.expire_days]
+    for_each = concat(
+      each.value.expire_days == null ? [] : [{ age = each.value.expire_days, prefixes = [] }],
+      each.key == "state" ? [{ age = 7, prefixes = ["sessions/"] }] : [],
+    )
     content {
       condition {
-        age = lifecycle_rule.value
+        age            = lifecycle_rule.value.age
+        matches_prefix = lifecycle_rule.value.prefixes
       }
       action {
         type = "Delete"

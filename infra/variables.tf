@@ -61,8 +61,20 @@ variable "upload_chunk_size_mib" {
 
 variable "max_video_bytes" {
   type        = number
-  description = "Largest video accepted, in bytes (MAX_VIDEO_BYTES); OpusClip's cap is 10 GB."
-  default     = 10737418240
+  description = "Largest video accepted, in bytes (MAX_VIDEO_BYTES); OpusClip's upload cap is 30 GB."
+  default     = 30000000000
+}
+
+variable "max_video_seconds" {
+  type        = number
+  description = "Longest video accepted, in seconds (MAX_VIDEO_SECONDS), read from its container before upload; OpusClip's cap is 10 hours."
+  default     = 36000
+}
+
+variable "monthly_credit_budget" {
+  type        = number
+  description = "OpusClip credits this pipeline may spend per UTC calendar month (OPUS_MONTHLY_CREDIT_BUDGET), a whole number from 1 (config.py refuses anything else at start-up); null: no budget of its own, only OpusClip's monthly cap. Raising it admits waiting videos on the next sweep."
+  default     = null
 }
 
 variable "source_prefix" {
@@ -118,6 +130,7 @@ variable "default_preferences" {
     aspect_ratio        = optional(string, "")
     remove_filler_words = optional(string, "")
     auto_hook           = optional(string, "")
+    title               = optional(string, "")
   })
   description = "Deploy-wide OpusClip preferences (OPUS_DEFAULT_*), in the same syntax as the opus-* object metadata; per-video metadata overrides them."
   default     = {}
@@ -228,6 +241,12 @@ variable "dead_letter_max_attempts" {
     condition     = var.dead_letter_max_attempts >= 5 && var.dead_letter_max_attempts <= 100
     error_message = "Pub/Sub allows 5-100 delivery attempts."
   }
+}
+
+variable "webhook_public_invoker" {
+  type        = bool
+  description = "Let anyone invoke the webhook receiver (allUsers run.invoker), as OpusClip calls it without a Google identity. False where Domain restricted sharing refuses allUsers: see the README."
+  default     = true
 }
 
 variable "notification_channels" {

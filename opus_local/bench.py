@@ -9,8 +9,13 @@ Then, for one object of each ``--size`` MiB on loopback:
 - the ingest process's CPU seconds (user + system, all threads) per GiB beside those of ``curl``
   reading the object plus ``curl`` sending it: the cost of moving the bytes without Python;
 - the peak RSS of an ingest process above its RSS before the video (goal ≤ 2.5 chunks, at every size).
+Then, for each ``--link-size`` among them, the same ingest and the same ``curl`` PUT on a modelled link
+(the stand-in's link model: each session PUT answered ``--link-ms`` after its body arrived, bodies read
+at ``--link-mibps``; 30 ms and 100 MiB/s by default), and ingest ÷ curl there (goal ≥ 0.95), printed
+next to the loopback figures of that size.
 And for one clip of each ``--clip-size`` MiB served by the stand-in, the peak RSS of a process copying
 it into fake-gcs-server with ``clip_copy.copy_clip`` above its RSS before (goal ≤ 2.5 × COPY_CHUNK).
+And what the duration probe before upload reads of a 1 GiB MP4 whose ``moov`` is at the end.
 Timings are not asserted anywhere: machines are noisy; the ratios are what to compare.
 """
 
@@ -130,13 +135,13 @@ def read_object(resource: dict, chunk: int) -> float:
 
 
 def send_bytes(base_url: str, size: int, chunk: int) -> float:
+    """Seconds to send ``size`` bytes in one session request, as ingest does, from one chunk in memory."""
     from opus_pipeline.opus.resumable import ResumableSession
 
     session = ResumableSession(requests.Session(), _new_session(base_url), size)
     view = memoryview(bytearray(os.urandom(chunk)))
     start = time.perf_counter()
-    while not session.complete:
-        session.put(view[: min(chunk, size - session.committed)])
+    session.put_stream((view[: min(chunk, size - offset)] for offset in range(0, size, chunk)), size)
     return time.perf_counter() - start
 
 
@@ -257,13 +262,40 @@ def measure(base_url: str, env: dict[str, str], path: Path, resource: dict, chun
         runs["read"].append(read_object(resource, chunk))
         runs["send"].append(send_bytes(base_url, size, chunk))
         standin.reset()
-        clear_ledger(env["STATE_BUCKET"])
-        result, logged = child(INGEST_CHILD, json.dumps(resource), env=env)
-        runs["ingest"].append(next(line for line in logged if line.get("event") == "video_uploaded")["seconds"])
+        seconds, result = ingest_once(env, resource)
+        runs["ingest"].append(seconds)
         runs["ingest_cpu"].append(result["cpu"])
         growth = max(growth, (result["rss_peak_kib"] - result["rss_before_kib"]) / 1024)
         standin.reset()
     return {**{k: statistics.median(v) for k, v in runs.items()}, "growth_mib": growth}
+
+
+def ingest_once(env: dict[str, str], resource: dict) -> tuple[float, dict]:
+    """The ingest function handling the video's event in a fresh child, on a fresh ledger: the streaming
+    seconds its ``video_uploaded`` log says, and the child's measurement."""
+    clear_ledger(env["STATE_BUCKET"])
+    result, logged = child(INGEST_CHILD, json.dumps(resource), env=env)
+    return next(line for line in logged if line.get("event") == "video_uploaded")["seconds"], result
+
+
+def measure_link(
+    base_url: str, env: dict[str, str], path: Path, resource: dict, link: tuple[float, int], repeat: int
+) -> dict:
+    """Medians of curl's PUT and of ingest on the stand-in's modelled link (turnaround s, bytes/s), and
+    of the number of upload requests ingest sent."""
+    standin = StandInControl(base_url)
+    size = int(resource["size"])
+    runs: dict[str, list[float]] = {"curl": [], "ingest": [], "requests": []}
+    for _ in range(repeat):
+        standin.reset()  # forgets the configuration too: the link is modelled again each time
+        standin.model_link(*link)
+        runs["curl"].append(curl_put(base_url, path, size)[0])
+        standin.reset()
+        standin.model_link(*link)
+        runs["ingest"].append(ingest_once(env, resource)[0])
+        runs["requests"].append(sum(len(u["puts"]) for u in standin.stats()["uploads"].values()))
+    standin.reset()
+    return {k: statistics.median(v) for k, v in runs.items()}
 
 
 def clear_ledger(bucket: str) -> None:
@@ -309,6 +341,35 @@ def measure_copy(base_url: str, bucket: str, size: int, repeat: int) -> dict:
     return {**{k: statistics.median(v) for k, v in runs.items()}, "growth_mib": growth}
 
 
+def measure_probe(root: Path) -> None:
+    """What the duration probe before upload reads of a 1 GiB MP4 whose ``moov`` is at the end (the
+    worst place for it), as a share of the file (goal ≤ 1 MiB): through the same ranged reader ingest
+    uses, counting what its range requests fetch."""
+    from opus_pipeline.domain.media_probe import RangedReader, probe_duration
+
+    from . import videos
+
+    source = videos.make_video(root / "probe-source.mp4", seconds=120.0)
+    path = videos.pad_mp4(source, root / "probe-1gib.mp4", 1024 * MIB)
+
+    with open(path, "rb") as file:
+
+        def read_range(start: int, end: int) -> bytes:
+            file.seek(start)
+            return file.read(end - start + 1)
+
+        reader = RangedReader(read_range, path.stat().st_size)
+        started = time.perf_counter()
+        seconds = probe_duration(reader, name=path.name)
+        took = time.perf_counter() - started
+    print(
+        f"probe of a 1 GiB moov-at-end MP4 ({seconds:.0f} s): {reader.bytes_read:,} bytes in {reader.requests} "
+        f"requests = {reader.bytes_read / path.stat().st_size:.6f} of the file (goal ≤ 1 MiB), {took * 1000:.1f} ms",
+        flush=True,
+    )
+    path.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, nargs="+", default=[256, 1024, 4096], help="video sizes in MiB")
@@ -319,6 +380,10 @@ def main() -> None:
     # fake-gcs-server handles a resumable upload's chunks slowly (about 2 minutes for 1 GiB here),
     # and the peak RSS of one copy already says what memory needs.
     parser.add_argument("--copy-repeat", type=int, default=1, help="rounds per clip size")
+    parser.add_argument("--link-size", type=int, nargs="*", default=[256, 1024], help="sizes also run on the link")
+    parser.add_argument("--link-ms", type=float, default=30.0, help="modelled turnaround of a session PUT, ms")
+    parser.add_argument("--link-mibps", type=int, default=100, help="modelled link rate, MiB/s")
+    parser.add_argument("--link-repeat", type=int, default=3, help="rounds per size on the modelled link")
     parser.add_argument("--import-runs", type=int, default=15, help="runs per import measurement")
     parser.add_argument("--imports-only", action="store_true", help="measure the cold imports only")
     args = parser.parse_args()
@@ -327,6 +392,7 @@ def main() -> None:
         return
     chunk = args.chunk * MIB
     root = Path(tempfile.mkdtemp(prefix="opus-bench-"))
+    measure_probe(root)
     # The stand-in keeps what it receives in memory-backed files, so that no measurement is slowed
     # by the disk flushing what an earlier one wrote.
     received = Path(tempfile.mkdtemp(prefix="opus-bench-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
@@ -358,6 +424,7 @@ def main() -> None:
             state_bucket="bench-state",
             output_bucket="bench-clips",
             results_topic=topic,
+            ingest_topic=topic,
             chunk_size=chunk,
             STATUS_METADATA="false",
         )
@@ -370,7 +437,6 @@ def main() -> None:
                 emulators.fake_gcs_data(root / "gcs"), "bench-source", f"video-{size_mib}.mp4", size_mib
             )
             m = measure(base_url, env, path, resource, chunk, args.repeat)
-            client.bucket("bench-source").blob(path.name).delete()
             size = size_mib * MIB
             gib = size / 1024 / MIB
             ingest_cpu, get_cpu, put_cpu = m["ingest_cpu"] / gib, m["get_cpu"] / gib, m["curl_cpu"] / gib
@@ -384,6 +450,18 @@ def main() -> None:
                 f"peak RSS growth {m['growth_mib']:6.1f} MiB = {m['growth_mib'] / args.chunk:3.1f} chunks (goal ≤ 2.5)",
                 flush=True,
             )
+            if size_mib in args.link_size:
+                link = (args.link_ms / 1000, args.link_mibps * MIB)
+                n = measure_link(base_url, env, path, resource, link, args.link_repeat)
+                print(
+                    f"{'':>11}modelled link ({args.link_ms:.0f} ms turnaround, {args.link_mibps} MiB/s; medians of "
+                    f"{args.link_repeat}): curl {size / n['curl'] / MIB:6.1f} MiB/s  ingest "
+                    f"{size / n['ingest'] / MIB:6.1f} MiB/s in {n['requests']:.0f} requests  |  "
+                    f"ingest÷curl throughput {n['curl'] / n['ingest']:4.2f} "
+                    f"(goal ≥ 0.95; loopback above: {m['curl'] / m['ingest']:4.2f})",
+                    flush=True,
+                )
+            client.bucket("bench-source").blob(path.name).delete()
         from opus_pipeline.opus.clip_download import COPY_CHUNK
 
         for size_mib in args.clip_size:

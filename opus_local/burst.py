@@ -29,7 +29,7 @@ from opus_pipeline.domain import states
 from opus_pipeline.gcs.ledger import Ledger
 
 from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
-from .videos import smallest_video, video_bytes
+from .videos import unique_video
 
 # upload link, project creation, one project lookup (the webhook's), one page of clips
 CALLS_PER_VIDEO = 4
@@ -103,10 +103,11 @@ def run_burst(
             projectSeconds=project_seconds,
             clipsPerProject=1,
             clipBytes=1024,
+            monthlyCreditLimit=None,  # the month's credits are credit_month.py's story
         )
         client = stack.direct_storage()  # the harness's own calls are not the functions'
         bucket = client.bucket(SOURCE_BUCKET)
-        data = [video_bytes(smallest_video() + n) for n in range(videos)]  # each its own size
+        data = [unique_video() for _ in range(videos)]  # each its own bytes, made before the clock starts
         stack.storage_proxy.reset()
         start = time.monotonic()
         for n in range(videos):

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import os
 import signal
 import sys
 import time
@@ -29,18 +28,13 @@ from opus_pipeline.domain.manifest import manifest_name
 from opus_pipeline.gcs.ledger import Ledger
 
 from .stack import OUTPUT_BUCKET, SOURCE_BUCKET, STATE_BUCKET, LocalStack
+from .videos import unique_video
 
 
 def sample_video(path: Path, size: int) -> Path:
-    """A file with an MP4 signature and random payload: the pipeline streams bytes, it never decodes."""
+    """A real MP4 of ``size`` bytes (ffmpeg's, padded): ingest reads its duration before uploading it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as out:
-        out.write(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom")
-        left = size - 24
-        while left > 0:
-            piece = os.urandom(min(left, 1 << 20))
-            out.write(piece)
-            left -= len(piece)
+    path.write_bytes(unique_video(size))
     return path
 
 

@@ -21,6 +21,7 @@ def function_env(
     state_bucket: str,
     output_bucket: str,
     results_topic: str,
+    ingest_topic: str,
     chunk_size: int,
     **overrides: str,
 ) -> dict[str, str]:
@@ -36,6 +37,7 @@ def function_env(
         "STATE_BUCKET": state_bucket,
         "OUTPUT_BUCKET": output_bucket,
         "CLIP_RESULTS_TOPIC": results_topic,
+        "INGEST_REQUESTS_TOPIC": ingest_topic,
         "UPLOAD_CHUNK_SIZE": str(chunk_size),
         # Locally nothing else shares the stand-in's budget, and tests make calls fast: a budget that
         # never throttles unless a test or the stack sets its own.

@@ -37,7 +37,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import math
 import os
 import random
 import re
@@ -54,13 +53,18 @@ from typing import Any
 import requests
 from cloudevents.conversion import to_binary
 
+from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
+
 from . import emulators
 from .relay import finalized_event
 from .stack import FUNCTIONS, OUTPUT_BUCKET, STATE_BUCKET, LocalStack
+from .videos import SALT_BYTES, smallest_video, unique_video
 
 GRANULARITY = 256 * 1024
 CHUNK = 2 * GRANULARITY  # two granules, so that a session keeping fewer bytes can keep some of a chunk
-MAX_CHUNKS = 4
+# Up to one and a half first requests (``resumable.FIRST_PUT_CHUNKS`` chunks each): a video longer than
+# the first request is sent in two, so a request can end short of the video (and keep fewer bytes).
+MAX_CHUNKS = 6
 SOURCE_BUCKET = "soak-videos"  # not the stack's "videos": no relay delivers its events, this harness does
 LEASE_SECONDS = 3  # a killed invocation blocks the redelivery this long
 PROJECT_SECONDS = 0.3
@@ -105,7 +109,7 @@ class Plan:
     clips: int
     clip_bytes: int
     faults: list[dict[str, Any]] = field(default_factory=list)
-    crash_at_chunk_call: int | None = None  # SIGKILL while the n-th chunk PUT is held by the stand-in
+    crash_at_chunk_call: int | None = None  # SIGKILL while the n-th upload request is held by the stand-in
     finalize_copies: int = 1
     finalize_concurrent: bool = False
     request_copies: int = 1  # the push subscription's delivery and this many less one more
@@ -117,12 +121,13 @@ class Plan:
 
 
 def _draw_size(rng: random.Random) -> int:
-    """1 byte, under a chunk, whole chunks, or whole chunks and a ragged tail."""
+    """The smallest video, under a chunk, whole chunks, or whole chunks and a ragged tail."""
     shape = rng.choice(("one", "small", "whole", "ragged", "ragged"))
+    smallest = smallest_video() + SALT_BYTES
     if shape == "one":
-        return 1
+        return smallest
     if shape == "small":
-        return rng.randint(2, CHUNK - 1)
+        return rng.randint(smallest + 1, CHUNK - 1)
     if shape == "whole":
         return rng.randint(1, MAX_CHUNKS) * CHUNK
     return rng.randint(1, MAX_CHUNKS - 1) * CHUNK + rng.randint(1, CHUNK - 1)
@@ -139,19 +144,25 @@ def _burst(rng: random.Random) -> int:
     return rng.choice((1, 1, 2, 3))
 
 
-def _session_faults(rng: random.Random, chunks: int, crash: bool) -> tuple[list[dict], int | None]:
-    """Chunk and status-query faults placed only at calls that are sure to happen.
+def _sure_requests(size: int) -> int:
+    """Upload requests a clean upload of ``size`` bytes makes: the first carries at most
+    ``FIRST_PUT_CHUNKS`` chunks, and on loopback the measured throughput sends the rest in one."""
+    return 1 if size <= FIRST_PUT_CHUNKS * CHUNK else 2
 
-    ``chunks`` PUTs always happen; each 503/429/drop/expire answer adds at least one more (the
-    chunk is sent again), so a later fault may sit that much further. A kept-fewer or crashed
-    chunk may add none (the last chunk cannot keep fewer; a killed PUT may still land whole).
-    Status queries happen after each failed chunk or query and after a crash."""
+
+def _session_faults(rng: random.Random, size: int, crash: bool) -> tuple[list[dict], int | None]:
+    """Upload-request ("chunk") and status-query faults placed only at calls that are sure to happen.
+
+    ``_sure_requests`` PUTs always happen; each 503/429/drop/expire answer adds at least one more
+    (the request is sent again), so a later fault may sit that much further. A kept-fewer or
+    crashed request may add none (the last request cannot keep fewer; a killed PUT may still land
+    whole). Status queries happen after each failed request or query and after a crash."""
     kinds = [rng.choice(("drop", "503", "429", "keep_fewer", "expire")) for _ in range(rng.choice((0, 1, 1, 2, 3)))]
     if crash:
         kinds.insert(rng.randint(0, len(kinds)), "crash")
     faults: list[dict] = []
     crash_call = None
-    reached, position, queries = chunks, 0, 0
+    reached, position, queries = _sure_requests(size), 0, 0
     for kind in kinds:
         if position + 1 > reached:
             break
@@ -168,7 +179,11 @@ def _session_faults(rng: random.Random, chunks: int, crash: bool) -> tuple[list[
             faults.append(_status_fault(rng, "chunk", int(kind), times, skip))
             queries += times
         elif kind == "drop":
-            faults.append({"endpoint": "chunk", "kind": "drop", "after_bytes": rng.randrange(CHUNK), "skip": skip})
+            cut = rng.randrange(min(size, FIRST_PUT_CHUNKS * CHUNK))  # past a shorter request's end: its answer is lost
+            keep = rng.random() < 0.5  # the session keeps what arrived (whole 256 KiB), as Cloud Storage may
+            faults.append(
+                {"endpoint": "chunk", "kind": "drop", "after_bytes": cut, "keep_received": keep, "skip": skip}
+            )
             queries += 1
         elif kind == "keep_fewer":
             faults.append(
@@ -193,7 +208,7 @@ def draw_plan(seed: int) -> Plan:
     rng = random.Random(seed)
     size = _draw_size(rng)
     plan = Plan(seed=seed, size=size, clips=rng.randint(1, 3), clip_bytes=rng.randint(1, 200_000))
-    chunk_faults, plan.crash_at_chunk_call = _session_faults(rng, math.ceil(size / CHUNK), rng.random() < 0.3)
+    chunk_faults, plan.crash_at_chunk_call = _session_faults(rng, size, rng.random() < 0.3)
     plan.faults.extend(chunk_faults)
     for endpoint in API_ENDPOINTS:
         if rng.random() >= 0.2:
@@ -428,7 +443,7 @@ class Schedule:
         standin.configure(projectSeconds=PROJECT_SECONDS, clipsPerProject=plan.clips, clipBytes=plan.clip_bytes)
         if plan.faults:
             standin.inject(*plan.faults)
-        return random.Random(f"video-{plan.seed}").randbytes(plan.size)
+        return unique_video(plan.size, salt=random.Random(f"video-{plan.seed}").randbytes(SALT_BYTES))
 
     def _drive(self, data: bytes) -> str | None:
         """Upload the video and play the platform's part until the video ends; its end state."""
@@ -473,7 +488,7 @@ class Schedule:
     def _check_resent(self, stats: dict[str, Any]) -> tuple[int, int]:
         """The bytes sent again and the most that the faults excuse; a problem when over."""
         resent = stats["bytesReceived"] - self.plan.size
-        bound = resend_bound(self.plan.faults, stats, self.crashed)
+        bound = resend_bound(self.plan.faults, stats, self.crashed, self.plan.size)
         if resent > bound:
             self.problems.append(f"re-sent {resent} bytes, more than the bound of {bound}")
         return resent, bound
@@ -592,24 +607,26 @@ class Schedule:
         self.problems.extend(self.soak.manifest_problems(self.name, project["id"], stats["clipFiles"]))
 
 
-def resend_bound(faults: list[dict[str, Any]], stats: dict[str, Any], crashed: bool) -> int:
+def resend_bound(faults: list[dict[str, Any]], stats: dict[str, Any], crashed: bool, size: int) -> int:
     """The most bytes the stand-in may have read beyond the video's size.
 
-    Counted (``bytesReceived``) are the bytes the stand-in reads into a session. A connection cut
-    inside a chunk loses at most that chunk; a chunk whose session keeps fewer bytes is re-sent from
-    the kept offset, at most one chunk; a process killed mid-PUT loses at most the chunk in flight,
-    since its redelivery asks the session where it stands rather than trusting the record. A 503 or
-    429 on a chunk is answered before its body is read, so it costs nothing here. An expired session
-    is the one case that costs more: OpusClip's new session starts at byte 0, so every byte the
-    expired one had kept is sent again (the stand-in reports what each abandoned session kept)."""
+    Counted (``bytesReceived``) are the bytes the stand-in reads into a session. Ingest sends one
+    request per attempt, of at most ``FIRST_PUT_CHUNKS`` chunks first and then at most
+    ``PUT_SECONDS`` at the measured throughput, never past the video's end; on loopback that is
+    the rest of the video. A connection cut inside a request loses at most that request (the session
+    may keep what arrived, or nothing); a process killed mid-request loses at most the request in
+    flight, since its redelivery asks the session where it stands rather than trusting the record.
+    A request whose session keeps ``fewer_bytes`` less is re-sent from the kept offset, which the
+    session rounds down to 256 KiB: at most ``fewer_bytes`` + 256 KiB. A 503 or 429 is answered
+    before the body is read, so it costs nothing here. An expired session is the one case that
+    costs more: OpusClip's new session starts at byte 0, so every byte the expired one had kept is
+    sent again (the stand-in reports what each abandoned session kept)."""
     fired = fired_counts(faults, stats["calls"])
-    chunk_losses = sum(
-        n
-        for f, n in zip(faults, fired, strict=True)
-        if f["endpoint"] == "chunk" and f["kind"] in ("drop", "keep_fewer")
-    )
+    chunk_faults = [(f, n) for f, n in zip(faults, fired, strict=True) if f["endpoint"] == "chunk"]
+    cuts = sum(n for f, n in chunk_faults if f["kind"] == "drop") + int(crashed)
+    kept_short = sum((f["fewer_bytes"] + GRANULARITY) * n for f, n in chunk_faults if f["kind"] == "keep_fewer")
     abandoned = sum(u["committed"] for u in stats["uploads"].values() if not u["complete"])
-    return CHUNK * (chunk_losses + int(crashed)) + abandoned
+    return size * cuts + kept_short + abandoned
 
 
 # -- the soak ---------------------------------------------------------------------------------

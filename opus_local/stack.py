@@ -4,7 +4,8 @@
     on_video_uploaded ──► stand-in (upload) ──► clip-requests ──push (dead-letter: clip-requests-dead)──►
     create_clip_project ──► stand-in (project, webhook at its end) ──► on_project_concluded ──►
     clips in gs://clips, a message on clip-results;  a ticker (Cloud Scheduler's part) ──► sweep-ticks
-    ──push──► sweep_projects (for lost webhooks)
+    ──push──► sweep_projects (for lost webhooks, and videos admitted against this month's credits:
+    ingest-requests ──push──► on_video_uploaded)
 
 Every storage call of the functions (and of this process's clients, as the CLI's) goes through
 the fault-injecting proxy (``gcs_proxy.py``) in front of fake-gcs-server, with Cloud Storage's write
@@ -113,7 +114,9 @@ class LocalStack:
             state_bucket=STATE_BUCKET,
             output_bucket=OUTPUT_BUCKET,
             results_topic=self.topic("clip-results"),
+            ingest_topic=self.topic("ingest-requests"),
             chunk_size=self.chunk_size,
+            SWEEP_TICKS_TOPIC=self.topic("sweep-ticks"),
             OPUS_WEBHOOK_URL=f"http://127.0.0.1:{receiver_port}/",
             OPUS_WEBHOOK_TOKEN=secrets.token_hex(16),
             **self.settings,
@@ -143,6 +146,7 @@ class LocalStack:
         self._create_push_subscription(
             "clip-requests-push", "clip-requests", f"http://127.0.0.1:{create.port}/", dead_letter="clip-requests-dead"
         )
+        self._create_push_subscription("ingest-requests-push", "ingest-requests", f"http://127.0.0.1:{ingest.port}/")
         self.relay = Relay(self.subscription("gcs-events-relay"), f"http://127.0.0.1:{ingest.port}/")
         self.relay.start()
         if self.storage_faults:
@@ -166,7 +170,14 @@ class LocalStack:
         from google.cloud import pubsub_v1
 
         publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-        for name in ("gcs-events", "clip-requests", "clip-requests-dead", "clip-results", "sweep-ticks"):
+        for name in (
+            "gcs-events",
+            "clip-requests",
+            "clip-requests-dead",
+            "clip-results",
+            "sweep-ticks",
+            "ingest-requests",
+        ):
             publisher.create_topic(name=self.topic(name))
         subscriber.create_subscription(name=self.subscription("gcs-events-relay"), topic=self.topic("gcs-events"))
         for name in ("clip-requests-dead", "clip-results"):  # what a user of the local stack pulls from

@@ -9,6 +9,7 @@ from typing import Any
 import requests
 
 from . import standin
+from .videos import unique_video
 
 DEFAULT_CURATION = {"clipDurations": [[0, 90]]}  # what the pipeline sends when nobody chose durations
 
@@ -46,6 +47,11 @@ class StandInControl:
         all or nothing (HTTP 400 on an unknown name or a bad value). Returns the whole configuration."""
         return self._post("config", settings)
 
+    def model_link(self, turnaround_seconds: float | None, bytes_per_second: int | None) -> dict[str, Any]:
+        """Answer each upload-session PUT ``turnaround_seconds`` after its body arrived and read bodies
+        no faster than ``bytes_per_second`` (None: off, the default); kept until a reset."""
+        return self.configure(linkTurnaroundSeconds=turnaround_seconds, linkBytesPerSecond=bytes_per_second)
+
     def config(self) -> dict[str, Any]:
         return self._get("config")
 
@@ -56,6 +62,14 @@ class StandInControl:
     def stall_next(self, count: int = 1) -> None:
         """Make the next ``count`` projects created end STALLED."""
         self._post("stall", {"next": count})
+
+    def new_month(self) -> None:
+        """Reset the month's credits, as OpusClip does on the 1st (UTC)."""
+        self._post("new-month", {})
+
+    def credits_used(self) -> int:
+        """The credits this month's projects were charged."""
+        return self.stats()["creditsUsed"]
 
     def webhook_fault(self, kind: str, times: int = 1, skip: int = 0, **options: Any) -> None:
         """Misbehave on the next webhooks sent: ``drop``, ``slow`` (``seconds=``), ``duplicate``
@@ -104,11 +118,12 @@ class StandInControl:
         return self.stats()["uploads"][upload_id]
 
     def create_project(self, api_key: str, **request: Any) -> requests.Response:
-        """A small video uploaded whole, then ``POST /api/clip-projects`` for it with ``request`` added to
-        the body, as the pipeline sends it (with the clip durations OpusClip requires unless ``request``
-        chooses them); the raw answer, so that refusals can be inspected."""
+        """A small real video uploaded whole (the stand-in bills by its duration), then
+        ``POST /api/clip-projects`` for it with ``request`` added to the body, as the pipeline sends it
+        (with the clip durations OpusClip requires unless ``request`` chooses them); the raw answer, so
+        that refusals can be inspected."""
         upload_id, location = self._start(api_key)
-        data = b"standin video"
+        data = unique_video()
         requests.put(
             location, data=data, headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"}, timeout=10
         ).raise_for_status()

@@ -389,3 +389,13 @@ def make_thumbnail(path: str | os.PathLike[str]) -> Path:
         subprocess.run([*args, "-frames:v", "1", "-f", "image2", "-c:v", "mjpeg", str(partial)], check=True)
         partial.replace(target)
     return target
+
+
+SALT_BYTES = 16
+
+
+def unique_video(size: int = 0, *, salt: bytes | None = None) -> bytes:
+    """A real MP4 of ``size`` bytes (at least ``smallest_video()`` and room for the salt) that differs from
+    every other one (a random ``salt`` unless one is given): what tests and tools upload where random bytes
+    once did, now that ingest reads a video's duration before it sends a byte."""
+    return video_bytes(max(size, smallest_video() + SALT_BYTES), salt=salt or os.urandom(SALT_BYTES))

@@ -69,6 +69,7 @@ class Stack:
     standin_url: str
     output_bucket: str
     results_subscription: str
+    ingest_subscription: str
 
     def put(self, name: str, data: bytes, content_type: str = "video/mp4", metadata: dict | None = None) -> dict:
         """Upload an object and return the object resource its finalize event carries."""
@@ -115,6 +116,7 @@ def object_resource(blob: storage.Blob) -> dict:
         "generation": str(blob.generation),
         "size": str(blob.size),
         "contentType": blob.content_type,
+        "contentEncoding": blob.content_encoding,
         "md5Hash": blob.md5_hash,
         "crc32c": blob.crc32c,
         "metadata": blob.metadata or {},
@@ -140,7 +142,13 @@ def stack(gcs: str, pubsub: str, standin: StandInControl) -> Stack:
     subscription = f"projects/{PROJECT}/subscriptions/clip-requests-{suffix}"
     results_topic = f"projects/{PROJECT}/topics/clip-results-{suffix}"
     results_subscription = f"projects/{PROJECT}/subscriptions/clip-results-{suffix}"
-    for name, sub in ((topic, subscription), (results_topic, results_subscription)):
+    ingest_topic = f"projects/{PROJECT}/topics/ingest-requests-{suffix}"
+    ingest_subscription = f"projects/{PROJECT}/subscriptions/ingest-requests-{suffix}"
+    for name, sub in (
+        (topic, subscription),
+        (results_topic, results_subscription),
+        (ingest_topic, ingest_subscription),
+    ):
         pubsub_v1.PublisherClient().create_topic(name=name)
         pubsub_v1.SubscriberClient().create_subscription(name=sub, topic=name)
     env = function_env(
@@ -151,7 +159,19 @@ def stack(gcs: str, pubsub: str, standin: StandInControl) -> Stack:
         state_bucket=state,
         output_bucket=output,
         results_topic=results_topic,
+        ingest_topic=ingest_topic,
         chunk_size=CHUNK,
         LEASE_SECONDS="60",
     )
-    return Stack(env, client, source, state, topic, subscription, standin.base_url, output, results_subscription)
+    return Stack(
+        env,
+        client,
+        source,
+        state,
+        topic,
+        subscription,
+        standin.base_url,
+        output,
+        results_subscription,
+        ingest_subscription,
+    )

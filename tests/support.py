@@ -7,11 +7,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from opus_local.videos import unique_video
 from opus_pipeline import runtime
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.record import VideoRecord
+from opus_pipeline.errors import TransientError
 from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.usecases.create_project import handle_clip_request
 from opus_pipeline.usecases.ingest import handle_finalized
@@ -21,6 +25,9 @@ from conftest import CHUNK, Stack
 CAP_BODY = {"code": "API_MONTHLY_CAP_REACHED", "reset_at": "2026-12-01T00:00:00Z", "upgrade_url": "https://x"}
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions" / "main.py"
+
+
+video = unique_video  # a real MP4 of a size, unique: what every test that uploads a video uploads
 
 
 def services(stack: Stack, **overrides: str) -> runtime.Services:
@@ -39,7 +46,7 @@ def create(stack: Stack, request: ClipRequest, **overrides: str) -> str:
 
 def uploaded(stack: Stack, metadata: dict | None = None) -> tuple[dict, ClipRequest]:
     """A video really streamed by ingest, and the clip request it published."""
-    resource = stack.put("talk.mp4", os.urandom(CHUNK + 1), metadata=metadata)
+    resource = stack.put("talk.mp4", video(CHUNK + 1), metadata=metadata)
     assert ingest(stack, resource) == states.QUEUED
     [received] = stack.pull()
     return resource, ClipRequest.decode(received.message.data)
@@ -92,3 +99,19 @@ def processes_mentioning(text: str) -> list[str]:
 def fresh_environment() -> dict[str, str]:
     """This machine's environment without the test session's emulators: the demo starts its own."""
     return {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+
+
+def interrupted_upload(stack: Stack, standin, data: bytes) -> tuple[dict, float, runtime.Services]:
+    """Stream ``data`` while every request after the first and every status query answers 503, until
+    the attempt's time is up: the object resource, the seconds the attempt took (on its own clock) and
+    its services. ``data`` must be longer than the first request (``FIRST_PUT_CHUNKS`` chunks)."""
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 1})
+    standin.inject({"endpoint": "query", "kind": "status", "status": 503, "times": 1000})
+    resource = stack.put("talk.mp4", data)
+    svc = services(stack)
+    now = [0.0]
+    svc.clock = lambda: now[0]
+    svc.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    with pytest.raises(TransientError, match="resumes there"):
+        handle_finalized(storage_object(resource), svc)
+    return resource, now[0], svc

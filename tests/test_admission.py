@@ -22,7 +22,7 @@ from opus_pipeline.gcs.rate_budget import RateLimiter
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import Stack
-from support import create, ingest, live_metadata, record, services, uploaded, wait_for
+from support import create, ingest, live_metadata, record, services, uploaded, video, wait_for
 
 # -- the slot table (pure) --------------------------------------------------------------------
 
@@ -164,7 +164,7 @@ def test_a_call_waits_for_the_budget_when_it_may(stack: Stack) -> None:
 def test_a_video_without_a_free_slot_waits_visibly_and_is_acknowledged(stack: Stack, standin) -> None:
     _, first = uploaded(stack)
     assert create(stack, first, OPUS_MAX_PARALLEL_PROJECTS="1") == states.PROJECT_CREATED
-    second = stack.put("second.mp4", b"y" * 2000)
+    second = stack.put("second.mp4", video())
     ingest(stack, second)
     [message] = stack.pull()
 
@@ -180,7 +180,7 @@ def test_the_conclusion_that_frees_a_slot_admits_the_oldest_waiting_video(stack:
     first_resource, first = uploaded(stack)
     create(stack, first, OPUS_MAX_PARALLEL_PROJECTS="1")
     for name in ("second.mp4", "third.mp4"):
-        ingest(stack, stack.put(name, b"z" * 2000))
+        ingest(stack, stack.put(name, video()))
     for message in stack.pull():
         create(stack, ClipRequest.decode(message.message.data), OPUS_MAX_PARALLEL_PROJECTS="1")
     project_id = record(stack, first_resource).project_id
@@ -230,7 +230,7 @@ def test_thirty_videos_at_once_all_come_back_under_the_caps_without_a_refusal(tm
 
     assert report.outcomes == {states.CLIPS_READY: 30}
     assert report.projects == 30 and report.dead_letters == 0
-    assert report.refused == {"rate": 0, "concurrent": 0}
+    assert report.refused == {"rate": 0, "concurrent": 0, "monthly": 0}
     assert report.max_in_flight <= 3
     assert report.floor_ratio <= 1.3, report
 

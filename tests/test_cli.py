@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
+from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline import cli
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
@@ -15,7 +15,7 @@ from opus_pipeline.errors import TransientError
 from opus_pipeline.usecases.create_project import handle_clip_request
 
 from conftest import Stack, md5_b64
-from support import CAP_BODY, ingest, record, services, uploaded
+from support import CAP_BODY, ingest, record, services, uploaded, video
 
 
 @pytest.fixture(autouse=True)
@@ -29,12 +29,12 @@ def run(stack: Stack, *argv: str) -> int:
 
 
 def test_upload_sets_the_validated_metadata(stack: Stack, tmp_path: Path, capsys) -> None:
-    video = tmp_path / "talk.mp4"
-    video.write_bytes(os.urandom(300_000))
+    path = tmp_path / "talk.mp4"
+    path.write_bytes(video(300_000))
     code = run(
         stack,
         "upload",
-        str(video),
+        str(path),
         f"gs://{stack.source_bucket}/in/",
         "--genre",
         "podcast",
@@ -45,7 +45,7 @@ def test_upload_sets_the_validated_metadata(stack: Stack, tmp_path: Path, capsys
     )
     assert code == 0
     blob = stack.storage.bucket(stack.source_bucket).get_blob("in/talk.mp4")
-    assert blob.md5_hash == md5_b64(video.read_bytes()) and blob.content_type == "video/mp4"
+    assert blob.md5_hash == md5_b64(path.read_bytes()) and blob.content_type == "video/mp4"
     assert blob.metadata == {"opus-genre": "Podcast", "opus-clip-durations": "0-30,30-60", "opus-skip-curate": "true"}
     assert "uploaded gs://" in capsys.readouterr().out
 
@@ -66,7 +66,7 @@ def test_bad_paths_are_one_clear_line(stack: Stack, capsys, argv: list[str]) -> 
 
 
 def test_status_lists_videos_as_a_table_and_as_json(stack: Stack, standin, capsys) -> None:
-    resource = stack.put("talk.mp4", os.urandom(1000))
+    resource = stack.put("talk.mp4", video())
     ingest(stack, resource)
     ingest(stack, stack.put("bad.mp4", b"x", metadata={"opus-genre": "Polka"}))
     capsys.readouterr()
@@ -78,13 +78,17 @@ def test_status_lists_videos_as_a_table_and_as_json(stack: Stack, standin, capsy
 
     assert run(stack, "status", f"gs://{stack.source_bucket}/talk", "--json") == 0
     [row] = json.loads(capsys.readouterr().out)
-    assert row["status"] == "queued" and row["size"] == 1000 and row["uploadId"] == record(stack, resource).upload_id
+    assert (
+        row["status"] == "queued"
+        and row["size"] == int(resource["size"])
+        and row["uploadId"] == record(stack, resource).upload_id
+    )
 
 
 def test_retry_after_the_monthly_cap_asks_for_the_project_again_once(stack: Stack, standin, capsys) -> None:
     resource, request = uploaded(stack)
     standin.inject({"endpoint": "clip-projects", "kind": "status", "status": 403, "body": CAP_BODY})
-    assert handle_clip_request(request, services(stack)) == states.FAILED
+    assert handle_clip_request(request, services(stack)) == states.WAITING  # for credits, no longer failed
 
     assert run(stack, "retry", f"gs://{stack.source_bucket}/talk.mp4") == 0
     assert record(stack, resource).state == states.QUEUED
@@ -128,7 +132,7 @@ def test_retry_of_an_abandoned_upload_ends_the_old_record_before_delivering_agai
 ) -> None:
     standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 1})
     standin.inject({"endpoint": "query", "kind": "status", "status": 503, "times": 1000})
-    resource = stack.put("talk.mp4", os.urandom(3 * 256 * 1024))
+    resource = stack.put("talk.mp4", video(6 * 256 * 1024))  # two requests: the first kept, then refusals
     with pytest.raises(TransientError):
         ingest(stack, resource, UPLOAD_DEADLINE_SECONDS="1")
     assert record(stack, resource).state == "uploading"
@@ -138,3 +142,32 @@ def test_retry_of_an_abandoned_upload_ends_the_old_record_before_delivering_agai
     old = record(stack, resource)
     assert old.state == "failed" and old.reason == "re-driven"
     assert ingest(stack, resource) == "failed"  # the old event's redelivery streams nothing more
+
+
+# -- names from outside never reach the terminal as escapes ----------------------------------
+
+ESCAPING = "clear\x1b[2J\x1b]0;owned\x07\u202e4pm.mp4"  # clears the screen, retitles it, flips the text
+
+
+def test_status_prints_control_characters_of_names_as_escapes(stack: Stack, standin, capsys) -> None:
+    ingest(stack, stack.put(ESCAPING, video_bytes(smallest_video())))
+    capsys.readouterr()
+
+    assert run(stack, "status", f"gs://{stack.source_bucket}") == 0
+
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b[2J\\x1b]0;owned\\x07\\u202e" in out
+
+
+def test_upload_and_retry_print_control_characters_of_names_as_escapes(stack: Stack, tmp_path: Path, capsys) -> None:
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(video_bytes(smallest_video()))
+
+    assert run(stack, "upload", str(video), f"gs://{stack.source_bucket}/{ESCAPING}") == 0
+    run(stack, "retry", f"gs://{stack.source_bucket}/{ESCAPING}")
+
+    captured = capsys.readouterr()
+    for text in (captured.out, captured.err):
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\\x1b[2J" in captured.out and "\\x1b[2J" in captured.err

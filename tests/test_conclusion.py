@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
 import hashlib
 import json
 import time
 
 import pytest
+import requests
 
+from opus_pipeline import runtime
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest
@@ -20,8 +24,8 @@ from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.redrive import retry_video
 from opus_pipeline.usecases.sweep import sweep
 
-from conftest import Stack, deliver_concurrently
-from support import create, ingest, live_metadata, record, services, uploaded, wait_for
+from conftest import API_KEY, Stack, deliver_concurrently
+from support import create, ingest, live_metadata, record, services, uploaded, video, wait_for
 
 LATER = 24 * 3600.0  # a sweep "a day later": every backoff is over
 
@@ -107,6 +111,8 @@ def test_one_result_message_tells_other_systems(stack: Stack, standin) -> None:
         "status": "clips-ready",
         "clipCount": 3,
         "manifest": f"gs://{stack.output_bucket}/talk.mp4/clips.json",
+        "durationSeconds": 2.0,
+        "credits": 10,
     }
 
 
@@ -137,7 +143,7 @@ def test_a_sweep_looks_at_no_more_projects_than_its_budget_oldest_first(stack: S
     standin.configure(projectSeconds=600)
     names = [f"ep{n:02d}.mp4" for n in range(7)]
     for name in names:
-        resource = stack.put(name, b"x" * 1000)
+        resource = stack.put(name, video())
         ingest(stack, resource)
     for message in stack.pull():
         create(stack, ClipRequest.decode(message.message.data), OPUS_MAX_PARALLEL_PROJECTS="10")
@@ -304,7 +310,7 @@ def test_a_project_opusclip_no_longer_has_fails_the_video_and_frees_its_slot(sta
 
 def test_one_projects_permanent_error_does_not_stop_the_sweep(stack: Stack, standin) -> None:
     first, _ = concluded_project(stack, standin)
-    second_resource = stack.put("second.mp4", b"s" * 3000)
+    second_resource = stack.put("second.mp4", video())
     ingest(stack, second_resource)
     [message] = stack.pull()
     create(stack, ClipRequest.decode(message.message.data))
@@ -318,3 +324,75 @@ def test_one_projects_permanent_error_does_not_stop_the_sweep(stack: Stack, stan
     states_now = {record(stack, first).state, record(stack, second_resource).state}
     assert states_now == {states.PROJECT_CREATED, states.CLIPS_READY}
     assert sweep_later(stack).open == 1  # the troubled one is looked at again, later
+
+
+# -- clip files and the record the copies are kept in ---------------------------------------
+
+
+def clips_with_curation_ids(stack: Stack, project_id: str, curation_ids: list[str]) -> list[dict]:
+    """OpusClip's clip list of ``project_id`` (real, copyable files) with other curation ids."""
+    clips = requests.get(
+        f"{stack.standin_url}/api/exportable-clips",
+        params={"q": "findByProjectId", "projectId": project_id, "pageNum": 1, "pageSize": 50},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    ).json()
+    clips = clips.get("data", clips) if isinstance(clips, dict) else clips
+    return [
+        {**clip, "curationId": ident, "id": f"{project_id}.{ident}"}
+        for clip, ident in zip(clips, curation_ids, strict=True)
+    ]
+
+
+def test_clips_whose_ids_slug_alike_are_copied_to_different_files(stack: Stack, standin) -> None:
+    _, project_id = concluded_project(stack, standin)
+    clips = clips_with_curation_ids(stack, project_id, ["CU/1", "CU_1", "CU?1"])
+    standin.inject({"endpoint": "exportable-clips", "kind": "status", "status": 200, "body": clips})
+
+    sweep_later(stack)
+
+    manifest = output_json(stack, "talk.mp4/clips.json")
+    assert all(clip["copied"] for clip in manifest["clips"])
+    assert len({clip["gcsUri"] for clip in manifest["clips"]}) == 3
+    videos = [
+        b for b in stack.storage.list_blobs(stack.output_bucket, prefix="talk.mp4/clips/") if b.name.endswith(".mp4")
+    ]
+    assert len(videos) == 3
+
+
+class _RememberingLedger(Ledger):
+    """The real ledger; it also keeps each record it wrote next to a copy of its ``copied``."""
+
+    def __init__(self, client, bucket: str, written: list) -> None:
+        super().__init__(client, bucket)
+        self._written = written
+
+    def write(self, stored, record):
+        result = super().write(stored, record)
+        self._written.append((result.record.copied, copy.deepcopy(result.record.copied)))
+        return result
+
+
+def test_a_saved_record_never_sees_its_copies_change_afterwards(stack: Stack, standin) -> None:
+    """The lease renewer serialises the held record from its own thread: a record once written
+    must not have its ``copied`` grow under it ("dictionary changed size during iteration")."""
+    resource, _ = concluded_project(stack, standin)
+    svc = services(stack)
+    written: list = []
+    watched = _WatchingServices(**{f.name: getattr(svc, f.name) for f in dataclasses.fields(svc)})
+    watched.written = written
+
+    stored = Ledger(stack.storage, stack.state_bucket).read(storage_object(resource))
+    assert check_project(stored, watched, "webhook") == states.CLIPS_READY
+
+    copies = [(kept, snapshot) for kept, snapshot in written if snapshot]
+    assert len(copies) >= 3
+    assert all(kept == snapshot for kept, snapshot in copies)
+
+
+class _WatchingServices(runtime.Services):
+    written: list
+
+    @property
+    def ledger(self) -> Ledger:
+        return _RememberingLedger(self.storage, self.settings.state_bucket, self.written)

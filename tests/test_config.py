@@ -13,6 +13,7 @@ BASE = {
     "SOURCE_BUCKET": "videos",
     "OUTPUT_BUCKET": "clips",
     "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
+    "INGEST_REQUESTS_TOPIC": "projects/p/topics/ingest-requests",
     "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
 }
 
@@ -22,7 +23,8 @@ def test_defaults() -> None:
     assert settings.opus_api_base_url == "https://api.opus.pro"
     assert settings.upload_url_hosts == ("storage.googleapis.com",)
     assert settings.upload_chunk_size == 16 * 1024 * 1024
-    assert settings.max_video_bytes == 10 * 1024**3
+    assert settings.max_video_bytes == 30_000_000_000  # OpusClip: 30 GB per upload
+    assert settings.max_video_seconds == 36_000  # and 10 hours
     assert settings.upload_deadline_seconds < 540
 
 
@@ -37,6 +39,9 @@ def test_defaults() -> None:
         ({"UPLOAD_CHUNK_SIZE": "1000000"}, "UPLOAD_CHUNK_SIZE"),
         ({"UPLOAD_CHUNK_SIZE": "16MB"}, "UPLOAD_CHUNK_SIZE"),
         ({"MAX_VIDEO_BYTES": "-1"}, "MAX_VIDEO_BYTES"),
+        ({"MAX_VIDEO_SECONDS": "0"}, "MAX_VIDEO_SECONDS"),
+        ({"OPUS_MONTHLY_CREDIT_BUDGET": "900 credits"}, "OPUS_MONTHLY_CREDIT_BUDGET"),
+        ({"INGEST_REQUESTS_TOPIC": ""}, "INGEST_REQUESTS_TOPIC"),
         ({"OPUS_API_BASE_URL": "api.opus.pro"}, "OPUS_API_BASE_URL"),
         ({"OPUS_UPLOAD_URL_HOSTS": "https://storage.googleapis.com/"}, "OPUS_UPLOAD_URL_HOSTS"),
         ({"OPUS_DEFAULT_GENRE": "Polka"}, "OPUS_DEFAULT_GENRE"),
@@ -46,6 +51,11 @@ def test_defaults() -> None:
 def test_a_bad_variable_is_named(overrides: dict, variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         config.load({**BASE, **overrides})
+
+
+def test_the_monthly_credit_budget_is_off_unless_set() -> None:
+    assert config.load(BASE).monthly_credit_budget is None
+    assert config.load({**BASE, "OPUS_MONTHLY_CREDIT_BUDGET": "600"}).monthly_credit_budget == 600
 
 
 def test_preference_defaults_use_the_metadata_syntax() -> None:

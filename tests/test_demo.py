@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from opus_local.videos import unique_video
 
 from support import ROOT, alive, fresh_environment, processes_mentioning
 
@@ -22,7 +23,7 @@ def demo_command(tmp_path: Path, *args: str) -> list[str]:
 
 def test_demo_creates_one_project_from_the_exact_bytes_and_leaves_nothing_running(tmp_path: Path) -> None:
     video = tmp_path / "talk.mp4"
-    video.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    video.write_bytes(unique_video(3 * 1024 * 1024 + 17))
     summary_path = tmp_path / "summary.json"
 
     result = subprocess.run(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import hcl2
@@ -285,7 +288,9 @@ def test_the_registered_webhook_url_is_the_receivers_deterministic_cloud_run_url
     assert (1 + longest_prefix) + len("-webhook") + 1 + len("123456789012") <= 63
     [check] = infra()["check"].values()
     service = one(check["data"])["google_cloud_run_v2_service"]["webhook"]
-    assert service["name"] == service_of("on_project_concluded")
+    # The data source builds projects/…/services/NAME itself: it is given the short name.
+    full_path = service_of("on_project_concluded")[2:-1]
+    assert service["name"] == f'${{element(reverse(split("/", {full_path})), 0)}}'
     assert one(check["assert"])["condition"] == (
         "${contains(data.google_cloud_run_v2_service.webhook.urls, local.webhook_url)}"
     )
@@ -318,15 +323,6 @@ def test_build_reads_only_the_gcf_sources_bucket_and_pushes_only_to_the_function
     assert rtype == "google_artifact_registry_repository_iam_member"
     assert writer["repository"] == "${google_artifact_registry_repository.functions.name}"
     assert one(FUNCTION["build_config"])["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
-
-
-def test_functions_read_and_annotate_videos_but_cannot_create_or_delete_them() -> None:
-    role = resources("google_project_iam_custom_role")["video_status"]
-    assert sorted(role["permissions"]) == ["storage.objects.get", "storage.objects.list", "storage.objects.update"]
-    source = '${google_storage_bucket.this["source"].name}'
-    on_source = [b for _, _, b in bindings() if b.get("bucket") == source]
-    assert [b["role"] for b in on_source] == ["${google_project_iam_custom_role.video_status.id}"]
-    assert on_source[0]["for_each"] == "${local.functions}"
 
 
 def test_fresh_project_ordering() -> None:
@@ -431,23 +427,6 @@ def test_every_variable_the_code_reads_is_set_on_every_function() -> None:
     assert variables["sweep_max_calls"]["default"] == config.Settings.sweep_max_calls
 
 
-def test_only_the_concluding_functions_write_the_output_bucket_and_publish_results() -> None:
-    assert {key for key, f in FUNCTIONS.items() if f["concludes"]} == CONCLUDING
-    output = '${google_storage_bucket.this["output"].name}'
-    writers = [(t, n, b) for t, n, b in bindings() if b.get("bucket") == output]
-    [(rtype, name, body)] = writers
-    assert (rtype, name) == ("google_storage_bucket_iam_member", "writes_output")
-    assert body["for_each"] == only("concludes")
-    # Replacing a clip list needs delete as well as create.
-    assert body["role"] == "roles/storage.objectUser"
-    assert body["member"] == "serviceAccount:${each.value.service_account}"
-    results = "${google_pubsub_topic.clip_results.id}"
-    [(_, name, publisher)] = [(t, n, b) for t, n, b in bindings() if b.get("topic") == results]
-    assert name == "publishes_results"
-    assert publisher["for_each"] == only("concludes")
-    assert publisher["role"] == "roles/pubsub.publisher"
-
-
 def test_the_clip_results_topic_keeps_a_week_and_is_an_output() -> None:
     topic = resources("google_pubsub_topic")["clip_results"]
     assert topic["name"] == "${local.prefix}-clip-results"
@@ -455,13 +434,6 @@ def test_the_clip_results_topic_keeps_a_week_and_is_an_output() -> None:
     outputs = infra()["output"]
     assert outputs["clip_results_topic"]["value"] == "${google_pubsub_topic.clip_results.id}"
     assert outputs["output_bucket"]["value"] == '${google_storage_bucket.this["output"].name}'
-
-
-def test_every_function_creates_and_deletes_state_records_and_markers() -> None:
-    state = resources("google_storage_bucket_iam_member")["writes_state"]
-    assert state["for_each"] == "${local.functions}"
-    assert state["bucket"] == '${google_storage_bucket.this["state"].name}'
-    assert state["role"] == "roles/storage.objectUser"  # create and delete, for records and open/ markers
 
 
 def test_every_bucket_is_private_and_uniform() -> None:
@@ -480,7 +452,15 @@ def test_state_records_expire_and_the_live_function_archive_does_not() -> None:
     assert buckets["function_source"]["noncurrent_days"] == 7
     [body] = resources("google_storage_bucket").values()
     expiry = one(body["dynamic"])["lifecycle_rule"]
-    assert one(one(expiry["content"])["condition"])["age"] == "${lifecycle_rule.value}"
+    assert one(one(expiry["content"])["condition"])["age"] == "${lifecycle_rule.value.age}"
+    assert "each.value.expire_days == null ? [] : [{age = each.value.expire_days, prefixes = []}]" in expiry["for_each"]
+
+
+def test_upload_sessions_left_behind_expire_within_a_week() -> None:
+    [body] = resources("google_storage_bucket").values()
+    expiry = one(body["dynamic"])["lifecycle_rule"]
+    assert 'each.key == "state" ? [{age = 7, prefixes = ["sessions/"]}] : []' in expiry["for_each"]
+    assert one(one(expiry["content"])["condition"])["matches_prefix"] == "${lifecycle_rule.value.prefixes}"
 
 
 def test_function_source_object_name_carries_the_archive_hash() -> None:
@@ -594,6 +574,7 @@ def test_monitoring_filters_use_monitoring_syntax_and_logging_filters_logging_sy
     filters = [
         one(one(alert["conditions"])["condition_threshold"])["filter"]
         for alert in resources("google_monitoring_alert_policy").values()
+        if "condition_threshold" in one(alert["conditions"])  # a log-match condition filters logs
     ]
     filters.append(resources("google_monitoring_dashboard")["pipeline"]["dashboard_json"])
     for text in filters:
@@ -624,17 +605,6 @@ def test_the_dashboard_writes_no_zero_position_and_no_empty_grouping() -> None:
     assert "length(tile.group) == 0 ? {} : {groupByFields = tile.group}" in dashboard
 
 
-def test_the_caps_are_set_on_every_function_and_waiting_videos_can_be_admitted_by_whoever_frees_a_slot() -> None:
-    environment = infra()["locals"]["function_environment"]
-    assert environment["OPUS_MAX_PARALLEL_PROJECTS"] == "${tostring(var.max_parallel_projects)}"
-    assert environment["OPUS_RATE_PER_MINUTE"] == "${tostring(var.rate_per_minute)}"
-    variables = infra()["variable"]
-    assert variables["max_parallel_projects"]["default"] == 4 and variables["rate_per_minute"]["default"] == 30
-    admits = resources("google_pubsub_topic_iam_member")["admits_waiting"]
-    assert admits["topic"] == "${google_pubsub_topic.clip_requests.id}" and admits["role"] == "roles/pubsub.publisher"
-    assert "f.concludes" in admits["for_each"] and "create_project" in admits["for_each"]
-
-
 def test_the_dashboard_shows_slots_in_use_and_waiting_videos() -> None:
     metrics = resources("google_logging_metric")
     assert metrics["slots_in_use"]["value_extractor"] == "EXTRACT(jsonPayload.slots_in_use)"
@@ -658,7 +628,8 @@ def test_create_project_outlives_its_worst_case_call() -> None:
 
 TILE = re.compile(
     r'\{title = "(?P<title>.*?)", plot = "(?P<plot>\w+)", filter = "(?P<filter>.*?)", '
-    r'aligner = "(?P<aligner>\w+)", reducer = "(?P<reducer>\w+)", group = \[(?P<group>.*?)\]\}'
+    r'aligner = "(?P<aligner>\w+)", reducer = "(?P<reducer>\w+)", group = \[(?P<group>.*?)\]'
+    r'(?:, period = "(?P<period>\w+)")?\}'
 )
 
 
@@ -706,37 +677,6 @@ def test_the_request_budget_and_opusclips_429s_are_counted_from_warning_lines() 
         assert (tiles()[name]["aligner"], tiles()[name]["reducer"]) == ("ALIGN_SUM", "REDUCE_SUM")
 
 
-def test_every_function_may_publish_clip_requests() -> None:
-    """Ingest publishes each upload's request; whoever frees a project slot (create-project when a
-    creation fails, the concluding functions, the sweeper's reclaim) republishes a waiting video's."""
-    topic = "${google_pubsub_topic.clip_requests.id}"
-    publishers = {
-        name: body
-        for _, name, body in bindings()
-        if body.get("topic") == topic and body["role"] == "roles/pubsub.publisher"
-    }
-    assert set(publishers) == {"ingest_publishes", "admits_waiting"}
-    assert publishers["ingest_publishes"]["member"] == "${google_service_account.ingest.member}"
-    admits = publishers["admits_waiting"]
-    assert (
-        admits["for_each"] == '${{for key, f in local.functions : key => f if f.concludes || key == "create_project"}}'
-    )
-    assert admits["member"] == "serviceAccount:${each.value.service_account}"
-    admitting = {key for key, f in FUNCTIONS.items() if f["concludes"] or key == "create_project"}
-    assert admitting | {"ingest"} == set(FUNCTIONS)
-
-
-def test_every_function_can_overwrite_the_admission_table_and_the_request_window() -> None:
-    """Their objects are created, replaced by generation-matched writes and deleted, which need create and
-    delete on objects of the state bucket."""
-    code = "\n".join(p.read_text() for p in (INFRA.parent / "functions").rglob("*.py"))
-    assert 'SLOTS_PREFIX = "admission/slots/"' in code and 'QUEUE_PREFIX = "admission/queue/"' in code
-    assert 'SLOTS_PREFIX = "admission/rate/"' in code
-    assert infra()["locals"]["function_environment"]["STATE_BUCKET"] == '${google_storage_bucket.this["state"].name}'
-    state = resources("google_storage_bucket_iam_member")["writes_state"]
-    assert state["for_each"] == "${local.functions}" and state["role"] == "roles/storage.objectUser"
-
-
 def _upper_bound(variable: str) -> int:
     condition = one(infra()["variable"][variable]["validation"])["condition"]
     return int(re.search(rf"var\.{variable} <= (\d+)", condition)[1])
@@ -763,3 +703,234 @@ def test_the_functions_serve_the_source_bucket_only_and_signatures_are_opt_in() 
     assert environment["SOURCE_BUCKET"] == '${google_storage_bucket.this["source"].name}'
     assert environment["OPUS_WEBHOOK_REQUIRE_SIGNATURE"] == "${tostring(var.webhook_require_signature)}"
     assert infra()["variable"]["webhook_require_signature"]["default"] is False
+
+
+# -- least privilege: each function is granted exactly what its code calls --------------------
+
+GET, LIST, CREATE, DELETE, UPDATE = (
+    f"storage.objects.{verb}" for verb in ("get", "list", "create", "delete", "update")
+)
+BUCKETS = {f'${{google_storage_bucket.this["{name}"].name}}': name for name in ("source", "state", "output")}
+TOPICS = {
+    f"${{google_pubsub_topic.{name}.id}}": name
+    for name in ("clip_requests", "clip_results", "sweep_ticks", "ingest_requests")
+}
+# Traced from each entry point in functions/main.py through its use case:
+# ingest streams a video (get), shows its status (objects.patch: update), keeps records, the request
+# window and its upload session (get, create, and delete to replace), publishes the clip request;
+# create-project shows statuses, keeps records, open/ markers and the slot table, and republishes a
+# waiting video's request when its creation frees a slot; the receiver concludes (clips written and
+# read back for their checksums, clip lists replaced), publishes results and ticks the sweeper; the
+# sweeper also lists the open/ markers, admits waiting videos, and hands a video admitted against this
+# month's credits back to ingest.
+STATE = {GET, CREATE, DELETE}
+CLIPS = {GET, CREATE, DELETE}
+EXPECTED_ACCESS = {
+    "ingest": {"source": {GET, UPDATE}, "state": STATE, "output": set(), "topics": {"clip_requests"}},
+    "create_project": {"source": {UPDATE}, "state": STATE, "output": set(), "topics": {"clip_requests"}},
+    "on_project_concluded": {
+        "source": {UPDATE},
+        "state": STATE,
+        "output": CLIPS,
+        "topics": {"clip_results", "sweep_ticks"},
+    },
+    "sweep_projects": {
+        "source": {UPDATE},
+        "state": STATE | {LIST},
+        "output": CLIPS,
+        "topics": {"clip_results", "clip_requests", "ingest_requests"},
+    },
+}
+
+
+def permissions_of(role: str) -> set[str]:
+    custom = re.fullmatch(r'\$\{google_project_iam_custom_role\.storage\["(\w+)"\]\.id\}', role)
+    if custom:
+        return set(infra()["locals"]["storage_roles"][custom[1]]["permissions"])
+    return {role}
+
+
+def functions_of(for_each: str) -> set[str]:
+    """The function keys a ``for_each`` over local.functions selects (its ``if`` evaluated)."""
+    if for_each == "${local.functions}":
+        return set(FUNCTIONS)
+    condition = re.fullmatch(r"\$\{\{for key, f in local\.functions : key => f if (.+)\}\}", for_each)[1]
+    python = condition.replace("!=", " <> ").replace("!", " not ").replace(" <> ", " != ")
+    python = python.replace("||", " or ").replace("&&", " and ").replace("null", "None")
+    return {key for key, f in FUNCTIONS.items() if eval(python, {}, {"f": SimpleNamespace(**f), "key": key})}
+
+
+def grantees(body: dict) -> set[str]:
+    """The functions whose accounts a binding names."""
+    if body["member"] == "serviceAccount:${each.value.service_account}":
+        return functions_of(body["for_each"])
+    account = re.fullmatch(r"\$\{google_service_account\.(\w+)\.member\}", body["member"])
+    email = f"${{google_service_account.{account[1]}.email}}" if account else None
+    return {key for key, f in FUNCTIONS.items() if f["service_account"] == email}
+
+
+def role_for(role: str, key: str) -> str:
+    """A binding's role for one function (``each.value.X ? A : B`` chosen by the function's X)."""
+    choice = re.fullmatch(r"\$\{each\.value\.(\w+) \? (.+) : (.+)\}", role)
+    if not choice:
+        return role
+    return "${" + (choice[2] if FUNCTIONS[key][choice[1]] else choice[3]) + "}"
+
+
+def access() -> dict[str, dict[str, set[str]]]:
+    """What each function may do on the three buckets and the topics, from every binding."""
+    granted = {key: {"source": set(), "state": set(), "output": set(), "topics": set()} for key in FUNCTIONS}
+    for _, _, body in bindings():
+        for key in grantees(body):
+            if body.get("bucket") in BUCKETS:
+                granted[key][BUCKETS[body["bucket"]]] |= permissions_of(role_for(body["role"], key))
+            elif body.get("topic") in TOPICS and body["role"] == "roles/pubsub.publisher":
+                granted[key]["topics"].add(TOPICS[body["topic"]])
+    return granted
+
+
+def test_each_function_is_granted_exactly_what_its_code_calls() -> None:
+    assert access() == EXPECTED_ACCESS
+
+
+def test_the_public_receiver_can_neither_read_videos_nor_publish_clip_requests() -> None:
+    receiver = access()["on_project_concluded"]
+    assert GET not in receiver["source"] and LIST not in receiver["source"]
+    assert "clip_requests" not in receiver["topics"]
+    assert FUNCTIONS["on_project_concluded"]["admits"] is False
+
+
+def test_only_ingest_may_touch_the_upload_sessions() -> None:
+    code = (INFRA.parent / "functions" / "opus_pipeline" / "gcs" / "sessions.py").read_text()
+    assert 'SESSIONS_PREFIX = "sessions/"' in code
+    assert infra()["locals"]["sessions_object_prefix"] == (
+        'projects/_/buckets/${google_storage_bucket.this["state"].name}/objects/sessions/'
+    )
+    state = resources("google_storage_bucket_iam_member")["writes_state"]
+    condition = one(state["dynamic"])["condition"]
+    assert condition["for_each"] == "${each.value.keeps_sessions ? [] : [local.sessions_object_prefix]}"
+    assert one(condition["content"])["expression"] == '!resource.name.startsWith(\\"${condition.value}\\")'
+    assert {key for key, f in FUNCTIONS.items() if f["keeps_sessions"]} == {"ingest"}
+    # No other grant on the state bucket: the sweeper's listing is within the same condition.
+    assert [b for _, _, b in bindings() if b.get("bucket") == '${google_storage_bucket.this["state"].name}'] == [state]
+
+
+def test_no_function_can_create_or_delete_a_users_video() -> None:
+    for key, granted in access().items():
+        assert not granted["source"] & {CREATE, DELETE, LIST}, key
+
+
+def test_the_admission_table_and_request_window_are_replaced_by_every_function() -> None:
+    """Their objects are created, replaced by generation-matched writes and deleted, which need create and
+    delete on objects of the state bucket."""
+    code = "\n".join(p.read_text() for p in (INFRA.parent / "functions").rglob("*.py"))
+    assert 'SLOTS_PREFIX = "admission/slots/"' in code and 'QUEUE_PREFIX = "admission/queue/"' in code
+    assert 'SLOTS_PREFIX = "admission/rate/"' in code
+    assert infra()["locals"]["function_environment"]["STATE_BUCKET"] == '${google_storage_bucket.this["state"].name}'
+    assert all({GET, CREATE, DELETE} <= granted["state"] for granted in access().values())
+
+
+def test_the_receiver_ticks_the_sweeper_to_admit_and_every_function_knows_the_tick_topic() -> None:
+    environment = infra()["locals"]["function_environment"]
+    assert environment["SWEEP_TICKS_TOPIC"] == "${google_pubsub_topic.sweep_ticks.id}"
+    assert environment["OPUS_MAX_PARALLEL_PROJECTS"] == "${tostring(var.max_parallel_projects)}"
+    assert environment["OPUS_RATE_PER_MINUTE"] == "${tostring(var.rate_per_minute)}"
+    variables = infra()["variable"]
+    assert variables["max_parallel_projects"]["default"] == 4 and variables["rate_per_minute"]["default"] == 30
+    assert {key for key, f in FUNCTIONS.items() if f["admits"]} == {"create_project", "sweep_projects"}
+
+
+def test_only_the_concluding_functions_write_the_output_bucket_and_publish_results() -> None:
+    assert {key for key, f in FUNCTIONS.items() if f["concludes"]} == CONCLUDING
+    output = '${google_storage_bucket.this["output"].name}'
+    [(rtype, name, body)] = [(t, n, b) for t, n, b in bindings() if b.get("bucket") == output]
+    assert (rtype, name) == ("google_storage_bucket_iam_member", "writes_output")
+    assert body["for_each"] == only("concludes")
+    assert permissions_of(body["role"]) == CLIPS  # replacing a clip list needs delete as well as create
+    results = "${google_pubsub_topic.clip_results.id}"
+    [(_, name, publisher)] = [(t, n, b) for t, n, b in bindings() if b.get("topic") == results]
+    assert name == "publishes_results" and publisher["for_each"] == only("concludes")
+    assert {key for key, granted in access().items() if "clip_results" in granted["topics"]} == CONCLUDING
+
+
+# -- the first deployment ------------------------------------------------------------------------
+
+
+def test_the_public_invoker_binding_can_be_skipped_where_the_organisation_refuses_all_users() -> None:
+    binding = resources("google_cloud_run_v2_service_iam_member")["anyone_invokes_webhook"]
+    assert binding["count"] == "${var.webhook_public_invoker ? 1 : 0}"
+    variable = infra()["variable"]["webhook_public_invoker"]
+    assert variable["type"] == "bool" and variable["default"] is True
+    readme = (INFRA.parent / "README.md").read_text()
+    assert "webhook_public_invoker = false" in readme and "--no-invoker-iam-check" in readme
+
+
+def test_the_example_settings_name_no_notification_channel() -> None:
+    with open(INFRA / "terraform.tfvars.example") as example:
+        settings = _clean(hcl2.load(example))
+    assert settings["notification_channels"] == []
+
+
+def test_deploy_without_a_terminal_asks_for_auto_approve_before_doing_anything(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", str(INFRA / "deploy.sh")],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "TF_STATE_BUCKET": "unused", "HOME": str(tmp_path)},
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "AUTO_APPROVE=1 make deploy" in result.stderr and result.stdout == ""
+
+
+def test_deploy_applies_without_asking_only_when_auto_approve_is_set() -> None:
+    script = (INFRA / "deploy.sh").read_text()
+    assert 'if [ "${AUTO_APPROVE:-}" = 1 ]; then\n  approve="-auto-approve"' in script
+    assert script.count("terraform apply -input=false $approve") == 2
+
+
+def test_deploy_applies_again_while_the_log_metrics_are_not_usable_yet() -> None:
+    script = (INFRA / "deploy.sh").read_text()
+    phase_three = script[script.index("== phase 3") :]
+    assert 'grep -q "Cannot find metric"' in phase_three and "sleep 120" in phase_three
+    assert "for attempt in 1 2 3 4" in phase_three
+    readme = (INFRA.parent / "README.md").read_text()
+    assert "safe to run again" in readme
+
+
+def test_deploy_needs_application_default_credentials_and_openssl() -> None:
+    script = (INFRA / "deploy.sh").read_text()
+    assert "gcloud auth application-default print-access-token" in script and "command -v openssl" in script
+    readme = (INFRA.parent / "README.md").read_text()
+    assert "gcloud auth application-default login" in readme and "openssl" in readme
+
+
+def test_ingest_requests_reach_the_ingest_function_and_only_the_sweeper_publishes_them() -> None:
+    """The sweeper hands a video admitted against this month's credits back to ingest (issue 18)."""
+    trigger = resources("google_eventarc_trigger")["ingest_requests"]
+    assert one(trigger["matching_criteria"]) == {
+        "attribute": "type",
+        "value": "google.cloud.pubsub.topic.v1.messagePublished",
+    }
+    assert one(one(trigger["transport"])["pubsub"])["topic"] == "${google_pubsub_topic.ingest_requests.id}"
+    service = one(one(trigger["destination"])["cloud_run_service"])["service"]
+    assert service == '${google_cloudfunctions2_function.this["ingest"].service_config[0].service}'
+    assert trigger["service_account"] == "${google_service_account.trigger.email}"
+    publishers = [
+        body["member"]
+        for rtype, _, body in bindings()
+        if rtype == "google_pubsub_topic_iam_member" and body["topic"] == "${google_pubsub_topic.ingest_requests.id}"
+    ]
+    assert publishers == ["${google_service_account.sweep.member}"]
+    environment = infra()["locals"]["function_environment"]
+    assert environment["INGEST_REQUESTS_TOPIC"] == "${google_pubsub_topic.ingest_requests.id}"
+
+
+def test_running_low_on_credits_alerts_on_the_sweepers_warning_with_what_to_do() -> None:
+    alert = resources("google_monitoring_alert_policy")["credits_low"]
+    condition = one(one(alert["conditions"])["condition_matched_log"])
+    assert filtered_values(condition["filter"])["event"] == {"credits"} and "severity=WARNING" in condition["filter"]
+    assert one(one(alert["alert_strategy"])["notification_rate_limit"])["period"].endswith("s")
+    assert "opus-pipeline usage" in one(alert["documentation"])["content"]

@@ -3,39 +3,39 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.errors import InProgressError, TransientError
+from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 from opus_pipeline.usecases.ingest import handle_finalized
 
 from conftest import CHUNK, Stack, deliver_concurrently, md5_hex
-from support import ingest, live_metadata, only_upload, record, services
+from support import ingest, interrupted_upload, live_metadata, only_upload, record, services, video
 
 # -- byte-exact streaming ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "size",
-    [1, CHUNK, 3 * CHUNK + 1000],
-    ids=["one-byte", "exactly-one-chunk", "several-chunks-ragged-tail"],
+    [0, CHUNK, 3 * CHUNK + 1000],
+    ids=["smallest-video", "exactly-one-chunk", "several-chunks-ragged-tail"],
 )
 def test_streams_the_exact_bytes(stack: Stack, standin, size: int) -> None:
-    data = os.urandom(size)
+    data = video(size)
     resource = stack.put("talk.mp4", data)
 
     assert ingest(stack, resource) == states.QUEUED
 
     upload = only_upload(standin)
     assert upload["complete"] and upload["md5"] == md5_hex(data)
-    assert standin.stats()["bytesReceived"] == size
+    assert standin.stats()["bytesReceived"] == len(data)
 
 
 def test_publishes_the_contract_message(stack: Stack, standin) -> None:
-    data = os.urandom(CHUNK + 5)
+    data = video(CHUNK + 5)
     resource = stack.put("talk.mp4", data, metadata={"opus-genre": "podcast", "opus-clip-durations": "0-30,30-60"})
 
     ingest(stack, resource)
@@ -64,7 +64,7 @@ def test_publishes_the_contract_message(stack: Stack, standin) -> None:
 
 
 def test_object_metadata_shows_queued_with_upload_id(stack: Stack, standin) -> None:
-    resource = stack.put("talk.mp4", os.urandom(10))
+    resource = stack.put("talk.mp4", video())
     ingest(stack, resource)
     metadata = live_metadata(stack, "talk.mp4")
     assert metadata["opus-status"] == "queued"
@@ -73,17 +73,18 @@ def test_object_metadata_shows_queued_with_upload_id(stack: Stack, standin) -> N
 
 
 def test_record_keeps_no_session_url_once_uploaded(stack: Stack, standin) -> None:
-    resource = stack.put("talk.mp4", os.urandom(10))
+    data = video()
+    resource = stack.put("talk.mp4", data)
     ingest(stack, resource)
     rec = record(stack, resource)
-    assert rec.state == states.QUEUED and rec.session_url is None and rec.committed == 10
+    assert rec.state == states.QUEUED and rec.session_url is None and rec.committed == len(data)
 
 
 # -- exactly once ------------------------------------------------------------------------------
 
 
 def test_same_event_three_times_uploads_once(stack: Stack, standin) -> None:
-    resource = stack.put("talk.mp4", os.urandom(2 * CHUNK))
+    resource = stack.put("talk.mp4", video(2 * CHUNK))
     results = [ingest(stack, resource) for _ in range(3)]
     assert results == [states.QUEUED] * 3
     assert standin.calls("upload-links") == 1 and standin.calls("start") == 1
@@ -92,7 +93,7 @@ def test_same_event_three_times_uploads_once(stack: Stack, standin) -> None:
 
 def test_concurrent_duplicates_start_one_stream(stack: Stack, standin) -> None:
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.3, "times": 4})
-    resource = stack.put("talk.mp4", os.urandom(4 * CHUNK))
+    resource = stack.put("talk.mp4", video(4 * CHUNK))
     outcomes = deliver_concurrently(lambda: ingest(stack, resource))
 
     assert outcomes.count(states.QUEUED) == 1
@@ -103,7 +104,7 @@ def test_concurrent_duplicates_start_one_stream(stack: Stack, standin) -> None:
 
 
 def test_retry_after_a_failed_publish_republishes_without_reuploading(stack: Stack, standin) -> None:
-    resource = stack.put("talk.mp4", os.urandom(CHUNK))
+    resource = stack.put("talk.mp4", video(CHUNK))
     missing_topic = stack.topic + "-missing"
     with pytest.raises(TransientError, match="publishing"):
         ingest(stack, resource, CLIP_REQUESTS_TOPIC=missing_topic)
@@ -123,8 +124,8 @@ def test_retry_after_a_failed_publish_republishes_without_reuploading(stack: Sta
 
 
 def test_dropped_connection_resumes_at_committed_offset(stack: Stack, standin) -> None:
-    data = os.urandom(4 * CHUNK)
-    standin.inject({"endpoint": "chunk", "kind": "drop", "skip": 2, "after_bytes": 1000})
+    data = video(4 * CHUNK)
+    standin.inject({"endpoint": "chunk", "kind": "drop", "after_bytes": 2 * CHUNK + 1000, "keep_received": True})
     resource = stack.put("talk.mp4", data)
 
     assert ingest(stack, resource) == states.QUEUED
@@ -134,7 +135,7 @@ def test_dropped_connection_resumes_at_committed_offset(stack: Stack, standin) -
 
 @pytest.mark.parametrize("status", [503, 500, 408])
 def test_retryable_statuses_are_retried(stack: Stack, standin, status: int) -> None:
-    data = os.urandom(3 * CHUNK)
+    data = video(3 * CHUNK)
     standin.inject({"endpoint": "chunk", "kind": "status", "status": status, "times": 3, "skip": 1})
     resource = stack.put("talk.mp4", data)
 
@@ -144,7 +145,7 @@ def test_retryable_statuses_are_retried(stack: Stack, standin, status: int) -> N
 
 def test_429_retry_after_is_honoured(stack: Stack, standin) -> None:
     standin.inject({"endpoint": "chunk", "kind": "status", "status": 429, "headers": {"Retry-After": "3"}})
-    resource = stack.put("talk.mp4", os.urandom(CHUNK))
+    resource = stack.put("talk.mp4", video(CHUNK))
     svc = services(stack)
     slept: list[float] = []
     svc.sleep = slept.append
@@ -154,7 +155,7 @@ def test_429_retry_after_is_honoured(stack: Stack, standin) -> None:
 
 
 def test_session_keeping_fewer_bytes_is_continued_after_its_range(stack: Stack, standin) -> None:
-    data = os.urandom(4 * CHUNK + 7)
+    data = video(4 * CHUNK + 7)
     standin.inject({"endpoint": "chunk", "kind": "keep_fewer", "fewer_bytes": CHUNK // 2, "skip": 1})
     resource = stack.put("talk.mp4", data)
 
@@ -163,7 +164,7 @@ def test_session_keeping_fewer_bytes_is_continued_after_its_range(stack: Stack, 
 
 
 def test_expired_session_gets_a_new_link_and_session(stack: Stack, standin) -> None:
-    data = os.urandom(3 * CHUNK)
+    data = video((FIRST_PUT_CHUNKS + 2) * CHUNK)  # two requests: the second one finds it expired
     standin.inject({"endpoint": "chunk", "kind": "expire", "skip": 1})
     resource = stack.put("talk.mp4", data)
 
@@ -175,7 +176,7 @@ def test_expired_session_gets_a_new_link_and_session(stack: Stack, standin) -> N
 
 
 def test_slow_answers_still_complete(stack: Stack, standin) -> None:
-    data = os.urandom(2 * CHUNK)
+    data = video(2 * CHUNK)
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.5, "times": 2})
     resource = stack.put("talk.mp4", data)
     assert ingest(stack, resource) == states.QUEUED
@@ -183,20 +184,12 @@ def test_slow_answers_still_complete(stack: Stack, standin) -> None:
 
 
 def test_persistent_failure_records_offset_and_raises_for_a_retry_that_resumes(stack: Stack, standin) -> None:
-    data = os.urandom(4 * CHUNK)
-    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1000, "skip": 2})
-    standin.inject({"endpoint": "query", "kind": "status", "status": 503, "times": 1000})
-    resource = stack.put("talk.mp4", data)
-    svc = services(stack)
-    now = [0.0]
-    svc.clock = lambda: now[0]
-    svc.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    data = video((FIRST_PUT_CHUNKS + 2) * CHUNK)  # the first request is kept, every later one refused
+    resource, seconds, svc = interrupted_upload(stack, standin, data)
 
-    with pytest.raises(TransientError, match="resumes there"):
-        handle_finalized(storage_object(resource), svc)
     rec = record(stack, resource)
     assert rec.state == states.UPLOADING and rec.lease_owner is None
-    assert 0 < now[0] <= svc.settings.upload_deadline_seconds
+    assert 0 < seconds <= svc.settings.upload_deadline_seconds
 
     standin.clear_faults()
     received_before = standin.stats()["bytesReceived"]

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 import json
-import os
 import threading
 
 import pytest
 
+from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline.domain import states
+from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 
-from conftest import API_KEY, CHUNK, Stack
-from support import ingest, live_metadata, record, wait_for
+from conftest import API_KEY, CHUNK, Stack, object_resource
+from support import ingest, live_metadata, record, video, wait_for
 
 
 def assert_failed_before_any_byte(stack: Stack, standin, resource: dict, reason: str) -> str:
@@ -44,7 +46,7 @@ def error_lines(capsys) -> list[dict]:
     ],
 )
 def test_bad_metadata_fails_before_any_upload(stack: Stack, standin, capsys, metadata: dict, words: str) -> None:
-    resource = stack.put("talk.mp4", os.urandom(CHUNK), metadata=metadata)
+    resource = stack.put("talk.mp4", video(CHUNK), metadata=metadata)
 
     assert ingest(stack, resource) == states.FAILED
 
@@ -63,14 +65,14 @@ def test_zero_byte_video_fails(stack: Stack, standin) -> None:
 
 
 def test_video_over_max_bytes_fails(stack: Stack, standin) -> None:
-    resource = stack.put("big.mp4", os.urandom(2000))
+    resource = stack.put("big.mp4", video())
     assert ingest(stack, resource, MAX_VIDEO_BYTES="1000") == states.FAILED
     assert "MAX_VIDEO_BYTES" in assert_failed_before_any_byte(stack, standin, resource, "too-big")
 
 
 def test_video_over_remaining_quota_fails(stack: Stack, standin) -> None:
     standin.set_quota(total_amount=10_000, use_amount=9_000)
-    resource = stack.put("talk.mp4", os.urandom(2000))
+    resource = stack.put("talk.mp4", video())
     assert ingest(stack, resource) == states.FAILED
     error = assert_failed_before_any_byte(stack, standin, resource, "quota")
     assert "1000 bytes left" in error and standin.calls("start") == 0
@@ -95,7 +97,7 @@ def test_permanent_opus_answers_fail_the_video(
     stack: Stack, standin, status: int, body: dict, reason: str, words: str
 ) -> None:
     standin.inject({"endpoint": "upload-links", "kind": "status", "status": status, "body": body})
-    resource = stack.put("talk.mp4", os.urandom(100))
+    resource = stack.put("talk.mp4", video())
     assert ingest(stack, resource) == states.FAILED
     assert words in assert_failed_before_any_byte(stack, standin, resource, reason)
     assert ingest(stack, resource) == states.FAILED  # a duplicate event does not retry in a loop
@@ -103,13 +105,13 @@ def test_permanent_opus_answers_fail_the_video(
 
 
 def test_wrong_api_key_is_refused_by_the_standin(stack: Stack, standin) -> None:
-    resource = stack.put("talk.mp4", os.urandom(100))
+    resource = stack.put("talk.mp4", video())
     assert ingest(stack, resource, OPUS_API_KEY="sk-wrong-key-123") == states.FAILED
     assert "check the secret" in assert_failed_before_any_byte(stack, standin, resource, "api-key-refused")
 
 
 def test_upload_link_to_unlisted_host_is_refused(stack: Stack, standin) -> None:
-    resource = stack.put("talk.mp4", os.urandom(100))
+    resource = stack.put("talk.mp4", video())
     assert ingest(stack, resource, OPUS_UPLOAD_URL_HOSTS="storage.googleapis.com") == states.FAILED
     error = assert_failed_before_any_byte(stack, standin, resource, "refused-host")
     assert "upload-link url" in error and standin.calls("start") == 0
@@ -124,7 +126,7 @@ def test_session_location_on_unlisted_host_is_refused(stack: Stack, standin) -> 
             "headers": {"Location": "https://uploads.example.net/session/abc"},
         }
     )
-    resource = stack.put("talk.mp4", os.urandom(100))
+    resource = stack.put("talk.mp4", video())
     assert ingest(stack, resource) == states.FAILED
     error = assert_failed_before_any_byte(stack, standin, resource, "refused-host")
     assert "Location" in error and "abc" not in error
@@ -156,19 +158,20 @@ def test_folder_placeholder_is_skipped(stack: Stack, standin) -> None:
 
 
 def test_video_by_extension_without_video_content_type_is_ingested(stack: Stack, standin) -> None:
-    resource = stack.put("clip.MOV", os.urandom(10), content_type="application/octet-stream")
+    resource = stack.put("clip.MOV", video(), content_type="application/octet-stream")
     assert ingest(stack, resource) == states.QUEUED
 
 
 def test_overwritten_while_streaming_is_superseded(stack: Stack, standin) -> None:
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.5, "times": 1})
-    resource = stack.put("talk.mp4", os.urandom(4 * CHUNK))
+    # longer than the first request: its end is read after that request's answer, after the overwrite
+    resource = stack.put("talk.mp4", video((FIRST_PUT_CHUNKS + 4) * CHUNK))
 
     result: list[str] = []
     worker = threading.Thread(target=lambda: result.append(ingest(stack, resource)))
     worker.start()
     wait_for(lambda: standin.calls("chunk") > 0, timeout=30)
-    newer = stack.put("talk.mp4", os.urandom(4 * CHUNK))
+    newer = stack.put("talk.mp4", video(4 * CHUNK))
     worker.join()
 
     assert result == [states.SUPERSEDED]
@@ -180,12 +183,12 @@ def test_overwritten_while_streaming_is_superseded(stack: Stack, standin) -> Non
 
 def test_the_key_and_session_url_never_reach_logs_or_records(stack: Stack, standin, capfd) -> None:
     standin.inject(
-        {"endpoint": "chunk", "kind": "drop", "skip": 1, "after_bytes": 10},
+        {"endpoint": "chunk", "kind": "drop", "after_bytes": 10},
         {"endpoint": "chunk", "kind": "status", "status": 503, "times": 2},
     )
-    resource = stack.put("talk.mp4", os.urandom(3 * CHUNK), metadata={"opus-genre": "Nope"})
+    resource = stack.put("talk.mp4", video(3 * CHUNK), metadata={"opus-genre": "Nope"})
     ingest(stack, resource)
-    good = stack.put("good.mp4", os.urandom(3 * CHUNK))
+    good = stack.put("good.mp4", video(3 * CHUNK))
     ingest(stack, good)
     assert record(stack, good).state == states.QUEUED and standin.calls("query") >= 1
     out, err = capfd.readouterr()
@@ -194,3 +197,16 @@ def test_the_key_and_session_url_never_reach_logs_or_records(stack: Stack, stand
     assert "/session/" not in text  # every session URL of the stand-in has this path
     metadata = json.dumps(live_metadata(stack, "good.mp4"))
     assert API_KEY not in metadata and "/session/" not in metadata
+
+
+def test_a_gzip_encoded_object_fails_before_any_byte_saying_to_upload_it_uncompressed(stack: Stack, standin) -> None:
+    blob = stack.storage.bucket(stack.source_bucket).blob("talk.mp4")
+    blob.content_encoding = "gzip"  # what `gcloud storage cp -Z` stores
+    blob.upload_from_string(gzip.compress(video_bytes(smallest_video())), content_type="video/mp4")
+    resource = object_resource(blob)
+
+    assert ingest(stack, resource) == states.FAILED
+
+    error = assert_failed_before_any_byte(stack, standin, resource, "gzip-encoded")
+    assert "without compression" in error and "-Z" in error
+    assert standin.calls("upload-links") == 0

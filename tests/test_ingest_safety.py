@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.errors import InProgressError
+from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 from opus_pipeline.usecases.ingest import handle_finalized
 
 from conftest import API_KEY, CHUNK, Stack, md5_hex
-from support import ingest, only_upload, record, services, wait_for
+from support import ingest, only_upload, record, services, video, wait_for
 
 
 class _Counting(BaseHTTPRequestHandler):
@@ -56,12 +58,22 @@ def redirect_to(server: ThreadingHTTPServer, status: int) -> dict:
     return {"kind": "status", "status": status, "headers": {"Location": f"http://127.0.0.1:{server.server_port}/x"}}
 
 
+def upload_link_answer(stack: Stack) -> dict:
+    """A real answer of the stand-in's ``POST /api/upload-links``, for a test to alter and inject."""
+    return requests.post(
+        f"{stack.standin_url}/api/upload-links",
+        json={"video": {"usecase": "LocalUpload"}},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    ).json()
+
+
 # -- redirects are never followed ------------------------------------------------------------
 
 
 def test_a_redirect_from_the_upload_session_sends_nothing_elsewhere(stack: Stack, standin, elsewhere) -> None:
     standin.inject({"endpoint": "chunk", **redirect_to(elsewhere, 307)})
-    resource = stack.put("talk.mp4", os.urandom(1000))
+    resource = stack.put("talk.mp4", video())
 
     assert ingest(stack, resource) == states.FAILED
 
@@ -73,7 +85,21 @@ def test_a_redirect_from_the_upload_session_sends_nothing_elsewhere(stack: Stack
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_from_the_api_sends_no_key_elsewhere(stack: Stack, standin, elsewhere, status: int) -> None:
     standin.inject({"endpoint": "upload-links", **redirect_to(elsewhere, status)})
-    resource = stack.put("talk.mp4", os.urandom(1000))
+    resource = stack.put("talk.mp4", video())
+
+    assert ingest(stack, resource) == states.FAILED
+    assert record(stack, resource).reason == "refused-host"
+    assert elsewhere.hits == 0 and standin.calls("start") == 0
+
+
+def test_an_upload_link_whose_host_the_transport_reads_differently_sends_nothing(
+    stack: Stack, standin, elsewhere
+) -> None:
+    link = upload_link_answer(stack)
+    listed = urlsplit(stack.standin_url).netloc
+    link["url"] = f"http://127.0.0.1:{elsewhere.server_port}\\@{listed}/upload"  # urllib3 ends the host at "\\"
+    standin.inject({"endpoint": "upload-links", "kind": "status", "status": 200, "body": link})
+    resource = stack.put("talk.mp4", video_bytes(smallest_video()))
 
     assert ingest(stack, resource) == states.FAILED
     assert record(stack, resource).reason == "refused-host"
@@ -84,15 +110,10 @@ def test_a_redirect_from_the_api_sends_no_key_elsewhere(stack: Stack, standin, e
 
 
 def test_an_upload_link_without_total_amount_uploads_anyway(stack: Stack, standin, capfd) -> None:
-    link = requests.post(
-        f"{stack.standin_url}/api/upload-links",
-        json={"video": {"usecase": "LocalUpload"}},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=10,
-    ).json()
+    link = upload_link_answer(stack)
     del link["totalAmount"], link["useAmount"]
     standin.inject({"endpoint": "upload-links", "kind": "status", "status": 200, "body": link})
-    data = os.urandom(CHUNK + 3)
+    data = video(CHUNK + 3)
     resource = stack.put("talk.mp4", data)
 
     assert ingest(stack, resource) == states.QUEUED
@@ -105,7 +126,8 @@ def test_an_upload_link_without_total_amount_uploads_anyway(stack: Stack, standi
 
 def test_a_rewrite_with_the_same_bytes_mid_stream_is_continued_on_the_live_generation(stack: Stack, standin) -> None:
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.5, "times": 1})
-    data = os.urandom(4 * CHUNK)
+    # longer than the first request: its end is read after that request's answer, after the rewrite
+    data = video((FIRST_PUT_CHUNKS + 4) * CHUNK)
     resource = stack.put("talk.mp4", data)
     bucket = stack.storage.bucket(stack.source_bucket)
 
@@ -127,7 +149,7 @@ def test_a_rewrite_with_the_same_bytes_mid_stream_is_continued_on_the_live_gener
 
 def stream_with_a_duplicate_arriving_after(stack: Stack, standin, seconds: float) -> tuple[list, list]:
     """Stream one video with a 3 s lease; deliver the same event again ``seconds`` in."""
-    data = os.urandom(3 * CHUNK)
+    data = video(3 * CHUNK)
     resource = stack.put("talk.mp4", data)
     first: list[object] = []
     worker = threading.Thread(
@@ -152,7 +174,7 @@ def real_sleep(stack: Stack):
 
 
 def test_a_duplicate_during_a_long_retry_after_sends_no_byte_twice(stack: Stack, standin) -> None:
-    standin.inject({"endpoint": "chunk", "kind": "status", "status": 429, "skip": 1, "headers": {"Retry-After": "5"}})
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 429, "headers": {"Retry-After": "5"}})
     first, duplicate = stream_with_a_duplicate_arriving_after(stack, standin, seconds=4)
 
     assert first == [states.QUEUED]
@@ -162,7 +184,7 @@ def test_a_duplicate_during_a_long_retry_after_sends_no_byte_twice(stack: Stack,
 
 
 def test_a_duplicate_during_a_slow_put_sends_no_byte_twice(stack: Stack, standin) -> None:
-    standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 4.5, "skip": 1})
+    standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 4.5})
     first, duplicate = stream_with_a_duplicate_arriving_after(stack, standin, seconds=3.5)
 
     assert first == [states.QUEUED]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from opus_local.videos import unique_video
 
 from support import ROOT, fresh_environment, processes_mentioning
 
@@ -49,7 +50,7 @@ def test_a_cli_upload_reaches_project_created_and_down_leaves_no_process(tmp_pat
         }
         env = {**fresh_environment(), **variables}
         video = tmp_path / "talk.mp4"
-        video.write_bytes(os.urandom(1024 * 1024 + 3))
+        video.write_bytes(unique_video(1024 * 1024 + 3))
         cli = [sys.executable, "-m", "opus_pipeline.cli"]
         source = f"gs://{variables['SOURCE_BUCKET']}"
         upload = subprocess.run(

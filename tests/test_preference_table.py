@@ -27,6 +27,7 @@ REQUIRED = {
     "SOURCE_BUCKET": "videos",
     "OUTPUT_BUCKET": "clips",
     "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
+    "INGEST_REQUESTS_TOPIC": "projects/p/topics/ingest-requests",
     "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
 }
 

@@ -84,7 +84,55 @@ def test_other_hosts_and_plain_http_are_refused(url: str, allowed: tuple, words:
 
 def test_listed_loopback_may_use_plain_http() -> None:
     check_url("http://127.0.0.1:9000/upload/x", ("127.0.0.1:9000",), "url")
-    check_url("http://localhost:9000/upload/x", ("localhost",), "url")
+    check_url("http://localhost:9000/upload/x", ("localhost:9000",), "url")
+    check_url("http://localhost/upload/x", ("localhost",), "url")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example\\@storage.googleapis.com/x",  # urllib3 connects to evil.example
+        "https://evil.example\\storage.googleapis.com/x",
+        "https://storage.googleapis.com\\@evil.example/x",
+        "https://user:pw@storage.googleapis.com/x",
+        "https://user@storage.googleapis.com/x",
+        "https://@storage.googleapis.com/x",
+        "https://storage.googleapis.com%2F@evil.example/x",
+        "https://%73torage.googleapis.com/x",  # urllib3 decodes the host, urlsplit does not
+        "https://storage.googleapis.com%00.evil.example/x",
+        "https://storage.googleapis.com /x",
+        "https://storage.googleapis.com\t/x",
+        "https://storage.googleapis.com/x\r\nHost: evil.example",
+        "https://stor\u0430ge.googleapis.com/x",  # a Cyrillic a
+    ],
+)
+def test_urls_the_two_parsers_could_read_differently_are_refused(url: str) -> None:
+    with pytest.raises(RefusedHostError):
+        check_url(url, GCS, "url")
+
+
+def test_a_host_listed_without_a_port_allows_only_the_default_port() -> None:
+    with pytest.raises(RefusedHostError, match="8443"):
+        check_url("https://storage.googleapis.com:8443/x", GCS, "url")
+    with pytest.raises(RefusedHostError):
+        check_url("http://localhost:9000/x", ("localhost",), "url")
+
+
+def test_a_listed_port_is_allowed() -> None:
+    check_url("https://storage.googleapis.com:8443/x", ("storage.googleapis.com:8443",), "url")
+
+
+def test_ipv6_literals_match_only_their_bracketed_listing() -> None:
+    check_url("http://[::1]:9000/x", ("[::1]:9000",), "url")
+    check_url("https://[2001:db8::1]/x", ("[2001:db8::1]",), "url")
+    with pytest.raises(RefusedHostError):
+        check_url("http://[::1]:9001/x", ("[::1]:9000",), "url")
+    with pytest.raises(RefusedHostError):
+        check_url("https://[2001:db8::1]/x", GCS, "url")
+
+
+def test_percent_encoding_in_the_path_and_query_is_allowed() -> None:
+    check_url("https://storage.googleapis.com/b/o%2Fx?X-Goog-Signature=ab%2Fcd&upload_id=1", GCS, "url")
 
 
 def test_refusal_does_not_show_the_url_path() -> None:

@@ -14,7 +14,7 @@ from opus_local import emulators
 from opus_pipeline.domain import states
 
 from conftest import CHUNK, Stack
-from support import FUNCTIONS, ingest, record, wait_for
+from support import FUNCTIONS, ingest, record, video, wait_for
 
 
 @pytest.fixture
@@ -38,14 +38,14 @@ def pushed(stack: Stack, tmp_path: Path) -> Iterator[Callable[[], None]]:
 
 
 def test_pushed_message_creates_the_project(stack: Stack, standin, pushed) -> None:
-    resource = stack.put("talk.mp4", os.urandom(CHUNK))
+    resource = stack.put("talk.mp4", video(CHUNK))
     ingest(stack, resource)
     wait_for(lambda: record(stack, resource).state == states.PROJECT_CREATED)
     assert standin.calls("clip-projects") == 1
 
 
 def test_message_published_three_times_creates_one_project(stack: Stack, standin, pushed) -> None:
-    resource = stack.put("talk.mp4", os.urandom(CHUNK))
+    resource = stack.put("talk.mp4", video(CHUNK))
     ingest(stack, resource)
     [message] = stack.pull()
     publisher = pubsub_v1.PublisherClient()
@@ -61,7 +61,7 @@ def test_message_published_three_times_creates_one_project(stack: Stack, standin
 
 def test_transient_error_is_redelivered_by_pubsub(stack: Stack, standin, pushed) -> None:
     standin.inject({"endpoint": "clip-projects", "kind": "status", "status": 503, "times": 2})
-    resource = stack.put("talk.mp4", os.urandom(CHUNK))
+    resource = stack.put("talk.mp4", video(CHUNK))
     ingest(stack, resource)
     wait_for(lambda: record(stack, resource).state == states.PROJECT_CREATED)
     assert standin.calls("clip-projects") == 3
@@ -69,7 +69,7 @@ def test_transient_error_is_redelivered_by_pubsub(stack: Stack, standin, pushed)
 
 def test_permanent_error_is_acknowledged_not_redelivered(stack: Stack, standin, pushed) -> None:
     standin.inject({"endpoint": "clip-projects", "kind": "status", "status": 402, "body": {"message": "no credits"}})
-    resource = stack.put("talk.mp4", os.urandom(CHUNK))
+    resource = stack.put("talk.mp4", video(CHUNK))
     ingest(stack, resource)
     wait_for(lambda: record(stack, resource).state == states.FAILED)
     time.sleep(3)  # the transient-error test shows redeliveries of an error answer come faster

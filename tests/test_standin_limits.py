@@ -25,7 +25,7 @@ def created(standin) -> dict:
 def test_limits_are_off_by_default(standin) -> None:
     project = created(standin)
     assert all(get_project(standin, project["id"]).status_code == 200 for _ in range(40))
-    assert standin.refused() == {"rate": 0, "concurrent": 0}
+    assert standin.refused() == {"rate": 0, "concurrent": 0, "monthly": 0}
 
 
 def test_a_call_beyond_the_rate_limit_gets_429_with_retry_after(standin) -> None:
@@ -41,7 +41,7 @@ def test_refused_calls_are_counted_by_kind(standin) -> None:
     standin.configure(rateLimitPerMinute=1)
     for _ in range(3):
         get_project(standin, project["id"])
-    assert standin.refused() == {"rate": 2, "concurrent": 0}
+    assert standin.refused() == {"rate": 2, "concurrent": 0, "monthly": 0}
 
 
 def test_every_api_call_counts_toward_the_rate_limit(standin) -> None:
@@ -68,7 +68,7 @@ def test_projects_beyond_the_in_flight_cap_get_429_concurrent(standin) -> None:
     created(standin)
     refused = standin.create_project(API_KEY)
     assert refused.status_code == 429 and refused.headers["X-Cap-Reason"] == "concurrent"
-    assert standin.refused() == {"rate": 0, "concurrent": 1} and len(standin.stats()["projects"]) == 1
+    assert standin.refused() == {"rate": 0, "concurrent": 1, "monthly": 0} and len(standin.stats()["projects"]) == 1
 
 
 def test_a_slot_frees_when_a_project_completes(standin) -> None:

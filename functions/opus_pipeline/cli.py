@@ -1,4 +1,5 @@
-"""``opus-pipeline``: upload a video with its preferences, see statuses, retry a failed video.
+"""``opus-pipeline``: upload a video with its preferences, see statuses and this month's credits,
+retry a failed video.
 
 Works against real GCS (Application Default Credentials) and against the emulators (their
 ``STORAGE_EMULATOR_HOST`` / ``PUBSUB_EMULATOR_HOST`` variables). Errors are one line, exit 1.
@@ -7,14 +8,17 @@ Works against real GCS (Application Default Credentials) and against the emulato
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import mimetypes
 import os
 import socket
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 from urllib.parse import urlsplit
@@ -24,12 +28,16 @@ from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
 
+from opus_pipeline.config import Settings
 from opus_pipeline.domain import states
+from opus_pipeline.domain.credits import Usage
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import PREFERENCES, Preferences, parse_texts, to_metadata
-from opus_pipeline.domain.record import Stored
+from opus_pipeline.domain.record import Stored, object_from_key
 from opus_pipeline.errors import CliError, PermanentError, TransientError
+from opus_pipeline.gcs.credit_ledger import CreditLedger
 from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.opus.client import OpusClient
 from opus_pipeline.pubsub.publish import Publisher
 from opus_pipeline.usecases.redrive import retry_video
 
@@ -37,6 +45,21 @@ UPLOAD_CHUNK = 8 * 1024 * 1024
 STORAGE_EMULATOR = "STORAGE_EMULATOR_HOST"
 PUBSUB_EMULATOR = "PUBSUB_EMULATOR_HOST"
 LOGIN = "run `gcloud auth application-default login`"
+
+
+def shown(text: object) -> str:
+    """``text`` safe to write to a terminal: object names, errors and ids come from outside, and a
+    control or format character in one (ESC, CSI, a bidi override) would be a terminal escape or
+    hide what follows, so each is written as its ``\\x..``/``\\u....`` escape instead (and a
+    backslash as ``\\x5c``, so that an escape always means the character)."""
+    return "".join(_escaped(c) if c == "\\" or unicodedata.category(c) in _UNSHOWN else c for c in str(text))
+
+
+_UNSHOWN = ("Cc", "Cf", "Zl", "Zp")
+
+
+def _escaped(char: str) -> str:
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 @dataclass(frozen=True)
@@ -61,7 +84,7 @@ class _Progress:
         from tqdm import tqdm
 
         self._source = source
-        self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr)
+        self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=shown(label), file=sys.stderr)
 
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size)
@@ -103,7 +126,7 @@ def upload(args: argparse.Namespace, client: storage.Client) -> int:
             blob.upload_from_file(progress, size=size, content_type=_content_type(path), checksum="md5")
         finally:
             progress.close()
-    print(f"uploaded gs://{target.bucket}/{name} ({size} bytes, generation {blob.generation})")
+    print(shown(f"uploaded gs://{target.bucket}/{name} ({size} bytes, generation {blob.generation})"))
     return 0
 
 
@@ -117,7 +140,10 @@ def _row(stored: Stored) -> dict[str, Any]:
         "object": rec.source.uri,
         "generation": str(rec.source.generation),
         "status": rec.state,
+        "waitingFor": rec.waiting_for if rec.state == states.WAITING else None,
         "size": rec.source.size,
+        "durationSeconds": rec.duration_seconds,
+        "credits": rec.credits,
         "uploaded": rec.committed,
         "uploadId": rec.upload_id,
         "projectId": rec.project_id,
@@ -130,8 +156,22 @@ def _row(stored: Stored) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    columns = ("object", "status", "size", "uploaded", "stage", "clips", "projectId", "manifest", "updated", "error")
-    table = [[str(row[c] if row[c] is not None else "-") for c in columns] for row in rows]
+    columns = (
+        "object",
+        "status",
+        "size",
+        "uploaded",
+        "credits",
+        "stage",
+        "clips",
+        "projectId",
+        "manifest",
+        "updated",
+        "error",
+    )
+    # A waiting video says what for: a project slot, or this month's credits.
+    labelled = [{**row, "status": "/".join(filter(None, (row["status"], row.get("waitingFor"))))} for row in rows]
+    table = [[shown(row[c] if row[c] is not None else "-") for c in columns] for row in labelled]
     widths = [min(60, max(len(c), *(len(r[i]) for r in table))) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v[:w].ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
@@ -150,7 +190,7 @@ def status(args: argparse.Namespace, client: storage.Client) -> int:
     if args.json:
         print(json.dumps(rows(), indent=2))
         return 0
-    empty = f"no videos under gs://{target.bucket}/{target.name}"
+    empty = shown(f"no videos under gs://{target.bucket}/{target.name}")
     if not args.watch:
         listed = rows()
         print(_table(listed) if listed else empty)
@@ -173,6 +213,45 @@ def _watch(rows: Callable[[], list[dict[str, Any]]], empty: str, interval: float
         time.sleep(interval)
 
 
+def usage(args: argparse.Namespace, client: storage.Client) -> int:
+    """This month's credits: OpusClip's numbers (with ``OPUS_API_KEY``), what admitted videos have
+    reserved, what this pipeline created, and one line per video waiting for credits."""
+    target = GcsPath.parse(args.path) if args.path else None
+    book = CreditLedger(client, _state_bucket(args)).read()
+    waiting = [w for w in book.waiting if target is None or w["key"].startswith(f"{target.bucket}/{target.name}")]
+    opus = _opus_usage()
+    if args.json:
+        numbers = None if opus is None else {k: v for k, v in dataclasses.asdict(opus).items() if k != "seen_at"}
+        doc = {"month": book.month, "opus": numbers, "reserved": book.reserved, "created": book.created}
+        print(json.dumps({**doc, "waiting": waiting}, indent=2))
+        return 0
+    if opus is None:
+        print("OpusClip's numbers: set OPUS_API_KEY (and OPUS_API_BASE_URL) to see them")
+    elif opus.uncapped:
+        print("OpusClip: this workspace is uncapped")
+    else:
+        print(
+            f"OpusClip this month: {opus.used} of {opus.limit} credits used, {opus.remaining} remaining, "
+            f"resets {opus.reset_at or 'on the 1st (UTC)'}"
+        )
+    reserved = sum(book.reserved.values())
+    print(f"reserved by {len(book.reserved)} admitted videos not yet created: {reserved} credits")
+    print(f"created by this pipeline in {book.month or 'this month'}: {book.created} credits")
+    print(f"waiting for credits: {len(waiting)} videos, {sum(w['credits'] for w in waiting)} credits")
+    for entry in waiting:
+        source = object_from_key(entry["key"])
+        since = datetime.fromtimestamp(entry["since"], UTC).isoformat(timespec="seconds")
+        print(shown(f"  {source.uri}#{source.generation}  {entry['credits']} credits  waiting since {since}"))
+    return 0
+
+
+def _opus_usage() -> Usage | None:
+    key = os.environ.get("OPUS_API_KEY", "").strip()
+    if not key:
+        return None
+    return OpusClient(os.environ.get("OPUS_API_BASE_URL", "").strip() or Settings.opus_api_base_url, key).usage()
+
+
 def _state_bucket(args: argparse.Namespace) -> str:
     bucket = args.state_bucket or os.environ.get("STATE_BUCKET")
     if not bucket:
@@ -191,7 +270,7 @@ def retry(args: argparse.Namespace, client: storage.Client) -> int:
             raise CliError("name the clip-requests topic with --topic or CLIP_REQUESTS_TOPIC")
         Publisher().publish(topic, request, "the clip request")
 
-    print(retry_video(client, ledger, target.bucket, target.name, publish).detail)
+    print(shown(retry_video(client, ledger, target.bucket, target.name, publish).detail))
     return 0
 
 
@@ -219,6 +298,11 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --watch")
     st.add_argument("--state-bucket")
     st.set_defaults(run=status, emulators=(STORAGE_EMULATOR,))
+    us = sub.add_parser("usage", help="this month's credits and the videos waiting for them")
+    us.add_argument("path", nargs="?", help="gs://BUCKET[/PREFIX]: only the videos waiting there")
+    us.add_argument("--json", action="store_true")
+    us.add_argument("--state-bucket")
+    us.set_defaults(run=usage, emulators=(STORAGE_EMULATOR,))
     rt = sub.add_parser("retry", help="re-drive a failed video without creating duplicates")
     rt.add_argument("path", help="gs://BUCKET/NAME")
     rt.add_argument("--state-bucket")
@@ -295,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> None:
-    print("opus-pipeline: " + " ".join(message.split()), file=sys.stderr)
+    print("opus-pipeline: " + shown(" ".join(message.split())), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,13 @@ ENV_VARS = (
     "OPUS_API_BASE_URL",
     "OPUS_UPLOAD_URL_HOSTS",
     "CLIP_REQUESTS_TOPIC",
+    "INGEST_REQUESTS_TOPIC",
     "STATE_BUCKET",
     "SOURCE_BUCKET",
     "UPLOAD_CHUNK_SIZE",
     "MAX_VIDEO_BYTES",
+    "MAX_VIDEO_SECONDS",
+    "OPUS_MONTHLY_CREDIT_BUDGET",
     "SOURCE_PREFIX",
     "UPLOAD_DEADLINE_SECONDS",
     "LEASE_SECONDS",
@@ -42,6 +45,7 @@ ENV_VARS = (
     "SWEEP_MAX_CALLS",
     "OPUS_MAX_PARALLEL_PROJECTS",
     "OPUS_RATE_PER_MINUTE",
+    "SWEEP_TICKS_TOPIC",
     *DEFAULT_PREFERENCE_VARS,
 )
 # The hosts OpusClip's API description uses for media, and Cloud Storage's.
@@ -58,10 +62,13 @@ class Settings:
     clip_requests_topic: str
     output_bucket: str
     clip_results_topic: str
+    ingest_requests_topic: str
     opus_api_base_url: str = "https://api.opus.pro"
     upload_url_hosts: tuple[str, ...] = ("storage.googleapis.com",)
     upload_chunk_size: int = 16 * 1024 * KIB
-    max_video_bytes: int = 10 * 1024 * 1024 * KIB
+    max_video_bytes: int = 30_000_000_000  # OpusClip's upload limit: 30 GB
+    max_video_seconds: int = 36_000  # OpusClip's: 10 hours
+    monthly_credit_budget: int | None = None  # credits this pipeline may spend per UTC month; None: no budget
     source_prefix: str = ""
     upload_deadline_seconds: float = 480.0
     lease_seconds: float = 90.0
@@ -75,6 +82,7 @@ class Settings:
     sweep_max_calls: int = 10
     max_parallel_projects: int = 4  # OpusClip's Pro and Max plans; Business allows 50
     rate_per_minute: int = 30  # OpusClip's limit per API key
+    sweep_ticks_topic: str | None = None  # the webhook receiver's conclusions ask the sweeper to admit here
     default_preferences: Preferences = field(default_factory=Preferences)
 
     def __repr__(self) -> str:  # the key must not reach a log through a repr
@@ -165,10 +173,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         clip_requests_topic=_topic(env, "CLIP_REQUESTS_TOPIC"),
         output_bucket=_required(env, "OUTPUT_BUCKET", "name the bucket the clips are copied into"),
         clip_results_topic=_topic(env, "CLIP_RESULTS_TOPIC"),
+        ingest_requests_topic=_topic(env, "INGEST_REQUESTS_TOPIC"),
         opus_api_base_url=base_url,
         upload_url_hosts=_hosts(env, "OPUS_UPLOAD_URL_HOSTS", "storage.googleapis.com"),
         upload_chunk_size=chunk,
         max_video_bytes=_positive_int(env, "MAX_VIDEO_BYTES", Settings.max_video_bytes),
+        max_video_seconds=_positive_int(env, "MAX_VIDEO_SECONDS", Settings.max_video_seconds),
+        monthly_credit_budget=_positive_int(env, "OPUS_MONTHLY_CREDIT_BUDGET", 0) or None,
         source_prefix=env.get("SOURCE_PREFIX", "").strip(),
         upload_deadline_seconds=_positive_int(env, "UPLOAD_DEADLINE_SECONDS", 480),
         lease_seconds=_positive_int(env, "LEASE_SECONDS", 90),
@@ -182,5 +193,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         sweep_max_calls=_positive_int(env, "SWEEP_MAX_CALLS", Settings.sweep_max_calls),
         max_parallel_projects=_positive_int(env, "OPUS_MAX_PARALLEL_PROJECTS", Settings.max_parallel_projects),
         rate_per_minute=_positive_int(env, "OPUS_RATE_PER_MINUTE", Settings.rate_per_minute),
+        sweep_ticks_topic=_topic(env, "SWEEP_TICKS_TOPIC") if env.get("SWEEP_TICKS_TOPIC", "").strip() else None,
         default_preferences=_default_preferences(env),
     )

@@ -6,19 +6,25 @@ later": the function raises and the platform (Eventarc or Pub/Sub) redelivers wi
 
 Messages of these exceptions are shown to people (logs, object status); they must never contain
 the API key or an upload session URL, which is why transport errors are wrapped here instead of
-being re-raised with their own text.
+being re-raised with their own text, and why every message is redacted as it is made.
 """
 
 from __future__ import annotations
 
+from opus_pipeline.redaction import redact
+
 
 class PipelineError(Exception):
-    """Base class; ``reason`` is a short machine label, the message is for people."""
+    """Base class; ``reason`` is a short machine label, the message is for people.
+
+    The message is redacted once, here (``redaction.py``): whatever an answer echoed into it, it
+    becomes the record's ``error``, the object's ``opus-error`` and log lines without a secret.
+    """
 
     reason: str = "error"
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         if reason is not None:
             self.reason = reason
 
@@ -89,6 +95,13 @@ class ConflictError(PipelineError):
     """Someone else wrote the object since it was read (a lost compare-and-swap)."""
 
     reason = "conflict"
+
+
+class ContendedError(TransientError):
+    """A shared object kept changing under every attempt of one change: try again later. Not an
+    ``InProgressError``: no other invocation holds this one's lease."""
+
+    reason = "contended"
 
 
 class UnknownVideoError(PermanentError, LookupError):

@@ -2,8 +2,8 @@
 
 ``severity`` and ``message`` are read by Cloud Logging; ``logging.googleapis.com/labels`` become
 log labels; any other field lands in ``jsonPayload`` where the log-based metrics read ``event``,
-``reason`` and ``bytes``. Registered secrets are masked as a last line of defence: the code does
-not pass them here in the first place.
+``reason`` and ``bytes``. Registered secrets and URLs' queries are redacted (``redaction.py``) as a
+last line of defence: the code does not pass them here in the first place.
 """
 
 from __future__ import annotations
@@ -12,19 +12,9 @@ import json
 import sys
 from typing import Any
 
-_secrets: set[str] = set()
+from opus_pipeline.redaction import redact, register_secret
 
-
-def register_secret(value: str) -> None:
-    """Mask ``value`` wherever it might appear in a log line."""
-    if value and len(value) >= 6:
-        _secrets.add(value)
-
-
-def _mask(text: str) -> str:
-    for secret in _secrets:
-        text = text.replace(secret, "[REDACTED]")
-    return text
+__all__ = ["Logger", "error", "info", "log", "register_secret", "warning"]
 
 
 def log(
@@ -39,7 +29,7 @@ def log(
     if labels:
         entry["logging.googleapis.com/labels"] = {k: str(v) for k, v in labels.items() if v is not None}
     entry.update(fields)
-    line = _mask(json.dumps(entry, default=str, ensure_ascii=False))
+    line = redact(json.dumps(entry, default=str, ensure_ascii=False))
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 

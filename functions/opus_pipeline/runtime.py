@@ -15,6 +15,7 @@ from google.cloud import storage
 
 from opus_pipeline import config, logs
 from opus_pipeline.gcs.admission import Admission
+from opus_pipeline.gcs.credit_ledger import CreditLedger
 from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.gcs.open_index import OpenProjects
 from opus_pipeline.gcs.rate_budget import RateLimiter
@@ -45,6 +46,10 @@ class Services:
     @cached_property
     def admission(self) -> Admission:
         return Admission(self.storage, self.settings.state_bucket, self.settings.max_parallel_projects)
+
+    @property
+    def credit_ledger(self) -> CreditLedger:
+        return CreditLedger(self.storage, self.settings.state_bucket)
 
     @cached_property
     def status(self) -> StatusMirror:

@@ -11,8 +11,9 @@ from urllib.parse import parse_qs
 
 from .. import clip_schema
 from .exchange import Answer, Reply, Request, fault_answer
-from .state import StandIn
+from .state import StandIn, upload_credits
 
+UPGRADE_URL = "https://www.opus.pro/contact-api"  # as opus-errors.yml's example body
 MAX_PAGE_SIZE = 100  # OpusClip documents no maximum; the stand-in's own bound, above the 50 clients use
 _POSITIVE = re.compile(r"^[1-9][0-9]{0,8}$")
 
@@ -63,10 +64,25 @@ def create_project(state: StandIn, request: Request) -> Answer:
     upload = state.upload(upload_id or "")
     if upload_id != body["videoUrl"] or upload is None or not upload.complete:
         return Reply(400, {"message": "x-opus-upload-id must equal videoUrl and name a completed upload"})
-    project = state.create_project(upload.upload_id, body)
-    if project is None:
+    credits = upload_credits(upload.path)
+    if credits is None:
+        return Reply(400, {"message": "the upload is not a video whose duration can be read"})
+    project = state.create_project(upload.upload_id, body, credits)
+    if project == "concurrent":
         return Reply(429, {"message": "Too many concurrent projects"}, {"X-Cap-Reason": "concurrent"})
+    if project == "monthly":
+        body = {"code": "API_MONTHLY_CAP_REACHED", "reset_at": state.reset_at(), "upgrade_url": UPGRADE_URL}
+        return Reply(403, body)
     return Reply(201, project.representation(project.created))
+
+
+def api_usage(state: StandIn, request: Request) -> Answer:
+    """``GET /api/api-usage?q=mine``: the month's credits (or ``{"uncapped": true}``)."""
+    if refused := _gate(state, request, "api-usage"):
+        return refused
+    if parse_qs(request.query) != {"q": ["mine"]}:
+        return Reply(400, {"message": "q must be mine"})
+    return Reply(200, state.usage())
 
 
 def get_project(state: StandIn, request: Request, project_id: str) -> Answer:

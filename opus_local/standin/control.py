@@ -1,5 +1,6 @@
 """The control protocol under ``/_standin/``, for tests: inject faults, set the quota and the
-configuration, stall projects, reset, and report every call."""
+configuration (the upload session's link model among it), stall projects, reset, and report every
+call."""
 
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ def stall(state: StandIn, request: Request) -> Answer:
     if state.stall(str(body.get("projectId"))):
         return Reply(200, {})
     return Reply(409, {"message": "projectId must name a project still in flight"})
+
+
+def new_month(state: StandIn, request: Request) -> Answer:
+    """The month's credits reset, as on the 1st (UTC)."""
+    _body(request)
+    state.new_month()
+    return Reply(200, {})
 
 
 def unknown_post(state: StandIn, request: Request, path: str) -> Answer:

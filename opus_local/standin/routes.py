@@ -45,6 +45,7 @@ ROUTES = (
     Route("GET", "/api/clip-projects/{project_id}", api.get_project),
     Route("GET", "/api/exportable-clips", api.exportable_clips),
     Route("GET", "/api/brand-templates", api.brand_templates),
+    Route("GET", "/api/api-usage", api.api_usage),
     # the resumable upload session the upload link starts
     Route("POST", "/upload/{link}", upload_session.start),
     Route("PUT", "/session/{token}", upload_session.put),
@@ -56,6 +57,7 @@ ROUTES = (
     Route("POST", "/_standin/reset", control.reset),
     Route("POST", "/_standin/config", control.configure),
     Route("POST", "/_standin/stall", control.stall),
+    Route("POST", "/_standin/new-month", control.new_month),
     Route("POST", "/_standin/{path}", control.unknown_post),
     Route("GET", "/_standin/stats", control.stats),
     Route("GET", "/_standin/config", control.config),

@@ -40,7 +40,10 @@ class Handler(BaseHTTPRequestHandler):
         if found is None:
             return self._write(Reply(404, {"message": "not found"}))
         respond, params = found
-        return self._write(respond(self.server.state, Request(self.headers, self.rfile, query), **params))
+        answer = respond(self.server.state, Request(self.headers, self.rfile, query), **params)
+        if path.startswith("/api/") and isinstance(answer, Reply):  # OpusClip stamps every API answer
+            answer.headers = {**self.server.state.usage_headers(), **answer.headers}
+        return self._write(answer)
 
     def _write(self, answer: Answer) -> None:
         if isinstance(answer, Reply):

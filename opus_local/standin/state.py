@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from opus_pipeline.domain.media_probe import credits_estimate, probe_duration
+
 from .. import videos
 from . import webhooks
 
@@ -65,6 +67,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "clipTitle": "Clip {rank} of {project}",
     "clipDescription": "The stand-in's clip number {rank} of project {project}.",
     "clipHashtags": "#OpusClip #StandIn",
+    # The link model of the upload session (off by default): each session PUT is answered this long
+    # after its body arrived (the storage committing it), and bodies are read no faster than this.
+    "linkTurnaroundSeconds": None,
+    "linkBytesPerSecond": None,
+    "monthlyCreditLimit": 900,  # credits per month (Pro's 900); None: an uncapped workspace
+    "monthResetAt": None,  # when the month's credits reset (ISO); None: the 1st of next month, UTC
 }
 _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "projectSeconds": _seconds,
@@ -82,7 +90,27 @@ _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "clipTitle": lambda v: isinstance(v, str),
     "clipDescription": lambda v: isinstance(v, str),
     "clipHashtags": lambda v: isinstance(v, str),
+    "linkTurnaroundSeconds": _optional(_seconds),
+    "linkBytesPerSecond": _optional(count_from(1)),
+    "monthlyCreditLimit": _optional(count_from(0)),
+    "monthResetAt": _optional(lambda v: isinstance(v, str) and v.endswith("Z")),
 }
+
+
+def _next_month(moment: float) -> str:
+    now = datetime.fromtimestamp(moment, UTC)
+    first = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    return first.isoformat().replace("+00:00", "Z")
+
+
+def upload_credits(path: Path) -> int | None:
+    """What OpusClip bills a project of this upload: its container's duration, probed as the pipeline
+    probes it; None when the upload is not a readable video."""
+    try:
+        with open(path, "rb") as video:
+            return credits_estimate(probe_duration(video, name=path.name))
+    except ValueError:  # UnreadableVideoError is one
+        return None
 
 
 def _iso(moment: float) -> str:
@@ -97,6 +125,7 @@ class Upload:
     total: int | None = None
     committed: int = 0
     complete: bool = False
+    puts: list[list[int]] = field(default_factory=list)  # [first, last] byte of every upload request
     _md5: str | None = None
 
     @property
@@ -114,6 +143,7 @@ class Upload:
             "complete": self.complete,
             "md5": self.md5,
             "sessionStarted": self.session is not None,
+            "puts": [list(p) for p in self.puts],
         }
 
 
@@ -253,7 +283,8 @@ class Fault:
 
     Endpoints and the kinds they honour: upload-links, clip-projects, project-get and
     exportable-clips: status | drop (connection closed, no answer) | slow; start and query: the same;
-    chunk: status | drop (cut after ``after_bytes``) | keep_fewer | expire | slow; media: status |
+    chunk: status | drop (cut after ``after_bytes``; ``keep_received`` keeps what arrived, in whole
+    256 KiB, as Cloud Storage may keep part of an interrupted request) | keep_fewer | expire | slow; media: status |
     drop (cut after ``after_bytes`` of the file) | slow; webhook (sent by the stand-in): drop (not
     sent) | slow (sent ``seconds`` late) | duplicate (sent ``copies`` times) | bad_signature."""
 
@@ -266,6 +297,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     after_bytes: int = 0
     fewer_bytes: int = GRANULARITY
+    keep_received: bool = False
     seconds: float = 0.0
     copies: int = 2
 
@@ -307,6 +339,7 @@ class StandIn:
             self.max_in_flight = 0
             self.downloads: Counter[str] = Counter()
             self.webhooks: list[dict[str, Any]] = []
+            self.credits_used = 0
 
     # -- reads: one dict look-up each, atomic without the lock -----------------------------
 
@@ -342,6 +375,15 @@ class StandIn:
     def expire_session(self, token: str) -> None:
         with self._lock:
             self.sessions.pop(token, None)
+
+    def link(self) -> tuple[float | None, int | None]:
+        """The link model: the turnaround of a session PUT and the rate its body is read at."""
+        with self._lock:
+            return self.config["linkTurnaroundSeconds"], self.config["linkBytesPerSecond"]
+
+    def count_put(self, upload: Upload, first: int, last: int) -> None:
+        with self._lock:
+            upload.puts.append([first, last])
 
     def count_received(self, count: int) -> None:
         """Bytes read into a session, kept or not."""
@@ -439,15 +481,63 @@ class StandIn:
             self.refused["rate"] += 1
             return max(1, math.ceil(stamps[0] + window - now))
 
-    def create_project(self, upload_id: str, request: dict[str, Any]) -> Project | None:
-        """A new project, or None when the in-flight cap refuses it."""
+    # -- the month's credits ----------------------------------------------------------------
+
+    def reset_at(self) -> str:
+        return self.config["monthResetAt"] or _next_month(time.time())
+
+    def usage(self) -> dict[str, Any]:
+        """``GET /api/api-usage?q=mine`` as OpusClip answers it."""
+        with self._lock:
+            limit = self.config["monthlyCreditLimit"]
+            if limit is None:
+                return {"uncapped": True}
+            in_flight = sum(p.in_flight(time.time()) for p in self.projects.values())
+            return {
+                "uncapped": False,
+                "monthly": {
+                    "used": self.credits_used,
+                    "limit": limit,
+                    "remaining": max(0, limit - self.credits_used),
+                    "reset_at": self.reset_at(),
+                },
+                "concurrent": {"used": in_flight, "limit": self.config["concurrentProjects"]},
+            }
+
+    def usage_headers(self) -> dict[str, str]:
+        """The monthly numbers every API answer carries (none for an uncapped workspace)."""
+        limit = self.config["monthlyCreditLimit"]
+        if limit is None:
+            return {}
+        reset = datetime.fromisoformat(self.reset_at().replace("Z", "+00:00")).timestamp()
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(0, limit - self.credits_used)),
+            "X-RateLimit-Reset": str(int(reset)),
+        }
+
+    def new_month(self) -> None:
+        """The control protocol's month reset: nothing of this month's credits is used any more."""
+        with self._lock:
+            self.credits_used = 0
+
+    # -- projects ---------------------------------------------------------------------------
+
+    def create_project(self, upload_id: str, request: dict[str, Any], credits: int) -> Project | str:
+        """A new project charged ``credits``; else why not: "concurrent" (the in-flight cap) or
+        "monthly" (the month's credits do not cover it)."""
         with self._lock:
             now = time.time()
             in_flight = sum(p.in_flight(now) for p in self.projects.values())
             cap = self.config["concurrentProjects"]
             if cap is not None and in_flight >= cap:
                 self.refused["concurrent"] += 1
-                return None
+                return "concurrent"
+            limit = self.config["monthlyCreditLimit"]
+            if limit is not None and self.credits_used + credits > limit:
+                self.refused["monthly"] += 1
+                return "monthly"
+            self.credits_used += credits
             project = Project(
                 id="P" + secrets.token_hex(6),
                 upload_id=upload_id,
@@ -529,7 +619,8 @@ class StandIn:
                 "config": dict(self.config),
                 "clipFiles": files,
                 "webhooks": list(self.webhooks),
-                "refused": {"rate": self.refused["rate"], "concurrent": self.refused["concurrent"]},
+                "refused": {k: self.refused[k] for k in ("rate", "concurrent", "monthly")},
+                "creditsUsed": self.credits_used,
                 "inFlight": sum(p.in_flight(now) for p in self.projects.values()),
                 "maxInFlight": self.max_in_flight,
             }

@@ -4,6 +4,7 @@ Content-Range (308 + Range, the final one 200) and status queries (``bytes */TOT
 from __future__ import annotations
 
 import re
+import time
 
 from .exchange import HANG_UP, Answer, Reply, Request, fault_answer
 from .state import GRANULARITY, PIECE, Fault, StandIn, Upload
@@ -28,7 +29,16 @@ def start(state: StandIn, request: Request, link: str) -> Answer:
 
 
 def put(state: StandIn, request: Request, token: str) -> Answer:
-    """``PUT /session/{token}``: a chunk (``bytes A-B/TOTAL``) or a status query (``bytes */TOTAL``)."""
+    """``PUT /session/{token}``: a chunk (``bytes A-B/TOTAL``) or a status query (``bytes */TOTAL``),
+    answered the link model's turnaround after its body arrived (a cut request is not answered)."""
+    answer = _put(state, request, token)
+    turnaround, _ = state.link()
+    if turnaround and answer is not HANG_UP:
+        time.sleep(turnaround)
+    return answer
+
+
+def _put(state: StandIn, request: Request, token: str) -> Answer:
     length = request.length()
     match = _CONTENT_RANGE.match(request.headers.get("Content-Range", ""))
     endpoint = "query" if match and match.group(1) is None else "chunk"
@@ -79,9 +89,12 @@ def _chunk(
         request.drain(length)
         return Reply(400, {"message": problem})
     drop_at = fault.after_bytes if fault and fault.kind == "drop" else None
-    received = _receive(request, upload, first, size, drop_at)
+    state.count_put(upload, first, last)
+    received = _receive(request, upload, first, size, drop_at, state.link()[1])
     state.count_received(received)
-    if drop_at is not None or received != size:  # cut short: nothing of it is kept
+    if drop_at is not None or received != size:  # cut short: nothing of it is kept, unless told to
+        if fault is not None and fault.keep_received:
+            state.commit(upload, first + min(received, size - 1) // GRANULARITY * GRANULARITY, total, False)
         return HANG_UP
     keep = size
     if fault and fault.kind == "keep_fewer" and not final:
@@ -106,10 +119,11 @@ def _chunk_problem(upload: Upload, first: int, last: int, total: int | None, len
     return None
 
 
-def _receive(request: Request, upload: Upload, offset: int, size: int, drop_at: int | None) -> int:
-    """Write the body at ``offset`` piece by piece; stop early for a drop fault."""
+def _receive(request: Request, upload: Upload, offset: int, size: int, drop_at: int | None, rate: int | None) -> int:
+    """Write the body at ``offset`` piece by piece, no faster than ``rate`` bytes/s when set; stop
+    early for a drop fault (whose bytes are written only when they are to be kept)."""
     limit = size if drop_at is None else min(size, drop_at)
-    done = 0
+    done, began = 0, time.monotonic()
     buffer = memoryview(bytearray(PIECE))  # reused: the stand-in must not be what a benchmark measures
     with open(upload.path, "r+b", buffering=0) as out:
         out.seek(offset)
@@ -117,9 +131,9 @@ def _receive(request: Request, upload: Upload, offset: int, size: int, drop_at: 
             count = request.readinto(buffer[: min(PIECE, limit - done)])
             if not count:
                 break
-            if drop_at is None:
-                out.write(buffer[:count])
+            out.write(buffer[:count])
             done += count
-        if drop_at is None:
-            out.truncate(offset + done)
+            if rate and (ahead := began + done / rate - time.monotonic()) > 0:
+                time.sleep(ahead)
+        out.truncate(offset + done)
     return done

@@ -71,6 +71,7 @@ class StorageObject:
     md5_hash: str | None = None
     crc32c: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
+    content_encoding: str = field(default="", compare=False)  # "gzip" after `gcloud storage cp -Z`
 
     @property
     def key(self) -> str:
@@ -130,6 +131,7 @@ def storage_object(data: Mapping[str, Any] | None) -> StorageObject:
             md5_hash=data.get("md5Hash"),
             crc32c=data.get("crc32c"),
             metadata=dict(data.get("metadata") or {}),
+            content_encoding=str(data.get("contentEncoding") or ""),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PermanentError(f"malformed object resource in event: {exc!r}", reason="bad-event") from None

@@ -6,6 +6,7 @@ one, else by ``score`` (higher is better) when every clip has one, else in OpusC
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +19,8 @@ CLIP_FIELDS = ("id", "title", "description", "hashtags", "durationMs", "timeRang
 SCORE_FIELDS = ("rank", "score", "isBonusClip", "judgeResult")
 MEDIA_FIELDS = ("uriForExport", "uriForPreview", "uriForThumbnail")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_HASHED = re.compile(r"-[0-9a-f]{12}$")
+MAX_STEM = 100
 
 
 def _all_numeric(clips: Sequence[Mapping[str, Any]], key: str) -> bool:
@@ -47,9 +50,28 @@ def manifest_name(source: StorageObject) -> str:
 
 def clip_object_name(source: StorageObject, clip: Mapping[str, Any], index: int) -> str:
     """``<source name>/clips/<curationId>.mp4``: named by OpusClip's id, so a second attempt
-    overwrites its own file instead of adding one."""
-    ident = str(clip.get("curationId") or clip_id(clip, index).rsplit(".", 1)[-1])
-    return f"{output_prefix(source)}/clips/{_UNSAFE.sub('_', ident)}.mp4"
+    overwrites its own file instead of adding one. One file per manifest entry: a clip whose ``id``
+    is not the documented ``{projectId}.{curationId}`` is named by a hash of that id as well."""
+    ident = clip_id(clip, index)
+    curation = str(clip.get("curationId") or ident.rsplit(".", 1)[-1])
+    documented = ident in (curation, f"{clip.get('projectId')}.{curation}")
+    return f"{output_prefix(source)}/clips/{clip_file_stem(curation, curation if documented else ident)}.mp4"
+
+
+def clip_file_stem(readable: str, raw: str | None = None) -> str:
+    """A safe file name for an id OpusClip chose, different for different ids whatever they hold.
+
+    ``readable`` (by default also the ``raw`` id) is kept as it is when it is letters, digits,
+    ``.``, ``_`` and ``-`` only; any other (``CU/1``, ``CU?1``, ``..``, one with a leading dot,
+    longer than ``MAX_STEM``, or a ``raw`` id that differs) becomes a slug with a hash of the raw id
+    appended, so ``CU/1`` and ``CU?1`` no longer both land on ``CU_1``. An id kept as is never ends
+    like a hashed one (``-`` and 12 hex digits), so the two kinds never meet.
+    """
+    raw = readable if raw is None else raw
+    slug = _UNSAFE.sub("_", readable).lstrip(".")[:MAX_STEM] or "clip"
+    if slug == readable == raw and not _HASHED.search(raw):
+        return slug
+    return f"{slug}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
 
 def thumbnail_object_name(source: StorageObject, clip: Mapping[str, Any], index: int) -> str:
@@ -70,8 +92,11 @@ def manifest(
     concluded_at: str,
     clips: Sequence[Mapping[str, Any]],
     copies: Mapping[str, Mapping[str, Any]],
+    duration_seconds: float | None = None,
+    credits: int | None = None,
 ) -> dict[str, Any]:
-    """The manifest a person or a tool reads; ``copies`` maps a clip id to its copy (or error)."""
+    """The manifest a person or a tool reads; ``copies`` maps a clip id to its copy (or error);
+    ``durationSeconds`` and ``credits`` are the source's probed duration and the estimate."""
     entries = []
     for index, clip in enumerate(best_first(clips)):
         ident = clip_id(clip, index)
@@ -86,6 +111,8 @@ def manifest(
         "projectId": project_id,
         "stage": stage,
         "concludedAt": concluded_at,
+        "durationSeconds": duration_seconds,
+        "credits": credits,
         "clips": entries,
     }
 

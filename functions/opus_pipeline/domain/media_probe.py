@@ -247,6 +247,17 @@ def _box_at(source: _Source, offset: int, limit: int) -> _Box:
     return _Box(kind, offset, body, offset + size)
 
 
+def _top_level_box_at(source: _Source, offset: int) -> _Box:
+    """A top-level box, which must end within the file: one that runs past it was cut short."""
+    box = _box_at(source, offset, source.size)
+    if box.end > source.size:
+        source.fail(
+            f"the MP4 '{box.label}' box needs {box.end:,} bytes but the file has {source.size:,}"
+            " — is the upload truncated?"
+        )
+    return box
+
+
 def _children(source: _Source, parent: _Box) -> Iterator[_Box]:
     position = parent.body
     end = min(parent.end, source.size)
@@ -274,12 +285,7 @@ def _mp4_seconds(source: _Source) -> float:
     for _ in range(MAX_TOP_LEVEL_BOXES):
         if position >= source.size:
             break
-        box = _box_at(source, position, source.size)
-        if box.end > source.size:
-            source.fail(
-                f"the MP4 '{box.label}' box needs {box.end:,} bytes but the file has {source.size:,}"
-                " — is the upload truncated?"
-            )
+        box = _top_level_box_at(source, position)
         if box.kind == b"moov":
             moov = box
         elif box.kind == b"mdat":
@@ -413,12 +419,7 @@ def _walk_fragments(source: _Source, start: int, tracks: dict[int, _Track]) -> b
     for _ in range(MAX_FRAGMENT_BOXES):
         if position >= source.size:
             return every_fragment_timed
-        box = _box_at(source, position, source.size)
-        if box.end > source.size:
-            source.fail(
-                f"the MP4 '{box.label}' box needs {box.end:,} bytes but the file has {source.size:,}"
-                " — is the upload truncated?"
-            )
+        box = _top_level_box_at(source, position)
         if box.kind == b"mfra":
             return every_fragment_timed
         if box.kind == b"moof":

@@ -1,4 +1,7 @@
-"""The clip-request message: the contract between ingest and project creation. Pure logic."""
+"""The messages between the functions and to the user's tools: the clip request (ingest → project
+creation), the ingest request (the sweeper → ingest, for a video admitted against this month's
+credits), the clip result, and the sweep tick the webhook receiver sends the sweeper when it freed
+a project slot. Pure logic."""
 
 from __future__ import annotations
 
@@ -12,6 +15,20 @@ from opus_pipeline.errors import PoisonMessageError, PreferenceError
 SCHEMA_VERSION = 1
 MAX_UPLOAD_ID_CHARS = 256  # OpusClip's ids are short; the id travels in a header (x-opus-upload-id)
 _SOURCE_FIELDS = {"bucket": str, "name": str, "generation": str, "size": int}
+
+
+def _versioned_body(data: bytes) -> dict:
+    """A message body: a UTF-8 JSON object of ``schemaVersion`` 1, else ``PoisonMessageError``."""
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise PoisonMessageError("the message body is not UTF-8 JSON") from None
+    if not isinstance(body, dict):
+        raise PoisonMessageError("the message body is not a JSON object")
+    version = body.get("schemaVersion")
+    if type(version) is not int or version != SCHEMA_VERSION:  # not 1.0, not true: JSON's 1 exactly
+        raise PoisonMessageError(f"unknown schemaVersion {version!r}; expected the integer 1")
+    return body
 
 
 @dataclass(frozen=True)
@@ -46,15 +63,7 @@ class ClipRequest:
     @classmethod
     def decode(cls, data: bytes) -> ClipRequest:
         """Parse and validate a message body; ``PoisonMessageError`` says what is wrong."""
-        try:
-            body = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise PoisonMessageError("the message body is not UTF-8 JSON") from None
-        if not isinstance(body, dict):
-            raise PoisonMessageError("the message body is not a JSON object")
-        version = body.get("schemaVersion")
-        if type(version) is not int or version != SCHEMA_VERSION:  # not 1.0, not true: JSON's 1 exactly
-            raise PoisonMessageError(f"unknown schemaVersion {version!r}; expected the integer 1")
+        body = _versioned_body(data)
         upload_id = body.get("uploadId")
         if not isinstance(upload_id, str) or not upload_id:
             raise PoisonMessageError("uploadId is missing or not a string")
@@ -88,6 +97,32 @@ class ClipRequest:
 
 
 @dataclass(frozen=True)
+class IngestRequest:
+    """``{"schemaVersion": 1, "source": {"bucket", "name", "generation"}}`` on ``INGEST_REQUESTS_TOPIC``:
+    upload this version of this object now. Ingest acts on it only for a video its ledger holds as
+    waiting for credits, so a forged or replayed request can start nothing else."""
+
+    source: StorageObject
+
+    def encode(self) -> bytes:
+        return json.dumps({"schemaVersion": SCHEMA_VERSION, "source": self.source.ref()}).encode("utf-8")
+
+    def attributes(self) -> dict[str, str]:
+        return self.source.ref()
+
+    @classmethod
+    def decode(cls, data: bytes) -> IngestRequest:
+        """Parse and validate a message body; ``PoisonMessageError`` says what is wrong."""
+        source = _versioned_body(data).get("source")
+        fields = ("bucket", "name", "generation")
+        if not isinstance(source, dict) or not all(isinstance(source.get(f), str) and source[f] for f in fields):
+            raise PoisonMessageError("source must be an object of bucket, name and generation strings")
+        if not (source["generation"].isascii() and source["generation"].isdigit()):
+            raise PoisonMessageError("source.generation is not a whole number")
+        return cls(StorageObject(source["bucket"], source["name"], int(source["generation"]), size=0))
+
+
+@dataclass(frozen=True)
 class ClipResult:
     """One message per concluded video on ``CLIP_RESULTS_TOPIC``, for the user's own tools."""
 
@@ -98,6 +133,8 @@ class ClipResult:
     clip_count: int
     manifest: str | None
     reason: str | None = None
+    duration_seconds: float | None = None
+    credits: int | None = None
 
     def encode(self) -> bytes:
         body = {
@@ -108,6 +145,8 @@ class ClipResult:
             "status": self.status,
             "clipCount": self.clip_count,
             "manifest": self.manifest,
+            "durationSeconds": self.duration_seconds,
+            "credits": self.credits,
         }
         if self.reason:
             body["reason"] = self.reason
@@ -121,3 +160,17 @@ class ClipResult:
             "name": self.source.name,
             "generation": str(self.source.generation),
         }
+
+
+@dataclass(frozen=True)
+class SweepTick:
+    """ "Run now" on the sweeper's topic (Cloud Scheduler's ticks say the same; the sweeper reads
+    neither's body). ``why`` is for people reading the topic."""
+
+    why: str
+
+    def encode(self) -> bytes:
+        return json.dumps({"sweep": self.why}).encode("utf-8")
+
+    def attributes(self) -> dict[str, str]:
+        return {"why": self.why}

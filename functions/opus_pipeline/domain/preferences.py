@@ -57,6 +57,9 @@ STATUS_KEYS = frozenset(
         "opus-clip-count",
         "opus-clips",
         "opus-queue-position",
+        "opus-waiting-for",
+        "opus-duration",
+        "opus-credits",
     }
 )
 
@@ -242,8 +245,9 @@ PREFERENCES = (
         "remove-filler-words", "enableRemoveFillerWords", QUICKSTART, TRUE_FALSE, "--remove-filler-words", "true"
     ),
     Preference("auto-hook", "enableAutoHook", CURATION, TRUE_FALSE, "--auto-hook", "true"),
-    # Per video only: a deploy-wide title would name every video alike, hiding the file-name default.
-    Preference("title", "title", VIDEO, TEXT, "--title", "Episode 12: the launch", deploy_default=False),
+    # Without a title of its own (or OPUS_DEFAULT_TITLE, which names every video alike and is
+    # rarely wanted), a video is titled by its file name: see ``built_in``.
+    Preference("title", "title", VIDEO, TEXT, "--title", "Episode 12: the launch"),
 )
 _BY_KEY = {pref.key: pref for pref in PREFERENCES}
 _BY_FIELD = {pref.field: pref for pref in PREFERENCES}

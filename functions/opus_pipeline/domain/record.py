@@ -27,10 +27,13 @@ class VideoRecord:
     reason: str | None = None
     error: str | None = None
     upload_id: str | None = None
-    session_url: str | None = field(default=None, repr=False)
+    session_url: str | None = field(default=None, repr=False)  # only in records from before gcs/sessions.py
     committed: int = 0
     read_generation: int | None = None
     preferences: dict[str, Any] = field(default_factory=dict)
+    duration_seconds: float | None = None  # the whole video's, read from its container before upload
+    credits: int | None = None  # OpusClip's bill for its project, estimated from the duration
+    waiting_for: str | None = None  # while ``waiting``: "slot" (a project slot) or "credits" (this month's)
     lease_owner: str | None = None
     lease_expires: float = 0.0
     project_id: str | None = None

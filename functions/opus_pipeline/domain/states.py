@@ -4,12 +4,12 @@ The state record is the truth; every transition is one compare-and-swap write of
 against ``TRANSITIONS`` (writing without a state change is always allowed). The diagram below
 is ``diagram()``; a test keeps the two equal.
 
-received ─► uploading | failed
+received ─► uploading | failed | waiting | superseded
 uploading ─► uploaded | queued | failed | superseded
 uploaded ─► queued | creating
 queued ─► creating
 creating ─► project-created | failed | queued | waiting
-waiting ─► creating | queued
+waiting ─► creating | queued | uploading
 project-created ─► concluding
 concluding ─► clips-ready | failed | project-created
 failed ─► queued
@@ -39,12 +39,15 @@ SKIPPED = "skipped"
 SUPERSEDED = "superseded"
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
-    RECEIVED: (UPLOADING, FAILED),
+    # waiting: its estimate does not fit this month's credits; superseded: overwritten before the probe
+    RECEIVED: (UPLOADING, FAILED, WAITING, SUPERSEDED),
     UPLOADING: (UPLOADED, QUEUED, FAILED, SUPERSEDED),  # queued: ``uploaded`` rode on the hand-over's write
     UPLOADED: (QUEUED, CREATING),  # the clip request can be consumed before ``queued`` is written
     QUEUED: (CREATING,),
     CREATING: (PROJECT_CREATED, FAILED, QUEUED, WAITING),  # queued again: the call failed transiently
-    WAITING: (CREATING, QUEUED),  # admitted when a slot frees; queued again by ``opus-pipeline retry``
+    # Admitted when a slot frees (or, waiting for credits, when they suffice: uploading, or creating if
+    # its bytes are at OpusClip already); queued again by ``opus-pipeline retry``.
+    WAITING: (CREATING, QUEUED, UPLOADING),
     PROJECT_CREATED: (CONCLUDING,),  # OpusClip says the project ended (COMPLETE or STALLED)
     CONCLUDING: (CLIPS_READY, FAILED, PROJECT_CREATED),  # back: collecting the clips failed transiently
     FAILED: (QUEUED,),  # ``opus-pipeline retry`` when the bytes are at OpusClip
@@ -93,10 +96,16 @@ class IngestStep(Enum):
         return self in (IngestStep.UPLOAD, IngestStep.PUBLISH)
 
 
-def ingest_step(state: str, lease_owner: str | None, lease_expires: float, me: str, now: float) -> IngestStep:
-    """Decide what to do with a record in ``state`` whose lease is as given. A ``queued`` record
-    still leased is a hand-over in progress (ingest records ``queued`` before it publishes): its
-    holder's death leaves the publish to the next delivery; any other ``queued`` was handed over."""
+def ingest_step(
+    state: str, lease_owner: str | None, lease_expires: float, me: str, now: float, admitted: bool = False
+) -> IngestStep:
+    """Decide what to do with a record in ``state`` whose lease is as given. ``admitted``: the sweeper
+    asks for the upload of a video that waited for credits (only such a request starts one). A
+    ``queued`` record still leased is a hand-over in progress (ingest records ``queued`` before it
+    publishes): its holder's death leaves the publish to the next delivery; any other ``queued``
+    was handed over."""
+    if state == WAITING and admitted:
+        return IngestStep.BUSY if lease_held_by_other(lease_owner, lease_expires, me, now) else IngestStep.UPLOAD
     if state not in (RECEIVED, UPLOADING, UPLOADED) and not (state == QUEUED and lease_owner):
         return IngestStep.NOTHING
     if lease_held_by_other(lease_owner, lease_expires, me, now):
@@ -174,8 +183,11 @@ def retry_action(state: str, upload_complete: bool, lease_live: bool) -> RetryAc
     stuck after the platform gave up redelivering (a clip request dead-lettered in ``queued``, or
     in ``creating`` once its holder's lease lapsed; an upload abandoned in ``uploading``; a
     ``waiting`` video whose admission was lost), can be re-driven. Asking for a project twice is
-    safe: creation claims the record first."""
+    safe: creation claims the record first. A video waiting for credits with nothing uploaded yet
+    is the sweeper's to admit: nothing to retry."""
     if lease_live or state in (PROJECT_CREATED, CONCLUDING, CLIPS_READY, SUPERSEDED):
+        return RetryAction.NONE
+    if state == WAITING and not upload_complete:
         return RetryAction.NONE
     if state in (UPLOADED, QUEUED, WAITING, CREATING) or (state == FAILED and upload_complete):
         return RetryAction.REPUBLISH

@@ -25,12 +25,12 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from opus_pipeline.errors import ConflictError, InProgressError, TransientError
+from opus_pipeline.errors import ConflictError, ContendedError, TransientError
 
 # How often one change reads and writes again after losing the race to another instance.
 CAS_ATTEMPTS = 20
 # What Cloud Storage answers when it is busy or throttles: worth a redelivery, never a failure.
-_STORAGE_TRANSIENT = (gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.RetryError)
+STORAGE_TRANSIENT = (gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.RetryError)
 
 # Every write here is conditional, so retrying it is safe; the library's own backoff (1 s, doubling)
 # waits far past the moment Cloud Storage's per-object write limit (about one a second) lets the
@@ -73,7 +73,7 @@ def listing(bucket: storage.Bucket, prefix: str) -> list[Listed]:
             Listed(blob.name, int(blob.generation), dict(blob.metadata or {}))
             for blob in bucket.list_blobs(prefix=prefix)
         ]
-    except _STORAGE_TRANSIENT as exc:
+    except STORAGE_TRANSIENT as exc:
         raise storage_trouble(exc, f"list {prefix}") from None
 
 
@@ -96,7 +96,7 @@ class CasObject:
             raw = blob.download_as_bytes()
         except gexc.NotFound:
             return Versioned(None, 0)
-        except _STORAGE_TRANSIENT as exc:
+        except STORAGE_TRANSIENT as exc:
             raise storage_trouble(exc, f"read {self.name}") from None
         return Versioned(raw, int(blob.generation))
 
@@ -117,7 +117,7 @@ class CasObject:
                 return int(blob.generation)
             self.conflicts += 1
             raise ConflictError(self.name) from None
-        except _STORAGE_TRANSIENT as exc:
+        except STORAGE_TRANSIENT as exc:
             raise storage_trouble(exc, f"write {self.name}") from None
         return int(blob.generation)
 
@@ -136,7 +136,7 @@ class CasObject:
         except gexc.PreconditionFailed:
             self.conflicts += 1
             raise ConflictError(self.name) from None
-        except _STORAGE_TRANSIENT as exc:
+        except STORAGE_TRANSIENT as exc:
             raise storage_trouble(exc, f"delete {self.name}") from None
 
     def change(self, edit: Callable[[bytes | None], Edit[R]], attempts: int = CAS_ATTEMPTS) -> tuple[R, int]:
@@ -151,7 +151,7 @@ class CasObject:
                 return outcome.result, self.write(outcome.raw, current.generation)
             except ConflictError:
                 continue
-        raise InProgressError(f"{self.name} kept changing under this invocation; it will be tried again")
+        raise ContendedError(f"{self.name} kept changing under this invocation; it will be tried again")
 
     @staticmethod
     def _holds(blob: storage.Blob, raw: bytes) -> bool:

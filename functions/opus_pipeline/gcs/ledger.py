@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.record import Stored, VideoRecord, object_from_key
 from opus_pipeline.errors import ConflictError, IllegalTransitionError
-from opus_pipeline.gcs.cas import CasObject, storage_trouble
+from opus_pipeline.gcs.cas import STORAGE_TRANSIENT, CasObject, storage_trouble
 
 RECORDS_PREFIX = "videos/"
 
@@ -83,5 +82,5 @@ class Ledger:
         try:
             for blob in self._bucket.list_blobs(prefix=f"{RECORDS_PREFIX}{bucket}/{prefix}"):
                 yield Stored(VideoRecord.from_json(blob.download_as_bytes()), int(blob.generation))
-        except (gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.RetryError) as exc:
+        except STORAGE_TRANSIENT as exc:
             raise storage_trouble(exc, "list the video records") from None

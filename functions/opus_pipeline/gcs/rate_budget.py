@@ -24,12 +24,13 @@ from collections.abc import Callable
 from google.cloud import storage
 
 from opus_pipeline.domain import rate_window
-from opus_pipeline.errors import BudgetSpentError, ConflictError, InProgressError
-from opus_pipeline.gcs.cas import CAS_ATTEMPTS, CasObject, Listed, listing
+from opus_pipeline.errors import BudgetSpentError, ConflictError
+from opus_pipeline.gcs.cas import CasObject, Listed, listing
 
 SLOTS_PREFIX = "admission/rate/"
 GRANTED_AT = "grantedAt"  # the metadata field of a slot: the wall-clock time of its last grant
 CANDIDATES = 4  # slots one look tries before looking again
+CONTENDED_PAUSE_SECONDS = 0.2  # after losing every candidate: a breath, then look again until give-up
 
 
 class RateLimiter:
@@ -71,19 +72,20 @@ class RateLimiter:
     def acquire(self, max_wait: float) -> None:
         """Take one call of the budget, waiting up to ``max_wait`` seconds for it."""
         give_up = self._wall() + max_wait
-        for _ in range(CAS_ATTEMPTS):
+        while True:
             slots = self._slots()
             now = self._wall()
             last = {i: float(s.metadata[GRANTED_AT]) for i, s in slots.items()}
             free = rate_window.free_slots(last, self.per_minute, now, CANDIDATES, self._rng)
             if any(self._take(index, slots, now) for index in free):
                 return
+            # lost every candidate to other instances (the window moves on), or none is free yet
             if free:
-                continue  # lost every candidate to other instances: look again
-            wait = rate_window.wait_seconds(list(last.values()), self.per_minute, now)
+                wait = CONTENDED_PAUSE_SECONDS
+            else:
+                wait = rate_window.wait_seconds(list(last.values()), self.per_minute, now)
             if now + wait > give_up:
                 raise BudgetSpentError(
                     f"OpusClip's budget of {self.per_minute} requests a minute is spent for the next {wait:.0f}s"
                 )
             self._sleep(wait)
-        raise InProgressError("the request budget's slots kept being taken by other instances; it will be tried again")

@@ -1,7 +1,7 @@
 """Reading the source object: generation-pinned ranges, one range read ahead of the sender.
 
-At most two chunk buffers exist per stream, allocated once and reused, so memory does not grow
-with the video's size.
+At most two chunk buffers exist per upload, allocated once and reused by every stream of it, so
+memory does not grow with the video's size nor with its interruptions.
 """
 
 from __future__ import annotations
@@ -104,52 +104,69 @@ class SourceObject:
             return
         raise TransientError(f"{self._describe()} kept changing generation while being read")
 
+    def read_range(self, start: int, end: int) -> bytes:
+        """Bytes ``start..end`` inclusive: what ``media_probe.RangedReader`` reads a header through."""
+        buffer = bytearray(end - start + 1)
+        self.read_into(start, memoryview(buffer))
+        return bytes(buffer)
+
 
 class Prefetcher:
     """Yields ``(offset, view)`` chunks of ``[start, total)``, reading the next while one is used.
 
     The view yielded last stays valid until the next one is asked for; then its buffer goes back
     to the reader thread. Errors of the reader are raised in the consumer.
+
+    The same two buffers serve every stream of the prefetcher: ``restart`` (after an interrupted
+    request, at the offset the session confirmed) and ``close`` first wait for the reader thread
+    to end, so no reader still writes a buffer a new one is handed, and no third buffer is ever
+    allocated. A reader stuck in a read ends with that read, which the transfer timeout bounds.
     """
 
     def __init__(self, read_into: Callable[[int, memoryview], None], start: int, total: int, chunk_size: int) -> None:
         self._read_into = read_into
-        self._start, self._total, self._chunk = start, total, chunk_size
+        self._total, self._chunk = total, chunk_size
+        self.buffers = tuple(memoryview(bytearray(min(chunk_size, max(total, 1)))) for _ in range(2))
+        self._thread: threading.Thread | None = None
+        self._begin(start)
+
+    def _begin(self, start: int) -> None:
         self._free: queue.Queue[memoryview] = queue.Queue()
-        for _ in range(2):
-            self._free.put(memoryview(bytearray(min(chunk_size, max(total - start, 1)))))
+        for buffer in self.buffers:
+            self._free.put(buffer)
         self._ready: queue.Queue[tuple[int, memoryview] | BaseException | None] = queue.Queue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="source-prefetch", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(start, self._free, self._ready, self._stop), name="source-prefetch", daemon=True
+        )
         self._thread.start()
 
-    def _run(self) -> None:
+    def _run(
+        self,
+        start: int,
+        free: queue.Queue[memoryview],
+        ready: queue.Queue[tuple[int, memoryview] | BaseException | None],
+        stop: threading.Event,
+    ) -> None:
         try:
-            for offset in range(self._start, self._total, self._chunk):
-                buffer = self._next_free()
+            for offset in range(start, self._total, self._chunk):
+                buffer = _next_free(free, stop)
                 if buffer is None:
                     return
                 view = buffer[: min(self._chunk, self._total - offset)]
                 self._read_into(offset, view)
-                self._ready.put((offset, view))
-            self._ready.put(None)
+                ready.put((offset, view))
+            ready.put(None)
         except BaseException as exc:  # handed to the consumer, which raises it
-            self._ready.put(exc)
-
-    def _next_free(self) -> memoryview | None:
-        while not self._stop.is_set():
-            try:
-                return self._free.get(timeout=0.2)
-            except queue.Empty:
-                continue
-        return None
+            ready.put(exc)
 
     def __iter__(self) -> Iterator[tuple[int, memoryview]]:
+        ready, free = self._ready, self._free  # this stream's: a restart gives the next stream its own
         held: memoryview | None = None
         while True:
-            item = self._ready.get()
+            item = ready.get()
             if held is not None:
-                self._free.put(memoryview(held.obj))
+                free.put(memoryview(held.obj))
             if item is None:
                 return
             if isinstance(item, BaseException):
@@ -157,6 +174,24 @@ class Prefetcher:
             held = item[1]
             yield item
 
+    def restart(self, start: int) -> Iterator[tuple[int, memoryview]]:
+        """Stop the current stream and read ``[start, total)`` into the same two buffers."""
+        self.close()
+        self._begin(start)
+        return iter(self)
+
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        """Stop reading, once the read in flight (if any) has ended."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+
+def _next_free(free: queue.Queue[memoryview], stop: threading.Event) -> memoryview | None:
+    while not stop.is_set():
+        try:
+            return free.get(timeout=0.2)
+        except queue.Empty:
+            continue
+    return None

@@ -14,7 +14,8 @@ from urllib.parse import quote
 
 import requests
 
-from opus_pipeline import http_policy
+from opus_pipeline import http_policy, logs
+from opus_pipeline.domain.credits import USAGE_FRESH_SECONDS, Usage
 from opus_pipeline.errors import ConcurrentCapError, OpusApiError, RateLimitedError, TransientError
 
 RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
@@ -125,6 +126,7 @@ class OpusClient:
         self._clock = clock
         self._brand_templates: tuple[float, frozenset[str] | None] | None = None  # (when read, ids)
         self.http = requests.Session()
+        self._usage: Usage | None = None  # the monthly numbers last seen on any answer
 
     def _call(
         self,
@@ -144,6 +146,7 @@ class OpusClient:
         response = http_policy.send(
             self.http, method, self._base_url + path, json=body, params=params, headers=all_headers
         )
+        self._usage = Usage.from_headers(response.headers, time.time()) or self._usage
         raise_for_status(response, action)
         try:
             return response.json()
@@ -157,6 +160,30 @@ class OpusClient:
         if not isinstance(answer, dict) or not answer:
             raise TransientError(f"OpusClip answered {action} without a JSON body", reason="opus-unavailable")
         return answer
+
+    def usage(self, max_age: float = USAGE_FRESH_SECONDS) -> Usage:
+        """This month's credits as OpusClip counts them, at most ``max_age`` seconds old (an uncapped
+        answer: an hour): the ``X-RateLimit-*`` headers of the last answer, else ``GET /api/api-usage?q=mine``.
+
+        An API without that endpoint (404) is taken as uncapped for the hour, with a warning: the
+        403 at creation still makes a video wait then."""
+        now = time.time()
+        if self._usage is not None and self._usage.fresh(now, max_age):
+            return self._usage
+        try:
+            answer = self._call("GET", "/api/api-usage", "the usage lookup", params={"q": "mine"})
+        except OpusApiError as exc:
+            if exc.reason != "not-found":
+                raise
+            logs.warning("OpusClip has no usage endpoint (HTTP 404): credits are not checked before upload")
+            answer = {"uncapped": True}
+        usage = Usage.from_answer(answer, now)
+        if usage is None:
+            raise TransientError(
+                "OpusClip answered the usage lookup with an unexpected shape", reason="opus-unavailable"
+            )
+        self._usage = usage
+        return usage
 
     def create_upload_link(self) -> UploadLink:
         """``POST /api/upload-links`` for a local upload."""

@@ -2,12 +2,15 @@
 
 Admitting a video is publishing its clip request again: project creation, which claims the
 record first, takes it from there, so two instances admitting the same video create one project.
+The public webhook receiver may not publish clip requests (least privilege, infra/iam.tf): when
+its conclusion frees a slot, it asks the sweeper to admit instead (``hand_slot_to_sweeper``).
 """
 
 from __future__ import annotations
 
 from opus_pipeline import logs
 from opus_pipeline.domain import states
+from opus_pipeline.domain.messages import SweepTick
 from opus_pipeline.domain.slots import SlotTable
 from opus_pipeline.runtime import Services
 
@@ -15,6 +18,15 @@ from opus_pipeline.runtime import Services
 def free_slot(services: Services, key: str) -> None:
     """Give ``key``'s project slot up and admit whoever may go now."""
     admit(services, services.admission.release(key, services.wall()))
+
+
+def hand_slot_to_sweeper(services: Services, key: str) -> None:
+    """Give ``key``'s slot up without admitting anyone, and tick the sweeper, whose first step
+    admits whoever may go now (without ``SWEEP_TICKS_TOPIC``, its next scheduled tick does)."""
+    services.admission.change(lambda table: table.drop(key))
+    topic = services.settings.sweep_ticks_topic
+    if topic:
+        services.publisher.publish(topic, SweepTick("a project slot was freed"), "the sweep tick")
 
 
 def admit(services: Services, keys: list[str]) -> None:

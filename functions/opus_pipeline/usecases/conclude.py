@@ -27,7 +27,7 @@ from opus_pipeline.domain.record import Stored, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.opus.clip_download import copy_clip
 from opus_pipeline.runtime import Services
-from opus_pipeline.usecases.admit import free_slot
+from opus_pipeline.usecases.admit import free_slot, hand_slot_to_sweeper
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
@@ -183,10 +183,15 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         return self.record.state
 
     def _free_slot(self) -> None:
-        """Once: the next waiting video starts now, not on the next sweep."""
-        if not self._slot_freed:
+        """Once: the next waiting video starts now, not on the next scheduled sweep: admitted here by
+        the sweeper, or at once by a sweep the public receiver (which publishes no clip request) ticks."""
+        if self._slot_freed:
+            return
+        if self.trigger == "webhook":
+            hand_slot_to_sweeper(self.svc, self.obj.key)
+        else:
             free_slot(self.svc, self.obj.key)
-            self._slot_freed = True
+        self._slot_freed = True
 
     # -- COMPLETE ---------------------------------------------------------------------------
 
@@ -208,16 +213,26 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
 
     def _bring_clips_back(self, clips: list[Mapping[str, Any]]) -> None:
         rec = self.record
-        copies = dict(rec.copied)
+        copies = rec.copied
         if self.settings.copy_clips:
             for index, clip in enumerate(clips):
                 ident = manifest.clip_id(clip, index)
                 if not copies.get(ident, {}).get("copied"):
-                    copies[ident] = self._copy(clip, index)
+                    # A new dict each time: the saved record keeps the old one, and the lease
+                    # renewer may be serialising that record at this very moment.
+                    copies = {**copies, ident: self._copy(clip, index)}
                     self.held.save(copied=copies)
         concluded_at = now_rfc3339()
         doc = manifest.manifest(
-            self.obj, rec.upload_id or "", rec.project_id or "", self.stage, concluded_at, clips, copies
+            self.obj,
+            rec.upload_id or "",
+            rec.project_id or "",
+            self.stage,
+            concluded_at,
+            clips,
+            copies,
+            rec.duration_seconds,
+            rec.credits,
         )
         manifest_uri = self._write_manifest(doc)
         self._publish(states.CLIPS_READY, len(clips), manifest_uri)
@@ -328,7 +343,15 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         publishes again rather than never (subscribers key on ``projectId``)."""
         rec = self.record
         result = ClipResult(
-            rec.source, rec.upload_id or "", rec.project_id or "", status, clip_count, manifest_uri, reason
+            rec.source,
+            rec.upload_id or "",
+            rec.project_id or "",
+            status,
+            clip_count,
+            manifest_uri,
+            reason,
+            rec.duration_seconds,
+            rec.credits,
         )
         self.svc.publisher.publish(self.settings.clip_results_topic, result, "the clip result")
 

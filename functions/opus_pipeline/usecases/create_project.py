@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from opus_pipeline import logs
 from opus_pipeline.domain import states
+from opus_pipeline.domain.credits import WAITING_FOR_SLOT
 from opus_pipeline.domain.events import foreign_bucket, name_problem
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import Preferences, effective
@@ -37,6 +38,7 @@ from opus_pipeline.errors import (
 )
 from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.runtime import Services
+from opus_pipeline.usecases import credits as credit_queue
 from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
@@ -90,6 +92,10 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
                 project = self._call_opus()
         except ConcurrentCapError as exc:
             return self._wait_for_cap(exc)
+        except OpusApiError as exc:
+            if exc.reason == "monthly-cap":
+                return self._wait_for_month(exc)
+            return self._fail(exc)
         except PermanentError as exc:
             return self._fail(exc)
         except BaseException:
@@ -141,6 +147,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
     def _created(self, project: dict) -> str:
         project_id = project["id"]
         self.svc.open_projects.mark_open(self.obj)  # before the record says so: the sweeper never misses it
+        credit_queue.settle(self.svc, self.obj.key, created=True)
         self.held.release(
             state=states.PROJECT_CREATED,
             project_id=project_id,
@@ -178,6 +185,13 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         )
         return self._wait(1)
 
+    def _wait_for_month(self, exc: OpusApiError) -> str:
+        """OpusClip's monthly cap after all (a shared workspace, a low estimate): the upload waits for
+        credits until ``reset_at``, then its project is created from the same upload."""
+        free_slot(self.svc, self.obj.key)
+        why = f"OpusClip's monthly cap is reached until {exc.reset_at}"
+        return credit_queue.wait(self.svc, self.held, self.log, why, reset_at=exc.reset_at)
+
     def _fail(self, exc: PermanentError) -> str:
         """Recorded first: should freeing the slot fail, the redelivery finds the video failed
         and calls OpusClip no more (the sweeper reclaims the slot)."""
@@ -193,10 +207,9 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
 
     def _wait(self, position: int) -> str:
         """No free project slot: acknowledge, and be admitted when one frees (see ``admit``)."""
-        self.held.release(state=states.WAITING)
-        self.svc.status.show(
-            self.obj, states.WAITING, upload_id=self.record.upload_id, extra={"opus-queue-position": str(position)}
-        )
+        self.held.release(state=states.WAITING, waiting_for=WAITING_FOR_SLOT)
+        extra = {"opus-queue-position": str(position), "opus-waiting-for": WAITING_FOR_SLOT}
+        self.svc.status.show(self.obj, states.WAITING, upload_id=self.record.upload_id, extra=extra)
         self.log.info(
             f"waiting for a free project slot (place {position} in the queue; at most "
             f"{self.svc.settings.max_parallel_projects} projects run at once)",

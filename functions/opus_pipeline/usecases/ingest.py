@@ -1,17 +1,22 @@
 """Use case: a video landed in the source bucket → its bytes stream into OpusClip → hand-over.
 
 Composed from the claim protocol (exactly-once claim, lease, resume point), the OpusClip client,
-the resumable session protocol and the prefetching source reader. See ``domain/states.py`` for
-the states.
+the resumable session protocol and the prefetching source reader. Before any byte, once: the
+metadata is validated, the duration probed from the container (``domain/media_probe.py``) and the
+credits it will cost checked against this month's (``usecases/credits.py``: it waits if they do not
+fit, and the sweeper's ingest request brings it back). See ``domain/states.py`` for the states.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 from opus_pipeline import http_policy, logs
-from opus_pipeline.domain import states
+from opus_pipeline.domain import credits, states
 from opus_pipeline.domain.events import StorageObject, foreign_bucket, name_problem, skip_reason
+from opus_pipeline.domain.media_probe import RangedReader, probe_duration
+from opus_pipeline.domain.messages import IngestRequest
 from opus_pipeline.domain.preferences import Preferences, effective, parse_metadata
 from opus_pipeline.domain.record import VideoRecord, now_rfc3339
 from opus_pipeline.domain.url_policy import check_url
@@ -24,14 +29,43 @@ from opus_pipeline.errors import (
     TransientError,
 )
 from opus_pipeline.gcs.ledger import record_path
+from opus_pipeline.gcs.sessions import UploadSessions
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
-from opus_pipeline.opus.resumable import ResumableSession, start
+from opus_pipeline.opus.resumable import ResumableSession, put_length, start
 from opus_pipeline.runtime import Services
+from opus_pipeline.usecases import credits as credit_queue
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
 PROGRESS_LOG_SECONDS = 5.0
 MAX_SESSION_RENEWALS = 2
+
+
+class _Link:
+    """What one invocation knows of the way to OpusClip: the source, its two-buffer prefetcher
+    (reused by every stream, so memory stays at two chunks across interruptions), the throughput
+    measured by the last request (None until one is done), and when progress was last logged
+    and recorded."""
+
+    def __init__(self, source: SourceObject, total: int, chunk: int, now: float) -> None:
+        self.source, self.total, self.chunk = source, total, chunk
+        self.rate: float | None = None
+        self.last_log = self.last_save = now
+        self._prefetcher: Prefetcher | None = None
+
+    def restart(self, start: int) -> Iterator[tuple[int, memoryview]]:
+        """The chunks from ``start``, read ahead into the same two buffers as every stream before."""
+        if self._prefetcher is None:
+            self._prefetcher = Prefetcher(self.source.read_into, start, self.total, self.chunk)
+            return iter(self._prefetcher)
+        return self._prefetcher.restart(start)
+
+    def measured(self, length: int, seconds: float) -> None:
+        self.rate = length / seconds if seconds > 0 else float("inf")
+
+    def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
 
 
 def handle_finalized(obj: StorageObject, services: Services) -> str:
@@ -64,15 +98,39 @@ def _refused(obj: StorageObject, services: Services) -> str | None:
     return None
 
 
+def handle_ingest_request(request: IngestRequest, services: Services) -> str:
+    """The sweeper admitted a video that waited for credits: upload it now. Only a video the ledger
+    holds as waiting for credits is touched; any other request is logged and acknowledged."""
+    stored = services.ledger.read(request.source)
+    record = stored.record if stored else None
+    if record is None or record.state != states.WAITING or record.waiting_for != credits.WAITING_FOR_CREDITS:
+        logs.info(
+            f"ignored an ingest request for {request.source.uri}: "
+            + (f"it is {record.state}, not waiting for credits" if record else "no video of that generation is known"),
+            labels=request.source.labels(),
+            event="stale_ingest_request",
+        )
+        return record.state if record else states.SKIPPED
+    return _Ingest(record.source, services, admitted=True).run()
+
+
 class _Ingest(LeasedUseCase[states.IngestStep]):
     """One invocation's work on one video; holds the lease while it runs."""
 
     rule = staticmethod(states.ingest_step)
 
-    def __init__(self, obj: StorageObject, services: Services) -> None:
+    def __init__(self, obj: StorageObject, services: Services, admitted: bool = False) -> None:
         super().__init__(obj, services, logs.Logger(obj.labels()), services.settings.lease_seconds)
         self.status = services.status
+        self.sessions = UploadSessions(services.storage, services.settings.state_bucket)
         self.deadline = services.clock() + self.settings.upload_deadline_seconds
+        self.admitted = admitted  # the sweeper's ingest request for a video that waited for credits
+
+    def decide(self, record: VideoRecord) -> states.IngestStep:
+        admitted = self.admitted and record.waiting_for == credits.WAITING_FOR_CREDITS and not record.upload_complete
+        return states.ingest_step(
+            record.state, record.lease_owner, record.lease_expires, self.lease.owner, self.svc.wall(), admitted
+        )
 
     # -- the story of a video ---------------------------------------------------------------
 
@@ -90,12 +148,16 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         try:
             with self.held.keep_alive(on_lost=self._lease_trouble):
                 if step is states.IngestStep.UPLOAD:
+                    if not self._may_upload():
+                        return self.record.state
                     self._upload()
                 self._hand_over()
         except PermanentError as exc:
             record_failure(self.held, self.status, exc, self.log)
+            self._forget_session()
         except SupersededError as exc:
             self._supersede(exc)
+            self._forget_session()
         except InProgressError:
             raise
         except BaseException:
@@ -105,9 +167,51 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             self.status.wait()
         return self.record.state
 
+    def _may_upload(self) -> bool:
+        """Before any byte, once: the checks, the probe, and whether this month's credits suffice
+        (a video admitted from the credit queue, or resumed, passed them already)."""
+        if self.record.state != states.RECEIVED:
+            return True
+        prefs = self._validate()
+        estimate = self._probe(prefs)  # a file that is not a video costs no OpusClip call either
+        self._check_brand_template(prefs)
+        if credit_queue.ask(self.svc, self.obj.key, estimate):
+            return True
+        credit_queue.wait(self.svc, self.held, self.log, f"its {estimate} credits do not fit this month")
+        return False
+
+    def _probe(self, prefs: Preferences) -> int:
+        """The duration from the container header (a few ranged reads of the pinned generation), the
+        credits it will cost, and OpusClip's limits on both, before any byte is sent."""
+        source = SourceObject(self.svc.storage, self.obj, self.obj.generation)
+        reader = RangedReader(source.read_range, self.obj.size)
+        seconds = probe_duration(reader, name=self.obj.uri)
+        estimate = credits.estimate(seconds, prefs.range)
+        self.held.save(duration_seconds=round(seconds, 3), credits=estimate)
+        extra = {"opus-duration": str(round(seconds, 3)), "opus-credits": str(estimate)}
+        self.status.show(self.obj, states.RECEIVED, extra=extra, background=True)
+        self.log.info(
+            f"{self.obj.uri} lasts {seconds:.1f} s: its project costs about {estimate} credits",
+            event="video_probed",
+            seconds=round(seconds, 3),
+            credits=estimate,
+            bytes=reader.bytes_read,
+        )
+        credits.check_video(seconds, prefs.range, self.settings.max_video_seconds)
+        return estimate
+
     def _validate(self) -> Preferences:
         """The checks that need no call: size and preferences; the preferences the project will have."""
         size, limit = self.obj.size, self.settings.max_video_bytes
+        if self.obj.content_encoding.lower() not in ("", "identity"):
+            # Its stored bytes are the compressed ones, and those are what a ranged read returns:
+            # OpusClip would receive gzip data as the video.
+            raise PermanentError(
+                f"the object is stored with contentEncoding {self.obj.content_encoding!r}, so its bytes are "
+                "not the video; upload it again without compression (no `-Z`/`--gzip-local-all` or `-z` "
+                "option of `gcloud storage cp`)",
+                reason="gzip-encoded",
+            )
         if size == 0:
             raise PermanentError("the object is empty (0 bytes); upload the video again", reason="empty")
         if size > limit:
@@ -144,28 +248,34 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _upload(self) -> None:
         """Stream every byte into one session, resuming it across failures and retries."""
-        session = self._resume() if self.record.session_url else self._open_session()
+        kept = self._kept_session()
+        session = self._resume(kept) if kept else self._open_session()
         streaming_since = self.svc.clock()
+        source = SourceObject(self.svc.storage, self.obj, self.record.read_generation or self.obj.generation)
+        link = _Link(source, self.obj.size, self.settings.upload_chunk_size, streaming_since)
         renewals = failures = 0
-        while not session.complete:
-            before = session.committed
-            try:
-                if session.invalid:
-                    self._recover(session)
-                else:
-                    self._stream(session)
-            except SessionExpiredError:
-                renewals += 1
-                if renewals > MAX_SESSION_RENEWALS:
-                    raise TransientError("the OpusClip upload session keeps expiring") from None
-                self.log.warning("the upload session expired; starting a new one")
-                session = self._open_session()
-            except (DeadlineReachedError, InProgressError):
-                raise
-            except TransientError as exc:
-                failures = 1 if session.committed > before else failures + 1
-                session.mark_unknown()
-                self._wait_before_retry(exc, failures, session)
+        try:
+            while not session.complete:
+                before = session.committed
+                try:
+                    if session.invalid:
+                        self._recover(session)
+                    else:
+                        self._stream(session, link)
+                except SessionExpiredError:
+                    renewals += 1
+                    if renewals > MAX_SESSION_RENEWALS:
+                        raise TransientError("the OpusClip upload session keeps expiring") from None
+                    self.log.warning("the upload session expired; starting a new one")
+                    session = self._open_session()
+                except (DeadlineReachedError, InProgressError):
+                    raise
+                except TransientError as exc:
+                    failures = 1 if session.committed > before else failures + 1
+                    session.mark_unknown()
+                    self._wait_before_retry(exc, failures, session)
+        finally:
+            link.close()
         self._uploaded(self.svc.clock() - streaming_since)
 
     def _wait_before_retry(self, exc: TransientError, failures: int, session: ResumableSession) -> None:
@@ -182,8 +292,6 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _open_session(self) -> ResumableSession:
         """New upload link and session, recorded before any byte is sent."""
-        if self.record.state == states.RECEIVED:
-            self._check_brand_template(self._validate())
         link = self.svc.opus.create_upload_link()
         if link.remaining is None:
             self.log.info("OpusClip did not say how much upload quota is left; uploading anyway")
@@ -197,10 +305,11 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         check_url(link.url, hosts, "upload-link url")
         session_url = start(self.svc.opus.http, link.url)
         check_url(session_url, hosts, "upload session Location")
+        self.sessions.keep(self.obj, session_url)
         self.held.save(
             state=states.UPLOADING,
             upload_id=link.upload_id,
-            session_url=session_url,
+            session_url=None,
             committed=0,
             read_generation=self.obj.generation,
         )
@@ -213,10 +322,23 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         )
         return ResumableSession(self.svc.opus.http, session_url, self.obj.size)
 
-    def _resume(self) -> ResumableSession:
-        """The recorded session, whose position only it knows for sure."""
-        session_url = self.record.session_url or ""
+    def _kept_session(self) -> str | None:
+        """The session of the upload under way, kept apart from the record (``gcs/sessions.py``);
+        a record written before that kept it itself."""
+        if self.record.state != states.UPLOADING:
+            return None
+        return self.record.session_url or self.sessions.find(self.obj)
+
+    def _resume(self, session_url: str) -> ResumableSession:
+        """The kept session, whose position only it knows for sure."""
         return ResumableSession(self.svc.opus.http, session_url, self.obj.size, self.record.committed, invalid=True)
+
+    def _forget_session(self) -> None:
+        """No session URL outlives its upload; one left behind expires with the lifecycle rule."""
+        try:
+            self.sessions.forget(self.obj)
+        except Exception as exc:  # the upload's outcome is recorded already; this is tidying up
+            self.log.warning(f"could not delete the kept upload session ({type(exc).__name__}); it expires in a week")
 
     def _recover(self, session: ResumableSession) -> None:
         session.recover()
@@ -227,38 +349,46 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
                 bytes=session.committed,
             )
 
-    def _stream(self, session: ResumableSession) -> None:
-        """Send from ``committed`` chunk by chunk until done or the session kept fewer bytes."""
-        source = SourceObject(self.svc.storage, self.obj, self.record.read_generation or self.obj.generation)
-        prefetcher = Prefetcher(source.read_into, session.committed, self.obj.size, self.settings.upload_chunk_size)
-        last_save = last_log = self.svc.clock()
-        try:
-            for chunk_offset, view in prefetcher:
-                session.put(view)
-                if session.complete or session.committed != chunk_offset + len(view):
-                    return
-                now = self.svc.clock()
-                if (
-                    source.generation != self.record.read_generation
-                    or now - last_save >= self.settings.lease_seconds / 3
-                ):
-                    self.held.renew(committed=session.committed, read_generation=source.generation)
-                    last_save = now
-                if now - last_log >= PROGRESS_LOG_SECONDS:
-                    self.log.info(
-                        f"streamed {session.committed} of {self.obj.size} bytes",
-                        event="upload_progress",
-                        bytes=session.committed,
-                    )
-                    last_log = now
-                if now > self.deadline:
-                    self.held.renew(committed=session.committed)
-                    raise DeadlineReachedError(
-                        f"the attempt's time is up at byte {session.committed}; the retry resumes there"
-                    )
-        finally:
-            prefetcher.close()
-        raise TransientError("the source ended before the session confirmed the last byte")
+    def _stream(self, session: ResumableSession, link: _Link) -> None:
+        """Send from ``committed`` in as few requests as the deadline allows, until done or the
+        session kept fewer bytes than sent (then the caller streams again from what it kept)."""
+        chunks = link.restart(session.committed)
+        while not session.complete:
+            now = self.svc.clock()
+            if now >= self.deadline:
+                self.held.renew(committed=session.committed)
+                raise DeadlineReachedError(
+                    f"the attempt's time is up at byte {session.committed}; the retry resumes there"
+                )
+            start = session.committed
+            length = put_length(start, self.obj.size, link.chunk, link.rate, self.deadline - now)
+            session.put_stream(self._sent(chunks, start, link), length)
+            link.measured(length, self.svc.clock() - now)
+            self._confirmed(session, link)
+            if not session.complete and session.committed != start + length:
+                return
+
+    def _sent(self, chunks: Iterator[tuple[int, memoryview]], start: int, link: _Link) -> Iterator[memoryview]:
+        """The request's body, chunk by chunk; logs the bytes handed to the socket every few seconds
+        (within one request only the sender knows them; the session confirms at its end)."""
+        for offset, view in chunks:
+            now = self.svc.clock()
+            if now - link.last_log >= PROGRESS_LOG_SECONDS:
+                self.log.info(
+                    f"sent {offset} of {self.obj.size} bytes ({start} confirmed by OpusClip)",
+                    event="upload_progress",
+                    bytes=offset,
+                )
+                link.last_log = now
+            yield view
+
+    def _confirmed(self, session: ResumableSession, link: _Link) -> None:
+        """Record what the session confirmed (and a re-pinned generation) every third of a lease."""
+        now = self.svc.clock()
+        generation = link.source.generation
+        if generation != self.record.read_generation or now - link.last_save >= self.settings.lease_seconds / 3:
+            self.held.renew(committed=session.committed, read_generation=generation)
+            link.last_save = now
 
     def _uploaded(self, seconds: float) -> None:
         # Written with the hand-over's ``queued`` unless a second has passed (Cloud Storage's write rate on
@@ -286,6 +416,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         project creation may take the record before the release lands (the release then finds it
         moved on), which is success, not an error worth a redelivery."""
         self.held.save(state=states.QUEUED)
+        self._forget_session()
         request = self.record.clip_request()
         message_id = self.svc.publisher.publish(self.settings.clip_requests_topic, request, "the clip request")
         try:

@@ -20,6 +20,7 @@ from opus_pipeline.errors import PipelineError, TransientError
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import admit
 from opus_pipeline.usecases.conclude import check_project
+from opus_pipeline.usecases.credits import admit_waiting
 
 
 @dataclass
@@ -32,6 +33,7 @@ class SweepReport:
     reclaimed: int = 0
     slots_in_use: int = 0
     waiting: int = 0
+    admitted_for_credits: int = 0
 
 
 def sweep(services: Services) -> SweepReport:
@@ -43,6 +45,7 @@ def sweep(services: Services) -> SweepReport:
     except Exception as exc:
         report.errors += 1
         logs.error(f"sweep: reclaiming slots and admitting waiting videos failed: {_said(exc)}", event="sweep_error")
+    report.admitted_for_credits = _admit_for_credits(services)
     for obj in services.open_projects.running():
         report.open += 1
         try:
@@ -68,6 +71,7 @@ def sweep(services: Services) -> SweepReport:
         reclaimed=report.reclaimed,
         slots_in_use=report.slots_in_use,
         waiting=report.waiting,
+        admitted_for_credits=report.admitted_for_credits,
     )
     return report
 
@@ -106,6 +110,15 @@ def _said(exc: Exception) -> str:
     """A pipeline error's own words (written for people, without secrets); for anything else only
     its type, since a library's text may quote a URL."""
     return str(exc) if isinstance(exc, PipelineError) else f"an unexpected {type(exc).__name__}"
+
+
+def _admit_for_credits(services: Services) -> int:
+    """The credit queue's turn; its trouble (OpusClip unreachable) waits for the next tick."""
+    try:
+        return len(admit_waiting(services))
+    except Exception as exc:
+        logs.warning(f"sweep: the videos waiting for credits could not be looked at: {_said(exc)}")
+        return 0
 
 
 def reclaim_slots(services: Services, report: SweepReport) -> int:

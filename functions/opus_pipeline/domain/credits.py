@@ -1,0 +1,215 @@
+"""Credits, OpusClip's third cap: what a video costs, what OpusClip would refuse, and the book of
+videos admitted against this month's credits. Pure logic.
+
+OpusClip bills one credit per started minute of the source (of ``opus-range`` when set), at least
+ten per project, and a capped workspace has a monthly allowance after which every create call
+answers 403 ``API_MONTHLY_CAP_REACHED``. The pipeline estimates each video before any byte is sent
+and keeps one ``CreditBook`` (``gcs/credit_ledger.py``): the estimates of the videos admitted but
+not yet created (``reserved``), the videos waiting for credits oldest first (``waiting``), and the
+estimates of the projects created this UTC month (``created``, what ``OPUS_MONTHLY_CREDIT_BUDGET``
+is counted against). OpusClip's own ``remaining`` already counts the created projects, so a video
+fits when its estimate is at most ``remaining - reserved`` (and ``budget - created - reserved``).
+
+OpusClip's numbers may be up to a minute old while the book is current: a project created after
+they were seen no longer holds a reservation, yet is not in that ``remaining`` either. ``spent`` keeps
+the last minutes' creations, so that they are taken off a ``remaining`` seen before them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from opus_pipeline.domain.media_probe import credits_estimate
+from opus_pipeline.errors import PermanentError
+
+USAGE_FRESH_SECONDS = 60.0  # a decision reads OpusClip's numbers at most this old
+UNCAPPED_FRESH_SECONDS = 3600.0  # an uncapped answer is believed this long: no call per video
+SPENT_KEPT_SECONDS = 2 * USAGE_FRESH_SECONDS  # longer than any ``remaining`` a decision believes
+WAITING_FOR_CREDITS = "credits"
+WAITING_FOR_SLOT = "slot"
+
+
+def estimate(duration_seconds: float, clip_range: tuple[int, int] | None) -> int:
+    """The credits a project of this video costs: of its ``opus-range`` when one is set."""
+    seconds = duration_seconds if clip_range is None else clip_range[1] - clip_range[0]
+    return credits_estimate(seconds)
+
+
+def check_video(duration_seconds: float, clip_range: tuple[int, int] | None, max_seconds: int) -> None:
+    """Refuse what OpusClip would refuse after the whole upload: ``PermanentError`` saying what to do."""
+    if duration_seconds > max_seconds:
+        raise PermanentError(
+            f"the video is {duration_seconds:.0f} s long, over the limit of {max_seconds} s "
+            "(OpusClip takes videos up to 10 hours; MAX_VIDEO_SECONDS); cut it into parts and upload them",
+            reason="too-long",
+        )
+    if clip_range is not None and clip_range[1] > math.ceil(duration_seconds):
+        raise PermanentError(
+            f"opus-range ends at {clip_range[1]} s but the video is {duration_seconds:.1f} s long; "
+            "set an opus-range within the video and upload again",
+            reason="bad-range",
+        )
+
+
+LOW_SHARE = 0.1  # of the monthly limit: below it the credits are running low
+
+
+def running_low(usage: Usage, oldest_waiting: int) -> bool:
+    """Whether OpusClip's remaining credits fall below the oldest waiting video's estimate or a tenth
+    of the limit: what the alert fires on."""
+    return not usage.uncapped and usage.remaining < max(oldest_waiting, LOW_SHARE * usage.limit)
+
+
+def month_of(wall: float) -> str:
+    """The UTC calendar month a moment falls in (OpusClip's allowance resets on the 1st, UTC)."""
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m")
+
+
+def epoch_of(iso: str | None) -> float | None:
+    """Seconds since the epoch of an ISO-8601 moment (``Z`` accepted); None when absent or unreadable."""
+    if not iso:
+        return None
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _whole(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """OpusClip's monthly numbers as seen at ``seen_at`` (wall seconds), from ``GET /api/api-usage``
+    or from the ``X-RateLimit-*`` headers of any answer."""
+
+    uncapped: bool
+    used: int = 0
+    limit: int = 0
+    remaining: int = 0
+    reset_at: str | None = None
+    seen_at: float = 0.0
+
+    def fresh(self, now: float, max_age: float = USAGE_FRESH_SECONDS) -> bool:
+        """Whether still to be believed: ``max_age`` seconds (an uncapped answer: an hour)."""
+        return now - self.seen_at <= (UNCAPPED_FRESH_SECONDS if self.uncapped else max_age)
+
+    @classmethod
+    def from_answer(cls, body: Any, now: float) -> Usage | None:
+        """The ``api-usage`` answer; None when it is neither of the documented shapes."""
+        if not isinstance(body, Mapping):
+            return None
+        if body.get("uncapped") is True:
+            return cls(uncapped=True, seen_at=now)
+        monthly = body.get("monthly")
+        if not isinstance(monthly, Mapping):
+            return None
+        used, limit, remaining = (_whole(monthly.get(key)) for key in ("used", "limit", "remaining"))
+        if used is None or limit is None or remaining is None:
+            return None
+        reset_at = monthly.get("reset_at")
+        return cls(False, used, limit, remaining, reset_at if isinstance(reset_at, str) else None, now)
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], now: float) -> Usage | None:
+        """``X-RateLimit-Limit/Remaining/Reset`` (the reset in epoch seconds, or already ISO-8601);
+        None without them."""
+        limit, remaining = _whole(headers.get("X-RateLimit-Limit")), _whole(headers.get("X-RateLimit-Remaining"))
+        if limit is None or remaining is None:
+            return None
+        raw_reset = headers.get("X-RateLimit-Reset")
+        reset = _whole(raw_reset)
+        if reset is not None:
+            reset_at: str | None = datetime.fromtimestamp(reset, UTC).isoformat().replace("+00:00", "Z")
+        else:
+            reset_at = raw_reset if epoch_of(raw_reset) is not None else None
+        return cls(False, limit - remaining, limit, remaining, reset_at, now)
+
+
+@dataclass
+class CreditBook:
+    """The credits the pipeline has promised this month, shared by every instance (one JSON object)."""
+
+    month: str = ""
+    created: int = 0
+    reserved: dict[str, int] = field(default_factory=dict)
+    waiting: list[dict[str, Any]] = field(default_factory=list)  # {"key", "credits", "since", "notBefore"}
+    spent: list[list[float]] = field(default_factory=list)  # [when, credits] of the last minutes' creations
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | None) -> CreditBook:
+        return cls(**json.loads(raw)) if raw else cls()
+
+    def roll(self, month: str) -> None:
+        """A new month: the budget counts from zero again."""
+        if month != self.month:
+            self.month, self.created = month, 0
+
+    def room(self, usage: Usage, budget: int | None) -> int | None:
+        """The credits a newly admitted video may take now; None when nothing limits them."""
+        held = sum(self.reserved.values())
+        unseen = sum(credits for when, credits in self.spent if when >= usage.seen_at)
+        limits = [] if usage.uncapped else [usage.remaining - held - int(unseen)]
+        if budget is not None:
+            limits.append(budget - self.created - held)
+        return min(limits) if limits else None
+
+    def waiting_entry(self, key: str) -> dict[str, Any] | None:
+        return next((w for w in self.waiting if w["key"] == key), None)
+
+    def ask(self, key: str, credits: int, now: float, usage: Usage, budget: int | None) -> bool:
+        """Admit ``key`` if its estimate fits (it is then reserved), else queue it; whether admitted."""
+        if key in self.reserved:
+            return True
+        room = self.room(usage, budget)
+        if self.waiting_entry(key) is None and (room is None or credits <= room):
+            self.reserved[key] = credits
+            return True
+        self.wait(key, credits, now)
+        return False
+
+    def wait(self, key: str, credits: int, now: float, not_before: float | None = None) -> None:
+        """Queue ``key`` (a reservation it held is given up), admitted no earlier than ``not_before``."""
+        self.reserved.pop(key, None)
+        entry = self.waiting_entry(key)
+        if entry is None:
+            self.waiting.append({"key": key, "credits": credits, "since": now, "notBefore": not_before})
+        elif not_before is not None:
+            entry["notBefore"] = not_before
+
+    def admit_due(self, usage: Usage, budget: int | None, now: float) -> list[str]:
+        """Oldest first, the waiting videos that fit now (a smaller one behind a big one may go)."""
+        admitted = []
+        for entry in list(self.waiting):
+            room = self.room(usage, budget)
+            if (entry.get("notBefore") or 0) > now or (room is not None and entry["credits"] > room):
+                continue
+            self.waiting.remove(entry)
+            self.reserved[entry["key"]] = entry["credits"]
+            admitted.append(entry["key"])
+        return admitted
+
+    def settle(self, key: str, created: bool, now: float) -> None:
+        """The video's project was created (its estimate now counts against the budget) or will
+        not be: its reservation and its place in the queue are given up."""
+        credits = self.reserved.pop(key, 0)
+        self.waiting = [w for w in self.waiting if w["key"] != key]
+        self.spent = [s for s in self.spent if s[0] > now - SPENT_KEPT_SECONDS]
+        if created and credits:
+            self.created += credits
+            self.spent.append([now, credits])

@@ -1,0 +1,50 @@
+"""The upload session URL lives in ``sessions/`` of STATE_BUCKET while the upload runs, never in the record."""
+
+from __future__ import annotations
+
+from opus_local.videos import video_bytes
+from opus_pipeline.domain import states
+from opus_pipeline.domain.events import storage_object
+from opus_pipeline.gcs.ledger import record_path
+from opus_pipeline.gcs.sessions import session_path
+from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
+
+from conftest import CHUNK, Stack, md5_hex
+from support import ingest, interrupted_upload, only_upload, record
+
+
+def state_object(stack: Stack, name: str):
+    return stack.storage.bucket(stack.state_bucket).get_blob(name)
+
+
+def test_an_upload_under_way_keeps_its_session_outside_the_state_record(stack: Stack, standin) -> None:
+    resource, _, _ = interrupted_upload(stack, standin, video_bytes((FIRST_PUT_CHUNKS + 2) * CHUNK))
+    standin.clear_faults()
+    obj = storage_object(resource)
+
+    rec = record(stack, resource)
+    assert rec.state == states.UPLOADING and rec.session_url is None
+    assert "/session/" not in state_object(stack, record_path(obj)).download_as_text()
+    kept = state_object(stack, session_path(obj)).download_as_text()
+    assert kept.startswith(stack.standin_url) and "/session/" in kept
+
+
+def test_the_retry_resumes_the_kept_session_and_then_deletes_it(stack: Stack, standin) -> None:
+    data = video_bytes((FIRST_PUT_CHUNKS + 2) * CHUNK)
+    resource, _, _ = interrupted_upload(stack, standin, data)
+    standin.clear_faults()
+
+    assert ingest(stack, resource) == states.QUEUED
+
+    assert standin.calls("upload-links") == 1 and only_upload(standin)["md5"] == md5_hex(data)
+    assert state_object(stack, session_path(storage_object(resource))) is None
+
+
+def test_a_video_that_fails_mid_upload_leaves_no_session_behind(stack: Stack, standin) -> None:
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 400, "skip": 1})
+    resource = stack.put("talk.mp4", video_bytes((FIRST_PUT_CHUNKS + 2) * CHUNK))  # two requests
+
+    assert ingest(stack, resource) == states.FAILED
+
+    assert standin.calls("start") == 1
+    assert state_object(stack, session_path(storage_object(resource))) is None
