@@ -67,6 +67,11 @@ class StandInControl:
         """Reset the month's credits, as OpusClip does on the 1st (UTC)."""
         self._post("new-month", {})
 
+    def forget_uploads(self) -> list[str]:
+        """Expire every upload made so far, as OpusClip might (undocumented): a create naming one is
+        then refused as for an unknown upload. The ids forgotten."""
+        return self._post("forget-uploads", {})["forgotten"]
+
     def credits_used(self) -> int:
         """The credits this month's projects were charged."""
         return self.stats()["creditsUsed"]
@@ -117,16 +122,21 @@ class StandInControl:
     def upload(self, upload_id: str) -> dict[str, Any]:
         return self.stats()["uploads"][upload_id]
 
-    def create_project(self, api_key: str, **request: Any) -> requests.Response:
-        """A small real video uploaded whole (the stand-in bills by its duration), then
-        ``POST /api/clip-projects`` for it with ``request`` added to the body, as the pipeline sends it
-        (with the clip durations OpusClip requires unless ``request`` chooses them); the raw answer, so
-        that refusals can be inspected."""
+    def upload_video(self, api_key: str) -> str:
+        """A small real video uploaded whole, as a client of OpusClip uploads it; its upload id."""
         upload_id, location = self._start(api_key)
         data = unique_video()
         requests.put(
             location, data=data, headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"}, timeout=10
         ).raise_for_status()
+        return upload_id
+
+    def create_project(self, api_key: str, *, upload_id: str | None = None, **request: Any) -> requests.Response:
+        """``POST /api/clip-projects`` for ``upload_id`` (by default a small real video uploaded whole
+        first: the stand-in bills by its duration) with ``request`` added to the body, as the pipeline
+        sends it (with the clip durations OpusClip requires unless ``request`` chooses them); the raw
+        answer, so that refusals can be inspected."""
+        upload_id = upload_id or self.upload_video(api_key)
         return requests.post(
             f"{self.base_url}/api/clip-projects",
             json={

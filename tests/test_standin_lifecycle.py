@@ -162,6 +162,33 @@ def test_bad_settings_are_refused_whole(standin, settings: dict) -> None:
     assert standin.config() == before
 
 
+# -- uploads OpusClip no longer keeps (undocumented: api-facts Unknowns 6) -------------------------
+
+
+def test_an_upload_is_kept_for_another_project_by_default(standin) -> None:
+    upload_id = standin.upload_video(API_KEY)
+    assert standin.create_project(API_KEY, upload_id=upload_id).status_code == 201
+    assert standin.create_project(API_KEY, upload_id=upload_id).status_code == 201
+
+
+def test_a_forgotten_upload_is_refused_as_an_unknown_one(standin) -> None:
+    upload_id = standin.upload_video(API_KEY)
+    assert standin.forget_uploads() == [upload_id]
+    refused = standin.create_project(API_KEY, upload_id=upload_id)
+    unknown = standin.create_project(API_KEY, upload_id="up_0000000000000000")
+    assert refused.status_code == unknown.status_code == 400
+    assert refused.json() == unknown.json() and "completed upload" in refused.json()["message"]
+    assert standin.upload(upload_id)["forgotten"] and standin.upload(upload_id)["md5"]  # still on record
+
+
+def test_only_the_uploads_made_so_far_are_forgotten(standin) -> None:
+    before = standin.upload_video(API_KEY)
+    assert standin.forget_uploads() == [before]
+    after = standin.upload_video(API_KEY)
+    assert standin.create_project(API_KEY, upload_id=after).status_code == 201
+    assert standin.forget_uploads() == [after]  # the one before is not forgotten twice
+
+
 # -- exportable clips --------------------------------------------------------------------------
 
 

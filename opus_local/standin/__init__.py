@@ -12,7 +12,8 @@ as OpusClip signs them; and, when configured, the per-key rate limit and the in-
 answer 429 as OpusClip's "Limitations" page describes.
 
 A control API under ``/_standin/`` injects faults, sets the quota and the configuration, stalls
-projects, and reports every call so tests can assert "exactly one". Run it alone with
+projects, forgets uploads (as OpusClip might expire them), and reports every call so tests can assert
+"exactly one". Run it alone with
 ``python -m opus_local.standin --port N``.
 
 One module per protocol: ``api`` (the OpusClip REST API), ``upload_session`` (the resumable

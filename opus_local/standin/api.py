@@ -53,7 +53,8 @@ def upload_link(state: StandIn, request: Request) -> Answer:
 
 
 def create_project(state: StandIn, request: Request) -> Answer:
-    """``POST /api/clip-projects`` for a completed upload."""
+    """``POST /api/clip-projects`` for a completed upload. An upload the stand-in was told to forget
+    (``forget_uploads``) is refused as an unknown one: what OpusClip answers then is undocumented."""
     body = request.json_body()
     if refused := _gate(state, request, "clip-projects"):
         return refused
@@ -62,7 +63,7 @@ def create_project(state: StandIn, request: Request) -> Answer:
         return Reply(400, {"message": problems})
     upload_id = request.headers.get("x-opus-upload-id")
     upload = state.upload(upload_id or "")
-    if upload_id != body["videoUrl"] or upload is None or not upload.complete:
+    if upload_id != body["videoUrl"] or upload is None or not upload.complete or upload.forgotten:
         return Reply(400, {"message": "x-opus-upload-id must equal videoUrl and name a completed upload"})
     credits = upload_credits(upload.path)
     if credits is None:

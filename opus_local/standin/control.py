@@ -1,6 +1,6 @@
 """The control protocol under ``/_standin/``, for tests: inject faults, set the quota and the
-configuration (the upload session's link model among it), stall projects, reset, and report every
-call."""
+configuration (the upload session's link model among it), stall projects, reset the month, forget
+uploads (as OpusClip might expire them), reset, and report every call."""
 
 from __future__ import annotations
 
@@ -59,6 +59,12 @@ def new_month(state: StandIn, request: Request) -> Answer:
     _body(request)
     state.new_month()
     return Reply(200, {})
+
+
+def forget_uploads(state: StandIn, request: Request) -> Answer:
+    """Expire every upload made so far, as OpusClip might: ``{"forgotten": [uploadId, ...]}``."""
+    _body(request)
+    return Reply(200, {"forgotten": state.forget_uploads()})
 
 
 def unknown_post(state: StandIn, request: Request, path: str) -> Answer:

@@ -58,6 +58,7 @@ ROUTES = (
     Route("POST", "/_standin/config", control.configure),
     Route("POST", "/_standin/stall", control.stall),
     Route("POST", "/_standin/new-month", control.new_month),
+    Route("POST", "/_standin/forget-uploads", control.forget_uploads),
     Route("POST", "/_standin/{path}", control.unknown_post),
     Route("GET", "/_standin/stats", control.stats),
     Route("GET", "/_standin/config", control.config),

@@ -125,13 +125,17 @@ class Upload:
     total: int | None = None
     committed: int = 0
     complete: bool = False
+    # Expired by the control protocol (``forget_uploads``), as OpusClip may expire uploads it keeps
+    # (undocumented, api-facts Unknowns 6): its bytes are deleted and a create naming it is refused.
+    forgotten: bool = False
     puts: list[list[int]] = field(default_factory=list)  # [first, last] byte of every upload request
     _md5: str | None = None
 
     @property
     def md5(self) -> str | None:
-        """Of the complete upload; hashed when first asked, so that no upload waits for it."""
-        if self.complete and self._md5 is None:
+        """Of the complete upload; hashed when first asked, so that no upload waits for it (and by
+        ``forget_uploads`` before it deletes the bytes)."""
+        if self.complete and self._md5 is None and self.path.exists():
             self._md5 = _md5(self.path)
         return self._md5
 
@@ -143,6 +147,7 @@ class Upload:
             "complete": self.complete,
             "md5": self.md5,
             "sessionStarted": self.session is not None,
+            "forgotten": self.forgotten,
             "puts": [list(p) for p in self.puts],
         }
 
@@ -375,6 +380,23 @@ class StandIn:
     def expire_session(self, token: str) -> None:
         with self._lock:
             self.sessions.pop(token, None)
+
+    def forget_uploads(self) -> list[str]:
+        """Expire every upload made so far, as OpusClip might expire what it keeps: its bytes are
+        deleted and its session ends; a create naming it is answered as for an unknown upload. It
+        stays listed (``forgotten``, with its md5) so that tests still count every upload made. The
+        quota's ``useAmount`` is left as it is (what OpusClip does with it is unknown). Uploads made
+        afterwards are kept. The ids forgotten now."""
+        with self._lock:
+            forgotten = [upload for upload in self.uploads.values() if not upload.forgotten]
+            for upload in forgotten:
+                upload.forgotten = True
+                if upload.session is not None:
+                    self.sessions.pop(upload.session, None)
+        for upload in forgotten:
+            _ = upload.md5  # what was uploaded stays on record (stats) once the bytes are gone
+            upload.path.unlink(missing_ok=True)
+        return [upload.upload_id for upload in forgotten]
 
     def link(self) -> tuple[float | None, int | None]:
         """The link model: the turnaround of a session PUT and the rate its body is read at."""
