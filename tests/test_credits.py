@@ -14,11 +14,12 @@ from opus_local import videos
 from opus_local.credit_month import run_credit_month
 from opus_pipeline import cli
 from opus_pipeline.domain import states
-from opus_pipeline.domain.credits import CreditBook, Usage, estimate, running_low
+from opus_pipeline.domain.credits import CreditBook, Refusal, Usage, estimate, refusal, running_low
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.errors import PoisonMessageError
 from opus_pipeline.gcs.credit_ledger import BOOK_OBJECT
+from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.ingest import handle_ingest_request
 from opus_pipeline.usecases.sweep import sweep
 
@@ -102,6 +103,25 @@ def test_the_rate_limit_headers_are_the_monthly_numbers() -> None:
 def test_an_uncapped_answer_is_believed_an_hour_a_capped_one_a_minute() -> None:
     assert Usage(uncapped=True, seen_at=0.0).fresh(3599.0)
     assert not Usage(uncapped=False, seen_at=0.0).fresh(61.0)
+
+
+@pytest.mark.parametrize("status", [400, 404, 410, 422])
+def test_a_4xx_refusing_an_upload_that_waited_out_a_monthly_cap_sends_the_video_again(status: int) -> None:
+    assert refusal(status, upload_waited=True, reuploads=0) is Refusal.UPLOAD_AGAIN
+
+
+@pytest.mark.parametrize("status", [401, 402, 403, 429, 500, None])
+def test_a_refusal_about_the_key_the_credits_or_the_rate_never_sends_the_video_again(status: int | None) -> None:
+    assert refusal(status, upload_waited=True, reuploads=0) is Refusal.FAIL
+
+
+def test_a_4xx_refusing_an_upload_that_never_waited_fails_as_it_says() -> None:
+    assert refusal(400, upload_waited=False, reuploads=0) is Refusal.FAIL
+
+
+def test_a_video_is_sent_again_at_most_once() -> None:
+    assert refusal(400, upload_waited=True, reuploads=1) is Refusal.GONE_AGAIN
+    assert refusal(400, upload_waited=False, reuploads=1) is Refusal.GONE_AGAIN
 
 
 # -- the probe and the refusals before any byte ------------------------------------------------
@@ -254,7 +274,133 @@ def test_a_monthly_cap_at_creation_waits_for_reset_at_then_creates_from_the_same
     assert sweep(services(stack)).admitted_for_credits == 1
     [message] = stack.pull()
     assert create(stack, ClipRequest.decode(message.message.data)) == states.PROJECT_CREATED
-    assert standin.calls("upload-links") == 1 and len(standin.stats()["projects"]) == 1
+    assert standin.calls("upload-links") == 1 and len(standin.stats()["uploads"]) == 1  # no second upload
+    [project] = standin.stats()["projects"].values()
+    assert project["sourceId"] == rec.upload_id == record(stack, resource).upload_id
+
+
+# -- an upload OpusClip no longer has after a cap wait -------------------------------------------
+
+
+def capped_at_creation(stack: Stack, standin) -> dict:
+    """A video admitted and uploaded whole whose create then met OpusClip's monthly cap (another tool
+    of the workspace spent the month): waiting for credits until a ``reset_at`` already past."""
+    standin.configure(
+        monthlyCreditLimit=10, monthResetAt="2020-01-01T00:00:00Z", projectSeconds=0, clipsPerProject=1, clipBytes=1024
+    )
+    resource = stack.put("talk.mp4", video())
+    assert ingest(stack, resource) == states.QUEUED
+    request = ClipRequest.decode(stack.pull()[0].message.data)
+    assert standin.create_project(API_KEY).status_code == 201  # the other tool's project: 10 credits
+    assert create(stack, request) == states.WAITING
+    rec = record(stack, resource)
+    assert rec.waiting_for == "credits" and rec.upload_complete and rec.upload_waited
+    return resource
+
+
+def admitted_after_the_reset(stack: Stack, standin) -> ClipRequest:
+    """The month resets and the sweeper hands the waiting video's clip request back."""
+    standin.new_month()
+    assert sweep(services(stack)).admitted_for_credits == 1
+    [message] = stack.pull()
+    return ClipRequest.decode(message.message.data)
+
+
+def sent_again(stack: Stack, resource: dict) -> ClipRequest:
+    """Ingest takes up the ingest request the refused create published: the clip request of the new upload."""
+    assert handle_ingest_request(ingest_request(stack), services(stack)) == states.QUEUED
+    [message] = stack.pull()
+    return ClipRequest.decode(message.message.data)
+
+
+def test_an_upload_opusclip_no_longer_has_after_a_cap_wait_is_sent_again_and_comes_back(stack: Stack, standin) -> None:
+    resource = capped_at_creation(stack, standin)
+    gone, links = record(stack, resource).upload_id, standin.calls("upload-links")
+    standin.forget_uploads()
+
+    assert create(stack, admitted_after_the_reset(stack, standin)) == states.WAITING
+    assert create(stack, sent_again(stack, resource)) == states.PROJECT_CREATED
+    stored = services(stack).ledger.read(storage_object(resource))
+    assert check_project(stored, services(stack), "test") == states.CLIPS_READY
+
+    rec = record(stack, resource)
+    assert rec.upload_id not in (None, gone) and rec.reuploads == 1 and rec.reason is None
+    assert standin.calls("upload-links") == links + 1 and standin.upload(rec.upload_id)["complete"]
+    assert [p["sourceId"] for p in standin.stats()["projects"].values() if p["sourceId"] in (gone, rec.upload_id)] == [
+        rec.upload_id
+    ]
+
+
+def test_a_video_sent_again_keeps_its_credits_gives_its_slot_up_and_says_so_in_one_line(
+    stack: Stack, standin, capsys
+) -> None:
+    resource = capped_at_creation(stack, standin)
+    gone = record(stack, resource).upload_id
+    standin.forget_uploads()
+    request = admitted_after_the_reset(stack, standin)
+    capsys.readouterr()
+
+    assert create(stack, request) == states.WAITING
+
+    rec, svc = record(stack, resource), services(stack)
+    assert (rec.upload_id, rec.committed, rec.upload_complete, rec.upload_waited) == (None, 0, False, False)
+    assert svc.credit_ledger.read().reserved == {storage_object(resource).key: 10}
+    assert storage_object(resource).key not in svc.admission.read()[0].in_flight
+    assert live_metadata(stack, "talk.mp4")["opus-waiting-for"] == "credits"
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"upload_gone"' in x]
+    assert line["severity"] == "WARNING" and gone in line["message"] and "again" in line["message"]
+    assert ingest_request(stack).source.key == storage_object(resource).key
+
+
+def test_a_video_whose_new_upload_cannot_be_asked_for_is_handed_back_by_the_sweeper(stack: Stack, standin) -> None:
+    resource = capped_at_creation(stack, standin)
+    standin.forget_uploads()
+    request = admitted_after_the_reset(stack, standin)
+    missing = stack.topic.replace("clip-requests", "no-such-topic")  # Pub/Sub refuses the publish
+
+    assert create(stack, request, INGEST_REQUESTS_TOPIC=missing) == states.WAITING
+
+    book, key = services(stack).credit_ledger.read(), storage_object(resource).key
+    assert [w["key"] for w in book.waiting] == [key] and key not in book.reserved
+    assert sweep(services(stack)).admitted_for_credits == 1
+    assert handle_ingest_request(ingest_request(stack), services(stack)) == states.QUEUED
+
+
+def test_an_upload_refused_again_after_it_was_sent_again_fails_for_good(stack: Stack, standin) -> None:
+    resource = capped_at_creation(stack, standin)
+    links = standin.calls("upload-links")
+    standin.forget_uploads()
+    assert create(stack, admitted_after_the_reset(stack, standin)) == states.WAITING
+    request = sent_again(stack, resource)
+    standin.forget_uploads()  # OpusClip does not keep the new upload either
+    creates = standin.calls("clip-projects")
+
+    assert create(stack, request) == states.FAILED
+
+    rec = record(stack, resource)
+    assert rec.state == states.FAILED and rec.reason == "upload-gone" and rec.reuploads == 1
+    assert "`opus-pipeline retry` sends the video anew" in live_metadata(stack, "talk.mp4")["opus-error"]
+    assert create(stack, request) == states.FAILED  # a redelivery calls OpusClip no more
+    assert sweep(services(stack)).admitted_for_credits == 0
+    assert standin.calls("clip-projects") == creates + 1 and standin.calls("upload-links") == links + 1
+    assert stack.pull(subscription=stack.ingest_subscription) == []
+
+
+def test_retry_sends_a_video_whose_new_upload_was_refused_too_anew(stack: Stack, standin, monkeypatch) -> None:
+    resource = capped_at_creation(stack, standin)
+    standin.forget_uploads()
+    assert create(stack, admitted_after_the_reset(stack, standin)) == states.WAITING
+    request = sent_again(stack, resource)
+    standin.forget_uploads()
+    assert create(stack, request) == states.FAILED
+    monkeypatch.setenv("STATE_BUCKET", stack.state_bucket)
+    monkeypatch.setenv("CLIP_REQUESTS_TOPIC", stack.topic)
+
+    assert cli.main(["retry", f"gs://{stack.source_bucket}/talk.mp4"]) == 0
+
+    live = stack.storage.bucket(stack.source_bucket).get_blob("talk.mp4")
+    assert int(live.generation) > int(resource["generation"])  # a new generation: ingested from the start
+    assert stack.pull() == []  # not the clip request of the refused upload
 
 
 # -- showing it ----------------------------------------------------------------------------------

@@ -150,11 +150,14 @@ class InvalidCommandError(PermanentError):
 
 
 class OpusApiError(PermanentError):
-    """OpusClip refused a request for a reason retrying cannot fix."""
+    """OpusClip refused a request for a reason retrying cannot fix. ``status`` is its HTTP status
+    (None for an answer that was accepted but unusable): which refusal it was matters after a
+    monthly-cap wait, when a 4xx may mean OpusClip no longer has the upload (``domain/credits.py``)."""
 
-    def __init__(self, message: str, *, reason: str, reset_at: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str, reset_at: str | None = None, status: int | None = None) -> None:
         super().__init__(message, reason=reason)
         self.reset_at = reset_at
+        self.status = status
 
 
 class RateLimitedError(TransientError):

@@ -1,5 +1,6 @@
-"""Credits, OpusClip's third cap: what a video costs, what OpusClip would refuse, and the book of
-videos admitted against this month's credits. Pure logic.
+"""Credits, OpusClip's third cap: what a video costs, what OpusClip would refuse, the book of videos
+admitted against this month's credits, and whether a refusal after a monthly-cap wait means OpusClip
+no longer has the upload (``refusal``). Pure logic.
 
 OpusClip bills one credit per started minute of the source (of ``opus-range`` when set), at least
 ten per project, and a capped workspace has a monthly allowance after which every create call
@@ -22,6 +23,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from opus_pipeline.domain.media_probe import credits_estimate
@@ -54,6 +56,40 @@ def check_video(duration_seconds: float, clip_range: tuple[int, int] | None, max
             "set an opus-range within the video and upload again",
             reason="bad-range",
         )
+
+
+# After a monthly-cap wait: a refusal that says OpusClip no longer has the upload is met by sending the
+# video again this many times at most, so a refusal that is really about something else costs at most
+# one upload more, never a loop.
+MAX_REUPLOADS = 1
+UPLOAD_GONE = "upload-gone"  # the failure reason once the video was sent again and still refused
+# 4xx answers that say something other than "no such upload": the key (401, and 403 without the cap's
+# code), the credits (402), the rate (429). A re-upload cannot fix any of them.
+_NOT_ABOUT_THE_UPLOAD = frozenset({401, 402, 403, 429})
+
+
+class Refusal(Enum):
+    """What a refused create call means for the video's upload."""
+
+    FAIL = "fail"  # a refusal like any other: the video fails as OpusClip said
+    UPLOAD_AGAIN = "upload-again"  # OpusClip no longer has the upload the video kept over a cap wait
+    GONE_AGAIN = "gone-again"  # refused so again after the re-upload: the video fails for good (upload-gone)
+
+
+def refusal(status: int | None, upload_waited: bool, reuploads: int) -> Refusal:
+    """Whether OpusClip's refusal (HTTP ``status``) of a create call says it no longer has the video's
+    upload, and whether the video may be sent again.
+
+    Inferred, not documented: OpusClip says neither how long it keeps an upload nor what a create
+    naming one it dropped is answered (api-facts Unknowns 6); an unknown upload gets a 4xx. A 4xx that
+    is not about the key, the credits or the rate is read so only where it is likely: for an upload
+    that waited out a monthly cap (``upload_waited``: kept at OpusClip until ``reset_at``, perhaps
+    weeks), or one sent again already. ``reuploads`` bounds it (``MAX_REUPLOADS``)."""
+    if status is None or not 400 <= status < 500 or status in _NOT_ABOUT_THE_UPLOAD:
+        return Refusal.FAIL
+    if reuploads >= MAX_REUPLOADS:
+        return Refusal.GONE_AGAIN
+    return Refusal.UPLOAD_AGAIN if upload_waited else Refusal.FAIL
 
 
 LOW_SHARE = 0.1  # of the monthly limit: below it the credits are running low

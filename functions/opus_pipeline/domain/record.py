@@ -39,6 +39,10 @@ class VideoRecord:
     project_id: str | None = None
     stage: str | None = None
     reset_at: str | None = None
+    # The upload waited out a monthly cap at OpusClip (a 403 at creation) and no project was made of it
+    # since: should OpusClip refuse it, it may no longer have it (``domain/credits.refusal``).
+    upload_waited: bool = False
+    reuploads: int = 0  # times the video was sent again because OpusClip no longer had its upload
     message_id: str | None = None
     uploaded_at: str | None = None
     checks: int = 0  # the sweeper's looks at the running project

@@ -68,18 +68,21 @@ def raise_for_status(response: requests.Response, action: str) -> None:
             "(opus-pipeline retry), or upgrade the plan",
             reason="monthly-cap",
             reset_at=reset_at,
+            status=status,
         )
     if status in (401, 403):
         raise OpusApiError(
             f"OpusClip refused the API key on {action} (HTTP {status}) — check the secret OPUS_API_KEY",
             reason="api-key-refused",
+            status=status,
         )
     if status == 404:
-        raise OpusApiError(f"OpusClip does not know what {action} names (HTTP 404)", reason="not-found")
+        raise OpusApiError(f"OpusClip does not know what {action} names (HTTP 404)", reason="not-found", status=status)
     if status == 402:
         raise OpusApiError(
             f"OpusClip has insufficient credits for {action} (HTTP 402) — add credits, then retry",
             reason="insufficient-credits",
+            status=status,
         )
     if status == 429:
         retry_after = http_policy.retry_after_seconds(response.headers.get("Retry-After"))
@@ -91,6 +94,7 @@ def raise_for_status(response: requests.Response, action: str) -> None:
     raise OpusApiError(
         f"OpusClip rejected {action} (HTTP {status}): {_detail(body) or 'no detail given'}",
         reason="opus-rejected",
+        status=status,
     )
 
 

@@ -15,15 +15,22 @@ send one, and the ``uploadId`` is no secret (it is on the object's metadata). A 
 only for a video of ``SOURCE_BUCKET`` whose record ingest (or ``retry``) wrote after its upload
 completed, whose upload id it repeats; the project is then made from the record's own source,
 upload id and preferences. Anything else is acknowledged and refused without calling OpusClip.
+
+OpusClip's monthly cap at creation sends the uploaded video back to wait for credits; its project is
+then made from the same upload. Should OpusClip refuse that upload afterwards as it refuses one it
+does not know (``domain/credits.refusal``: inferred, OpusClip documents no upload lifetime), the video
+is uploaded again, once, keeping its admission; refused so again, it fails (``upload-gone``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from opus_pipeline import logs
 from opus_pipeline.domain import states
-from opus_pipeline.domain.credits import WAITING_FOR_SLOT
+from opus_pipeline.domain.credits import UPLOAD_GONE, WAITING_FOR_CREDITS, WAITING_FOR_SLOT, Refusal, refusal
 from opus_pipeline.domain.events import foreign_bucket, name_problem
-from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.domain.preferences import Preferences, effective
 from opus_pipeline.domain.project_request import build_command, check_command
 from opus_pipeline.domain.record import VideoRecord
@@ -34,6 +41,7 @@ from opus_pipeline.errors import (
     OpusApiError,
     PermanentError,
     RateLimitedError,
+    TransientError,
     UnknownVideoError,
 )
 from opus_pipeline.gcs.ledger import record_path
@@ -93,9 +101,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         except ConcurrentCapError as exc:
             return self._wait_for_cap(exc)
         except OpusApiError as exc:
-            if exc.reason == "monthly-cap":
-                return self._wait_for_month(exc)
-            return self._fail(exc)
+            return self._refused_by_opus(exc)
         except PermanentError as exc:
             return self._fail(exc)
         except BaseException:
@@ -160,6 +166,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             clip_count=None,
             manifest_uri=None,
             concluded_at=None,
+            upload_waited=False,
         )
         self.svc.status.show(
             self.obj,
@@ -185,6 +192,69 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         )
         return self._wait(1)
 
+    def _refused_by_opus(self, exc: OpusApiError) -> str:
+        """OpusClip refused the project: its monthly cap (wait for credits), an upload it no longer
+        has after such a wait (send it again, once), or anything else (fail as it said)."""
+        if exc.reason == "monthly-cap":
+            return self._wait_for_month(exc)
+        rec = self.record
+        decided = refusal(exc.status, rec.upload_waited, rec.reuploads)
+        if decided is Refusal.UPLOAD_AGAIN:
+            return self._upload_again(exc)
+        if decided is Refusal.GONE_AGAIN:
+            return self._gone_again(exc)
+        return self._fail(exc)
+
+    def _gone_again(self, exc: OpusApiError) -> str:
+        """Refused so again after the video was sent again: it fails for good, OpusClip's answer in its
+        words. Its upload is recorded as not at OpusClip (no committed bytes), so ``opus-pipeline retry``
+        sends the object anew (a new generation, a new record) rather than ask for the same upload."""
+        why = PermanentError(
+            f"{exc}. OpusClip seemed no longer to have the video's upload after a monthly-cap wait, so the "
+            "video was uploaded again, and OpusClip refused the new upload too: its answer may be about "
+            "something else than the upload. `opus-pipeline retry` sends the video anew",
+            reason=UPLOAD_GONE,
+        )
+        return self._fail(why, committed=0)
+
+    def _upload_again(self, exc: OpusApiError) -> str:
+        """OpusClip no longer has the upload the video kept over a monthly-cap wait: upload it again
+        under a new link, keeping its admission (its credits stay reserved). The record waits for
+        credits with its upload cleared, what ingest acts on for the sweeper's ingest request, and
+        that same request is published now. The lease stays ours until the request is out: an ingest
+        taking it up at once meets the lease (and is redelivered), never a record still ``creating``,
+        and neither this slot's release nor this status can land after the new upload's. Should either
+        fail, the video joins the credit queue instead, and the sweeper hands it back."""
+        gone = self.record.upload_id
+        self.held.save(
+            state=states.WAITING,
+            waiting_for=WAITING_FOR_CREDITS,
+            upload_id=None,
+            committed=0,
+            session_url=None,
+            uploaded_at=None,
+            message_id=None,
+            reset_at=None,
+            upload_waited=False,
+            reuploads=self.record.reuploads + 1,
+        )
+        self.log.warning(
+            f"OpusClip no longer has upload {gone} of {self.obj.uri}, kept over a monthly-cap wait (it refused "
+            f"the project: {exc}); uploading the video again under a new upload link, once",
+            event="upload_gone",
+            reuploads=self.record.reuploads,
+        )
+        self.svc.status.show(self.obj, states.WAITING, extra={"opus-waiting-for": WAITING_FOR_CREDITS})
+        try:
+            free_slot(self.svc, self.obj.key)
+            topic = self.settings.ingest_requests_topic
+            self.svc.publisher.publish(topic, IngestRequest(self.obj), "the ingest request")
+        except TransientError as trouble:
+            why = f"its new upload could not be asked for ({trouble}); the sweeper hands it back"
+            return credit_queue.wait(self.svc, self.held, self.log, why)
+        self.held.release()
+        return states.WAITING
+
     def _wait_for_month(self, exc: OpusApiError) -> str:
         """OpusClip's monthly cap after all (a shared workspace, a low estimate): the upload waits for
         credits until ``reset_at``, then its project is created from the same upload."""
@@ -192,11 +262,11 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         why = f"OpusClip's monthly cap is reached until {exc.reset_at}"
         return credit_queue.wait(self.svc, self.held, self.log, why, reset_at=exc.reset_at)
 
-    def _fail(self, exc: PermanentError) -> str:
-        """Recorded first: should freeing the slot fail, the redelivery finds the video failed
-        and calls OpusClip no more (the sweeper reclaims the slot)."""
+    def _fail(self, exc: PermanentError, **changes: Any) -> str:
+        """Recorded first (with ``changes``): should freeing the slot fail, the redelivery finds the
+        video failed and calls OpusClip no more (the sweeper reclaims the slot)."""
         reset_at = exc.reset_at if isinstance(exc, OpusApiError) else None
-        record_failure(self.held, self.svc.status, exc, self.log, reset_at=reset_at)
+        record_failure(self.held, self.svc.status, exc, self.log, reset_at=reset_at, **changes)
         free_slot(self.svc, self.obj.key)
         return states.FAILED
 

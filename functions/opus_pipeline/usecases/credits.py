@@ -46,11 +46,17 @@ def ask(services: Services, key: str, credits: int) -> bool:
 
 def wait(services: Services, held: HeldRecord, log: logs.Logger, why: str, reset_at: str | None = None) -> str:
     """Put the held video in the credit queue (``waiting``, ``opus-waiting-for=credits``) and say why;
-    after a 403 at creation it is admitted again no earlier than OpusClip's ``reset_at``."""
+    after a 403 at creation it is admitted again no earlier than OpusClip's ``reset_at``, and its upload
+    is marked as having waited (``upload_waited``: OpusClip may not keep it that long)."""
     record, now, not_before = held.record, services.wall(), epoch_of(reset_at)
     estimate = record.credits or 0
     services.credit_ledger.change(month_of(now), lambda book: book.wait(record.source.key, estimate, now, not_before))
-    held.release(state=states.WAITING, waiting_for=WAITING_FOR_CREDITS, reset_at=reset_at)
+    held.release(
+        state=states.WAITING,
+        waiting_for=WAITING_FOR_CREDITS,
+        reset_at=reset_at,
+        upload_waited=record.upload_complete,
+    )
     services.status.show(
         record.source, states.WAITING, upload_id=record.upload_id, extra={"opus-waiting-for": WAITING_FOR_CREDITS}
     )
