@@ -232,7 +232,9 @@ def test_thirty_videos_at_once_all_come_back_under_the_caps_without_a_refusal(tm
     assert report.projects == 30 and report.dead_letters == 0
     assert report.refused == {"rate": 0, "concurrent": 0, "monthly": 0}
     assert report.max_in_flight <= 3
-    assert report.floor_ratio <= 1.3, report
+    # Not a performance figure (``make bench`` measures and prints that): a video left for the
+    # scheduled sweep (every 30 s here) instead of admitted when a slot frees would pass 2× the floor.
+    assert report.floor_ratio <= 2.0, report
 
 
 def test_stale_entries_are_forgotten_only_as_they_were_read() -> None:

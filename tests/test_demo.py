@@ -64,7 +64,7 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     while not summary_path.exists() and time.monotonic() < deadline and demo.poll() is None:
         time.sleep(0.2)
     pids = json.loads(summary_path.read_text())["pids"]
-    assert len(pids) == 7 and all(alive(pid) for pid in pids)
+    assert len(pids) == 8 and all(alive(pid) for pid in pids)
 
     demo.send_signal(signal.SIGINT)
     out, err = demo.communicate(timeout=60)
