@@ -124,7 +124,13 @@ def on_project_concluded(request: flask.Request) -> tuple[str, int]:
 def sweep_projects(cloud_event: CloudEvent) -> None:
     """A Cloud Scheduler tick through Pub/Sub: look at running projects whose webhook got lost.
 
-    A failed look is logged and left to the next tick; the tick itself is never redelivered."""
+    A failed look is logged and left to the next tick; the tick itself is never redelivered. A
+    freed slot's tick (scope ``admit``) only admits the next waiting videos."""
+    from opus_pipeline.domain.messages import SWEEP_ADMIT, SweepTick
+    from opus_pipeline.usecases.admit import admit_next
     from opus_pipeline.usecases.sweep import sweep
 
-    sweep(services())
+    if SweepTick.scope_of(cloud_event.data) == SWEEP_ADMIT:
+        admit_next(services())
+    else:
+        sweep(services())

@@ -12,9 +12,10 @@ from google.cloud import pubsub_v1
 from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
-from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.messages import SWEEP_ADMIT, ClipRequest
 from opus_pipeline.gcs.admission import Admission
 from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.usecases.admit import admit_next
 from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.sweep import sweep
 
@@ -61,6 +62,7 @@ def test_a_webhook_conclusion_frees_the_slot_and_ticks_the_sweeper_instead_of_ad
     assert stack.pull() == []  # no clip request from the receiver
     [tick] = stack.pull(subscription=subscription)
     assert json.loads(tick.message.data) == {"sweep": "a project slot was freed"}
+    assert tick.message.attributes["scope"] == SWEEP_ADMIT
     table, _ = Admission(stack.storage, stack.state_bucket, cap=1).read()
     assert table.in_flight == {} and [w["key"] for w in table.waiting] == [storage_object(second).key]
 
@@ -74,6 +76,18 @@ def test_the_sweep_the_receiver_ticked_admits_the_waiting_video(stack: Stack, st
     sweeper = services(stack, **ONE_SLOT)
     sweeper.wall = lambda: time.time() + 60
     sweep(sweeper)
+
+    [admitted] = stack.pull()
+    assert ClipRequest.decode(admitted.message.data).source.key == storage_object(second).key
+
+
+def test_the_admit_tick_admits_the_waiting_video_without_a_whole_sweep(stack: Stack, standin, ticks) -> None:
+    topic, _ = ticks
+    first, second = one_running_and_one_waiting(stack, standin)
+    svc = services(stack, SWEEP_TICKS_TOPIC=topic, **ONE_SLOT)
+    check_project(Ledger(stack.storage, stack.state_bucket).read(storage_object(first)), svc, "webhook")
+
+    assert admit_next(services(stack, **ONE_SLOT)) == [storage_object(second).key]
 
     [admitted] = stack.pull()
     assert ClipRequest.decode(admitted.message.data).source.key == storage_object(second).key

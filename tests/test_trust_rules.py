@@ -7,7 +7,7 @@ import json
 import pytest
 
 from opus_pipeline.domain.events import name_problem, parse_generation, storage_object
-from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.messages import SWEEP_ADMIT, SWEEP_ALL, ClipRequest, SweepTick
 from opus_pipeline.domain.record import object_from_key
 from opus_pipeline.domain.webhook import LOOK_INTERVAL_SECONDS, look_due, video_token
 from opus_pipeline.errors import PermanentError, PoisonMessageError
@@ -73,3 +73,17 @@ def test_a_webhook_look_is_due_once_a_minute() -> None:
     assert not look_due(1000.0, 1000.0 + LOOK_INTERVAL_SECONDS - 1)
     assert look_due(1000.0, 1000.0 + LOOK_INTERVAL_SECONDS)
     assert look_due(2000.0, 1000.0)  # a look "in the future" (another clock): not trusted to hold calls off
+
+
+def test_a_tick_asks_only_to_admit_when_its_attribute_says_so() -> None:
+    tick = SweepTick("a project slot was freed", scope=SWEEP_ADMIT)
+    assert SweepTick.scope_of({"message": {"data": "", "attributes": tick.attributes()}}) == SWEEP_ADMIT
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, {}, {"message": {"data": ""}}, {"message": {"attributes": {"scope": "ADMIT"}}}, {"message": "x"}],
+    ids=["none", "empty", "no-attributes", "other-scope", "not-a-message"],
+)
+def test_any_other_tick_sweeps_all(data: object) -> None:
+    assert SweepTick.scope_of(data) == SWEEP_ALL

@@ -6,7 +6,9 @@ a project slot. Pure logic."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from opus_pipeline.domain.events import StorageObject, name_problem
 from opus_pipeline.domain.preferences import Preferences
@@ -162,15 +164,32 @@ class ClipResult:
         }
 
 
+SWEEP_ALL = "all"
+SWEEP_ADMIT = "admit"
+
+
 @dataclass(frozen=True)
 class SweepTick:
     """ "Run now" on the sweeper's topic (Cloud Scheduler's ticks say the same; the sweeper reads
-    neither's body). ``why`` is for people reading the topic."""
+    neither's body). ``why`` is for people reading the topic. ``scope`` ``admit`` (a freed slot's
+    tick) asks only for the admission of the next waiting videos, not for a whole sweep: with a
+    long queue, the sweep reads every waiting video's record, and a burst frees a slot every second.
+    Only the attribute is read, and it can only make a tick do less: a scheduled tick (no
+    attributes) and anything else sweep all."""
 
     why: str
+    scope: str = SWEEP_ALL
 
     def encode(self) -> bytes:
         return json.dumps({"sweep": self.why}).encode("utf-8")
 
     def attributes(self) -> dict[str, str]:
-        return {"why": self.why}
+        return {"why": self.why, "scope": self.scope}
+
+    @staticmethod
+    def scope_of(event_data: Mapping[str, Any] | None) -> str:
+        """The scope a delivered tick asks for: ``admit`` when it says so, else ``all``."""
+        message = event_data.get("message") if isinstance(event_data, Mapping) else None
+        attributes = message.get("attributes") if isinstance(message, Mapping) else None
+        scope = attributes.get("scope") if isinstance(attributes, Mapping) else None
+        return SWEEP_ADMIT if scope == SWEEP_ADMIT else SWEEP_ALL

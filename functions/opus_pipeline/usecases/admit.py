@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from opus_pipeline import logs
 from opus_pipeline.domain import states
-from opus_pipeline.domain.messages import SweepTick
+from opus_pipeline.domain.messages import SWEEP_ADMIT, SweepTick
 from opus_pipeline.domain.slots import SlotTable
 from opus_pipeline.runtime import Services
 
@@ -21,12 +21,20 @@ def free_slot(services: Services, key: str) -> None:
 
 
 def hand_slot_to_sweeper(services: Services, key: str) -> None:
-    """Give ``key``'s slot up without admitting anyone, and tick the sweeper, whose first step
-    admits whoever may go now (without ``SWEEP_TICKS_TOPIC``, its next scheduled tick does)."""
+    """Give ``key``'s slot up without admitting anyone, and tick the sweeper to admit whoever may
+    go now (``admit_next``; without ``SWEEP_TICKS_TOPIC``, its next scheduled tick does)."""
     services.admission.change(lambda table: table.drop(key))
     topic = services.settings.sweep_ticks_topic
     if topic:
-        services.publisher.publish(topic, SweepTick("a project slot was freed"), "the sweep tick")
+        tick = SweepTick("a project slot was freed", scope=SWEEP_ADMIT)
+        services.publisher.publish(topic, tick, "the sweep tick")
+
+
+def admit_next(services: Services) -> list[str]:
+    """Admit the waiting videos the free slots can take now (a freed slot's tick); the keys admitted."""
+    keys = services.admission.admit_due(services.wall())
+    admit(services, keys)
+    return keys
 
 
 def admit(services: Services, keys: list[str]) -> None:

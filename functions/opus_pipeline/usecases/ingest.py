@@ -187,7 +187,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         reader = RangedReader(source.read_range, self.obj.size)
         seconds = probe_duration(reader, name=self.obj.uri)
         estimate = credits.estimate(seconds, prefs.range)
-        self.held.save(duration_seconds=round(seconds, 3), credits=estimate)
+        self.held.checkpoint(duration_seconds=round(seconds, 3), credits=estimate)  # a crash probes again
         extra = {"opus-duration": str(round(seconds, 3)), "opus-credits": str(estimate)}
         self.status.show(self.obj, states.RECEIVED, extra=extra, background=True)
         self.log.info(

@@ -18,7 +18,7 @@ from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.errors import PipelineError, TransientError
 from opus_pipeline.runtime import Services
-from opus_pipeline.usecases.admit import admit
+from opus_pipeline.usecases.admit import admit_next
 from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.credits import admit_waiting
 
@@ -122,7 +122,10 @@ def _admit_for_credits(services: Services) -> int:
 
 
 def reclaim_slots(services: Services, report: SweepReport) -> int:
-    """Free the slots nobody holds any more, then admit whoever may go (a lost admission too)."""
+    """Admit whoever may go now, then free the slots nobody holds any more (reading the record of
+    every video in flight or waiting) and admit again into those (a lost admission too). A tick
+    from a freed slot thus reaches its next video before the reads of a long queue."""
+    admit_next(services)
     table, _ = services.admission.read()
     now = services.wall()
     slots, waiting = {}, {}
@@ -141,7 +144,7 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
             waiting[entry["key"]] = entry["since"]
     if slots or waiting:
         services.admission.forget(slots, waiting)
-    admit(services, services.admission.admit_due(now))
+        admit_next(services)
     table, _ = services.admission.read()
     report.slots_in_use, report.waiting = len(table.in_flight), len(table.waiting)
     return len(slots)
