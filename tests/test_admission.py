@@ -10,7 +10,7 @@ import pytest
 
 from opus_local.burst import run_burst
 from opus_pipeline.domain import states
-from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.events import StorageObject, storage_object
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.rate_window import MARGIN_SECONDS, WINDOW_SECONDS, wait_seconds
 from opus_pipeline.domain.record import VideoRecord
@@ -18,6 +18,7 @@ from opus_pipeline.domain.slots import ADMIT_GRACE_SECONDS, SlotTable
 from opus_pipeline.errors import BudgetSpentError, ConflictError, TransientError
 from opus_pipeline.gcs.admission import Admission
 from opus_pipeline.gcs.cas import CasObject
+from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.gcs.rate_budget import RateLimiter
 from opus_pipeline.usecases.sweep import sweep
 
@@ -194,6 +195,66 @@ def test_the_conclusion_that_frees_a_slot_admits_the_oldest_waiting_video(stack:
     request = ClipRequest.decode(admitted.message.data)
     assert request.source.name == "second.mp4"
     assert create(stack, request, OPUS_MAX_PARALLEL_PROJECTS="1") == states.PROJECT_CREATED
+
+
+ONE_SLOT = {"OPUS_MAX_PARALLEL_PROJECTS": "1"}
+
+
+def one_project_running(stack: Stack) -> None:
+    _, first = uploaded(stack)
+    assert create(stack, first, **ONE_SLOT) == states.PROJECT_CREATED
+
+
+def test_a_video_uploaded_while_every_slot_is_taken_waits_in_line_without_a_clip_request(stack: Stack, standin) -> None:
+    one_project_running(stack)
+    second = stack.put("second.mp4", video())
+
+    assert ingest(stack, second, **ONE_SLOT) == states.WAITING
+
+    assert stack.pull() == []
+    rec = record(stack, second)
+    assert (rec.state, rec.waiting_for, rec.upload_complete) == (states.WAITING, "slot", True)
+    table, _ = Admission(stack.storage, stack.state_bucket, cap=1).read()
+    assert [w["key"] for w in table.waiting] == [rec.source.key]
+    metadata = live_metadata(stack, "second.mp4")
+    assert metadata["opus-status"] == "waiting" and metadata["opus-queue-position"] == "1"
+    assert standin.calls("clip-projects") == 1
+
+
+def test_a_video_ingest_lined_up_is_admitted_and_created_when_the_slot_frees(stack: Stack, standin) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=1)
+    first_resource, first = uploaded(stack)
+    create(stack, first, **ONE_SLOT)
+    second = stack.put("second.mp4", video())
+    ingest(stack, second, **ONE_SLOT)
+    project_id = record(stack, first_resource).project_id
+    wait_for(lambda: standin.project(project_id)["stage"] == "COMPLETE", timeout=30)
+
+    svc = services(stack, **ONE_SLOT)
+    svc.wall = lambda: time.time() + 3600
+    sweep(svc)
+
+    [admitted] = stack.pull()
+    request = ClipRequest.decode(admitted.message.data)
+    assert request.source.name == "second.mp4"
+    assert create(stack, request, **ONE_SLOT) == states.PROJECT_CREATED
+
+
+def test_a_line_up_cut_short_before_its_queue_entry_is_finished_by_the_next_delivery(stack: Stack) -> None:
+    one_project_running(stack)
+    second = stack.put("second.mp4", video())
+    ingest(stack, second, **ONE_SLOT)
+    for blob in stack.storage.list_blobs(stack.state_bucket, prefix="admission/queue/"):
+        blob.delete()  # as if ingest died between the ``waiting`` write and the queue entry
+    ledger = Ledger(stack.storage, stack.state_bucket)
+    stored = ledger.read(storage_object(second))
+    ledger.write(stored, stored.record.replace(lease_expires=0.0))
+
+    assert ingest(stack, second, **ONE_SLOT) == states.WAITING
+
+    table, _ = Admission(stack.storage, stack.state_bucket, cap=1).read()
+    assert [w["key"] for w in table.waiting] == [stored.record.source.key]
+    assert stack.pull() == []
 
 
 def test_a_concurrent_cap_refusal_that_slips_through_waits_instead_of_retrying(stack: Stack, standin) -> None:

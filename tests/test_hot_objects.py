@@ -30,3 +30,23 @@ def test_a_queued_record_still_leased_is_a_hand_over_its_dead_holder_left_to_pub
 def test_a_request_that_holds_a_slot_clears_its_leftover_queue_entry() -> None:
     table = SlotTable(in_flight={"a": 1.0}, waiting=[{"key": "a", "since": 1.0, "notBefore": 0.0}])
     assert table.request("a", cap=1, now=2.0).granted and table.waiting == []
+
+
+def test_a_waiting_record_still_leased_is_a_line_up_its_dead_holder_left_to_finish() -> None:
+    assert states.ingest_step(states.WAITING, "gone", 0.0, "me", 10.0) is states.IngestStep.PUBLISH
+    assert states.ingest_step(states.WAITING, "other", 20.0, "me", 10.0) is states.IngestStep.BUSY
+    assert states.ingest_step(states.WAITING, None, 0.0, "me", 10.0) is states.IngestStep.NOTHING
+
+
+def test_a_slot_is_free_for_a_newcomer_only_after_the_due_waiters_ahead() -> None:
+    table = SlotTable(in_flight={"a": 1.0}, waiting=[{"key": "w", "since": 1.0, "notBefore": 0.0}])
+    assert table.free_for("w", cap=2, now=2.0)
+    assert not table.free_for("new", cap=2, now=2.0)
+    assert table.free_for("new", cap=3, now=2.0)
+
+
+def test_lining_up_takes_no_slot_and_keeps_an_existing_place() -> None:
+    table = SlotTable(in_flight={"a": 1.0}, waiting=[{"key": "w", "since": 1.0, "notBefore": 0.0, "admittedAt": 1.5}])
+    assert table.enqueue("new", now=2.0) == 2
+    assert table.enqueue("w", now=3.0) == 1 and table.waiting[0]["admittedAt"] == 1.5
+    assert table.in_flight == {"a": 1.0}

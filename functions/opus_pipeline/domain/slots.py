@@ -43,24 +43,38 @@ class SlotTable:
     def _position(self, key: str) -> int:
         return next((i for i, w in enumerate(self.waiting) if w["key"] == key), -1)
 
+    def free_for(self, key: str, cap: int, now: float) -> bool:
+        """Whether ``request`` would grant ``key`` a slot now: the free slots go to the due waiters
+        in their order first, then to newcomers."""
+        if key in self.in_flight:
+            return True
+        due = [w["key"] for w in self.waiting if w.get("notBefore", 0.0) <= now]
+        ahead = due.index(key) if key in due else len(due)
+        return ahead < cap - len(self.in_flight)
+
     def request(self, key: str, cap: int, now: float) -> Grant:
-        """A slot for ``key`` when one is free for it: the free slots go to the due waiters in
-        their order first, then to newcomers. Otherwise ``key`` waits; its place is returned."""
+        """A slot for ``key`` when one is free for it (``free_for``). Otherwise ``key`` waits; its
+        place is returned."""
         if key in self.in_flight:
             self._unqueue(key)  # a slot claimed before its queue entry was cleared (a crash between)
             return Grant(True)
-        due = [w["key"] for w in self.waiting if w.get("notBefore", 0.0) <= now]
-        ahead = due.index(key) if key in due else len(due)
-        if ahead < cap - len(self.in_flight):
+        if self.free_for(key, cap, now):
             self.drop(key)
             self.in_flight[key] = now
             return Grant(True)
         position = self._position(key)
         if position < 0:
+            return Grant(False, self.enqueue(key, now))
+        # an admission that came too late for its slot is spent: the next free one admits it again
+        self.waiting[position].pop("admittedAt", None)
+        return Grant(False, position + 1)
+
+    def enqueue(self, key: str, now: float) -> int:
+        """Put ``key`` at the end of the queue unless it is in it already (an admission it holds is
+        kept); its 1-based place."""
+        if self._position(key) < 0:
             self.waiting.append({"key": key, "since": now, "notBefore": 0.0})
-        else:  # an admission that came too late for its slot is spent: the next free one admits it again
-            self.waiting[position].pop("admittedAt", None)
-        return Grant(False, self._position(key) + 1)
+        return self._position(key) + 1
 
     def release(self, key: str) -> None:
         self.in_flight.pop(key, None)

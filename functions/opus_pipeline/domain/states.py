@@ -5,8 +5,8 @@ against ``TRANSITIONS`` (writing without a state change is always allowed). The 
 is ``diagram()``; a test keeps the two equal.
 
 received ─► uploading | failed | waiting | superseded
-uploading ─► uploaded | queued | failed | superseded
-uploaded ─► queued | creating
+uploading ─► uploaded | queued | waiting | failed | superseded
+uploaded ─► queued | waiting | creating
 queued ─► creating
 creating ─► project-created | failed | queued | waiting
 waiting ─► creating | queued | uploading
@@ -41,8 +41,10 @@ SUPERSEDED = "superseded"
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     # waiting: its estimate does not fit this month's credits; superseded: overwritten before the probe
     RECEIVED: (UPLOADING, FAILED, WAITING, SUPERSEDED),
-    UPLOADING: (UPLOADED, QUEUED, FAILED, SUPERSEDED),  # queued: ``uploaded`` rode on the hand-over's write
-    UPLOADED: (QUEUED, CREATING),  # the clip request can be consumed before ``queued`` is written
+    # queued or waiting: ``uploaded`` rode on the hand-over's write; waiting: no project slot is free,
+    # so ingest lines the video up itself rather than publish a clip request that would only wait
+    UPLOADING: (UPLOADED, QUEUED, WAITING, FAILED, SUPERSEDED),
+    UPLOADED: (QUEUED, WAITING, CREATING),  # the clip request can be consumed before ``queued`` is written
     QUEUED: (CREATING,),
     CREATING: (PROJECT_CREATED, FAILED, QUEUED, WAITING),  # queued again: the call failed transiently
     # Admitted when a slot frees (or, waiting for credits, when they suffice: uploading, or creating if
@@ -101,16 +103,18 @@ def ingest_step(
 ) -> IngestStep:
     """Decide what to do with a record in ``state`` whose lease is as given. ``admitted``: the sweeper
     asks for the upload of a video that waited for credits (only such a request starts one). A
-    ``queued`` record still leased is a hand-over in progress (ingest records ``queued`` before it
-    publishes): its holder's death leaves the publish to the next delivery; any other ``queued``
-    was handed over."""
+    ``queued`` or ``waiting`` record still leased is a hand-over in progress (ingest records it
+    before it publishes the clip request or lines the video up for a slot): its holder's death
+    leaves that to the next delivery; any other was handed over (a video waiting for credits, or
+    lined up by project creation, holds no lease)."""
     if state == WAITING and admitted:
         return IngestStep.BUSY if lease_held_by_other(lease_owner, lease_expires, me, now) else IngestStep.UPLOAD
-    if state not in (RECEIVED, UPLOADING, UPLOADED) and not (state == QUEUED and lease_owner):
+    handing_over = state in (QUEUED, WAITING) and lease_owner
+    if state not in (RECEIVED, UPLOADING, UPLOADED) and not handing_over:
         return IngestStep.NOTHING
     if lease_held_by_other(lease_owner, lease_expires, me, now):
         return IngestStep.BUSY
-    return IngestStep.PUBLISH if state in (UPLOADED, QUEUED) else IngestStep.UPLOAD
+    return IngestStep.PUBLISH if state in (UPLOADED, QUEUED, WAITING) else IngestStep.UPLOAD
 
 
 class ProjectStep(Enum):

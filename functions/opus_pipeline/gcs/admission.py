@@ -174,6 +174,15 @@ class Admission:
     def request(self, key: str, now: float) -> Grant:
         return self.change(lambda table: table.request(key, self.cap, now))
 
+    def free_for(self, key: str, now: float) -> bool:
+        """Whether a clip request for ``key`` would be granted a slot now (a read, no write)."""
+        return self._view().table.free_for(key, self.cap, now)
+
+    def enqueue(self, key: str, now: float) -> int:
+        """Line ``key`` up without taking a slot (its upload is at OpusClip and no slot is free);
+        its place in the queue."""
+        return self.change(lambda table: table.enqueue(key, now))
+
     def release(self, key: str, now: float) -> list[str]:
         """Free ``key``'s slot; the waiting videos that may go now."""
         self.change(lambda table: table.drop(key))

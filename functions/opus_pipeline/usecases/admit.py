@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from opus_pipeline import logs
 from opus_pipeline.domain import states
+from opus_pipeline.domain.credits import WAITING_FOR_SLOT
+from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import SWEEP_ADMIT, SweepTick
 from opus_pipeline.domain.slots import SlotTable
 from opus_pipeline.runtime import Services
@@ -59,3 +61,16 @@ def admit(services: Services, keys: list[str]) -> None:
 
 def _since(table: SlotTable, key: str) -> float | None:
     return next((w["since"] for w in table.waiting if w["key"] == key), None)
+
+
+def show_waiting(services: Services, obj: StorageObject, upload_id: str | None, position: int, log: logs.Logger) -> str:
+    """Say that ``obj`` waits for a project slot, and where it stands (object metadata and a log line)."""
+    extra = {"opus-queue-position": str(position), "opus-waiting-for": WAITING_FOR_SLOT}
+    services.status.show(obj, states.WAITING, upload_id=upload_id, extra=extra)
+    log.info(
+        f"waiting for a free project slot (place {position} in the queue; at most "
+        f"{services.settings.max_parallel_projects} projects run at once)",
+        event="video_waiting",
+        position=position,
+    )
+    return states.WAITING

@@ -47,7 +47,7 @@ from opus_pipeline.errors import (
 from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases import credits as credit_queue
-from opus_pipeline.usecases.admit import free_slot
+from opus_pipeline.usecases.admit import free_slot, show_waiting
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
@@ -278,15 +278,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
     def _wait(self, position: int) -> str:
         """No free project slot: acknowledge, and be admitted when one frees (see ``admit``)."""
         self.held.release(state=states.WAITING, waiting_for=WAITING_FOR_SLOT)
-        extra = {"opus-queue-position": str(position), "opus-waiting-for": WAITING_FOR_SLOT}
-        self.svc.status.show(self.obj, states.WAITING, upload_id=self.record.upload_id, extra=extra)
-        self.log.info(
-            f"waiting for a free project slot (place {position} in the queue; at most "
-            f"{self.svc.settings.max_parallel_projects} projects run at once)",
-            event="video_waiting",
-            position=position,
-        )
-        return states.WAITING
+        return show_waiting(self.svc, self.obj, self.record.upload_id, position, self.log)
 
     def _call_opus(self) -> dict:
         settings, rec = self.settings, self.record

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import credits, states
+from opus_pipeline.domain.credits import WAITING_FOR_SLOT
 from opus_pipeline.domain.events import StorageObject, foreign_bucket, name_problem, skip_reason
 from opus_pipeline.domain.media_probe import RangedReader, probe_duration
 from opus_pipeline.domain.messages import IngestRequest
@@ -34,6 +35,7 @@ from opus_pipeline.gcs.source import Prefetcher, SourceObject
 from opus_pipeline.opus.resumable import ResumableSession, put_length, start
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases import credits as credit_queue
+from opus_pipeline.usecases.admit import admit_next, show_waiting
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
@@ -407,14 +409,19 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
     # -- hand-over and endings --------------------------------------------------------------
 
     def _hand_over(self) -> None:
-        """Record the hand-over (``queued``, the lease still ours) by a fresh CAS, publish, let go.
+        """Hand the uploaded video to project creation: its clip request when a project slot is free
+        for it, else a place in the slot queue (``_line_up``).
 
-        The write before the publish is what makes one clip request per upload more than luck: an
-        invocation whose lease lapsed and was taken over loses that CAS and publishes nothing, and a
-        later delivery finds the record ``queued`` and does nothing (``states.ingest_step``) unless
-        its holder died between the write and the publish. After the publish the hand-over is done:
-        project creation may take the record before the release lands (the release then finds it
-        moved on), which is success, not an error worth a redelivery."""
+        Either is recorded first (``queued`` or ``waiting``, the lease still ours) by a fresh CAS:
+        that write is what makes one clip request per upload more than luck. An invocation whose
+        lease lapsed and was taken over loses that CAS and publishes nothing, and a later delivery
+        finds the record handed over and does nothing (``states.ingest_step``) unless its holder
+        died between the write and the publish. After the publish the hand-over is done: project
+        creation may take the record before the release lands (the release then finds it moved
+        on), which is success, not an error worth a redelivery."""
+        if self.record.state == states.WAITING or not self.svc.admission.free_for(self.obj.key, self.svc.wall()):
+            self._line_up()
+            return
         self.held.save(state=states.QUEUED)
         self._forget_session()
         request = self.record.clip_request()
@@ -425,6 +432,20 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             self.log.info("the clip request was taken up before its hand-over was recorded; nothing to do")
         self.status.show(self.obj, states.QUEUED, upload_id=self.record.upload_id)
         self.log.info(f"queued {self.obj.uri} for clip-project creation", event="clip_request_published")
+
+    def _line_up(self) -> None:
+        """No project slot is free: the video waits in the slot queue without a clip request, to be
+        admitted (its request published) when a slot frees. A clip request now would only be
+        claimed, refused a slot and recorded ``waiting`` by project creation: two more writes of
+        the record (Cloud Storage allows about one a second) and a delivery ahead of every admitted
+        video's in a burst. The record is written first (``waiting``, the lease still ours: a crash
+        before the queue entry is a hand-over the next delivery finishes), then the entry; a slot
+        freed in between is taken up at once (``admit_next``)."""
+        self.held.save(state=states.WAITING, waiting_for=WAITING_FOR_SLOT)
+        self._forget_session()
+        position = self.svc.admission.enqueue(self.obj.key, self.svc.wall())
+        admit_next(self.svc)
+        show_waiting(self.svc, self.obj, self.record.upload_id, position, self.log)
 
     def _supersede(self, exc: SupersededError) -> None:
         self.held.settle(states.SUPERSEDED, exc)
@@ -437,9 +458,10 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _release(self) -> None:
         """Give up the lease so the platform's retry can resume at once. A hand-over that failed
-        keeps its holder named, lapsed: that says the clip request is still to be published."""
+        keeps its holder named, lapsed: that says the clip request is still to be published (or the
+        video still to be lined up for a slot)."""
         try:
-            if self.record.state == states.QUEUED:
+            if self.record.state in (states.QUEUED, states.WAITING) and self.record.upload_complete:
                 self.held.save(lease_expires=0.0)
             else:
                 self.held.release()
