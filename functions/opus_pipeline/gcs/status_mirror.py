@@ -18,12 +18,22 @@ MAX_ERROR_CHARS = 1000
 
 
 class StatusMirror:
-    """Writes statuses in the order they are shown; one may run in the background meanwhile."""
+    """Writes each object's statuses in the order they are shown, the latest winning.
+
+    Cloud Storage allows about one write a second to one object, and a metadata patch is a write:
+    a video's statuses come faster than that (received, uploading, uploaded, queued within a second
+    for a short video). So each object has at most one patch in flight, from a thread of its own;
+    statuses shown meanwhile are merged into the next patch (later keys winning), so none of their
+    keys is lost and intermediate statuses may never appear. Objects do not wait for each other:
+    one process serves many videos at once.
+    """
 
     def __init__(self, client: storage.Client, enabled: bool = True) -> None:
         self._client = client
         self._enabled = enabled
-        self._pending: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._next: dict[str, tuple[StorageObject, str, dict[str, str | None]]] = {}  # key → next patch
+        self._writers: dict[str, threading.Thread] = {}  # key → the thread patching it
 
     def show(
         self,
@@ -39,9 +49,8 @@ class StatusMirror:
         """Set ``opus-status`` (and the ids, ``extra`` keys, and ``opus-error`` or its removal).
 
         ``background`` lets the caller go on (the first bytes need not wait for a metadata
-        write); the next ``show`` or ``wait`` waits for it, so statuses never land out of order.
+        write); otherwise this returns once the object shows this status (or a later one).
         """
-        self.wait()
         if not self._enabled:
             return
         metadata: dict[str, str | None] = {
@@ -53,17 +62,35 @@ class StatusMirror:
             metadata["opus-upload-id"] = upload_id
         if project_id:
             metadata["opus-project-id"] = project_id
-        args = (source, status, metadata)
-        if background:
-            self._pending = threading.Thread(target=self._patch, args=args, name="status-mirror", daemon=True)
-            self._pending.start()
-        else:
-            self._patch(*args)
+        with self._lock:
+            waiting = self._next.get(source.key)
+            merged = {**waiting[2], **metadata} if waiting else metadata
+            self._next[source.key] = (source, status, merged)
+            if source.key not in self._writers:
+                writer = threading.Thread(target=self._write, args=(source.key,), name="status-mirror", daemon=True)
+                self._writers[source.key] = writer
+                writer.start()
+        if not background:
+            self.wait(source)
 
-    def wait(self) -> None:
-        if self._pending is not None:
-            self._pending.join()
-            self._pending = None
+    def wait(self, source: StorageObject | None = None) -> None:
+        """Until ``source``'s statuses (every object's, without one) are written."""
+        while True:
+            with self._lock:
+                writers = [w for k, w in self._writers.items() if source is None or k == source.key]
+            if not writers:
+                return
+            for writer in writers:
+                writer.join()
+
+    def _write(self, key: str) -> None:
+        while True:
+            with self._lock:
+                if key not in self._next:
+                    del self._writers[key]
+                    return
+                source, status, metadata = self._next.pop(key)
+            self._patch(source, status, metadata)
 
     def _patch(self, source: StorageObject, status: str, metadata: dict[str, str | None]) -> None:
         """The precondition on the event's generation keeps a newer upload of the same name from

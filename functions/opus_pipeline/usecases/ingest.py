@@ -166,7 +166,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             self._release()
             raise
         finally:
-            self.status.wait()
+            self.status.wait(self.obj)
         return self.record.state
 
     def _may_upload(self) -> bool:
@@ -366,8 +366,10 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             length = put_length(start, self.obj.size, link.chunk, link.rate, self.deadline - now)
             session.put_stream(self._sent(chunks, start, link), length)
             link.measured(length, self.svc.clock() - now)
+            if session.complete:
+                return  # ``uploaded`` records it
             self._confirmed(session, link)
-            if not session.complete and session.committed != start + length:
+            if session.committed != start + length:
                 return
 
     def _sent(self, chunks: Iterator[tuple[int, memoryview]], start: int, link: _Link) -> Iterator[memoryview]:
@@ -385,11 +387,17 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             yield view
 
     def _confirmed(self, session: ResumableSession, link: _Link) -> None:
-        """Record what the session confirmed (and a re-pinned generation) every third of a lease."""
+        """Note what the session confirmed and the generation read every third of a lease; a re-pinned
+        generation is written at once. The first pin and the progress ride on the next write when the
+        record was written within the second (Cloud Storage's write rate on it): a crash loses only
+        what the session's status query gives back, and the first pin is the event's generation."""
         now = self.svc.clock()
-        generation = link.source.generation
-        if generation != self.record.read_generation or now - link.last_save >= self.settings.lease_seconds / 3:
+        generation, pinned = link.source.generation, self.record.read_generation
+        if pinned is not None and generation != pinned:
             self.held.renew(committed=session.committed, read_generation=generation)
+            link.last_save = now
+        elif generation != pinned or now - link.last_save >= self.settings.lease_seconds / 3:
+            self.held.checkpoint(committed=session.committed, read_generation=generation)
             link.last_save = now
 
     def _uploaded(self, seconds: float) -> None:
