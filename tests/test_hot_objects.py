@@ -21,9 +21,9 @@ def test_grants_in_slots_past_a_lowered_budget_still_count() -> None:
     assert free_slots({5: 100.0, 6: 100.0}, per_minute=2, now=101.0, wanted=2, rng=random.Random(1)) == []
 
 
-def test_a_queued_record_still_leased_is_a_hand_over_its_dead_holder_left_to_publish() -> None:
+def test_a_queued_record_whose_lease_lapsed_is_a_hand_over_a_delivery_publishes_again() -> None:
     assert states.ingest_step(states.QUEUED, "gone", 0.0, "me", 10.0) is states.IngestStep.PUBLISH
-    assert states.ingest_step(states.QUEUED, "other", 20.0, "me", 10.0) is states.IngestStep.BUSY
+    assert states.ingest_step(states.QUEUED, "other", 20.0, "me", 10.0) is states.IngestStep.NOTHING
     assert states.ingest_step(states.QUEUED, None, 0.0, "me", 10.0) is states.IngestStep.NOTHING
 
 
@@ -32,9 +32,9 @@ def test_a_request_that_holds_a_slot_clears_its_leftover_queue_entry() -> None:
     assert table.request("a", cap=1, now=2.0).granted and table.waiting == []
 
 
-def test_a_waiting_record_still_leased_is_a_line_up_its_dead_holder_left_to_finish() -> None:
+def test_a_waiting_record_whose_lease_lapsed_is_a_line_up_a_delivery_finishes() -> None:
     assert states.ingest_step(states.WAITING, "gone", 0.0, "me", 10.0) is states.IngestStep.PUBLISH
-    assert states.ingest_step(states.WAITING, "other", 20.0, "me", 10.0) is states.IngestStep.BUSY
+    assert states.ingest_step(states.WAITING, "other", 20.0, "me", 10.0) is states.IngestStep.NOTHING
     assert states.ingest_step(states.WAITING, None, 0.0, "me", 10.0) is states.IngestStep.NOTHING
 
 

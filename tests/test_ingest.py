@@ -109,8 +109,8 @@ def test_retry_after_a_failed_publish_republishes_without_reuploading(stack: Sta
     with pytest.raises(TransientError, match="publishing"):
         ingest(stack, resource, CLIP_REQUESTS_TOPIC=missing_topic)
     handing_over = record(stack, resource)  # queued before the publish, its lease lapsed: not handed over
-    assert handing_over.state == states.QUEUED and handing_over.lease_owner and not handing_over.message_id
-    assert live_metadata(stack, "talk.mp4")["opus-status"] == "uploaded"
+    assert handing_over.state == states.QUEUED and handing_over.lease_owner and handing_over.lease_expires == 0
+    assert live_metadata(stack, "talk.mp4")["opus-status"] == "queued"  # as the record says
 
     uploaded_at = record(stack, resource).uploaded_at
 

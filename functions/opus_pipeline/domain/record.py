@@ -43,7 +43,6 @@ class VideoRecord:
     # since: should OpusClip refuse it, it may no longer have it (``domain/credits.refusal``).
     upload_waited: bool = False
     reuploads: int = 0  # times the video was sent again because OpusClip no longer had its upload
-    message_id: str | None = None
     uploaded_at: str | None = None
     checks: int = 0  # the sweeper's looks at the running project
     next_check: float = 0.0  # wall-clock seconds before which the sweeper leaves it alone

@@ -103,16 +103,19 @@ def ingest_step(
 ) -> IngestStep:
     """Decide what to do with a record in ``state`` whose lease is as given. ``admitted``: the sweeper
     asks for the upload of a video that waited for credits (only such a request starts one). A
-    ``queued`` or ``waiting`` record still leased is a hand-over in progress (ingest records it
-    before it publishes the clip request or lines the video up for a slot): its holder's death
-    leaves that to the next delivery; any other was handed over (a video waiting for credits, or
-    lined up by project creation, holds no lease)."""
+    ``queued`` or ``waiting`` record that names its ingest as holder was handed over (ingest
+    records it before it publishes the clip request or lines the video up for a slot, and lets
+    the lease lapse): while the lease lives, a duplicate event has nothing to do (should the holder
+    die before the publish, its own event is redelivered); once it lapsed, a delivery publishes
+    again (a clip request twice is one project). A video waiting for credits, or lined up by
+    project creation, holds no lease."""
     if state == WAITING and admitted:
         return IngestStep.BUSY if lease_held_by_other(lease_owner, lease_expires, me, now) else IngestStep.UPLOAD
+    busy = lease_held_by_other(lease_owner, lease_expires, me, now)
     handing_over = state in (QUEUED, WAITING) and lease_owner
-    if state not in (RECEIVED, UPLOADING, UPLOADED) and not handing_over:
+    if state not in (RECEIVED, UPLOADING, UPLOADED) and not (handing_over and not busy):
         return IngestStep.NOTHING
-    if lease_held_by_other(lease_owner, lease_expires, me, now):
+    if busy:
         return IngestStep.BUSY
     return IngestStep.PUBLISH if state in (UPLOADED, QUEUED, WAITING) else IngestStep.UPLOAD
 

@@ -233,7 +233,6 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             committed=0,
             session_url=None,
             uploaded_at=None,
-            message_id=None,
             reset_at=None,
             upload_waited=False,
             reuploads=self.record.reuploads + 1,

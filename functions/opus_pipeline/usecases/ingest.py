@@ -424,22 +424,22 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         that write is what makes one clip request per upload more than luck. An invocation whose
         lease lapsed and was taken over loses that CAS and publishes nothing, and a later delivery
         finds the record handed over and does nothing (``states.ingest_step``) unless its holder
-        died between the write and the publish. After the publish the hand-over is done: project
-        creation may take the record before the release lands (the release then finds it moved
-        on), which is success, not an error worth a redelivery."""
+        died between the write and the publish. After the publish the hand-over is done and the
+        lease is left to lapse, not released: project creation takes a handed-over record whoever
+        holds it, and a release would be one more write competing with its claim under Cloud
+        Storage's write rate on the record. A duplicate event meanwhile meets the lease (and is
+        redelivered) or a record that moved on."""
         if self.record.state == states.WAITING or not self.svc.admission.free_for(self.obj.key, self.svc.wall()):
             self._line_up()
             return
         self.held.save(state=states.QUEUED)
         self._forget_session()
+        self.status.show(self.obj, states.QUEUED, upload_id=self.record.upload_id, background=True)
         request = self.record.clip_request()
         message_id = self.svc.publisher.publish(self.settings.clip_requests_topic, request, "the clip request")
-        try:
-            self.held.release(message_id=message_id)
-        except InProgressError:
-            self.log.info("the clip request was taken up before its hand-over was recorded; nothing to do")
-        self.status.show(self.obj, states.QUEUED, upload_id=self.record.upload_id)
-        self.log.info(f"queued {self.obj.uri} for clip-project creation", event="clip_request_published")
+        self.log.info(
+            f"queued {self.obj.uri} for clip-project creation", event="clip_request_published", messageId=message_id
+        )
 
     def _line_up(self) -> None:
         """No project slot is free: the video waits in the slot queue without a clip request, to be
