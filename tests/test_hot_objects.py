@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from opus_pipeline.domain import states
 from opus_pipeline.domain.rate_window import free_slots
 from opus_pipeline.domain.slots import SlotTable
@@ -21,21 +23,17 @@ def test_grants_in_slots_past_a_lowered_budget_still_count() -> None:
     assert free_slots({5: 100.0, 6: 100.0}, per_minute=2, now=101.0, wanted=2, rng=random.Random(1)) == []
 
 
-def test_a_queued_record_whose_lease_lapsed_is_a_hand_over_a_delivery_publishes_again() -> None:
-    assert states.ingest_step(states.QUEUED, "gone", 0.0, "me", 10.0) is states.IngestStep.PUBLISH
-    assert states.ingest_step(states.QUEUED, "other", 20.0, "me", 10.0) is states.IngestStep.NOTHING
-    assert states.ingest_step(states.QUEUED, None, 0.0, "me", 10.0) is states.IngestStep.NOTHING
+@pytest.mark.parametrize("state", [states.QUEUED, states.WAITING])
+def test_a_handed_over_record_whose_ingest_lease_lapsed_is_handed_over_again_by_a_delivery(state: str) -> None:
+    """Queued (its clip request published) or waiting (lined up for a slot) by ingest, lease left to lapse."""
+    assert states.ingest_step(state, "gone", 0.0, "me", 10.0) is states.IngestStep.PUBLISH
+    assert states.ingest_step(state, "other", 20.0, "me", 10.0) is states.IngestStep.NOTHING  # its holder is at it
+    assert states.ingest_step(state, None, 0.0, "me", 10.0) is states.IngestStep.NOTHING  # handed over by others
 
 
 def test_a_request_that_holds_a_slot_clears_its_leftover_queue_entry() -> None:
     table = SlotTable(in_flight={"a": 1.0}, waiting=[{"key": "a", "since": 1.0, "notBefore": 0.0}])
     assert table.request("a", cap=1, now=2.0).granted and table.waiting == []
-
-
-def test_a_waiting_record_whose_lease_lapsed_is_a_line_up_a_delivery_finishes() -> None:
-    assert states.ingest_step(states.WAITING, "gone", 0.0, "me", 10.0) is states.IngestStep.PUBLISH
-    assert states.ingest_step(states.WAITING, "other", 20.0, "me", 10.0) is states.IngestStep.NOTHING
-    assert states.ingest_step(states.WAITING, None, 0.0, "me", 10.0) is states.IngestStep.NOTHING
 
 
 def test_a_slot_is_free_for_a_newcomer_only_after_the_due_waiters_ahead() -> None:
