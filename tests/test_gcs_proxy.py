@@ -375,3 +375,47 @@ def test_unreachable_upstream_answers_502() -> None:
         assert answer.status_code == 502
         assert answer.json()["error"]["errors"][0]["reason"] == "backendError"
         assert proxy.stats()["upstream_errors"] == 1
+
+
+@pytest.fixture
+def media_host() -> Iterator[tuple[str, bytes, list[str]]]:
+    """A real HTTP server on loopback standing in for OpusClip's media host: its URL, the clip it
+    serves, and the paths it was asked for."""
+    import http.server
+
+    clip, asked = os.urandom(300 * 1024), []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(clip)))
+            self.end_headers()
+            self.wfile.write(clip)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", clip, asked
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("fault", ["p_drop_mid", "p_drop", "p_503"])
+def test_a_clip_whose_upload_meets_a_storage_fault_is_copied_byte_exact_and_fetched_once(
+    bucket: storage.Bucket, proxy: GcsProxy, media_host: tuple[str, bytes, list[str]], fault: str
+) -> None:
+    from opus_pipeline.opus.clip_download import copy_clip
+
+    url, clip, asked = media_host
+    proxy.configure(faults={fault: 1.0, "max_faults": 1, "kinds": ["write"], "prefix": "clips/"})
+
+    copied = copy_clip(
+        requests.Session(), f"{url}/clip.mp4", ("127.0.0.1:" + url.rsplit(":", 1)[1],), bucket.blob("clips/a.mp4")
+    )
+
+    assert bucket.blob("clips/a.mp4").download_as_bytes() == clip and copied.size == len(clip)
+    assert asked == ["/clip.mp4"]

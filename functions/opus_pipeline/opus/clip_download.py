@@ -4,6 +4,11 @@ The body is read in pieces and written through the storage library's own ``BlobW
 (``blob.open("wb")``, a resumable upload of ``COPY_CHUNK`` bytes at a time), so memory stays at
 one chunk whatever the clip's size. The MD5 of what was read is compared with the one Cloud
 Storage computed for what it stored: a copy is byte-exact or it is not counted.
+
+Cloud Storage failing once every byte was read (the upload's last request answered 503 or cut
+after it landed, retries given up) is not a reason to fetch the clip from OpusClip again: the
+object is looked at, and if it holds what was read, the copy is done. Any storage failure is a
+``TransientError``, never an exception that would undo the conclusion's recorded copies.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import hashlib
 from dataclasses import dataclass
 
 import requests
+from google.api_core import exceptions as gexc
 from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from opus_pipeline import http_policy
 from opus_pipeline.domain.url_policy import check_url
@@ -22,6 +29,8 @@ from opus_pipeline.errors import PermanentError, TransientError
 COPY_CHUNK = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 READ_PIECE = 1024 * 1024
 PEER = "OpusClip's media host"
+# What the storage library raises when Cloud Storage fails a write it could not retry to the end.
+STORAGE_FAILURES = (gexc.GoogleAPIError, InvalidResponse, DataCorruption, ConnectionError)
 
 
 @dataclass(frozen=True)
@@ -52,17 +61,27 @@ def copy_clip(
                 raise TransientError(f"{PEER} answered HTTP {response.status_code} for a clip file")
             raise PermanentError(f"{PEER} refused a clip file with HTTP {response.status_code}", reason="clip-refused")
         digest = hashlib.md5()
-        size = 0
+        size, read_all = 0, False
         try:
             with blob.open("wb", chunk_size=COPY_CHUNK, content_type=content_type) as out:
                 for piece in response.iter_content(READ_PIECE):
                     digest.update(piece)
                     out.write(piece)
                     size += len(piece)
-        except requests.RequestException as exc:
-            raise TransientError(http_policy.describe_transport_error(exc, PEER)) from None
-    blob.reload()
+                read_all = True
+        except (requests.RequestException, *STORAGE_FAILURES) as exc:
+            if not read_all:  # from the media host or from Cloud Storage: either way, fetch it again
+                raise TransientError(f"copying a clip into {_uri(blob)} failed ({type(exc).__name__})") from None
+            # every byte was read: the object may hold them although its last answer was lost
     md5 = base64.b64encode(digest.digest()).decode()
+    try:
+        blob.reload()
+    except STORAGE_FAILURES as exc:
+        raise TransientError(f"Cloud Storage could not show the copy {_uri(blob)} ({type(exc).__name__})") from None
     if blob.md5_hash != md5 or int(blob.size or -1) != size:
-        raise TransientError(f"the copy of a clip in gs://{blob.bucket.name}/{blob.name} does not match what was read")
-    return Copied(f"gs://{blob.bucket.name}/{blob.name}", size, md5)
+        raise TransientError(f"the copy of a clip in {_uri(blob)} does not match what was read")
+    return Copied(_uri(blob), size, md5)
+
+
+def _uri(blob: storage.Blob) -> str:
+    return f"gs://{blob.bucket.name}/{blob.name}"
