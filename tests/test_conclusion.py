@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 
+from opus_local.gcs_proxy import GcsProxy
 from opus_pipeline import runtime
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
@@ -396,3 +397,18 @@ class _WatchingServices(runtime.Services):
     @property
     def ledger(self) -> Ledger:
         return _RememberingLedger(self.storage, self.settings.state_bucket, self.written)
+
+
+@pytest.mark.parametrize("name", ["talk.mp4/clips.json", "talk.mp4/index.html"])
+def test_a_manifest_or_page_write_meeting_a_storage_fault_is_retried_without_fetching_a_clip_twice(
+    stack: Stack, standin, gcs: str, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    resource, _ = concluded_project(stack, standin)
+    with GcsProxy(gcs) as proxy:
+        proxy.configure(faults={"p_503": 1.0, "max_faults": 1, "kinds": ["write"], "prefix": name})
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)  # the functions' client, built next
+        assert sweep_later(stack).concluded == 1
+        assert proxy.stats()["injected_503"] == 1
+
+    assert record(stack, resource).state == states.CLIPS_READY
+    assert {clip["downloads"] for clip in standin.stats()["clipFiles"].values()} == {1}
