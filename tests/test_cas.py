@@ -74,3 +74,24 @@ def test_creating_an_object_that_exists_is_a_conflict(bucket: storage.Bucket) ->
 
     with pytest.raises(ConflictError):
         shared.write(b"second", 0)
+
+
+@pytest.mark.parametrize("fault", ["p_drop_mid", "p_drop", "p_503", "p_429"])
+def test_a_write_whose_answer_is_lost_or_refused_once_ends_as_ours(
+    gcs: str, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """Cut after it landed (the library's checksum of the answer fails), dropped, or refused: the
+    write is known to be ours and its generation returned, never an unexpected error."""
+    from opus_local.gcs_proxy import GcsProxy
+
+    with GcsProxy(gcs, write_rate=None) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        client = storage.Client(project="test")
+        bucket = client.create_bucket(f"cas-{uuid.uuid4().hex[:8]}")
+        proxy.configure(faults={fault: 1.0, "max_faults": 1, "kinds": ["write"]})
+        obj = CasObject(bucket, "record.json")
+
+        generation = obj.write(b'{"state": "queued"}', 0)
+
+        assert obj.read().raw == b'{"state": "queued"}' and obj.read().generation == generation
+        assert sum(proxy.stats()[k] for k in ("dropped", "dropped_mid", "injected_503", "injected_429")) == 1

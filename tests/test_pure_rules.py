@@ -179,6 +179,7 @@ def test_ingest_step(state: str, owner: str | None, expires: float, step: states
         (states.FAILED, True, False, states.RetryAction.REPUBLISH),
         (states.FAILED, False, False, states.RetryAction.REINGEST),
         (states.QUEUED, True, False, states.RetryAction.REPUBLISH),
+        (states.QUEUED, True, True, states.RetryAction.REPUBLISH),  # ingest's hand-over lease, left to lapse
         (states.UPLOADED, True, False, states.RetryAction.REPUBLISH),
         (states.UPLOADING, False, False, states.RetryAction.REINGEST),
         (states.UPLOADING, False, True, states.RetryAction.NONE),

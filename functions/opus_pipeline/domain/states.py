@@ -191,8 +191,10 @@ def retry_action(state: str, upload_complete: bool, lease_live: bool) -> RetryAc
     in ``creating`` once its holder's lease lapsed; an upload abandoned in ``uploading``; a
     ``waiting`` video whose admission was lost), can be re-driven. Asking for a project twice is
     safe: creation claims the record first. A video waiting for credits with nothing uploaded yet
-    is the sweeper's to admit: nothing to retry."""
-    if lease_live or state in (PROJECT_CREATED, CONCLUDING, CLIPS_READY, SUPERSEDED):
+    is the sweeper's to admit: nothing to retry. The lease of a ``queued`` or ``waiting`` record is
+    its ingest's hand-over, left to lapse: asking again while it lives is as safe as later."""
+    working = lease_live and state not in (QUEUED, WAITING)
+    if working or state in (PROJECT_CREATED, CONCLUDING, CLIPS_READY, SUPERSEDED):
         return RetryAction.NONE
     if state == WAITING and not upload_complete:
         return RetryAction.NONE

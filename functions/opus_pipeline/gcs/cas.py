@@ -23,14 +23,25 @@ from typing import Generic, TypeVar
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from opus_pipeline.errors import ConflictError, ContendedError, TransientError
 
 # How often one change reads and writes again after losing the race to another instance.
 CAS_ATTEMPTS = 20
-# What Cloud Storage answers when it is busy or throttles: worth a redelivery, never a failure.
-STORAGE_TRANSIENT = (gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.RetryError)
+# An answer cut or garbled on the way (the library's checksum of it fails): the call may have
+# landed, and its retry is not the library's to make.
+ANSWER_LOST = (DataCorruption, InvalidResponse)
+# What Cloud Storage answers when it is busy or throttles, or an answer lost: worth a redelivery,
+# never a failure.
+STORAGE_TRANSIENT = (
+    gexc.TooManyRequests,
+    gexc.ServiceUnavailable,
+    gexc.InternalServerError,
+    gexc.RetryError,
+    *ANSWER_LOST,
+)
 
 # Every write here is conditional, so retrying it is safe; the library's own backoff (1 s, doubling)
 # waits far past the moment Cloud Storage's per-object write limit (about one a second) lets the
@@ -117,6 +128,12 @@ class CasObject:
                 return int(blob.generation)
             self.conflicts += 1
             raise ConflictError(self.name) from None
+        except ANSWER_LOST as exc:
+            # The write may have landed with its answer lost: then it is ours, and the caller's
+            # next compare-and-swap must start from it, not fail on it.
+            if self._holds(blob, raw):
+                return int(blob.generation)
+            raise storage_trouble(exc, f"write {self.name}") from None
         except STORAGE_TRANSIENT as exc:
             raise storage_trouble(exc, f"write {self.name}") from None
         return int(blob.generation)
@@ -160,3 +177,5 @@ class CasObject:
             return blob.download_as_bytes() == raw
         except gexc.NotFound:
             return False
+        except STORAGE_TRANSIENT as exc:
+            raise storage_trouble(exc, f"read {blob.name} back") from None

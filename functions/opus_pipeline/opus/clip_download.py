@@ -29,8 +29,9 @@ from opus_pipeline.errors import PermanentError, TransientError
 COPY_CHUNK = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 READ_PIECE = 1024 * 1024
 PEER = "OpusClip's media host"
-# What the storage library raises when Cloud Storage fails a write it could not retry to the end.
-STORAGE_FAILURES = (gexc.GoogleAPIError, InvalidResponse, DataCorruption, ConnectionError)
+# What the storage library raises when Cloud Storage fails a write it could not retry to the end
+# (``gcs/cas.py``'s list is the same family; this module may not import that adapter).
+STORAGE_FAILURES = (gexc.GoogleAPIError, DataCorruption, InvalidResponse, ConnectionError)
 
 
 @dataclass(frozen=True)
