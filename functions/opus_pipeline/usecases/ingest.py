@@ -366,10 +366,8 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             length = put_length(start, self.obj.size, link.chunk, link.rate, self.deadline - now)
             session.put_stream(self._sent(chunks, start, link), length)
             link.measured(length, self.svc.clock() - now)
-            if session.complete:
-                return  # ``uploaded`` records it
             self._confirmed(session, link)
-            if session.committed != start + length:
+            if not session.complete and session.committed != start + length:
                 return
 
     def _sent(self, chunks: Iterator[tuple[int, memoryview]], start: int, link: _Link) -> Iterator[memoryview]:
