@@ -66,7 +66,10 @@ CHUNK = 2 * GRANULARITY  # two granules, so that a session keeping fewer bytes c
 # the first request is sent in two, so a request can end short of the video (and keep fewer bytes).
 MAX_CHUNKS = 6
 SOURCE_BUCKET = "soak-videos"  # not the stack's "videos": no relay delivers its events, this harness does
-LEASE_SECONDS = 3  # a killed invocation blocks the redelivery this long
+# A killed invocation blocks the redelivery this long. Not shorter: a renewal is a write of the
+# record, which Cloud Storage's write rate (and the storage faults) can hold back a second or more,
+# and a 3 s lease renewed after its first second then lapsed under a live upload (a second stream).
+LEASE_SECONDS = 6
 PROJECT_SECONDS = 0.3
 SCHEDULE_SECONDS = 120.0  # every wait of a schedule ends by then
 TICK_SECONDS = 0.1  # ticks overlap the sweeps they start, the webhook's conclusion and each other
