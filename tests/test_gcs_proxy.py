@@ -419,3 +419,25 @@ def test_a_clip_whose_upload_meets_a_storage_fault_is_copied_byte_exact_and_fetc
 
     assert bucket.blob("clips/a.mp4").download_as_bytes() == clip and copied.size == len(clip)
     assert asked == ["/clip.mp4"]
+
+
+def test_a_source_range_that_storage_fails_twice_is_read_again_not_failed(
+    bucket: storage.Bucket, proxy: GcsProxy
+) -> None:
+    """A range failed under a running upload request would interrupt it, and the request be sent again."""
+    from opus_pipeline.domain.events import storage_object
+    from opus_pipeline.gcs.source import SourceObject
+
+    data = os.urandom(MIB)
+    blob = bucket.blob("video.mp4")
+    blob.upload_from_string(data)
+    blob.reload()
+    resource = {"bucket": bucket.name, "name": blob.name, "generation": str(blob.generation), "size": str(blob.size)}
+    source = SourceObject(bucket.client, storage_object(resource), int(blob.generation))
+    source.read_range(0, 15)  # the media link is looked up before the faults begin
+    proxy.configure(faults={"p_503": 1.0, "max_faults": 2, "kinds": ["read"]})
+
+    view = memoryview(bytearray(4096))
+    source.read_into(4096, view)
+
+    assert bytes(view) == data[4096:8192] and proxy.stats()["injected_503"] == 2

@@ -7,7 +7,9 @@ memory does not grow with the video's size nor with its interruptions.
 from __future__ import annotations
 
 import queue
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -17,6 +19,8 @@ from google.cloud import storage
 from opus_pipeline import http_policy
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.errors import SupersededError, TransientError
+
+READ_ATTEMPTS = 4  # per range, before the failure is the upload's (about 4 s of waiting at most)
 
 
 def same_bytes(expected: StorageObject, live: storage.Blob) -> bool:
@@ -78,7 +82,18 @@ class SourceObject:
         self._media_url = None
 
     def read_into(self, offset: int, view: memoryview) -> None:
-        """Fill ``view`` with the bytes at ``offset``."""
+        """Fill ``view`` with the bytes at ``offset``. A range Cloud Storage fails (503, 429, a cut
+        or short answer) is read again here, a moment later: failing it would interrupt the upload
+        request it feeds, and that request would be sent again."""
+        for failures in range(1, READ_ATTEMPTS + 1):
+            try:
+                return self._read_pinned(offset, view)
+            except TransientError:
+                if failures == READ_ATTEMPTS:
+                    raise
+                time.sleep(http_policy.backoff_seconds(failures, None, random.uniform(0.5, 1), cap=2.0))
+
+    def _read_pinned(self, offset: int, view: memoryview) -> None:
         for _ in range(3):
             end = offset + len(view) - 1
             headers = {"Range": f"bytes={offset}-{end}", "Accept-Encoding": "gzip"}
