@@ -68,7 +68,7 @@ MAX_CHUNKS = 6
 SOURCE_BUCKET = "soak-videos"  # not the stack's "videos": no relay delivers its events, this harness does
 # A killed invocation blocks the redelivery this long. Not shorter: a renewal is a write of the
 # record, which Cloud Storage's write rate (and the storage faults) can hold back a second or more,
-# and a 3 s lease renewed after its first second then lapsed under a live upload (a second stream).
+# and issue 17 saw a 3 s lease lapse under a live holder that way.
 LEASE_SECONDS = 6
 PROJECT_SECONDS = 0.3
 SCHEDULE_SECONDS = 120.0  # every wait of a schedule ends by then
