@@ -14,7 +14,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from opus_pipeline import logs, runtime
-from opus_pipeline.domain.events import pubsub_payload, storage_object
+from opus_pipeline.domain.events import pubsub_attributes, pubsub_payload, storage_object
 from opus_pipeline.errors import ConfigError, PermanentError, TransientError
 
 
@@ -130,7 +130,7 @@ def sweep_projects(cloud_event: CloudEvent) -> None:
     from opus_pipeline.usecases.admit import admit_next
     from opus_pipeline.usecases.sweep import sweep
 
-    if SweepTick.scope_of(cloud_event.data) == SWEEP_ADMIT:
+    if SweepTick.scope_of(pubsub_attributes(cloud_event.data)) == SWEEP_ADMIT:
         admit_next(services())
     else:
         sweep(services())

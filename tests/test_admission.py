@@ -28,6 +28,14 @@ from support import create, ingest, live_metadata, record, services, uploaded, v
 # -- the slot table (pure) --------------------------------------------------------------------
 
 
+def requested(*keys: str, cap: int) -> SlotTable:
+    """A table that ``keys`` asked for a slot, in that order, at t=1."""
+    table = SlotTable()
+    for key in keys:
+        table.request(key, cap=cap, now=1.0)
+    return table
+
+
 def test_slots_are_granted_up_to_the_cap_then_videos_queue_in_order() -> None:
     table = SlotTable()
     grants = [table.request(key, cap=2, now=1.0) for key in ("a", "b", "c", "d")]
@@ -36,17 +44,13 @@ def test_slots_are_granted_up_to_the_cap_then_videos_queue_in_order() -> None:
 
 
 def test_asking_again_keeps_the_slot_or_the_place() -> None:
-    table = SlotTable()
-    for key in ("a", "b"):
-        table.request(key, cap=1, now=1.0)
+    table = requested("a", "b", cap=1)
     assert table.request("a", cap=1, now=2.0).granted
     assert table.request("b", cap=1, now=2.0).position == 1
 
 
 def test_a_freed_slot_goes_to_the_oldest_waiting_video_not_a_newcomer() -> None:
-    table = SlotTable()
-    for key in ("a", "b", "c"):
-        table.request(key, cap=1, now=1.0)
+    table = requested("a", "b", "c", cap=1)
     table.release("a")
     assert table.admit_due(cap=1, now=2.0) == ["b"]
     assert not table.request("newcomer", cap=1, now=2.0).granted
@@ -54,9 +58,7 @@ def test_a_freed_slot_goes_to_the_oldest_waiting_video_not_a_newcomer() -> None:
 
 
 def test_several_free_slots_admit_as_many_waiting_videos() -> None:
-    table = SlotTable()
-    for key in ("a", "b", "c", "d", "e"):
-        table.request(key, cap=2, now=1.0)
+    table = requested("a", "b", "c", "d", "e", cap=2)
     table.release("a")
     table.release("b")
     assert table.admit_due(cap=2, now=2.0) == ["c", "d"]
@@ -64,9 +66,7 @@ def test_several_free_slots_admit_as_many_waiting_videos() -> None:
 
 
 def test_a_video_refused_for_the_cap_waits_at_the_head_until_its_time() -> None:
-    table = SlotTable()
-    table.request("a", cap=2, now=1.0)
-    table.request("b", cap=2, now=1.0)
+    table = requested("a", "b", cap=2)
     table.requeue("b", now=1.0, not_before=61.0)
     assert table.admit_due(cap=2, now=30.0) == []
     assert table.request("c", cap=2, now=30.0).granted  # b is not due: the slot is not kept idle
@@ -75,19 +75,27 @@ def test_a_video_refused_for_the_cap_waits_at_the_head_until_its_time() -> None:
 
 
 def test_an_admitted_video_is_not_admitted_again_until_its_request_had_time_to_arrive() -> None:
-    table = SlotTable()
-    for key in ("a", "b", "c"):
-        table.request(key, cap=1, now=1.0)
+    table = requested("a", "b", "c", cap=1)
     table.release("a")
     assert table.admit_due(cap=1, now=2.0) == ["b"]
     assert table.admit_due(cap=1, now=3.0) == []
     assert table.admit_due(cap=1, now=2.0 + ADMIT_GRACE_SECONDS) == ["b"]
 
 
+def test_an_admitted_video_that_finds_its_slot_taken_is_admitted_again_at_the_next_free_slot() -> None:
+    table = requested("a", "b", "c", cap=2)
+    table.release("a")
+    assert table.admit_due(cap=2, now=2.0) == ["c"]
+    table.in_flight["x"] = 2.0  # the freed slot went elsewhere before c's request came
+
+    assert table.request("c", cap=2, now=3.0).granted is False
+    table.release("x")
+
+    assert table.admit_due(cap=2, now=3.0) == ["c"]  # not after ADMIT_GRACE_SECONDS
+
+
 def test_the_table_round_trips_through_json() -> None:
-    table = SlotTable()
-    for key in ("a", "b"):
-        table.request(key, cap=1, now=1.0)
+    table = requested("a", "b", cap=1)
     assert SlotTable.from_json(table.to_json()) == table
 
 
@@ -299,9 +307,7 @@ def test_thirty_videos_at_once_all_come_back_under_the_caps_without_a_refusal(tm
 
 
 def test_stale_entries_are_forgotten_only_as_they_were_read() -> None:
-    table = SlotTable()
-    table.request("a", cap=1, now=1.0)
-    table.request("b", cap=1, now=1.0)
+    table = requested("a", "b", cap=1)
     read_slots, read_waiting = dict(table.in_flight), {"b": 1.0}
     table.release("a")
     table.request("b", cap=1, now=5.0)  # admitted since the read: its slot is new, not stale

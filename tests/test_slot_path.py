@@ -10,7 +10,6 @@ from test_webhook_budget import HOOK, query_for, running
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject, storage_object
 from opus_pipeline.domain.record import Stored, VideoRecord
-from opus_pipeline.domain.slots import SlotTable
 from opus_pipeline.gcs.admission import Admission
 from opus_pipeline.gcs.claims import CHECKPOINT_SECONDS, HeldRecord, Lease
 from opus_pipeline.gcs.ledger import Ledger, record_path
@@ -29,20 +28,6 @@ def first_write(ledger: Ledger, obj: StorageObject) -> Stored:
 @pytest.fixture(autouse=True)
 def quick_projects(standin) -> None:
     standin.configure(projectSeconds=0.3, clipsPerProject=2)
-
-
-def test_an_admitted_video_that_finds_its_slot_taken_is_admitted_again_at_the_next_free_slot() -> None:
-    table = SlotTable()
-    for key in ("a", "b", "c"):
-        table.request(key, cap=2, now=1.0)
-    table.release("a")
-    assert table.admit_due(cap=2, now=2.0) == ["c"]
-    table.in_flight["x"] = 2.0  # the freed slot went elsewhere before c's request came
-
-    assert table.request("c", cap=2, now=3.0).granted is False
-    table.release("x")
-
-    assert table.admit_due(cap=2, now=3.0) == ["c"]  # not after ADMIT_GRACE_SECONDS
 
 
 def test_progress_noted_within_a_second_of_the_last_write_rides_on_the_next_write(stack: Stack) -> None:

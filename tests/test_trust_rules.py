@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from opus_pipeline.domain.events import name_problem, parse_generation, storage_object
+from opus_pipeline.domain.events import name_problem, parse_generation, pubsub_attributes, storage_object
 from opus_pipeline.domain.messages import SWEEP_ADMIT, SWEEP_ALL, ClipRequest, SweepTick
 from opus_pipeline.domain.record import object_from_key
 from opus_pipeline.domain.webhook import LOOK_INTERVAL_SECONDS, look_due, video_token
@@ -77,7 +77,8 @@ def test_a_webhook_look_is_due_once_a_minute() -> None:
 
 def test_a_tick_asks_only_to_admit_when_its_attribute_says_so() -> None:
     tick = SweepTick("a project slot was freed", scope=SWEEP_ADMIT)
-    assert SweepTick.scope_of({"message": {"data": "", "attributes": tick.attributes()}}) == SWEEP_ADMIT
+    event_data = {"message": {"data": "", "attributes": tick.attributes()}}
+    assert SweepTick.scope_of(pubsub_attributes(event_data)) == SWEEP_ADMIT
 
 
 @pytest.mark.parametrize(
@@ -86,4 +87,4 @@ def test_a_tick_asks_only_to_admit_when_its_attribute_says_so() -> None:
     ids=["none", "empty", "no-attributes", "other-scope", "not-a-message"],
 )
 def test_any_other_tick_sweeps_all(data: object) -> None:
-    assert SweepTick.scope_of(data) == SWEEP_ALL
+    assert SweepTick.scope_of(pubsub_attributes(data)) == SWEEP_ALL

@@ -162,14 +162,25 @@ def skip_reason(obj: StorageObject, source_prefix: str, state_bucket: str = "") 
     return None
 
 
-def pubsub_payload(data: Mapping[str, Any] | None) -> bytes:
-    """The message bytes of a ``google.cloud.pubsub.topic.v1.messagePublished`` event.
+def _pubsub_message(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The ``message`` of a ``google.cloud.pubsub.topic.v1.messagePublished`` event, or ``{}``.
 
     Eventarc and a push subscription (through functions-framework) both deliver
     ``{"message": {"data": base64, "attributes", "messageId"}, "subscription"}``.
     """
     message = data.get("message") if isinstance(data, Mapping) else None
-    encoded = message.get("data") if isinstance(message, Mapping) else None
+    return message if isinstance(message, Mapping) else {}
+
+
+def pubsub_attributes(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The message attributes of a Pub/Sub event (``{}`` when it has none or is malformed)."""
+    attributes = _pubsub_message(data).get("attributes")
+    return attributes if isinstance(attributes, Mapping) else {}
+
+
+def pubsub_payload(data: Mapping[str, Any] | None) -> bytes:
+    """The message bytes of a Pub/Sub event (``_pubsub_message``)."""
+    encoded = _pubsub_message(data).get("data")
     if not isinstance(encoded, str):
         raise PoisonMessageError("the event carries no Pub/Sub message data")
     try:

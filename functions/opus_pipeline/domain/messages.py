@@ -187,9 +187,7 @@ class SweepTick:
         return {"why": self.why, "scope": self.scope}
 
     @staticmethod
-    def scope_of(event_data: Mapping[str, Any] | None) -> str:
-        """The scope a delivered tick asks for: ``admit`` when it says so, else ``all``."""
-        message = event_data.get("message") if isinstance(event_data, Mapping) else None
-        attributes = message.get("attributes") if isinstance(message, Mapping) else None
-        scope = attributes.get("scope") if isinstance(attributes, Mapping) else None
-        return SWEEP_ADMIT if scope == SWEEP_ADMIT else SWEEP_ALL
+    def scope_of(attributes: Mapping[str, Any]) -> str:
+        """The scope a delivered tick's attributes (``events.pubsub_attributes``) ask for:
+        ``admit`` when they say so, else ``all``."""
+        return SWEEP_ADMIT if attributes.get("scope") == SWEEP_ADMIT else SWEEP_ALL
