@@ -61,7 +61,7 @@ ENTRY_POINT_IMPORTS = {
     "create_clip_project": (
         "import main, opus_pipeline.domain.messages, opus_pipeline.usecases.create_project; "
         "import opus_pipeline.domain.project_request as c; "
-        "c.check_command({'videoUrl': 'u'})",
+        "c.check_command({'videoUrl': 'u', 'curationPref': {'clipDurations': [[0, 90]]}})",
         "import functions_framework, google.cloud.storage, requests, jsonschema",
     ),
 }
@@ -74,7 +74,9 @@ def import_seconds(statement: str) -> float:
     # Bytecode caches on, for our modules as for the installed libraries (a deployed instance has them).
     env = {k: v for k, v in os.environ.items() if k not in ("K_SERVICE", "PYTHONDONTWRITEBYTECODE")}
     env["PYTHONPATH"] = str(FUNCTIONS)
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=FUNCTIONS, check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=FUNCTIONS, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"the measured statement failed:\n{statement}\n{out.stderr.strip()}")
     return float(out.stdout.split()[-1])
 
 
