@@ -43,6 +43,7 @@ import requests
 from . import emulators
 from .function_env import function_env
 from .standin_control import StandInControl
+from .videos import SALT_BYTES, video_pieces
 
 MIB = 1024 * 1024
 API_KEY = "sk-bench-0123456789"
@@ -214,8 +215,9 @@ def child(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[dic
 
 
 def place_video(data: Path, bucket: str, name: str, size_mib: int) -> tuple[Path, dict]:
-    """A random object of ``size_mib`` MiB written straight into fake-gcs-server's filesystem backend
-    (``data``), and its event's object resource.
+    """A real MP4 of ``size_mib`` MiB (``videos.video_pieces``: ingest reads a video's duration before
+    it sends a byte) written straight into fake-gcs-server's filesystem backend (``data``), and its
+    event's object resource.
 
     Stored through fake-gcs-server's API, an object is held whole in its memory (by the upload
     handler, and again by the backend's CreateObject, even with ``-backend filesystem``; the ``-data``
@@ -225,8 +227,7 @@ def place_video(data: Path, bucket: str, name: str, size_mib: int) -> tuple[Path
     path = data / bucket / name
     digest = hashlib.md5()
     with open(path, "wb") as out:
-        for _ in range(size_mib):
-            piece = os.urandom(MIB)
+        for piece in video_pieces(size_mib * MIB, salt=os.urandom(SALT_BYTES), piece=MIB):
             digest.update(piece)
             out.write(piece)
     md5 = base64.b64encode(digest.digest()).decode()
@@ -277,7 +278,11 @@ def ingest_once(env: dict[str, str], resource: dict) -> tuple[float, dict]:
     seconds its ``video_uploaded`` log says, and the child's measurement."""
     clear_ledger(env["STATE_BUCKET"])
     result, logged = child(INGEST_CHILD, json.dumps(resource), env=env)
-    return next(line for line in logged if line.get("event") == "video_uploaded")["seconds"], result
+    uploaded = [line for line in logged if line.get("event") == "video_uploaded"]
+    if not uploaded:
+        said = "\n".join(str(line.get("message")) for line in logged[-5:])
+        raise RuntimeError(f"the ingest child uploaded nothing ({result.get('result')}); it logged last:\n{said}")
+    return uploaded[0]["seconds"], result
 
 
 def measure_link(
