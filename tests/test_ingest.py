@@ -175,6 +175,23 @@ def test_expired_session_gets_a_new_link_and_session(stack: Stack, standin) -> N
     assert json.loads(stack.pull()[0].message.data)["uploadId"] == upload_id
 
 
+def test_a_new_session_after_an_expired_one_backs_off_from_the_start(stack: Stack, standin) -> None:
+    """Three 503s on the old session waited 1, 2 and 4 s at most; the new session's first 503 waits
+    at most 1 s again, not 8 (seen in the soak: 25 s waits after an expiry)."""
+    data = video((FIRST_PUT_CHUNKS + 2) * CHUNK)
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 3, "skip": 1})
+    standin.inject({"endpoint": "chunk", "kind": "expire"})
+    standin.inject({"endpoint": "chunk", "kind": "status", "status": 503, "times": 1})
+    resource = stack.put("talk.mp4", data)
+    svc = services(stack)
+    waits: list[float] = []
+    svc.sleep = waits.append
+
+    assert handle_finalized(storage_object(resource), svc) == states.QUEUED
+    assert standin.calls("upload-links") == 2
+    assert len(waits) == 4 and waits[2] > 1.0 and waits[3] <= 1.0, waits
+
+
 def test_slow_answers_still_complete(stack: Stack, standin) -> None:
     data = video(2 * CHUNK)
     standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 0.5, "times": 2})

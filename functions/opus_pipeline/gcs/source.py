@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
+import urllib3
 from google.cloud import storage
 
 from opus_pipeline import http_policy
@@ -112,7 +113,10 @@ class SourceObject:
                         if not count:
                             break
                         filled += count
-            except requests.RequestException as exc:
+            # urllib3's own errors too: ``r.raw.readinto`` raises them (an answer cut part way is its
+            # ``ProtocolError``), and one escaping into the upload request's body would fail that
+            # request as if its own connection had broken.
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                 raise TransientError(f"reading {self._describe()} failed ({type(exc).__name__})") from None
             if filled != len(view):
                 raise TransientError(f"short read of {self._describe()} at byte {offset}")

@@ -270,6 +270,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
                         raise TransientError("the OpusClip upload session keeps expiring") from None
                     self.log.warning("the upload session expired; starting a new one")
                     session = self._open_session()
+                    failures = 0  # a new session owes nothing to the old one's failures: its backoff starts over
                 except (DeadlineReachedError, InProgressError):
                     raise
                 except TransientError as exc:
