@@ -5,7 +5,7 @@ SCHEMAS ?= .provider-schemas
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install test lint infra-check provider-schemas deploy demo up down bench bench-burst bench-imports soak clean
+.PHONY: system-packages system-packages-demo install test test-unit lint infra-check provider-schemas deploy demo up down bench bench-burst bench-imports soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ $(SCHEMAS)/.extracted: Makefile tests/provider_schema.py | $(BIN)/.installed
 
 install: $(BIN)/.installed
 
+# The Debian packages (emulator, ffmpeg, chromium): installed as root, otherwise the one command to run.
+system-packages:
+	scripts/system-packages.sh test
+
+system-packages-demo:
+	scripts/system-packages.sh demo
+
 provider-schemas: $(SCHEMAS)/.extracted
 
 lint: install
@@ -47,14 +54,14 @@ lint: install
 infra-check: $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov -d infra --framework terraform --compact --quiet --skip-download
 
-test: lint infra-check provider-schemas
+test: system-packages lint infra-check provider-schemas
 	PROVIDER_SCHEMAS=$(SCHEMAS) $(BIN)/pytest
 
 # First deployment and every later one by hand: see the README's "Deploying to Google Cloud".
 deploy:
 	infra/deploy.sh
 
-demo: install
+demo: system-packages-demo install
 	$(BIN)/python -m opus_local.demo $(if $(VIDEO),--video "$(VIDEO)")
 
 # The local stack in the background: `eval "$$(make -s up)"` points opus-pipeline at it; `make down` stops it.
