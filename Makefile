@@ -20,7 +20,7 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/pip install --quiet "checkov>=3.2,<4"
 	touch $@
 
-# The providers' schemas for tests/test_provider_schema.py, from their prebuilt CDK Terrain bindings:
+# The providers' schemas for tests/integration/test_provider_schema.py, from their prebuilt CDK Terrain bindings:
 # each package version below binds exactly the provider version infra/versions.tf pins
 # (cdktn-provider-google 20.3.1 = google and google-beta 7.46.1, time 14.0.2 = time 0.14.2,
 # archive 14.0.1 = archive 2.8.1; each package's README names its provider version). The wheels
@@ -54,8 +54,13 @@ lint: install
 infra-check: $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov -d infra --framework terraform --compact --quiet --skip-download
 
+# Every tier: tests/unit (pure), tests/integration (emulators, stand-in), tests/e2e (the whole loop).
 test: system-packages lint infra-check provider-schemas
 	PROVIDER_SCHEMAS=$(SCHEMAS) $(BIN)/pytest
+
+# The pure tier alone: no emulator, no network, no process (tests/unit/conftest.py refuses them).
+test-unit: install
+	$(BIN)/pytest tests/unit -q
 
 # First deployment and every later one by hand: see the README's "Deploying to Google Cloud".
 deploy:
@@ -82,7 +87,7 @@ bench-imports: install
 	$(BIN)/python -m opus_local.bench --imports-only
 
 # The fault soak (README "Fault soak"): SCHEDULES seeded schedules from FIRST_SEED, then the table.
-# About 20 of them run in `make test` (tests/test_soak.py).
+# About 20 of them run in `make test` (tests/e2e/test_soak.py).
 SCHEDULES ?= 200
 FIRST_SEED ?= 1
 soak: install

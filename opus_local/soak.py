@@ -798,7 +798,7 @@ def main() -> None:
     print(table(outcomes, time.monotonic() - started))
     failed = [o.seed for o in outcomes if not o.ok]
     if failed:
-        print(f"\nfailed seeds (add them to REGRESSION_SEEDS in tests/test_soak.py): {failed}")
+        print(f"\nfailed seeds (add them to REGRESSION_SEEDS in tests/e2e/test_soak.py): {failed}")
         sys.exit(1)
 
 

@@ -5,7 +5,7 @@ never runs there. The CDK Terrain packages (cdktn-provider-google and friends) a
 each provider's own schema: their jsii assembly has, for every resource and data source, a
 `...Config` struct whose properties are the arguments (optional or not) and whose struct-typed
 properties are the nested blocks. `make provider-schemas` downloads the pinned wheels and runs
-this module to reduce each assembly to a small JSON file that tests/test_provider_schema.py reads.
+this module to reduce each assembly to a small JSON file that tests/integration/test_provider_schema.py reads.
 
 Usage: python tests/provider_schema.py OUT_DIR WHEEL...
 """

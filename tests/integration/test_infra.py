@@ -16,7 +16,7 @@ import yaml
 
 from opus_pipeline import config
 
-INFRA = Path(__file__).resolve().parent.parent / "infra"
+INFRA = Path(__file__).resolve().parents[2] / "infra"
 
 
 def _clean(node: Any) -> Any:

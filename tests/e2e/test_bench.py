@@ -10,7 +10,7 @@ import pytest
 
 from opus_local.bench import ENTRY_POINT_IMPORTS, LATER_IMPORT, import_seconds
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("entry_point", sorted(ENTRY_POINT_IMPORTS))

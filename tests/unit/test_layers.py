@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
 # Pure logic imports nothing that does I/O: no cloud client, no HTTP library, no clock of its own.
 DOMAIN_MAY_NOT_IMPORT = ("google", "requests", "urllib3", "flask", "functions_framework", "socket", "subprocess")

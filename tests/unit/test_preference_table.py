@@ -20,7 +20,7 @@ from opus_pipeline.domain.preferences import (
 )
 from opus_pipeline.domain.project_request import build_command, check_command
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 REQUIRED = {
     "OPUS_API_KEY": "sk-abcdef",
     "STATE_BUCKET": "state",

@@ -10,7 +10,7 @@ import ast
 import re
 from pathlib import Path
 
-LIBRARY = Path(__file__).resolve().parent.parent / "functions" / "opus_pipeline"
+LIBRARY = Path(__file__).resolve().parents[2] / "functions" / "opus_pipeline"
 
 
 def sources() -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 import hcl2
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 SCHEMAS = Path(os.environ.get("PROVIDER_SCHEMAS", ROOT / ".provider-schemas"))
 
