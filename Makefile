@@ -5,12 +5,13 @@ SCHEMAS ?= .provider-schemas
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: system-packages system-packages-demo install test test-unit lint infra-check provider-schemas deploy demo up down bench bench-burst bench-imports soak clean
+.PHONY: requirements system-packages system-packages-demo install test test-unit lint infra-check provider-schemas deploy demo up down bench bench-burst bench-imports soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/python -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "opus-local-checkout.pth").write_text("$(CURDIR)\n")'
 	touch $@
 
 # checkov pins many packages, so it lives in a virtualenv of its own.
@@ -37,6 +38,13 @@ $(SCHEMAS)/.extracted: Makefile tests/provider_schema.py | $(BIN)/.installed
 
 install: $(BIN)/.installed
 
+# functions/requirements.txt (what the Cloud Functions build installs), written from pyproject.toml's
+# runtime dependencies less the CLI's own; tests/unit/test_requirements.py checks they agree.
+requirements:
+	$(PYTHON) -c 'import tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
+	  lines = [d for d in deps if not d.startswith("tqdm")]; \
+	  open("functions/requirements.txt", "w").write("# Written by make requirements from pyproject.toml: do not edit.\n" + "\n".join(lines) + "\n")'
+
 # The Debian packages (emulator, ffmpeg, chromium): installed as root, otherwise the one command to run.
 system-packages:
 	scripts/system-packages.sh test
@@ -49,6 +57,7 @@ provider-schemas: $(SCHEMAS)/.extracted
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=functions $(BIN)/lint-imports
 	terraform fmt -check -recursive infra
 
 infra-check: $(CHECKOV_VENV)/.installed
