@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, make_dataclass, replace
 from pathlib import PurePosixPath
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from opus_pipeline.errors import PreferenceError
 
@@ -279,19 +279,27 @@ class _PreferenceMethods:
 
     def over(self, defaults: Preferences) -> Preferences:
         """These values where set, ``defaults`` elsewhere."""
-        return replace(defaults, **{pref.field: value for pref, value in self.set_items()})
+        return replace(defaults, **{pref.field: value for pref, value in self.set_items()})  # type: ignore[type-var]
 
 
-Preferences = make_dataclass(
-    "Preferences",
-    [(p.field, get_type_hints(p.syntax.parse)["return"] | None, field(default=None)) for p in PREFERENCES],
-    bases=(_PreferenceMethods,),
-    frozen=True,
-    namespace={
-        "__module__": __name__,
-        "__doc__": "Validated preferences, named as OpusClip names them; ``None`` means not set.",
-    },
-)
+if TYPE_CHECKING:
+    # The fields are made from the table at import time, which a type checker cannot follow: to it,
+    # Preferences takes and has any field (each is checked against the table when it is built).
+    class Preferences(_PreferenceMethods):
+        def __init__(self, **fields: Any) -> None: ...
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    Preferences = make_dataclass(
+        "Preferences",
+        [(p.field, get_type_hints(p.syntax.parse)["return"] | None, field(default=None)) for p in PREFERENCES],
+        bases=(_PreferenceMethods,),
+        frozen=True,
+        namespace={
+            "__module__": __name__,
+            "__doc__": "Validated preferences, named as OpusClip names them; ``None`` means not set.",
+        },
+    )
 
 
 def parse_texts(texts: Iterable[tuple[Preference, str, str]]) -> Preferences:

@@ -61,9 +61,12 @@ def claim(
     again. Without ``new_record``, a missing record is ``UnknownVideoError``."""
 
     def edit(raw: bytes | None) -> Edit[tuple[VideoRecord, StepT]]:
-        if raw is None and new_record is None:
+        if raw is not None:
+            current = VideoRecord.from_json(raw)
+        elif new_record is not None:
+            current = new_record()
+        else:
             raise UnknownVideoError(f"the pipeline has no record of {obj.uri}")
-        current = VideoRecord.from_json(raw) if raw is not None else new_record()
         step = decide(current)
         if not step.claims and raw is not None:
             return Edit((current, step))

@@ -8,6 +8,8 @@ its conclusion frees a slot, it asks the sweeper to admit instead (``hand_slot_t
 
 from __future__ import annotations
 
+from functools import partial
+
 from opus_pipeline import logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.credits import WAITING_FOR_SLOT
@@ -43,7 +45,7 @@ def admit(services: Services, keys: list[str]) -> None:
     for key in keys:
         stored = services.ledger.read_key(key)
         if stored is None or stored.record.state in states.END_STATES:
-            services.admission.change(lambda table, key=key: table.forget({}, {key: _since(table, key)}))
+            services.admission.change(partial(_forget_waiting, key=key))
             continue
         if stored.record.state not in (states.WAITING, states.CREATING):
             continue  # asking again by itself (a redelivery): its own request decides
@@ -57,6 +59,12 @@ def admit(services: Services, keys: list[str]) -> None:
             labels={**stored.record.source.labels(), "uploadId": stored.record.upload_id},
             event="video_admitted",
         )
+
+
+def _forget_waiting(table: SlotTable, key: str) -> None:
+    since = _since(table, key)
+    if since is not None:  # already gone from the queue
+        table.forget({}, {key: since})
 
 
 def _since(table: SlotTable, key: str) -> float | None:

@@ -20,7 +20,7 @@ from opus_pipeline.domain.credits import (
     month_of,
     running_low,
 )
-from opus_pipeline.domain.messages import IngestRequest
+from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.domain.record import object_from_key
 from opus_pipeline.gcs.claims import HeldRecord
 from opus_pipeline.runtime import Services
@@ -145,6 +145,7 @@ def _hand_back(services: Services, key: str) -> None:
     if stored is None or stored.record.state != states.WAITING:
         return  # settled on the next sweep
     record = stored.record
+    message: ClipRequest | IngestRequest
     if record.upload_complete:
         message, topic = record.clip_request(), services.settings.clip_requests_topic
     else:

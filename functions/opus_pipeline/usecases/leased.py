@@ -17,8 +17,9 @@ from opus_pipeline.domain.record import VideoRecord
 from opus_pipeline.gcs.claims import HeldRecord, Lease, StepT, claim
 from opus_pipeline.runtime import Services
 
-# (state, lease owner, lease expiry, me, now) → the step; the rules live in ``domain/states.py``.
-StepRule = Callable[[str, str | None, float, str, float], Any]
+# (state, lease owner, lease expiry, me, now, …) → the step; the rules live in ``domain/states.py``
+# (ingest's takes one more argument, with a default).
+StepRule = Callable[..., Any]
 
 
 class LeasedUseCase(Generic[StepT]):
