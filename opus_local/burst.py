@@ -28,6 +28,7 @@ from google.cloud import pubsub_v1, storage
 from opus_pipeline.domain import states
 from opus_pipeline.gcs.ledger import Ledger
 
+from .gcs_proxy import GcsProxyControl
 from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
 from .videos import unique_video
 
@@ -138,7 +139,7 @@ def run_burst(
         )
 
 
-def contention(instances: int = 8, seconds: float = 5.0) -> dict[str, float]:
+def contention(proxy: GcsProxyControl, instances: int = 8, seconds: float = 5.0) -> dict[str, float]:
     """How the shared objects behave when every instance races for them at once: ``instances``
     threads take request grants (a budget that never throttles) for ``seconds``; grants per second
     and compare-and-swap conflicts per grant, through the storage proxy's write limit (Cloud Storage
@@ -146,6 +147,7 @@ def contention(instances: int = 8, seconds: float = 5.0) -> dict[str, float]:
     from opus_pipeline.gcs.rate_budget import RateLimiter
 
     limiters = [RateLimiter(storage.Client(), STATE_BUCKET, per_minute=10**9) for _ in range(instances)]
+    lost_before = proxy.stats()["precondition_failed"]
     stop = time.monotonic() + seconds
     grants = [0] * instances
 
@@ -160,7 +162,7 @@ def contention(instances: int = 8, seconds: float = 5.0) -> dict[str, float]:
     for thread in threads:
         thread.join()
     total = sum(grants)
-    conflicts = sum(limiter.conflicts for limiter in limiters)
+    conflicts = proxy.stats()["precondition_failed"] - lost_before  # each a grant slot lost to a rival
     return {
         "instances": instances,
         "grantsPerSecond": round(total / seconds, 1),
@@ -180,9 +182,9 @@ def main() -> None:
     report = run_burst(Path(args.workdir).resolve(), args.videos, args.cap, args.rate, args.project_seconds)
     print(json.dumps({**asdict(report), "floorRatio": round(report.floor_ratio, 3)}, indent=2))
     if args.contention:
-        with LocalStack(Path(args.workdir).resolve() / "contention"):
+        with LocalStack(Path(args.workdir).resolve() / "contention") as stack:
             for instances in (1, 4, 8):
-                print(json.dumps(contention(instances)))
+                print(json.dumps(contention(stack.storage_proxy, instances)))
 
 
 if __name__ == "__main__":

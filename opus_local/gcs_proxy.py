@@ -81,6 +81,7 @@ STAT_KEYS = (
     "dropped",  # connections closed before forwarding
     "dropped_mid",  # connections closed part way through an answer
     "upstream_errors",  # 502s: the upstream could not be reached or broke off
+    "precondition_failed",  # 412s from upstream: a compare-and-swap lost its race
 )
 _CONTENT_RANGE = re.compile(r"^bytes (?:\*|(\d+)-(\d+))/(\*|\d+)$")
 _JSON_API = ("/storage/", "/upload/")
@@ -578,6 +579,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             proxy._count("forwarded")
+            if response.status == 412:
+                proxy._count("precondition_failed")
             if call.session_start:
                 proxy._remember_session(response.getheader("Location"), call)
             self._relay(response, path, query, cut)

@@ -306,7 +306,7 @@ def test_a_project_opusclip_no_longer_has_fails_the_video_and_frees_its_slot(sta
     rec = record(stack, resource)
     assert rec.state == states.FAILED and rec.reason == "project-gone" and "opus-pipeline retry" in rec.error
     assert OpenProjects(stack.storage, stack.state_bucket).running() == []
-    assert Admission(stack.storage, stack.state_bucket, cap=4).read()[0].in_flight == {}
+    assert Admission(stack.storage, stack.state_bucket, cap=4).read().in_flight == {}
 
 
 def test_one_projects_permanent_error_does_not_stop_the_sweep(stack: Stack, standin) -> None:

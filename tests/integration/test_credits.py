@@ -345,7 +345,7 @@ def test_a_video_sent_again_keeps_its_credits_gives_its_slot_up_and_says_so_in_o
     rec, svc = record(stack, resource), services(stack)
     assert (rec.upload_id, rec.committed, rec.upload_complete, rec.upload_waited) == (None, 0, False, False)
     assert svc.credit_ledger.read().reserved == {storage_object(resource).key: 10}
-    assert storage_object(resource).key not in svc.admission.read()[0].in_flight
+    assert storage_object(resource).key not in svc.admission.read().in_flight
     assert live_metadata(stack, "talk.mp4")["opus-waiting-for"] == "credits"
     [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"upload_gone"' in x]
     assert line["severity"] == "WARNING" and gone in line["message"] and "again" in line["message"]

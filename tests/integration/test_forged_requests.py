@@ -154,7 +154,7 @@ def test_an_accepted_request_without_a_project_id_fails_the_video_and_frees_its_
     rec = record(stack, resource)
     assert rec.reason == "no-project-id" and rec.project_id is None and "dashboard" in rec.error
     assert live_metadata(stack, "talk.mp4")["opus-status"] == states.FAILED
-    table, _ = services(stack).admission.read()
+    table = services(stack).admission.read()
     assert resource_key(resource) not in table.in_flight
     assert not list(stack.storage.list_blobs(stack.state_bucket, prefix="open/"))
 

@@ -63,7 +63,7 @@ def test_a_webhook_conclusion_frees_the_slot_and_ticks_the_sweeper_instead_of_ad
     [tick] = stack.pull(subscription=subscription)
     assert json.loads(tick.message.data) == {"sweep": "a project slot was freed"}
     assert tick.message.attributes["scope"] == SWEEP_ADMIT
-    table, _ = Admission(stack.storage, stack.state_bucket, cap=1).read()
+    table = Admission(stack.storage, stack.state_bucket, cap=1).read()
     assert table.in_flight == {} and [w["key"] for w in table.waiting] == [storage_object(second).key]
 
 

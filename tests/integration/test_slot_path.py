@@ -59,12 +59,12 @@ def test_a_completed_projects_slot_is_free_before_its_clips_are_copied(stack: St
     resource = running(stack)
     key = storage_object(resource).key
     admission = Admission(stack.storage, stack.state_bucket, cap=4)
-    assert key in admission.read()[0].in_flight
+    assert key in admission.read().in_flight
     held_while_copying = []
     real_copy = conclude.copy_clip
 
     def copy_clip(*args, **kwargs):
-        held_while_copying.append(key in admission.read()[0].in_flight)
+        held_while_copying.append(key in admission.read().in_flight)
         return real_copy(*args, **kwargs)
 
     monkeypatch.setattr(conclude, "copy_clip", copy_clip)

@@ -10,7 +10,6 @@ race) and must come to the same table.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,14 +30,6 @@ class SlotTable:
 
     in_flight: dict[str, float] = field(default_factory=dict)
     waiting: list[dict[str, Any]] = field(default_factory=list)  # {"key", "since", "notBefore", "admittedAt"}
-
-    def to_json(self) -> bytes:
-        return json.dumps({"inFlight": self.in_flight, "waiting": self.waiting}, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> SlotTable:
-        data = json.loads(raw)
-        return cls(dict(data.get("inFlight", {})), list(data.get("waiting", [])))
 
     def _position(self, key: str) -> int:
         return next((i for i, w in enumerate(self.waiting) if w["key"] == key), -1)

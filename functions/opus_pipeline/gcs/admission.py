@@ -35,8 +35,9 @@ from typing import Any, TypeVar
 from google.cloud import storage
 
 from opus_pipeline.domain.slots import Grant, SlotTable
-from opus_pipeline.errors import ConflictError, InProgressError
-from opus_pipeline.gcs.cas import CAS_ATTEMPTS, CasObject, Listed, listing
+from opus_pipeline.errors import ConflictError
+from opus_pipeline.gcs.cas import CasObject, Listed, listing, until_won
+from opus_pipeline.gcs.slot_store import SlotStore
 
 SLOTS_PREFIX = "admission/slots/"
 QUEUE_PREFIX = "admission/queue/"
@@ -71,24 +72,24 @@ class Admission:
 
     def __init__(self, client: storage.Client, bucket: str, cap: int) -> None:
         self._bucket = client.bucket(bucket)
+        self._slots = SlotStore(self._bucket, SLOTS_PREFIX, ENTRY)
         self.cap = cap
-        self.conflicts = 0  # for the benchmark: how often instances raced for the table
         self._rng = random.Random()
 
     # -- reading ----------------------------------------------------------------------------
 
     def _view(self) -> _View:
         view = _View(SlotTable())
-        for item in listing(self._bucket, SLOTS_PREFIX):
-            entry, index = _entry(item), item.name[len(SLOTS_PREFIX) :]
-            if entry is None or not index.isdigit():
+        for index, item in self._slots.held().items():
+            entry = _entry(item)
+            if entry is None:
                 continue
-            view.used.add(int(index))
+            view.used.add(index)
             view.slots.setdefault(entry["key"], []).append(item)
             if len(view.slots[entry["key"]]) > 1:  # two claims raced for one key: give the extra back
                 with contextlib.suppress(ConflictError):
-                    CasObject(self._bucket, item.name).delete(item.generation)
-                    view.used.discard(int(index))
+                    self._slots.give_back(item)
+                    view.used.discard(index)
                     view.slots[entry["key"]].pop()
             since = float(entry.get("since", 0.0))
             view.table.in_flight[entry["key"]] = min(since, view.table.in_flight.get(entry["key"], since))
@@ -102,27 +103,24 @@ class Admission:
         view.table.waiting = [entry for _, _, entry in sorted(waiting, key=lambda w: (w[0], w[1]))]
         return view
 
-    def read(self) -> tuple[SlotTable, int]:
-        """The table, and how many slot objects are held (there is no one generation of the table any
-        more: its entries are objects of their own; the pair keeps callers' ``table, _ = read()``)."""
-        view = self._view()
-        return view.table, len(view.used)
+    def read(self) -> SlotTable:
+        """The table as it is now (a read: two listings, no write)."""
+        return self._view().table
 
     # -- changing ---------------------------------------------------------------------------
 
     def change(self, edit: Callable[[SlotTable], R]) -> R:
-        """Apply ``edit(table)`` (which returns a result) and write what it changed, by CAS."""
-        for _ in range(CAS_ATTEMPTS):
+        """Apply ``edit(table)`` (which returns a result) and write what it changed, by CAS; a lost
+        race reads and edits again (``until_won``, the one retry of every compare-and-swap)."""
+
+        def once() -> R:
             view = self._view()
             before = SlotTable(dict(view.table.in_flight), [dict(w) for w in view.table.waiting])
             result = edit(view.table)
-            try:
-                self._write(view, before)
-            except ConflictError:
-                self.conflicts += 1
-                continue
+            self._write(view, before)
             return result
-        raise InProgressError("the admission table kept changing under this invocation; it will be tried again")
+
+        return until_won(once, "the admission table")
 
     def _write(self, view: _View, before: SlotTable) -> None:
         after = view.table
@@ -132,7 +130,7 @@ class Admission:
         for key in before.in_flight:
             if key not in after.in_flight:
                 for item in view.slots.get(key, []):
-                    CasObject(self._bucket, item.name).delete(item.generation)
+                    self._slots.give_back(item)
         old = {w["key"]: w for w in before.waiting}
         orders = [order for _, order in view.queue.values()]
         for position, entry in enumerate(after.waiting):
@@ -160,7 +158,7 @@ class Admission:
             raise ConflictError(SLOTS_PREFIX)
         index = self._rng.choice(free)
         entry = json.dumps({"key": key, "since": since})
-        CasObject(self._bucket, f"{SLOTS_PREFIX}{index}").create(entry.encode(), {ENTRY: entry})
+        self._slots.take(index, None, entry, entry.encode())
         view.used.add(index)
 
     def _put_entry(self, view: _View, entry: dict[str, Any], order: float) -> None:
@@ -205,7 +203,6 @@ class Admission:
             try:
                 self._put_entry(view, entry, view.queue[key][1])
             except ConflictError:
-                self.conflicts += 1
                 continue
             admitted.append(key)
         return admitted

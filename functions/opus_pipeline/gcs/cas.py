@@ -88,6 +88,19 @@ def listing(bucket: storage.Bucket, prefix: str) -> list[Listed]:
         raise storage_trouble(exc, f"list {prefix}") from None
 
 
+def until_won(attempt: Callable[[], R], what: str, attempts: int = CAS_ATTEMPTS) -> R:
+    """Run ``attempt`` (a read, an edit, conditional writes) again each time it loses a race
+    (``ConflictError``); after ``attempts`` losses the object is ``ContendedError``: transient,
+    and not an ``InProgressError``, since no other invocation holds this one's lease. The one
+    retry of every compare-and-swap change, on one object or on a family of them."""
+    for _ in range(attempts):
+        try:
+            return attempt()
+        except ConflictError:
+            continue
+    raise ContendedError(f"{what} kept changing under this invocation; it will be tried again")
+
+
 def storage_trouble(exc: Exception, what: str) -> TransientError:
     """The one wording of a storage failure on a shared object (no URL, no credential in it)."""
     return TransientError(f"Cloud Storage could not {what} ({type(exc).__name__}); it will be tried again")
@@ -99,7 +112,6 @@ class CasObject:
     def __init__(self, bucket: storage.Bucket, name: str) -> None:
         self._bucket = bucket
         self.name = name
-        self.conflicts = 0  # for the benchmark: how often instances raced for the object
 
     def read(self) -> Versioned:
         blob = self._bucket.blob(self.name)
@@ -126,7 +138,6 @@ class CasObject:
             # the precondition its own first attempt moved on. Our bytes there mean it was ours.
             if self._holds(blob, raw):
                 return int(blob.generation)
-            self.conflicts += 1
             raise ConflictError(self.name) from None
         except ANSWER_LOST as exc:
             # The write may have landed with its answer lost: then it is ours, and the caller's
@@ -151,7 +162,6 @@ class CasObject:
         except gexc.NotFound:
             return  # gone already (or our own retried delete landed)
         except gexc.PreconditionFailed:
-            self.conflicts += 1
             raise ConflictError(self.name) from None
         except STORAGE_TRANSIENT as exc:
             raise storage_trouble(exc, f"delete {self.name}") from None
@@ -159,16 +169,15 @@ class CasObject:
     def change(self, edit: Callable[[bytes | None], Edit[R]], attempts: int = CAS_ATTEMPTS) -> tuple[R, int]:
         """Apply ``edit`` to the current bytes and write its result by CAS, again on a lost race.
         Returns the edit's result and the generation the object is at afterwards."""
-        for _ in range(attempts):
+
+        def once() -> tuple[R, int]:
             current = self.read()
             outcome = edit(current.raw)
             if outcome.raw is None or outcome.raw == current.raw:
                 return outcome.result, current.generation
-            try:
-                return outcome.result, self.write(outcome.raw, current.generation)
-            except ConflictError:
-                continue
-        raise ContendedError(f"{self.name} kept changing under this invocation; it will be tried again")
+            return outcome.result, self.write(outcome.raw, current.generation)
+
+        return until_won(once, self.name, attempts)
 
     @staticmethod
     def _holds(blob: storage.Blob, raw: bytes) -> bool:

@@ -25,7 +25,8 @@ from google.cloud import storage
 
 from opus_pipeline.domain import rate_window
 from opus_pipeline.errors import BudgetSpentError, ConflictError
-from opus_pipeline.gcs.cas import CasObject, Listed, listing
+from opus_pipeline.gcs.cas import Listed
+from opus_pipeline.gcs.slot_store import SlotStore
 
 SLOTS_PREFIX = "admission/rate/"
 GRANTED_AT = "grantedAt"  # the metadata field of a slot: the wall-clock time of its last grant
@@ -42,30 +43,18 @@ class RateLimiter:
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._bucket = client.bucket(bucket)
+        self._slots = SlotStore(client.bucket(bucket), SLOTS_PREFIX, GRANTED_AT)
         self.per_minute = per_minute
         self._wall = wall
         self._sleep = sleep
         self._rng = random.Random()
-        self.conflicts = 0  # for the benchmark: how often instances raced for one slot
-
-    def _slots(self) -> dict[int, Listed]:
-        slots = {}
-        for item in listing(self._bucket, SLOTS_PREFIX):
-            index = item.name[len(SLOTS_PREFIX) :]
-            if index.isdigit() and GRANTED_AT in item.metadata:
-                slots[int(index)] = item
-        return slots
 
     def _take(self, index: int, slots: dict[int, Listed], now: float) -> bool:
         """Win slot ``index`` for a call at ``now``; False when another instance won it first."""
-        slot = CasObject(self._bucket, f"{SLOTS_PREFIX}{index}")
-        previous = slots.get(index)
-        body = json.dumps({GRANTED_AT: now, "grant": uuid.uuid4().hex}).encode()  # unique: see CasObject.write
+        body = json.dumps({GRANTED_AT: now, "grant": uuid.uuid4().hex}).encode()  # unique: see SlotStore.take
         try:
-            slot.write(body, previous.generation if previous else 0, {GRANTED_AT: repr(now)})
+            self._slots.take(index, slots.get(index), repr(now), body)
         except ConflictError:
-            self.conflicts += 1
             return False
         return True
 
@@ -73,7 +62,7 @@ class RateLimiter:
         """Take one call of the budget, waiting up to ``max_wait`` seconds for it."""
         give_up = self._wall() + max_wait
         while True:
-            slots = self._slots()
+            slots = self._slots.held()
             now = self._wall()
             last = {i: float(s.metadata[GRANTED_AT]) for i, s in slots.items()}
             free = rate_window.free_slots(last, self.per_minute, now, CANDIDATES, self._rng)

@@ -126,7 +126,7 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
     every video in flight or waiting) and admit again into those (a lost admission too). A tick
     from a freed slot thus reaches its next video before the reads of a long queue."""
     admit_next(services)
-    table, _ = services.admission.read()
+    table = services.admission.read()
     now = services.wall()
     slots, waiting = {}, {}
     for key, since in table.in_flight.items():
@@ -145,6 +145,6 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
     if slots or waiting:
         services.admission.forget(slots, waiting)
         admit_next(services)
-    table, _ = services.admission.read()
+    table = services.admission.read()
     report.slots_in_use, report.waiting = len(table.in_flight), len(table.waiting)
     return len(slots)
