@@ -34,8 +34,8 @@ never parsed.
 
 The file is not trusted: anyone who can write to the source bucket can craft one. So a probe has a
 budget per file, whatever the nesting (``MAX_PROBE_REQUESTS``, ``MAX_PROBE_BYTES``, ``MAX_PROBE_BOXES``),
-every field is read from within its own box, and whatever does not parse — a size of 0 or past its
-parent, a box too short for its fields, a budget spent — is ``UnreadableVideoError``, a permanent
+every field is read from within its own box, and whatever does not parse — a size smaller than its
+header or past its parent, a box too short for its fields, a budget spent — is ``UnreadableVideoError``, a permanent
 failure on the first delivery, never an exception that the platform would redeliver. And because the
 duration decides the credit estimate, ``mvhd`` is not believed alone: each track's ``mdhd`` and its
 sample table (``stts``: sample counts × deltas), and in a fragmented file the fragments' sample
@@ -72,7 +72,7 @@ header a read, cost ~1,000 requests and 18 s of CPU, and a 1 GiB one outlived th
 MAX_PROBE_BYTES = 4 * 1024 * 1024
 """Bytes one probe may fetch: ``MAX_PROBE_REQUESTS`` full windows. The largest legitimate read is a
 sample-time table (``stts``, 8 bytes per run of equal sample durations): a 10-hour constant-rate video
-has a few runs; a screen recording whose every frame has its own duration, ~500,000 runs (4.6 hours
+has a few runs; a screen recording whose every frame has its own duration, ~500,000 runs (4.8 hours
 at 30 frames a second) before the budget is spent."""
 
 MAX_PROBE_BOXES = 4096
