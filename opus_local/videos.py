@@ -179,6 +179,17 @@ def zero_mp4_duration(src: str | os.PathLike[str], dst: str | os.PathLike[str]) 
     return Path(dst)
 
 
+def mp4_box(kind: bytes, *parts: bytes) -> bytes:
+    """An ISO BMFF box of ``kind`` whose body is ``parts`` joined: for tests that craft MP4s byte by byte."""
+    body = b"".join(parts)
+    return struct.pack(">I4s", 8 + len(body), kind) + body
+
+
+def mp4_full_box(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
+    """A "full box": its body starts with a version byte and 24 bits of flags."""
+    return mp4_box(kind, bytes([version]), flags.to_bytes(3, "big"), *parts)
+
+
 def drop_mp4_index(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """A fragmented MP4 without its ``mfra`` index: what a muxer writing to a pipe may leave."""
     data = Path(src).read_bytes()

@@ -29,8 +29,19 @@ The whole module is stdlib-only, so importing it costs nothing at cold start.
 
 Supported: ISO BMFF (MP4, MOV, M4V; ``moov`` first or last; ``mvhd`` version 0 and 1; fragmented
 files through ``mvex/mehd``, else the last fragments found through ``mfra``, else a bounded walk of the
-fragments) and EBML (WebM, Matroska; ``Info`` found directly or through the ``SeekHead``). Clusters and
-sample tables are never parsed.
+fragments) and EBML (WebM, Matroska; ``Info`` found directly or through the ``SeekHead``). Clusters are
+never parsed.
+
+The file is not trusted: anyone who can write to the source bucket can craft one. So a probe has a
+budget per file, whatever the nesting (``MAX_PROBE_REQUESTS``, ``MAX_PROBE_BYTES``, ``MAX_PROBE_BOXES``),
+every field is read from within its own box, and whatever does not parse — a size smaller than its
+header or past its parent, a box too short for its fields, a budget spent — is ``UnreadableVideoError``, a permanent
+failure on the first delivery, never an exception that the platform would redeliver. And because the
+duration decides the credit estimate, ``mvhd`` is not believed alone: each track's ``mdhd`` and its
+sample table (``stts``: sample counts × deltas), and in a fragmented file the fragments' sample
+durations (``trun``, ``tfhd``/``trex`` defaults) found cheaply through ``mfra``, are read too, and the
+largest duration is the estimate. A WebM/Matroska duration is taken from ``Info`` alone: checking it
+would mean reading the ``Cues`` or the last ``Cluster``, which are not cheap to find.
 """
 
 from __future__ import annotations
@@ -49,8 +60,25 @@ CACHE_WINDOWS = 4
 MIN_CREDITS = 10  # OpusClip's minimum per project
 MAX_TOP_LEVEL_BOXES = 256  # a real MP4 has a handful; more means garbage or a fragmented file walked too far
 MAX_FRAGMENT_BOXES = 64  # the walk of an unindexed fragmented MP4 gives up here (each hop may cost a request)
-MAX_TABLE_BYTES = 16 * 1024 * 1024  # a trun or tfra larger than this is not something to read from a header
 MAX_SEGMENT_ELEMENTS = 64  # top-level elements of a Matroska Segment looked at before Info is given up on
+
+MAX_PROBE_REQUESTS = 64
+"""Range requests one probe may make. A real header costs one to a dozen: two 64 KiB windows for a
+``moov`` at either end, a few more to reach the sample-table headers of a long video's tracks or the
+fragments that ``mfra`` points at. Without a bound a crafted ``moov`` of 64 MiB of 8-byte boxes, each
+header a read, cost ~1,000 requests and 18 s of CPU, and a 1 GiB one outlived the function's timeout
+(then Eventarc redelivers it for 24 hours)."""
+
+MAX_PROBE_BYTES = 4 * 1024 * 1024
+"""Bytes one probe may fetch: ``MAX_PROBE_REQUESTS`` full windows. The largest legitimate read is a
+sample-time table (``stts``, 8 bytes per run of equal sample durations): a 10-hour constant-rate video
+has a few runs; a screen recording whose every frame has its own duration, ~500,000 runs (4.8 hours
+at 30 frames a second) before the budget is spent."""
+
+MAX_PROBE_BOXES = 4096
+"""MP4 boxes or EBML elements one probe may parse, at every level together. A real header has about
+25 per track plus a few dozen; a fragmented file walked without an index ``MAX_FRAGMENT_BOXES`` more,
+six each. This bounds the CPU a flood of tiny boxes costs within a window already fetched."""
 
 
 ReadRange = Callable[[int, int], bytes]
@@ -65,14 +93,26 @@ class RangedReader(io.RawIOBase):
     also serves the reads just before it (``mfro`` then ``mfra``, or a ``moov`` at the end).
     ``bytes_read`` and ``requests`` count what was fetched, for tests and logs. Errors of
     ``read_range`` propagate unchanged: the caller knows whether its transport's error is transient.
+
+    The reader is the probe's budget of one file: a fetch that would make more than ``max_requests``
+    requests or ``max_bytes`` bytes over its life raises ``UnreadableVideoError`` before it is sent.
     """
 
     def __init__(
-        self, read_range: ReadRange, size: int, *, window: int = WINDOW, cache_windows: int = CACHE_WINDOWS
+        self,
+        read_range: ReadRange,
+        size: int,
+        *,
+        window: int = WINDOW,
+        cache_windows: int = CACHE_WINDOWS,
+        max_requests: int = MAX_PROBE_REQUESTS,
+        max_bytes: int = MAX_PROBE_BYTES,
     ) -> None:
         super().__init__()
-        if size < 0 or window <= 0 or cache_windows <= 0:
-            raise ValueError("size must be >= 0; window and cache_windows > 0")
+        if size < 0 or window <= 0 or cache_windows <= 0 or max_requests <= 0 or max_bytes <= 0:
+            raise ValueError("size must be >= 0; window, cache_windows, max_requests and max_bytes > 0")
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
         self._read_range = read_range
         self.size = size
         self.window = window
@@ -124,6 +164,12 @@ class RangedReader(io.RawIOBase):
         length = max(self.window, wanted)
         end = min(self.size, position + length)
         start = max(0, end - length) if end - position < length else position
+        if self.requests >= self.max_requests or self.bytes_read + (end - start) > self.max_bytes:
+            raise UnreadableVideoError(
+                f"reading its header would take more than {self.max_requests} range requests or"
+                f" {self.max_bytes:,} bytes — the file is damaged or made to be expensive to read;"
+                " remux it with `ffmpeg -i IN -c copy OUT.mp4`"
+            )
         chunk = bytes(self._read_range(start, end - 1))[: end - start]
         self.requests += 1
         self.bytes_read += len(chunk)
@@ -144,30 +190,47 @@ def credits_estimate(seconds: float) -> int:
 def probe_duration(reader: RangedReader | BinaryIO, *, name: str = "") -> float:
     """Seconds of video, from the container header of a seekable binary file-like.
 
-    Raises ``UnreadableVideoError`` for an empty, truncated or unknown file and for a header without a
-    duration. ``name`` (e.g. the object name) starts the message so a person knows which upload it was.
+    Raises ``UnreadableVideoError`` for an empty, truncated, damaged or unknown file, for a header
+    without a duration and for one that would cost more than the probe's budget to read (a plain
+    file-like gets a ``RangedReader`` of its own, so the same budget applies). ``name`` (e.g. the
+    object name) starts the message so a person knows which upload it was. Errors of the reader's
+    transport propagate unchanged.
     """
+    if not isinstance(reader, RangedReader):
+        reader = RangedReader(_file_range(reader), reader.seek(0, io.SEEK_END))
     source = _Source(reader, name)
     if source.size == 0:
         source.fail("the file is empty")
     head = source.read(0, 12)
-    if head[:4] == _EBML_MAGIC:
-        return _matroska_seconds(source)
-    if len(head) >= 8 and head[4:8] in _BMFF_FIRST_BOXES:
-        return _mp4_seconds(source)
+    try:
+        if head[:4] == _EBML_MAGIC:
+            return _matroska_seconds(source)
+        if len(head) >= 8 and head[4:8] in _BMFF_FIRST_BOXES:
+            return _mp4_seconds(source)
+    except (struct.error, IndexError, ArithmeticError) as exc:  # a field the checks above missed
+        source.fail(f"the container header is damaged ({type(exc).__name__}: {exc})")
     source.fail(f"not an MP4, MOV, WebM or Matroska video ({_looks_like(head)})")
+
+
+def _file_range(stream: BinaryIO) -> ReadRange:
+    def read_range(start: int, end: int) -> bytes:
+        stream.seek(start)
+        return stream.read(end - start + 1)
+
+    return read_range
 
 
 # --- reading --------------------------------------------------------------------------------------
 
 
 class _Source:
-    """Exact positional reads over the file-like, and errors that name the upload."""
+    """Exact positional reads over the reader, the count of boxes parsed, and errors that name the upload."""
 
-    def __init__(self, stream: RangedReader | BinaryIO, name: str) -> None:
+    def __init__(self, stream: RangedReader, name: str) -> None:
         self.stream = stream
         self.name = name
         self.size = stream.seek(0, io.SEEK_END)
+        self.boxes = 0
 
     def read(self, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes at ``offset``; fewer only at the end of the file."""
@@ -175,12 +238,24 @@ class _Source:
         parts: list[bytes] = []
         left = length
         while left > 0:
-            part = self.stream.read(left)
+            try:
+                part = self.stream.read(left)
+            except UnreadableVideoError as exc:  # the reader's budget is spent
+                self.fail(str(exc))
             if not part:
                 break
             parts.append(part)
             left -= len(part)
         return b"".join(parts)
+
+    def count_box(self) -> None:
+        """One more box or element header parsed; past ``MAX_PROBE_BOXES`` the file is refused."""
+        self.boxes += 1
+        if self.boxes > MAX_PROBE_BOXES:
+            self.fail(
+                f"its header has more than {MAX_PROBE_BOXES:,} boxes or elements — the file is damaged or made"
+                " to be expensive to read; remux it with `ffmpeg -i IN -c copy OUT.mp4`"
+            )
 
     def read_exact(self, offset: int, length: int, what: str) -> bytes:
         data = self.read(offset, length)
@@ -232,6 +307,7 @@ class _Box(NamedTuple):
 
 
 def _box_at(source: _Source, offset: int, limit: int) -> _Box:
+    source.count_box()
     head = source.read_exact(offset, min(16, max(8, limit - offset)), "an MP4 box header")
     size, kind = struct.unpack(">I4s", head[:8])
     body = offset + 8
@@ -259,25 +335,53 @@ def _top_level_box_at(source: _Source, offset: int) -> _Box:
 
 
 def _children(source: _Source, parent: _Box) -> Iterator[_Box]:
+    """The boxes inside ``parent``; one that runs past it is damage (or a lie), not a box to read."""
     position = parent.body
     end = min(parent.end, source.size)
     while position + 8 <= end:
         box = _box_at(source, position, end)
+        if box.end > end:
+            source.fail(
+                f"the MP4 '{box.label}' box at byte {box.start} runs past the '{parent.label}' box that holds it"
+                " — the file is damaged"
+            )
         yield box
         position = box.end
 
 
+def _child(source: _Source, parent: _Box, kind: bytes) -> _Box | None:
+    return next((box for box in _children(source, parent) if box.kind == kind), None)
+
+
+def _fields(source: _Source, box: _Box, offset: int, length: int) -> bytes:
+    """``length`` bytes at ``offset`` of ``box``'s body, which must hold them: no field is read from the
+    bytes of the box after it."""
+    if box.body + offset + length > box.end:
+        source.fail(
+            f"the MP4 '{box.label}' box at byte {box.start} is {box.end - box.body} bytes, too short for its"
+            " fields — the file is damaged"
+        )
+    return source.read_exact(box.body + offset, length, f"'{box.label}' box")
+
+
+def _version_and_flags(source: _Source, box: _Box) -> tuple[int, int]:
+    head = _fields(source, box, 0, 4)
+    return head[0], int.from_bytes(head[1:4], "big")
+
+
 def _timescale_and_duration(source: _Source, box: _Box) -> tuple[int, int]:
     """``mvhd`` and ``mdhd`` share this layout: version 1 has 64-bit times and duration."""
-    version = source.read_exact(box.body, 1, box.label)[0]
+    version, _ = _version_and_flags(source, box)
     if version == 1:
-        timescale, duration = struct.unpack(">IQ", source.read_exact(box.body + 20, 12, box.label))
+        timescale, duration = struct.unpack(">IQ", _fields(source, box, 20, 12))
         return timescale, 0 if duration == _UNKNOWN_64 else duration
-    timescale, duration = struct.unpack(">II", source.read_exact(box.body + 12, 8, box.label))
+    timescale, duration = struct.unpack(">II", _fields(source, box, 12, 8))
     return timescale, 0 if duration == _UNKNOWN_32 else duration
 
 
 def _mp4_seconds(source: _Source) -> float:
+    """The largest of the durations the header gives: ``mvhd``'s, each track's (``mdhd`` and its
+    sample table) and, in a fragmented file, where its fragments end."""
     moov: _Box | None = None
     has_media = False
     first_moof: int | None = None
@@ -298,25 +402,25 @@ def _mp4_seconds(source: _Source) -> float:
         source.fail(f"more than {MAX_TOP_LEVEL_BOXES} top-level MP4 boxes — the file is damaged")
     if moov is None:
         source.fail("no moov box (the MP4 header) in the file — is the upload truncated?")
-    mvhd = next((box for box in _children(source, moov) if box.kind == b"mvhd"), None)
-    if mvhd is None:
-        source.fail("the MP4 header has no mvhd box — the file is damaged")
-    timescale, duration = _timescale_and_duration(source, mvhd)
-    if timescale == 0:
+    header = _movie_header(source, moov)
+    if header.timescale == 0:
         source.fail("the MP4 header gives a timescale of 0 — the file is damaged")
+    movie = header.duration / header.timescale
     if first_moof is not None:
-        seconds = max(duration / timescale, _fragmented_seconds(source, moov, first_moof, timescale))
+        movie = max(movie, _fragmented_seconds(source, header, first_moof))
     elif not has_media:
         source.fail("the MP4 has a header but no media data (mdat) — is the upload truncated?")
-    else:
-        seconds = duration / timescale
+    elif movie <= 0:  # a complete MP4 always states it; the sample tables alone are not taken for it
+        source.fail("no duration in the MP4 header — is the upload truncated?")
+    seconds = max([movie] + [track.seconds for track in header.tracks])
     if seconds <= 0:
         source.fail("no duration in the MP4 header — is the upload truncated?")
     return seconds
 
 
 class _Track:
-    """A track of a fragmented MP4: ``end`` is where its samples end so far, in its ``timescale``."""
+    """A track: ``end`` is where its samples end so far, in its ``timescale`` — its ``mdhd`` duration or
+    its sample table's total, whichever is larger, then advanced by the fragments read."""
 
     __slots__ = ("default_duration", "end", "timescale")
 
@@ -325,64 +429,110 @@ class _Track:
         self.end = end
         self.default_duration = 0  # trex's default sample duration
 
+    @property
+    def seconds(self) -> float:
+        return self.end / self.timescale
 
-def _tracks_and_mehd(source: _Source, moov: _Box) -> tuple[dict[int, _Track], int]:
-    tracks: dict[int, _Track] = {}
+
+class _MovieHeader(NamedTuple):
+    timescale: int
+    duration: int  # mvhd's, in timescale
+    tracks: list[_Track]
+    by_id: dict[int, _Track]  # the tracks that name their id (tkhd): fragments refer to them by it
+    mehd: int  # the fragmented movie's whole duration, in timescale; 0 when not given
+
+
+def _movie_header(source: _Source, moov: _Box) -> _MovieHeader:
+    mvhd: tuple[int, int] | None = None
+    tracks: list[_Track] = []
+    by_id: dict[int, _Track] = {}
     defaults: dict[int, int] = {}
     mehd = 0
     for child in _children(source, moov):
-        if child.kind == b"trak":
-            track_id, timescale, duration = None, 0, 0
-            for box in _children(source, child):
-                if box.kind == b"tkhd":
-                    version = source.read_exact(box.body, 1, "tkhd")[0]
-                    raw = source.read_exact(box.body + (20 if version == 1 else 12), 4, "tkhd")
-                    track_id = int.from_bytes(raw, "big")
-                elif box.kind == b"mdia":
-                    mdhd = next((inner for inner in _children(source, box) if inner.kind == b"mdhd"), None)
-                    if mdhd is not None:
-                        timescale, duration = _timescale_and_duration(source, mdhd)
-            if track_id is not None and timescale:
-                tracks[track_id] = _Track(timescale, duration)
+        if child.kind == b"mvhd" and mvhd is None:
+            mvhd = _timescale_and_duration(source, child)
+        elif child.kind == b"trak":
+            track_id, track = _track(source, child)
+            tracks.append(track)
+            if track_id is not None:
+                by_id.setdefault(track_id, track)
         elif child.kind == b"mvex":
             for box in _children(source, child):
                 if box.kind == b"mehd":
-                    version = source.read_exact(box.body, 1, "mehd")[0]
-                    raw = source.read_exact(box.body + 4, 8 if version == 1 else 4, "mehd")
-                    mehd = int.from_bytes(raw, "big")
+                    version, _ = _version_and_flags(source, box)
+                    mehd = int.from_bytes(_fields(source, box, 4, 8 if version == 1 else 4), "big")
                     mehd = 0 if mehd in (_UNKNOWN_32, _UNKNOWN_64) else mehd
                 elif box.kind == b"trex":
-                    track_id, _, duration = struct.unpack(">III", source.read_exact(box.body + 4, 12, "trex"))
+                    track_id, _, duration = struct.unpack(">III", _fields(source, box, 4, 12))
                     defaults[track_id] = duration
+    if mvhd is None:
+        source.fail("the MP4 header has no mvhd box — the file is damaged")
     for track_id, duration in defaults.items():
-        if track_id in tracks:
-            tracks[track_id].default_duration = duration
-    return tracks, mehd
+        if track_id in by_id:
+            by_id[track_id].default_duration = duration
+    return _MovieHeader(mvhd[0], mvhd[1], tracks, by_id, mehd)
 
 
-def _fragmented_seconds(source: _Source, moov: _Box, first_moof: int, movie_timescale: int) -> float:
-    """A fragmented MP4: ``mehd`` if the muxer wrote it, else where the last fragments end.
+def _track(source: _Source, trak: _Box) -> tuple[int | None, _Track]:
+    """A ``trak``'s id and its duration: ``mdhd``'s, or its ``stts`` total if that is larger."""
+    track_id: int | None = None
+    mdhd: tuple[int, int] | None = None
+    samples = 0
+    for box in _children(source, trak):
+        if box.kind == b"tkhd":
+            version, _ = _version_and_flags(source, box)
+            track_id = int.from_bytes(_fields(source, box, 20 if version == 1 else 12, 4), "big")
+        elif box.kind == b"mdia":
+            for inner in _children(source, box):
+                if inner.kind == b"mdhd" and mdhd is None:
+                    mdhd = _timescale_and_duration(source, inner)
+                elif inner.kind == b"minf":
+                    stbl = _child(source, inner, b"stbl")
+                    for table in _children(source, stbl) if stbl else ():
+                        if table.kind == b"stts":
+                            samples = max(samples, _stts_total(source, table))
+    if mdhd is None or mdhd[0] == 0:
+        source.fail("an MP4 track has no media timescale (mdhd) — the file is damaged")
+    return track_id, _Track(mdhd[0], max(mdhd[1], samples))
+
+
+def _stts_total(source: _Source, stts: _Box) -> int:
+    """The sum of a sample-time table: each entry is a run of ``count`` samples lasting ``delta`` each."""
+    count = struct.unpack(">I", _fields(source, stts, 4, 4))[0]
+    if 8 + 8 * count > stts.end - stts.body:
+        source.fail(f"an MP4 sample-time table (stts) claims {count:,} entries but has no room for them")
+    values = struct.unpack(f">{2 * count}I", _fields(source, stts, 8, 8 * count))
+    return sum(runs * delta for runs, delta in zip(values[0::2], values[1::2], strict=True))
+
+
+def _fragmented_seconds(source: _Source, header: _MovieHeader, first_moof: int) -> float:
+    """A fragmented MP4: where the last fragments end, and ``mehd`` if the muxer wrote it.
 
     The last fragments are found through ``mfra`` (the random-access index at the end, whose ``mfro``
     is the file's last 16 bytes); their ``tfdt`` gives the start time, their ``trun`` the sample
-    durations. Without ``mfra`` (or ``tfdt``) the fragments are walked from the first, within
+    durations. With ``mehd`` and no such index, ``mehd`` is taken as it is: checking it would mean
+    reading every fragment. Without either, the fragments are walked from the first, within
     ``MAX_FRAGMENT_BOXES``.
     """
-    tracks, mehd = _tracks_and_mehd(source, moov)
-    if mehd:
-        return mehd / movie_timescale
-    if not tracks:
+    mehd = header.mehd / header.timescale
+    tracks = header.by_id
+    if not tracks and not mehd:
         source.fail("the fragmented MP4 header describes no track — the file is damaged")
-    start = _last_fragments(source)
+    start = _last_fragments(source) if tracks else None
     if start is not None:
         ends = {track_id: track.end for track_id, track in tracks.items()}
-        if not _walk_fragments(source, start, tracks):  # some fragment had no tfdt: sums from the first
-            for track_id, end in ends.items():
-                tracks[track_id].end = end
-            start = None
-    if start is None:
-        _walk_fragments(source, first_moof, tracks)
-    return max(track.end / track.timescale for track in tracks.values())
+        if _walk_fragments(source, start, tracks):
+            return max(mehd, _latest_end(tracks))
+        for track_id, end in ends.items():  # some fragment had no tfdt: only a sum from the first tells
+            tracks[track_id].end = end
+    if mehd:
+        return max(mehd, _latest_end(tracks))
+    _walk_fragments(source, first_moof, tracks)
+    return _latest_end(tracks)
+
+
+def _latest_end(tracks: dict[int, _Track]) -> float:
+    return max((track.seconds for track in tracks.values()), default=0.0)
 
 
 def _last_fragments(source: _Source) -> int | None:
@@ -399,14 +549,13 @@ def _last_fragments(source: _Source) -> int | None:
     for tfra in _children(source, mfra):
         if tfra.kind != b"tfra":
             continue
-        head = source.read_exact(tfra.body, 16, "tfra")
+        head = _fields(source, tfra, 0, 16)
         version = head[0]
         lengths, count = struct.unpack(">II", head[8:16])
         entry = (16 if version == 1 else 8) + ((lengths >> 4) & 3) + ((lengths >> 2) & 3) + (lengths & 3) + 3
-        last = tfra.body + 16 + (count - 1) * entry
-        if count == 0 or last + entry > tfra.end:
+        if count == 0 or 16 + count * entry > tfra.end - tfra.body:
             continue
-        raw = source.read_exact(last, entry, "tfra")
+        raw = _fields(source, tfra, 16 + (count - 1) * entry, entry)
         offsets.append(struct.unpack(">Q", raw[8:16])[0] if version == 1 else struct.unpack(">I", raw[4:8])[0])
     offsets = [offset for offset in offsets if 0 < offset < mfra.start]
     return min(offsets) if offsets else None
@@ -444,16 +593,10 @@ def _apply_fragment(source: _Source, moof: _Box, tracks: dict[int, _Track]) -> b
         total = 0
         for box in _children(source, traf):
             if box.kind == b"tfhd":
-                head = source.read_exact(box.body, min(box.end - box.body, 40), "tfhd")
-                flags = int.from_bytes(head[1:4], "big")
-                track = tracks.get(struct.unpack(">I", head[4:8])[0])
-                default = track.default_duration if track else 0
-                field = 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)
-                if flags & 0x08:
-                    default = struct.unpack(">I", head[field : field + 4])[0]
+                track, default = _fragment_track(source, box, tracks)
             elif box.kind == b"tfdt":
-                version = source.read_exact(box.body, 1, "tfdt")[0]
-                base = int.from_bytes(source.read_exact(box.body + 4, 8 if version == 1 else 4, "tfdt"), "big")
+                version, _ = _version_and_flags(source, box)
+                base = int.from_bytes(_fields(source, box, 4, 8 if version == 1 else 4), "big")
             elif box.kind == b"trun":
                 total += _run_duration(source, box, default)
         if track is None:
@@ -465,20 +608,28 @@ def _apply_fragment(source: _Source, moof: _Box, tracks: dict[int, _Track]) -> b
     return timed
 
 
+def _fragment_track(source: _Source, tfhd: _Box, tracks: dict[int, _Track]) -> tuple[_Track | None, int]:
+    """The track a ``tfhd`` names, and its fragment's default sample duration (``tfhd``'s, else ``trex``'s)."""
+    _, flags = _version_and_flags(source, tfhd)
+    track = tracks.get(struct.unpack(">I", _fields(source, tfhd, 4, 4))[0])
+    if flags & 0x08:  # default-sample-duration-present, after the optional base offset and description index
+        field = 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)
+        return track, struct.unpack(">I", _fields(source, tfhd, field, 4))[0]
+    return track, track.default_duration if track else 0
+
+
 def _run_duration(source: _Source, trun: _Box, default: int) -> int:
-    length = trun.end - trun.body
-    if length > MAX_TABLE_BYTES:
-        source.fail(f"an MP4 fragment's sample table is {length:,} bytes — the file is damaged")
-    data = source.read_exact(trun.body, length, "trun")
-    flags = int.from_bytes(data[1:4], "big")
-    count = struct.unpack(">I", data[4:8])[0]
+    """A ``trun``'s samples' total duration: their own durations if it lists them, else count × default."""
+    _, flags = _version_and_flags(source, trun)
+    count = struct.unpack(">I", _fields(source, trun, 4, 4))[0]
     if not flags & 0x100:
         return count * default
     first = 8 + (4 if flags & 0x01 else 0) + (4 if flags & 0x04 else 0)
     stride = 4 * bin(flags & 0xF00).count("1")
-    if first + count * stride > len(data):
+    if first + count * stride > trun.end - trun.body:
         source.fail("an MP4 fragment's sample table is shorter than its sample count — the file is damaged")
-    return sum(struct.unpack_from(">I", data, first + index * stride)[0] for index in range(count))
+    data = _fields(source, trun, first, count * stride)
+    return sum(duration for duration, *_ in struct.iter_unpack(f">{stride // 4}I", data))
 
 
 # --- EBML (WebM, Matroska) ------------------------------------------------------------------------
@@ -514,6 +665,7 @@ def _vint(source: _Source, head: bytes, position: int, *, max_length: int, keep_
 
 
 def _element_at(source: _Source, offset: int) -> _Element:
+    source.count_box()
     head = source.read(offset, 12)
     element_id, id_length = _vint(source, head, 0, max_length=4, keep_marker=True)
     size, size_length = _vint(source, head, id_length, max_length=8, keep_marker=False)
@@ -565,7 +717,10 @@ def _matroska_seconds(source: _Source) -> float:
     scale, duration = 1_000_000, None  # TimecodeScale's default: milliseconds
     for child in _ebml_children(source, info):
         if child.id == _TIMECODE_SCALE:
-            scale = int.from_bytes(_payload(source, child, "TimecodeScale"), "big")
+            raw = _payload(source, child, "TimecodeScale")
+            scale = int.from_bytes(raw, "big")
+            if not 1 <= len(raw) <= 8 or scale == 0:
+                source.fail(f"the Matroska TimecodeScale is {raw.hex() or 'empty'} — the file is damaged")
         elif child.id == _DURATION:
             raw = _payload(source, child, "Duration")
             if len(raw) not in (4, 8):

@@ -198,6 +198,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             seconds=round(seconds, 3),
             credits=estimate,
             bytes=reader.bytes_read,
+            requests=reader.requests,
         )
         credits.check_video(seconds, prefs.range, self.settings.max_video_seconds)
         return estimate
