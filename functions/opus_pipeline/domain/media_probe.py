@@ -51,7 +51,7 @@ import math
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, NamedTuple, NoReturn
+from typing import Any, BinaryIO, NamedTuple, NoReturn
 
 from opus_pipeline.errors import UnreadableVideoError
 
@@ -141,7 +141,7 @@ class RangedReader(io.RawIOBase):
         self._pos = position
         return position
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
+    def readinto(self, buffer: Any) -> int:  # any writable buffer (typing has no Buffer before 3.12)
         view = memoryview(buffer).cast("B")
         wanted = min(len(view), self.size - self._pos)
         done = 0
