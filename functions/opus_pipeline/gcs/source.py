@@ -7,7 +7,6 @@ memory does not grow with the video's size nor with its interruptions.
 from __future__ import annotations
 
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from google.cloud import storage
 from opus_pipeline import http_policy
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.errors import SupersededError, TransientError
+from opus_pipeline.retry import retried
 
 READ_ATTEMPTS = 4  # per range, before the failure is the upload's (about 4 s of waiting at most)
 
@@ -86,13 +86,7 @@ class SourceObject:
         """Fill ``view`` with the bytes at ``offset``. A range Cloud Storage fails (503, 429, a cut
         or short answer) is read again here, a moment later: failing it would interrupt the upload
         request it feeds, and that request would be sent again."""
-        for failures in range(1, READ_ATTEMPTS + 1):
-            try:
-                return self._read_pinned(offset, view)
-            except TransientError:
-                if failures == READ_ATTEMPTS:
-                    raise
-                time.sleep(http_policy.backoff_seconds(failures, None, random.uniform(0.5, 1), cap=2.0))
+        retried(lambda: self._read_pinned(offset, view), READ_ATTEMPTS, time.sleep, cap=2.0)
 
     def _read_pinned(self, offset: int, view: memoryview) -> None:
         for _ in range(3):
