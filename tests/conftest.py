@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from google.cloud import pubsub_v1, storage
@@ -21,6 +24,28 @@ from opus_pipeline.errors import TransientError
 API_KEY = "sk-test-" + "7f3a9c1e5b2d4f60"  # a realistic-looking secret the log scans look for
 PROJECT = "test-project"
 CHUNK = 256 * 1024
+UNIT_TIER = Path(__file__).resolve().parent / "unit"
+
+
+class NotAUnitTestError(RuntimeError):
+    """Raised when a test of the unit tier reaches for the network or a process."""
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_rule(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit tier's rule, enforced: a test under tests/unit opens no socket and starts no
+    process (no emulator, no stand-in, no network), so the whole tier runs in seconds; a test that
+    needs a server belongs in tests/integration or tests/e2e."""
+    if UNIT_TIER not in Path(request.node.path).parents:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise NotAUnitTestError("a unit test opens no socket and starts no process: move it to tests/integration")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")

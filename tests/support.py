@@ -20,7 +20,7 @@ from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.usecases.create_project import handle_clip_request
 from opus_pipeline.usecases.ingest import handle_finalized
 
-from conftest import CHUNK, Stack
+from conftest import API_KEY, CHUNK, Stack
 
 CAP_BODY = {"code": "API_MONTHLY_CAP_REACHED", "reset_at": "2026-12-01T00:00:00Z", "upgrade_url": "https://x"}
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,3 +115,12 @@ def interrupted_upload(stack: Stack, standin, data: bytes) -> tuple[dict, float,
     with pytest.raises(TransientError, match="resumes there"):
         handle_finalized(storage_object(resource), svc)
     return resource, now[0], svc
+
+
+SIGNED = "https://storage.googleapis.com/b/o.mp4?X-Goog-Credential=acct%2F20261201&X-Goog-Signature=5f1e2d3c4b5a"
+
+
+def assert_no_secret(*texts: str) -> None:
+    """No API key and no URL signature in any of ``texts``."""
+    for text in texts:
+        assert API_KEY not in text and "X-Goog-Signature" not in text and "5f1e2d3c4b5a" not in text
