@@ -19,6 +19,7 @@ from google.cloud import pubsub_v1, storage
 from opus_local import emulators
 from opus_local.function_env import function_env
 from opus_local.standin_control import RunningStandIn, StandInControl
+from opus_pipeline.domain.media_probe import RangedReader
 from opus_pipeline.errors import TransientError
 
 API_KEY = "sk-test-" + "7f3a9c1e5b2d4f60"  # a realistic-looking secret the log scans look for
@@ -200,3 +201,20 @@ def stack(gcs: str, pubsub: str, standin: StandInControl) -> Stack:
         results_subscription,
         ingest_subscription,
     )
+
+
+@pytest.fixture
+def reader() -> Iterator[Callable[..., RangedReader]]:
+    """``RangedReader`` over a local file through ``os.pread``: the same calls a range request makes."""
+    descriptors: list[int] = []
+
+    def open_reader(path: Path, **options) -> RangedReader:
+        descriptor = os.open(path, os.O_RDONLY)
+        descriptors.append(descriptor)
+        return RangedReader(
+            lambda start, end: os.pread(descriptor, end - start + 1, start), os.path.getsize(path), **options
+        )
+
+    yield open_reader
+    for descriptor in descriptors:
+        os.close(descriptor)

@@ -6,14 +6,14 @@ ffprobe is the reference; the byte counts show that a 1 GiB upload costs two sma
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from google.cloud import storage
 
 from opus_local import videos
-from opus_pipeline.domain.media_probe import WINDOW, RangedReader, credits_estimate, probe_duration
+from opus_pipeline.domain.media_probe import RangedReader, probe_duration
 from opus_pipeline.errors import UnreadableVideoError
 
 GiB = 1024**3
@@ -33,23 +33,6 @@ def make(video_dir: Path) -> Callable[..., Path]:
         return videos.make_video(video_dir / name, **options)
 
     return make
-
-
-@pytest.fixture
-def reader() -> Iterator[Callable[..., RangedReader]]:
-    """``RangedReader`` over a local file through ``os.pread``: the same calls a range request makes."""
-    descriptors: list[int] = []
-
-    def open_reader(path: Path, **options) -> RangedReader:
-        descriptor = os.open(path, os.O_RDONLY)
-        descriptors.append(descriptor)
-        return RangedReader(
-            lambda start, end: os.pread(descriptor, end - start + 1, start), os.path.getsize(path), **options
-        )
-
-    yield open_reader
-    for descriptor in descriptors:
-        os.close(descriptor)
 
 
 KINDS = {
@@ -178,67 +161,6 @@ def test_empty_file_is_unreadable(reader, tmp_path: Path) -> None:
     path = tmp_path / "empty.mp4"
     path.write_bytes(b"")
     assert "empty" in unreadable(reader(path), "empty.mp4")
-
-
-# --- credits ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("seconds", "credits"), [(0, 10), (59, 10), (600, 10), (601, 11), (36000, 600)])
-def test_credits_are_one_per_started_minute_and_at_least_ten(seconds: float, credits: int) -> None:
-    assert credits_estimate(seconds) == credits
-
-
-def test_credits_of_a_negative_duration_are_refused() -> None:
-    with pytest.raises(ValueError):
-        credits_estimate(-1)
-
-
-# --- the ranged reader --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pattern(tmp_path: Path) -> Path:
-    path = tmp_path / "pattern.bin"
-    path.write_bytes(bytes(range(256)) * 1024)  # 256 KiB: four windows
-    return path
-
-
-def test_reader_returns_the_files_bytes_wherever_it_reads(reader, pattern: Path) -> None:
-    data = pattern.read_bytes()
-    probe = reader(pattern)
-    for offset, length in [(0, 10), (WINDOW - 5, 10), (100_000, 70_000), (len(data) - 3, 10), (5, 1)]:
-        probe.seek(offset)
-        assert probe.read(length) == data[offset : offset + length]
-
-
-def test_reader_serves_many_small_reads_from_one_request(reader, pattern: Path) -> None:
-    probe = reader(pattern)
-    for offset in range(0, 60_000, 600):
-        probe.seek(offset)
-        probe.read(8)
-    assert (probe.requests, probe.bytes_read) == (1, WINDOW)
-
-
-def test_reader_near_the_end_fetches_the_window_that_ends_there(reader, pattern: Path) -> None:
-    probe = reader(pattern)
-    probe.seek(-16, os.SEEK_END)
-    probe.read(16)
-    probe.seek(-5000, os.SEEK_END)
-    probe.read(100)
-    assert (probe.requests, probe.bytes_read) == (1, WINDOW)
-
-
-def test_reader_fetches_a_read_larger_than_a_window_in_one_request(reader, pattern: Path) -> None:
-    probe = reader(pattern)
-    assert len(probe.read(3 * WINDOW)) == 3 * WINDOW
-    assert probe.requests == 1
-
-
-def test_reader_at_the_end_returns_nothing(reader, pattern: Path) -> None:
-    probe = reader(pattern)
-    probe.seek(0, os.SEEK_END)
-    assert probe.read(10) == b""
-    assert probe.requests == 0
 
 
 # --- over HTTP ----------------------------------------------------------------------------------------
