@@ -28,12 +28,16 @@ terraform {
   backend "gcs" {}
 }
 
+# Every resource that takes labels carries these, so the pipeline's resources and their costs can
+# be found by label (billing export, asset inventory). Values: lowercase letters, digits, - and _.
 provider "google" {
-  project = var.project_id
-  region  = var.region
+  project        = var.project_id
+  region         = var.region
+  default_labels = local.labels
 }
 
 provider "google-beta" {
-  project = var.project_id
-  region  = var.region
+  project        = var.project_id
+  region         = var.region
+  default_labels = local.labels
 }
