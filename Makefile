@@ -57,7 +57,7 @@ infra-check: $(CHECKOV_VENV)/.installed
 test: system-packages lint infra-check provider-schemas
 	PROVIDER_SCHEMAS=$(SCHEMAS) $(BIN)/pytest
 
-# First deployment and every later one by hand: see the README's "Deploying to Google Cloud".
+# First deployment and every later one by hand: see docs/deploying.md.
 deploy:
 	infra/deploy.sh
 
