@@ -14,7 +14,7 @@
 # Each apply asks for approval; AUTO_APPROVE=1 applies without asking (needed without a terminal).
 # Safe to run again after any failure: every phase converges on what already exists.
 # Written for bash 3.2 as well (macOS): no associative arrays, mapfile, ${var,,} or $! after a
-# process substitution.
+# process substitution; ${1+"$@"} is the form of "$@" that older shells accept empty under set -u.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -80,7 +80,7 @@ apply() {
   local attempt status
   for attempt in 1 2 3 4; do
     status=0
-    { terraform apply -input=false $approve "$@" 2>&1 1>&3 3>&- | tee "$errors" >&2; } 3>&1 || status=$?
+    { terraform apply -input=false $approve ${1+"$@"} 2>&1 1>&3 3>&- | tee "$errors" >&2; } 3>&1 || status=$?
     [ "$status" = 0 ] && return 0
     if [ "$attempt" = 4 ] || ! grep -Eq "$consistency_errors" "$errors"; then
       return "$status"
