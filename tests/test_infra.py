@@ -1173,7 +1173,7 @@ PLAN_READS = {
     "google_monitoring_dashboard": {"monitoring.dashboards.get"},
     # Read through plan_members on the archive's bucket alone (storage.tf), never from the project role.
     "google_storage_bucket_object": set(),
-    # Created once, read from nothing; local.
+    # Created once (generateServiceIdentity; the resource cannot be updated or destroyed); local.
     "google_project_service_identity": set(),
     "time_sleep": set(),
 }
