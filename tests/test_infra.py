@@ -558,23 +558,28 @@ def test_a_stalled_project_alerts_with_what_to_do() -> None:
     assert "opus-pipeline retry" in one(alert["documentation"])["content"]
 
 
-def test_cloud_build_tests_with_the_same_install_as_make_test_and_no_deploy_rights() -> None:
-    """The test build (cloudbuild.yaml) runs the suite after scripts/system-packages.sh, as make test
-    and .ci/run do, and has no plan, init or apply step: its account needs no rights in the project."""
+def test_cloud_build_tests_with_make_test_as_ci_does_and_no_deploy_rights() -> None:
+    """The test build (cloudbuild.yaml) runs .ci/run, which is `make test`: scripts/system-packages.sh
+    first, then lint (terraform fmt included), checkov, the schemas and pytest. It has no init, plan or
+    apply step and no substitutions: its account needs no rights in the project."""
     build = yaml.safe_load((INFRA.parent / "cloudbuild.yaml").read_text())
     steps = {step["id"]: step for step in build["steps"]}
-    assert set(steps) == {"test", "checkov", "terraform-fmt"}
+    assert list(steps) == ["terraform-binary", "test"]
     # The emulators image has the Pub/Sub emulator and Java; the stable one has neither.
     assert steps["test"]["name"] == "gcr.io/google.com/cloudsdktool/google-cloud-cli:emulators"
     script = "\n".join(steps["test"]["args"])
-    assert "make system-packages install provider-schemas" in script
-    assert "PROVIDER_SCHEMAS=.provider-schemas .venv/bin/pytest" in script and "ruff check" in script
+    assert 'PATH="/tools:$$PATH" .ci/run' in script
+    # terraform reaches the test step from Terraform's image, through a shared volume.
+    assert steps["terraform-binary"]["name"].startswith("hashicorp/terraform:")
+    assert "cp /bin/terraform /tools/terraform" in steps["terraform-binary"]["args"][-1]
+    assert steps["terraform-binary"]["volumes"] == steps["test"]["volumes"] == [{"name": "tools", "path": "/tools"}]
+    ci = (INFRA.parent / ".ci" / "run").read_text()
+    assert "make test" in ci
     makefile = (INFRA.parent / "Makefile").read_text()
     assert "system-packages:\n\tscripts/system-packages.sh test" in makefile
     assert "test: system-packages lint infra-check provider-schemas" in makefile
-    assert steps["terraform-fmt"]["args"] == ["fmt", "-check", "-recursive", "infra"]
-    assert "checkov -d infra" in "\n".join(steps["checkov"]["args"])
-    assert "substitutions" not in build  # no state bucket, no tfvars
+    assert "terraform fmt -check -recursive infra" in makefile
+    assert "substitutions" not in build
 
 
 def test_cloud_build_plans_and_applies_only_on_request_in_a_build_of_its_own() -> None:
