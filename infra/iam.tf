@@ -152,6 +152,17 @@ resource "google_storage_bucket_iam_policy" "state" {
   policy_data = data.google_iam_policy.state.policy_data
 }
 
+# The per-member grants deployments before this one made on the state bucket are in the policy above.
+# Destroyed, each would remove its member from the bucket's policy, perhaps after the policy was set,
+# and take the function's grant with it: they are forgotten instead, and the policy replaces them.
+removed {
+  from = google_storage_bucket_iam_member.writes_state
+
+  lifecycle {
+    destroy = false
+  }
+}
+
 resource "google_secret_manager_secret_iam_member" "reads_key" {
   for_each = local.functions
 
@@ -286,7 +297,7 @@ resource "google_service_account_iam_member" "pubsub_agent_mints_sweep_trigger_t
 }
 
 # IAM changes take minutes to reach every service: the first trigger creation fails while the
-# Cloud Storage agent cannot publish yet (provider issue #25294, where 60 s did not suffice) or the
+# Cloud Storage agent cannot publish yet (provider issue #25294) or the
 # Eventarc agent's role has not arrived ("it may take a few minutes before all necessary permissions
 # are propagated to the Service Agent", Eventarc's own error). Google's modules wait 120 s to 180 s
 # here: terraform-google-modules/terraform-google-bigquery (data_warehouse, PR #193: 180 s after the

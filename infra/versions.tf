@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.5"
+  # 1.7: the removed block in iam.tf.
+  required_version = ">= 1.7"
 
   # Patch releases only: tests/test_provider_schema.py checks every argument against the schema of
   # exactly these minor versions (Makefile PROVIDER_SCHEMA_PACKAGES), so a minor bump is a deliberate

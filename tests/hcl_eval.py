@@ -139,7 +139,7 @@ class _Parser:
         while self._is(*self._LEVELS[level]):
             op = self._OPERATORS[self._next()[1]]
             right = self._binary(level + 1)
-            # Both operands, as Terraform before 1.12 (versions.tf allows 1.5) does: no short circuit.
+            # Both operands, as Terraform before 1.12 (versions.tf allows 1.7) does: no short circuit.
             left = (lambda f, a, b: lambda env: f(a(env), b(env)))(op, left, right)
         return left
 

@@ -840,6 +840,15 @@ def test_the_state_buckets_policy_is_authoritative_and_holds_the_functions_grant
     assert sorted(groups) == ["state_sweeper:outside-sessions", "state_writer", "state_writer:outside-sessions"]
 
 
+def test_the_state_buckets_former_member_grants_are_forgotten_not_destroyed() -> None:
+    """Destroying them would remove each function's grant from the policy the new resource sets."""
+    with open(INFRA / "iam.tf") as source:
+        [removed] = _clean(hcl2.load(source))["removed"]
+    assert removed["from"] == "${google_storage_bucket_iam_member.writes_state}"
+    assert one(removed["lifecycle"])["destroy"] is False
+    assert "writes_state" not in resources("google_storage_bucket_iam_member")
+
+
 def access() -> dict[str, dict[str, set[str]]]:
     """What each function may do on the three buckets and the topics, from every binding."""
     granted = {key: {"source": set(), "state": set(), "output": set(), "topics": set()} for key in FUNCTIONS}
@@ -1119,8 +1128,8 @@ def test_the_eventarc_check_catches_a_destination_given_the_full_path() -> None:
 
 
 def test_event_grants_get_the_propagation_time_googles_modules_give_them() -> None:
-    """180 s, as terraform-google-bigquery's data_warehouse waited for Eventarc (60 s failed in provider
-    issue #25294); the comment cites where the figure comes from."""
+    """180 s, as terraform-google-bigquery's data_warehouse waited for Eventarc (the failure is provider
+    issue #25294's); the comment cites where the figure comes from."""
     sleep = resources("time_sleep")["event_grants_propagate"]
     assert int(sleep["create_duration"].removesuffix("s")) >= 180
     text = (INFRA / "iam.tf").read_text()

@@ -16,7 +16,7 @@ def test_try_returns_the_first_argument_that_evaluates() -> None:
     assert evaluate("${try(var.x >= 1, var.x == null)}", {"var": {"x": 0}}) is False
 
 
-def test_logical_operators_evaluate_both_operands_as_terraform_1_5_does() -> None:
+def test_logical_operators_evaluate_both_operands_as_terraform_before_1_12_does() -> None:
     with pytest.raises(TypeError):
         evaluate("${var.x == null || var.x >= 1}", {"var": {"x": None}})
 
