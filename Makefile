@@ -67,11 +67,11 @@ infra-check: $(CHECKOV_VENV)/.installed
 test: system-packages lint infra-check provider-schemas
 	PROVIDER_SCHEMAS=$(SCHEMAS) $(BIN)/pytest
 
-# The pure tier alone: no emulator, no network, no process (tests/unit/conftest.py refuses them).
+# The pure tier alone: no emulator, no network, no process (tests/conftest.py refuses them there).
 test-unit: install
 	$(BIN)/pytest tests/unit -q
 
-# First deployment and every later one by hand: see the README's "Deploying to Google Cloud".
+# First deployment and every later one by hand: see docs/deploying.md.
 deploy:
 	infra/deploy.sh
 

@@ -193,21 +193,37 @@ resource "google_cloudfunctions2_function" "this" {
   ]
 }
 
+# Each function's Cloud Run service by its name alone. service_config[0].service is the full
+# projects/…/locations/…/services/NAME path, which IAM bindings accept; Eventarc's destination
+# (CloudRun.service: "the name of the Cloud Run service", the region beside it) and the Cloud Run
+# data source (which builds the path itself) take the last segment only.
+locals {
+  function_services = {
+    for key, f in google_cloudfunctions2_function.this : key => element(reverse(split("/", f.service_config[0].service)), 0)
+  }
+}
+
 # The URL create-project registers (local.webhook_url) is computed, not read from the receiver: after
-# each apply, confirm the receiver's Cloud Run service serves it. A failed check warns, it does not
-# undo the apply; projects created meanwhile would call a URL nobody answers, and the sweeper
-# concludes them instead.
+# each apply, confirm the receiver's Cloud Run service serves it, and that OpusClip's calls can reach
+# it. A failed check warns, it does not undo the apply; projects created meanwhile would call a URL
+# nobody answers, and the sweeper concludes them instead.
 check "webhook_url_serves_the_receiver" {
-  # service_config[0].service is the full projects/…/services/NAME path; the data source builds that
-  # path from the short name itself, so it is given the last segment only.
   data "google_cloud_run_v2_service" "webhook" {
-    name     = element(reverse(split("/", google_cloudfunctions2_function.this["on_project_concluded"].service_config[0].service)), 0)
+    name     = local.function_services["on_project_concluded"]
     location = var.region
   }
 
   assert {
     condition     = contains(data.google_cloud_run_v2_service.webhook.urls, local.webhook_url)
     error_message = "The webhook receiver does not serve ${local.webhook_url}, the URL create-project registers with OpusClip; its URLs are ${join(", ", data.google_cloud_run_v2_service.webhook.urls)}."
+  }
+
+  # make deploy turns the check off right after the apply that creates the receiver, so the first
+  # apply warns here once; after an apply without make deploy (Cloud Build's main trigger does it in
+  # a step of its own) it says what to run.
+  assert {
+    condition     = var.webhook_access != "no_invoker_check" || data.google_cloud_run_v2_service.webhook.invoker_iam_disabled == true
+    error_message = "OpusClip's webhooks are refused: the receiver's invoker IAM check is on (webhook_access = no_invoker_check). infra/deploy.sh turns it off after each apply; otherwise run: gcloud run services update ${local.function_services["on_project_concluded"]} --region=${var.region} --project=${var.project_id} --no-invoker-iam-check"
   }
 }
 

@@ -109,24 +109,57 @@ resource "google_storage_bucket_iam_member" "reads_videos" {
   member = "serviceAccount:${each.value.service_account}"
 }
 
-# Upload session URLs (sessions/, functions/opus_pipeline/gcs/sessions.py) are credentials: every
-# function but ingest gets its state rights on every other object name only (a listing names the
-# bucket, so the condition lets the sweeper list). The bucket is uniform, which IAM conditions on
-# object names need.
-resource "google_storage_bucket_iam_member" "writes_state" {
-  for_each = local.functions
+# The state bucket's whole IAM policy, authoritative: a new bucket's policy also lets the project's
+# Owners, Editors and Viewers in (the projectOwner/projectEditor/projectViewer legacy bindings), so
+# a project Viewer could read the upload session URLs under sessions/ (functions/opus_pipeline/gcs/
+# sessions.py), which are credentials. This policy replaces those bindings: only the functions'
+# grants below remain, and beyond them only project-level storage rights (Owners, Editors, Storage
+# Admins) reach the bucket. Every function but ingest gets its state rights on every other object
+# name only (a listing names the bucket, so the condition lets the sweeper list); the bucket is
+# uniform, which IAM conditions on object names need. The source and output buckets keep their
+# legacy bindings: videos and clips are the project members' own (docs/deploying.md).
+#
+# One binding per role and condition, as IAM keeps them: "ROLE" (upload sessions too) or
+# "ROLE:outside-sessions", each with the accounts of the functions it applies to.
+locals {
+  state_grants = {
+    for key, f in local.functions :
+    "${f.lists_state ? "state_sweeper" : "state_writer"}${f.keeps_sessions ? "" : ":outside-sessions"}" => "serviceAccount:${f.service_account}"...
+  }
+}
 
-  bucket = google_storage_bucket.this["state"].name
-  role   = each.value.lists_state ? google_project_iam_custom_role.storage["state_sweeper"].id : google_project_iam_custom_role.storage["state_writer"].id
-  member = "serviceAccount:${each.value.service_account}"
-
-  dynamic "condition" {
-    for_each = each.value.keeps_sessions ? [] : [local.sessions_object_prefix]
+data "google_iam_policy" "state" {
+  dynamic "binding" {
+    for_each = local.state_grants
     content {
-      title       = "no upload sessions"
-      description = "Everything in the state bucket but the upload session URLs under sessions/."
-      expression  = "!resource.name.startsWith(\"${condition.value}\")"
+      role    = google_project_iam_custom_role.storage[split(":", binding.key)[0]].id
+      members = binding.value
+
+      dynamic "condition" {
+        for_each = endswith(binding.key, ":outside-sessions") ? [local.sessions_object_prefix] : []
+        content {
+          title       = "no upload sessions"
+          description = "Everything in the state bucket but the upload session URLs under sessions/."
+          expression  = "!resource.name.startsWith(\"${condition.value}\")"
+        }
+      }
     }
+  }
+}
+
+resource "google_storage_bucket_iam_policy" "state" {
+  bucket      = google_storage_bucket.this["state"].name
+  policy_data = data.google_iam_policy.state.policy_data
+}
+
+# The per-member grants deployments before this one made on the state bucket are in the policy above.
+# Destroyed, each would remove its member from the bucket's policy, perhaps after the policy was set,
+# and take the function's grant with it: they are forgotten instead, and the policy replaces them.
+removed {
+  from = google_storage_bucket_iam_member.writes_state
+
+  lifecycle {
+    destroy = false
   }
 }
 
@@ -192,14 +225,14 @@ resource "google_pubsub_topic_iam_member" "publishes_results" {
   member = "serviceAccount:${each.value.service_account}"
 }
 
-# The one public binding: OpusClip calls the receiver from the internet without a Google identity.
-# What admits a call is the secret token in the URL (functions/opus_pipeline/domain/webhook.py). checkov's
-# public-invoker checks (CKV_GCP_102, CKV_GCP_107) cover only the v1 Cloud Run and Cloud Functions
-# IAM resources, so nothing is skipped here; tests/test_infra.py allows this binding and no other.
-# Skipped with webhook_public_invoker = false, where the organisation refuses allUsers (README,
-# "Webhooks under Domain restricted sharing").
+# The one public binding, with webhook_access = "all_users" only (by default the receiver's invoker
+# IAM check is off instead, which Domain restricted sharing allows: variables.tf): OpusClip calls the
+# receiver from the internet without a Google identity. What admits a call is the secret token in
+# the URL (functions/opus_pipeline/domain/webhook.py). checkov's public-invoker checks (CKV_GCP_102,
+# CKV_GCP_107) cover only the v1 Cloud Run and Cloud Functions IAM resources, so nothing is skipped
+# here; tests/test_infra.py allows this binding and no other.
 resource "google_cloud_run_v2_service_iam_member" "anyone_invokes_webhook" {
-  count = var.webhook_public_invoker ? 1 : 0
+  count = var.webhook_access == "all_users" ? 1 : 0
 
   project  = var.project_id
   location = var.region
@@ -263,10 +296,16 @@ resource "google_service_account_iam_member" "pubsub_agent_mints_sweep_trigger_t
   member             = local.pubsub_agent
 }
 
-# IAM changes take minutes to reach every service; the first trigger creation fails while the
-# Cloud Storage agent cannot publish yet (provider issue #25294).
+# IAM changes take minutes to reach every service: the first trigger creation fails while the
+# Cloud Storage agent cannot publish yet (provider issue #25294) or the
+# Eventarc agent's role has not arrived ("it may take a few minutes before all necessary permissions
+# are propagated to the Service Agent", Eventarc's own error). Google's modules wait 120 s to 180 s
+# here: terraform-google-modules/terraform-google-bigquery (data_warehouse, PR #193: 180 s after the
+# Cloud Storage agent's publisher grant, "to let Eventarc sync up") and GoogleCloudPlatform's
+# packaged solutions (wait_for_eventarc_service_agent_permissions, 120 s). The longest of them;
+# infra/deploy.sh applies again after these same errors should 180 s still not be enough.
 resource "time_sleep" "event_grants_propagate" {
-  create_duration = "60s"
+  create_duration = "180s"
 
   depends_on = [
     google_project_iam_member.gcs_agent_publisher,
@@ -351,6 +390,16 @@ resource "google_storage_bucket_iam_member" "build_reads_source" {
   bucket = google_storage_bucket.this["function_source"].name
   role   = "roles/storage.objectViewer"
   member = google_service_account.build.member
+}
+
+# A plan refreshes the archive object, which takes storage.objects.get; the plan account gets it here
+# on the archive's bucket alone, not from a project role that would reach videos and clips too.
+resource "google_storage_bucket_iam_member" "plan_reads_source" {
+  for_each = toset(var.plan_members)
+
+  bucket = google_storage_bucket.this["function_source"].name
+  role   = "roles/storage.objectViewer"
+  member = each.value
 }
 
 # Images go to the pipeline's own repository (build_config.docker_repository), so the push

@@ -16,6 +16,11 @@ data "google_storage_project_service_account" "gcs" {
 }
 
 locals {
+  labels = {
+    app        = "opus-clip-pipeline"
+    deployment = var.name_prefix
+    managed-by = "terraform"
+  }
   prefix          = var.name_prefix
   source_bucket   = var.source_bucket_name != "" ? var.source_bucket_name : "${var.project_id}-${var.name_prefix}-videos"
   pubsub_agent    = google_project_service_identity.agents["pubsub.googleapis.com"].member

@@ -23,6 +23,21 @@ output "webhook_url" {
   value       = local.webhook_url
 }
 
+output "webhook_service" {
+  description = "The receiver's Cloud Run service (its name alone), in var.region."
+  value       = local.function_services["on_project_concluded"]
+}
+
+output "webhook_access" {
+  description = "How OpusClip's calls reach the receiver; no_invoker_check: make deploy turns the receiver's invoker IAM check off after each apply."
+  value       = var.webhook_access
+}
+
+output "region" {
+  description = "The region of the functions, the triggers and the buckets."
+  value       = var.region
+}
+
 output "clip_requests_topic" {
   description = "CLIP_REQUESTS_TOPIC for the opus-pipeline CLI's retry command."
   value       = google_pubsub_topic.clip_requests.id

@@ -117,9 +117,11 @@ resource "google_eventarc_trigger" "ingest_requests" {
     value     = "google.cloud.pubsub.topic.v1.messagePublished"
   }
 
+  # Eventarc's CloudRun.service is the service's name, with its region beside it; the function's
+  # service_config[0].service is the full projects/…/services/NAME path (local.function_services).
   destination {
     cloud_run_service {
-      service = google_cloudfunctions2_function.this["ingest"].service_config[0].service
+      service = local.function_services["ingest"]
       region  = var.region
     }
   }

@@ -64,9 +64,12 @@ data "archive_file" "functions" {
   source_dir  = "${path.module}/../functions"
   output_path = "${path.module}/.build/functions.zip"
   excludes    = ["**/__pycache__/**", "**/*.pyc"]
+  # Every file 0644 whatever the checkout's umask: the archive's hash names the object, and a mode
+  # that differed between machines would redeploy all four functions with unchanged code.
+  output_file_mode = "0644"
 }
 
-# The object name carries the archive's hash, so any code change redeploys both functions.
+# The object name carries the archive's hash, so any code change redeploys the four functions.
 resource "google_storage_bucket_object" "functions" {
   name   = "functions-${data.archive_file.functions.output_md5}.zip"
   bucket = google_storage_bucket.this["function_source"].name

@@ -1,12 +1,22 @@
 variable "project_id" {
   type        = string
   description = "The Google Cloud project that hosts the pipeline."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID (6-30 lowercase letters, digits or hyphens, starting with a letter), not its name or number."
+  }
 }
 
 variable "region" {
   type        = string
   description = "Region of the functions, the Eventarc trigger and every bucket (a trigger must share its bucket's region)."
   default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+(-[a-z]+)+[0-9]+$", var.region))
+    error_message = "region must be one Cloud Functions region such as us-central1 or europe-west1, not a multi-region (EU, US) or a zone."
+  }
 }
 
 variable "name_prefix" {
@@ -75,6 +85,12 @@ variable "monthly_credit_budget" {
   type        = number
   description = "OpusClip credits this pipeline may spend per UTC calendar month (OPUS_MONTHLY_CREDIT_BUDGET), a whole number from 1 (config.py refuses anything else at start-up); null: no budget of its own, only OpusClip's monthly cap. Raising it admits waiting videos on the next sweep."
   default     = null
+
+  # null fails the comparison, which try() turns into "no budget": allowed.
+  validation {
+    condition     = try(var.monthly_credit_budget >= 1 && floor(var.monthly_credit_budget) == var.monthly_credit_budget, var.monthly_credit_budget == null)
+    error_message = "monthly_credit_budget must be a whole number of credits, at least 1, or null for no budget of its own."
+  }
 }
 
 variable "source_prefix" {
@@ -163,6 +179,12 @@ variable "sweep_schedule" {
   type        = string
   description = "Cron schedule (UTC) of the sweeper that looks at running projects whose webhook got lost."
   default     = "*/5 * * * *"
+
+  # Cloud Scheduler's unix-cron: five fields of digits, names, *, /, , and -.
+  validation {
+    condition     = can(regex("^[0-9A-Za-z*/,-]+( +[0-9A-Za-z*/,-]+){4}$", var.sweep_schedule))
+    error_message = "sweep_schedule must be a five-field unix-cron schedule, such as \"*/5 * * * *\"."
+  }
 }
 
 variable "sweep_max_calls" {
@@ -243,16 +265,43 @@ variable "dead_letter_max_attempts" {
   }
 }
 
-variable "webhook_public_invoker" {
-  type        = bool
-  description = "Let anyone invoke the webhook receiver (allUsers run.invoker), as OpusClip calls it without a Google identity. False where Domain restricted sharing refuses allUsers: see the README."
-  default     = true
+# Google's "secure by default" baseline enforces Domain restricted sharing
+# (iam.allowedPolicyMemberDomains) on every organisation created since 2024-05-03, and it refuses
+# an allUsers binding. Cloud Run's invoker IAM check off is what Cloud Run recommends for a public
+# service under that policy (Cloud Run, "Allowing public (unauthenticated) access"); the Cloud
+# Functions API cannot set it (provider issue #23360), so make deploy sets it on the receiver's
+# Cloud Run service after each apply, and the check in functions.tf confirms it.
+variable "webhook_access" {
+  type        = string
+  description = "How OpusClip's calls, which carry no Google identity, reach the webhook receiver: no_invoker_check (Cloud Run's invoker IAM check off, set by make deploy; works under Domain restricted sharing), all_users (an allUsers run.invoker binding; refused under Domain restricted sharing), or sweeper_only (nothing: calls are refused and the sweeper concludes every project). See docs/deploying.md."
+  default     = "no_invoker_check"
+
+  validation {
+    condition     = contains(["no_invoker_check", "all_users", "sweeper_only"], var.webhook_access)
+    error_message = "webhook_access must be no_invoker_check, all_users or sweeper_only."
+  }
 }
 
 variable "notification_channels" {
   type        = list(string)
   description = "Monitoring notification channel ids (projects/P/notificationChannels/N) the alerts go to."
   default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[a-z0-9-]+/notificationChannels/[0-9]+$", c))])
+    error_message = "Each notification channel must be a full id, projects/PROJECT/notificationChannels/NUMBER (gcloud beta monitoring channels list)."
+  }
+}
+
+variable "plan_members" {
+  type        = list(string)
+  description = "Identities that run terraform plan without deploy rights (the pull-request plan account, as serviceAccount:EMAIL): they may read the function source archive, which a plan refreshes, and no other object. See docs/deploying.md."
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.plan_members : can(regex("^(serviceAccount|user|group):[^@ ]+@[^@ ]+$", m))])
+    error_message = "Each plan member must be serviceAccount:EMAIL, user:EMAIL or group:EMAIL."
+  }
 }
 
 variable "force_destroy_buckets" {

@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.5"
+  # 1.7: the removed block in iam.tf.
+  required_version = ">= 1.7"
 
   # Patch releases only: tests/test_provider_schema.py checks every argument against the schema of
   # exactly these minor versions (Makefile PROVIDER_SCHEMA_PACKAGES), so a minor bump is a deliberate
@@ -28,12 +29,16 @@ terraform {
   backend "gcs" {}
 }
 
+# Every resource that takes labels carries these, so the pipeline's resources and their costs can
+# be found by label (billing export, asset inventory). Values: lowercase letters, digits, - and _.
 provider "google" {
-  project = var.project_id
-  region  = var.region
+  project        = var.project_id
+  region         = var.region
+  default_labels = local.labels
 }
 
 provider "google-beta" {
-  project = var.project_id
-  region  = var.region
+  project        = var.project_id
+  region         = var.region
+  default_labels = local.labels
 }

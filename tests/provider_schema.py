@@ -28,6 +28,8 @@ _TYPE_LINK = re.compile(r"/providers/hashicorp/([\w-]+)/([\d.]+)/docs/(resources
 # the argument's Terraform name, which camelCase cannot always be turned back into.
 _ARG_LINK = re.compile(r"\{@link \S+#\w+ \w+#(\w+)\}")
 _BASES = {"cdktn.TerraformResource": "resource", "cdktn.TerraformDataSource": "data"}
+# The provider's own configuration (the arguments of a `provider "google" {}` block).
+_PROVIDER_BASE = "cdktn.TerraformProvider"
 
 
 def _snake(name: str) -> str:
@@ -62,10 +64,14 @@ def _arguments(fqn: str, types: dict, seen: frozenset[str] = frozenset()) -> dic
 
 
 def reduce_assembly(assembly: dict) -> dict[str, Any]:
-    """{"provider": name, "version": x.y.z, "resource": {type: args}, "data": {type: args}}."""
+    """{"provider": name, "version": x.y.z, "resource": {type: args}, "data": {type: args},
+    "configuration": args of the provider block}."""
     types = assembly["types"]
-    reduced: dict[str, Any] = {"resource": {}, "data": {}}
+    reduced: dict[str, Any] = {"resource": {}, "data": {}, "configuration": {}}
     for fqn, declared in types.items():
+        if declared.get("base") == _PROVIDER_BASE:
+            reduced["configuration"] = _arguments(f"{fqn}Config", types)
+            continue
         kind = _BASES.get(declared.get("base", ""))
         if kind is None:
             continue

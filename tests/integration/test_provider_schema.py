@@ -91,7 +91,7 @@ def _blocks(parsed: dict, kind: str) -> list[dict]:
 
 
 def problems_in(directory: Path) -> list[str]:
-    """Every schema problem of every resource and data block in the directory's .tf files."""
+    """Every schema problem of every resource, data and provider block in the directory's .tf files."""
     problems: list[str] = []
     for path in sorted(directory.glob("*.tf")):
         with open(path) as source:
@@ -112,6 +112,11 @@ def problems_in(directory: Path) -> list[str]:
                             continue
                         own = {key: value for key, value in body.items() if key not in META_ARGUMENTS}
                         problems += _check(own, types[tf_type], where)
+        for block in parsed.get("provider", []):
+            for quoted_name, body in block.items():
+                provider = _name(quoted_name)
+                own = {key: value for key, value in body.items() if key != "alias"}
+                problems += _check(own, schema(provider)["configuration"], f"{path.name}: provider {provider}")
     return problems
 
 
@@ -131,7 +136,7 @@ def test_the_schemas_are_those_of_the_provider_versions_versions_tf_allows() -> 
         assert version[:2] == (major, minor) and version[2] >= patch, (provider, constraint, version)
 
 
-def test_every_resource_and_data_block_matches_its_provider_schema() -> None:
+def test_every_resource_data_and_provider_block_matches_its_provider_schema() -> None:
     assert problems_in(INFRA) == []
 
 
@@ -149,12 +154,15 @@ def test_the_check_catches_typos_planted_in_a_copy_of_infra_and_a_block_written_
     apis.write_text(apis.read_text().replace(identity, identity + "  timeouts = {}\n", 1))
     pubsub = planted / "pubsub.tf"
     pubsub.write_text(pubsub.read_text().replace("  retry_policy {", "  retry_polcy {", 1))
+    versions = planted / "versions.tf"
+    versions.write_text(versions.read_text().replace("default_labels = local.labels", "labels = local.labels", 1))
 
     found = "\n".join(problems_in(planted))
 
     assert "google_cloudfunctions2_function.this.service_config: unknown argument or block 'timeout_secs'" in found
     assert "google_project_service_identity.agents: 'timeouts' is a block, written as an argument" in found
     assert "google_pubsub_subscription.create_project_push: unknown argument or block 'retry_polcy'" in found
+    assert "versions.tf: provider google: unknown argument or block 'labels'" in found
 
 
 def test_a_missing_required_argument_and_an_unknown_type_are_reported(tmp_path: Path) -> None:
