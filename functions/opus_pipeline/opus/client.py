@@ -72,7 +72,8 @@ def raise_for_status(response: requests.Response, action: str) -> None:
         )
     if status in (401, 403):
         raise OpusApiError(
-            f"OpusClip refused the API key on {action} (HTTP {status}) — check the secret OPUS_API_KEY",
+            f"OpusClip refused the API key on {action} (HTTP {status}) — check the secret OPUS_API_KEY "
+            "(and OPUS_ORG_ID, for a key of several organisations)",
             reason="api-key-refused",
             status=status,
         )
