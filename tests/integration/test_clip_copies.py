@@ -11,6 +11,7 @@ import time
 
 import pytest
 import requests
+from jsonschema import Draft202012Validator
 
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
@@ -22,6 +23,33 @@ from conftest import API_KEY, CHUNK, Stack
 from support import create, ingest, record, services, video, wait_for
 
 LATER = 24 * 3600.0
+# The OpenAPI's TranscriptResponse, TranscriptExportParagraph and TranscriptExportWord (shared/opus-api).
+WORD = {
+    "type": "object",
+    "required": ["word", "start", "end"],
+    "properties": {
+        "word": {"type": "string"},
+        "start": {"type": "number"},
+        "end": {"type": "number"},
+        "isFillerWord": {"type": "boolean"},
+    },
+}
+PARAGRAPH = {
+    "type": "object",
+    "required": ["id", "start", "end", "text", "words"],
+    "properties": {
+        "id": {"type": "integer"},
+        "start": {"type": "number"},
+        "end": {"type": "number"},
+        "text": {"type": "string"},
+        "speaker": {"type": "string"},
+        "words": {"type": "array", "items": WORD},
+    },
+}
+TRANSCRIPT_RESPONSE = {
+    "type": "object",
+    "properties": {"data": {"type": "array", "items": {"type": ["array", "null"], "items": PARAGRAPH}}},
+}
 ORG = "org_Example00000001"
 TIMING = re.compile(r"^\d\d:\d\d:\d\d[.,]\d{3} --> \d\d:\d\d:\d\d[.,]\d{3}$")
 
@@ -58,14 +86,20 @@ def key(gcs_uri: str) -> str:
     return gcs_uri.split("/", 3)[3]
 
 
-def transcript_words(stack: Stack, project_id: str) -> list[dict]:
-    answer = requests.get(
+def transcript(stack: Stack, project_id: str) -> dict:
+    """The stand-in's answer to ``GET /api/transcripts``, asked as a client of OpusClip asks."""
+    response = requests.get(
         f"{stack.standin_url}/api/transcripts",
         params={"q": "findByProjectId", "projectId": project_id},
         headers={"Authorization": f"Bearer {API_KEY}"},
         timeout=10,
-    ).json()
-    return [word for paragraph in answer["data"][0] for word in paragraph["words"]]
+    )
+    assert response.status_code == 200
+    return response.json()
+
+
+def transcript_words(stack: Stack, project_id: str) -> list[dict]:
+    return [word for paragraph in transcript(stack, project_id)["data"][0] for word in paragraph["words"]]
 
 
 def caption_words(text: str) -> list[str]:
@@ -140,6 +174,15 @@ def test_without_a_transcript_there_are_no_caption_files_and_no_failure(stack: S
     assert manifest["transcriptAvailable"] is False
     assert all(clip["copied"] and "captions" not in clip for clip in manifest["clips"])
     assert not [name for name in object_names(stack) if name.endswith((".srt", ".vtt"))]
+
+
+def test_the_standins_transcript_has_the_documented_shape(stack: Stack, standin) -> None:
+    manifest = concluded(stack, standin)
+    answer = transcript(stack, manifest["projectId"])
+    Draft202012Validator(TRANSCRIPT_RESPONSE).validate(answer)
+    assert answer["data"][0] and any(w["isFillerWord"] for p in answer["data"][0] for w in p["words"])
+    standin.configure(transcript=False)
+    assert transcript(stack, manifest["projectId"]) == {"data": [None]}
 
 
 def test_the_transcript_is_read_once_per_project(stack: Stack, standin) -> None:

@@ -225,7 +225,8 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                     # A new dict each time: the saved record keeps the old one, and the lease
                     # renewer may be serialising that record at this very moment.
                     copies = {**copies, ident: self._copy(clip, index, plan)}
-                    self.held.save(copied=copies)
+                    if plan.skipped[index] is None:  # a clip left out costs no record write
+                        self.held.save(copied=copies)
         concluded_at = now_rfc3339()
         doc = manifest.manifest(
             self.obj,
