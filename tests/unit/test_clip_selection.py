@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from opus_pipeline.domain.clip_selection import not_selected
+from opus_pipeline.domain.preferences import parse_metadata
+from opus_pipeline.domain.project_request import build_command
+from opus_pipeline.errors import PreferenceError
 
 CLIPS = [{"id": "a", "score": 93}, {"id": "b", "score": 86}, {"id": "c", "score": 79}]
 
@@ -37,3 +42,29 @@ def test_a_clip_without_a_score_cannot_meet_a_minimum() -> None:
 
 def test_copy_top_larger_than_the_list_copies_all() -> None:
     assert not_selected(CLIPS, copy_top=10) == [None, None, None]
+
+
+# -- the preferences that choose ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "two", "1.5", "", "٣"])
+def test_copy_top_is_a_whole_number_from_one(text: str) -> None:
+    with pytest.raises(PreferenceError, match="opus-copy-top"):
+        parse_metadata({"opus-copy-top": text})
+
+
+@pytest.mark.parametrize("text", ["101", "-5", "high", "80.5"])
+def test_min_score_is_a_whole_number_from_0_to_100(text: str) -> None:
+    with pytest.raises(PreferenceError, match="from 0 to 100"):
+        parse_metadata({"opus-min-score": text})
+
+
+def test_the_videos_choice_wins_over_the_deploys() -> None:
+    prefs = parse_metadata({"opus-copy-top": "1"}).over(parse_metadata({"opus-copy-top": "5", "opus-min-score": "70"}))
+    assert (prefs.copyTop, prefs.minScore) == (1, 70)
+
+
+def test_neither_is_sent_to_opusclip() -> None:
+    prefs = parse_metadata({"opus-copy-top": "2", "opus-min-score": "50", "opus-captions": "true"})
+    body = build_command("up_1", prefs)
+    assert body == {"videoUrl": "up_1", "renderPref": {"enableCaption": True}}
