@@ -69,50 +69,6 @@ ICON = (
 """The page's own icon, inline: without one, chromium asks the host for ``/favicon.ico``, outside
 the page's folder (the console's host root, or another bucket's object)."""
 
-_CSS = """
-:root { color-scheme: light; --ink: #1d232b; --muted: #5b6673; --line: #dde2e8; --card: #fff;
-  --bg: #f3f5f8; --accent: #3451b2; --warn: #9a3412; --warn-bg: #fff4e5; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-  color: var(--ink); background: var(--bg); }
-header { background: var(--card); border-bottom: 1px solid var(--line); padding: 1.25rem 1.5rem; }
-h1 { margin: 0 0 .5rem; font-size: 1.4rem; overflow-wrap: anywhere; }
-.facts { display: flex; flex-wrap: wrap; gap: .35rem 1.75rem; margin: 0; font-size: .9rem; }
-.facts div { display: flex; gap: .4rem; min-width: 0; }
-.facts dt { color: var(--muted); }
-.facts dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
-main { padding: 1.5rem; max-width: 1400px; margin: 0 auto; }
-.notice { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 1.25rem 1.5rem;
-  max-width: 46rem; }
-.notice h2 { margin: 0 0 .5rem; font-size: 1.15rem; }
-.notice.failure { background: var(--warn-bg); border-color: #f5c28b; }
-.notice.failure h2 { color: var(--warn); }
-code { font: .9em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #eef1f5;
-  padding: .1em .35em; border-radius: 4px; overflow-wrap: anywhere; }
-.clips { list-style: none; margin: 0; padding: 0; display: grid; gap: 1.25rem;
-  grid-template-columns: repeat(auto-fill, minmax(min(100%, 300px), 1fr)); }
-.clip { background: var(--card); border: 1px solid var(--line); border-radius: 10px; overflow: hidden;
-  display: flex; flex-direction: column; box-shadow: 0 1px 2px rgb(0 0 0 / 5%); }
-.clip video { display: block; width: 100%; height: auto; max-height: min(70vh, 560px); background: #111;
-  object-fit: contain; }
-.missing { aspect-ratio: 16 / 9; background: var(--warn-bg); color: var(--warn); padding: 1rem 1.25rem;
-  display: flex; flex-direction: column; justify-content: center; gap: .5rem; overflow-wrap: anywhere; }
-.missing p { margin: 0; }
-.missing a { color: var(--accent); font-weight: 600; }
-.body { padding: .9rem 1.1rem 1.1rem; display: flex; flex-direction: column; gap: .45rem; min-width: 0; }
-.meta { display: flex; flex-wrap: wrap; gap: .4rem; margin: 0; font-size: .8rem; color: var(--muted); }
-.meta span { background: #eef1f5; border-radius: 999px; padding: .1rem .55rem; }
-.meta .rank { background: var(--accent); color: #fff; font-weight: 700; }
-.title { margin: 0; font-size: 1.05rem; line-height: 1.35; overflow-wrap: anywhere; }
-.description { margin: 0; color: #37414d; white-space: pre-line; overflow-wrap: anywhere; }
-.hashtags { list-style: none; margin: 0; padding: 0; display: flex; flex-wrap: wrap; gap: .3rem .6rem;
-  color: var(--accent); font-size: .9rem; }
-.hashtags li { overflow-wrap: anywhere; }
-.id { margin: auto 0 0; color: var(--muted); font-size: .75rem; overflow-wrap: anywhere; }
-footer { color: var(--muted); font-size: .85rem; padding: 0 1.5rem 2rem; max-width: 1400px; margin: 0 auto; }
-footer a { color: var(--accent); }
-"""
-
 
 def render_page(manifest: Mapping[str, Any], *, failure: str | None = None) -> str:
     """The whole page for one video's conclusion.
@@ -136,7 +92,6 @@ def render_page(manifest: Mapping[str, Any], *, failure: str | None = None) -> s
     return _template().render(
         csp=CSP,
         icon=ICON,
-        css=Markup(_CSS),
         page_title=_title(label, len(clips), failure),
         label=label,
         facts=[(key, value) for key, value in facts if value],
