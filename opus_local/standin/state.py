@@ -703,7 +703,8 @@ class StandIn:
                 "config": dict(self.config),
                 "clipFiles": files,
                 "webhooks": list(self.webhooks),
-                "refused": {k: self.refused[k] for k in ("rate", "concurrent", "monthly", "organization")},
+                "refused": {k: self.refused[k] for k in ("rate", "concurrent", "monthly")},
+                "refusedForOrganization": self.refused["organization"],  # calls without the configured orgId
                 "creditsUsed": self.credits_used,
                 "inFlight": sum(p.in_flight(now) for p in self.projects.values()),
                 "maxInFlight": self.max_in_flight,

@@ -252,7 +252,7 @@ def test_opus_org_id_goes_with_every_call_under_api(stack: Stack, standin) -> No
     manifest = concluded(stack, standin, OPUS_ORG_ID=ORG)
     assert [clip["copied"] for clip in manifest["clips"]] == [True, True, True] and manifest["transcriptAvailable"]
     stats = standin.stats()
-    assert stats["refused"]["organization"] == 0
+    assert stats["refusedForOrganization"] == 0
     assert {"upload-links", "clip-projects", "project-get", "exportable-clips", "transcripts"} <= set(stats["calls"])
 
 
@@ -261,4 +261,4 @@ def test_a_workspace_that_needs_the_organisation_refuses_calls_without_it(stack:
     with pytest.raises(OpusApiError):
         OpusClient(stack.standin_url, API_KEY).usage()
     assert OpusClient(stack.standin_url, API_KEY, org_id=ORG).usage().limit == 900
-    assert standin.stats()["refused"]["organization"] == 1
+    assert standin.stats()["refusedForOrganization"] == 1
