@@ -17,6 +17,7 @@ from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.errors import OpusApiError
 from opus_pipeline.opus.client import OpusClient
+from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import API_KEY, CHUNK, Stack
@@ -59,8 +60,8 @@ def quick_projects(standin) -> None:
     standin.configure(projectSeconds=0.5, clipsPerProject=3, clipBytes=300_000, scoredClips="all")
 
 
-def concluded(stack: Stack, standin, metadata: dict | None = None, **env: str) -> dict:
-    """A video uploaded, its project created and COMPLETE, the sweeper's conclusion; the manifest."""
+def completed(stack: Stack, standin, metadata: dict | None = None, **env: str) -> tuple[dict, Services]:
+    """A video uploaded and its project created and COMPLETE; services whose sweeps are a day later."""
     resource = stack.put("talk.mp4", video(CHUNK + 1), metadata=metadata)
     assert ingest(stack, resource, **env) == states.QUEUED
     [received] = stack.pull()
@@ -69,6 +70,12 @@ def concluded(stack: Stack, standin, metadata: dict | None = None, **env: str) -
     wait_for(lambda: standin.project(project_id)["stage"] == "COMPLETE", timeout=30)
     svc = services(stack, **env)
     svc.wall = lambda: time.time() + LATER
+    return resource, svc
+
+
+def concluded(stack: Stack, standin, metadata: dict | None = None, **env: str) -> dict:
+    """The sweeper's conclusion of a COMPLETE project; the manifest."""
+    resource, svc = completed(stack, standin, metadata, **env)
     assert sweep(svc).concluded == 1
     assert record(stack, resource).state == states.CLIPS_READY
     return json.loads(output(stack, "talk.mp4/clips.json"))
@@ -195,6 +202,16 @@ def test_a_transcript_lookup_that_fails_costs_the_captions_only(stack: Stack, st
     manifest = concluded(stack, standin)
     assert manifest["transcriptAvailable"] is False
     assert [clip["copied"] for clip in manifest["clips"]] == [True, True, True]
+
+
+def test_a_rate_limited_transcript_lookup_is_tried_again_with_the_conclusion(stack: Stack, standin) -> None:
+    standin.inject({"endpoint": "transcripts", "kind": "status", "status": 429, "headers": {"Retry-After": "1"}})
+    resource, svc = completed(stack, standin)
+    sweep(svc)
+    assert record(stack, resource).state == states.PROJECT_CREATED and not object_names(stack)
+    assert sweep(svc).concluded == 1
+    manifest = json.loads(output(stack, "talk.mp4/clips.json"))
+    assert manifest["transcriptAvailable"] is True and standin.calls("transcripts") == 2
 
 
 # -- quality -----------------------------------------------------------------------------------

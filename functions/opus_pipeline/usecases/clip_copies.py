@@ -4,7 +4,8 @@
 The transcript is read once per conclusion, through the request budget like every OpusClip call,
 and only when some clip is to be copied. A project without one (``data[0]`` null, a 404) or a read
 that fails gets no caption files and ``"transcriptAvailable": false``: captions are never worth a
-failed conclusion or a retried one.
+failed video. Only a call the budget or OpusClip's rate limit refused is tried again with the
+conclusion, as any of its calls would be (nothing is copied before the transcript is read).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from opus_pipeline.domain.clip_selection import not_selected
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.preferences import Preferences
 from opus_pipeline.domain.record import VideoRecord
-from opus_pipeline.errors import OpusApiError, TransientError
+from opus_pipeline.errors import BudgetSpentError, OpusApiError, RateLimitedError, TransientError
 from opus_pipeline.opus.clip_download import STORAGE_FAILURES
 from opus_pipeline.runtime import Services
 
@@ -59,6 +60,8 @@ def plan_copies(
 def _read_transcript(services: Services, project_id: str, log: logs.Logger) -> list[captions.Word] | None:
     try:
         answer = services.opus.transcript(project_id)
+    except (BudgetSpentError, RateLimitedError):
+        raise  # no call to spare now, not no transcript: the conclusion is tried again, as for any call
     except (OpusApiError, TransientError) as exc:
         log.warning(
             f"the transcript of project {project_id} could not be read ({exc}); its clips get no caption files",
