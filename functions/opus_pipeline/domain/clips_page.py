@@ -6,8 +6,8 @@ nothing else can be assumed reachable, and because everything on it but the layo
 OpusClip: titles, descriptions, hashtags, ids, errors and URLs are text we did not write. So:
 
 * the page is a Jinja2 template (``templates/clips_page.html``) with autoescape on: every value
-  lands escaped, in text and in attributes (``html.escape``'s entities), and only the page's own
-  CSS is marked safe;
+  lands escaped, in text and in attributes (``html.escape``'s entities); nothing is marked safe
+  (the style is the template's own text);
 * a URL goes into an attribute only after a scheme check (``https://`` for OpusClip's links) or,
   for our own copies, as a relative path built from the copy's ``gs://`` URI whose every segment
   is percent-encoded, so no name can end the attribute, add a scheme or climb out of the folder;
@@ -58,8 +58,8 @@ CSP = (
     "default-src 'none'; media-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
     "base-uri 'none'; form-action 'none'"
 )
-"""No script, no font, no frame, no fetch; media and images only from the page's own origin, and
-``data:`` images, which load nothing (the icon below is one)."""
+"""No script, no font, no frame, no fetch; media (caption tracks among it) and images only from the
+page's own origin, and ``data:`` images, which load nothing (the icon below is one)."""
 
 ICON = (
     "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
