@@ -82,5 +82,11 @@ locals {
     OPUS_DEFAULT_REMOVE_FILLER_WORDS = var.default_preferences.remove_filler_words
     OPUS_DEFAULT_AUTO_HOOK           = var.default_preferences.auto_hook
     OPUS_DEFAULT_TITLE               = var.default_preferences.title
+
+    # Captions, the best clips only, the organisation (issue 26).
+    OPUS_DEFAULT_CAPTIONS  = var.default_preferences.captions
+    OPUS_DEFAULT_COPY_TOP  = var.default_preferences.copy_top
+    OPUS_DEFAULT_MIN_SCORE = var.default_preferences.min_score
+    OPUS_ORG_ID            = var.opus_org_id
   }
 }

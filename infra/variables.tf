@@ -147,9 +147,18 @@ variable "default_preferences" {
     remove_filler_words = optional(string, "")
     auto_hook           = optional(string, "")
     title               = optional(string, "")
+    captions            = optional(string, "")
+    copy_top            = optional(string, "")
+    min_score           = optional(string, "")
   })
   description = "Deploy-wide OpusClip preferences (OPUS_DEFAULT_*), in the same syntax as the opus-* object metadata; per-video metadata overrides them."
   default     = {}
+}
+
+variable "opus_org_id" {
+  type        = string
+  description = "The OpusClip organisation sent as x-opus-org-id on every API call (OPUS_ORG_ID); needed when the API key belongs to several organisations. Empty: none."
+  default     = ""
 }
 
 variable "notify_email" {

@@ -86,7 +86,8 @@ class StandInControl:
         return self._get(f"projects/{project_id}")
 
     def clip_md5s(self, project_id: str) -> dict[str, str]:
-        """Clip id → md5 of its export file, for the project's clips (none until it is COMPLETE)."""
+        """Clip id → md5 of its file (the export's, else the preview's), for the project's clips (none
+        until it is COMPLETE)."""
         files = self.stats()["clipFiles"]
         return {clip_id: f["md5"] for clip_id, f in files.items() if clip_id.startswith(f"{project_id}.")}
 

@@ -249,7 +249,8 @@ def _opus_usage() -> Usage | None:
     key = os.environ.get("OPUS_API_KEY", "").strip()
     if not key:
         return None
-    return OpusClient(os.environ.get("OPUS_API_BASE_URL", "").strip() or Settings.opus_api_base_url, key).usage()
+    base_url = os.environ.get("OPUS_API_BASE_URL", "").strip() or Settings.opus_api_base_url
+    return OpusClient(base_url, key, org_id=os.environ.get("OPUS_ORG_ID", "").strip() or None).usage()
 
 
 def _state_bucket(args: argparse.Namespace) -> str:

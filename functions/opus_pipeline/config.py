@@ -46,6 +46,7 @@ ENV_VARS = (
     "OPUS_MAX_PARALLEL_PROJECTS",
     "OPUS_RATE_PER_MINUTE",
     "SWEEP_TICKS_TOPIC",
+    "OPUS_ORG_ID",
     *DEFAULT_PREFERENCE_VARS,
 )
 # The hosts OpusClip's API description uses for media, and Cloud Storage's.
@@ -84,6 +85,7 @@ class Settings:
     rate_per_minute: int = 30  # OpusClip's limit per API key
     sweep_ticks_topic: str | None = None  # the webhook receiver's conclusions ask the sweeper to admit here
     default_preferences: Preferences = field(default_factory=Preferences)
+    opus_org_id: str | None = None  # sent as x-opus-org-id: the workspace of a key with several organisations
 
     def __repr__(self) -> str:  # the key must not reach a log through a repr
         return f"Settings(state_bucket={self.state_bucket!r}, topic={self.clip_requests_topic!r})"
@@ -148,6 +150,14 @@ def _webhook(env: Mapping[str, str]) -> tuple[str | None, str | None]:
     return url, token
 
 
+def _org_id(env: Mapping[str, str]) -> str | None:
+    """``OPUS_ORG_ID``: printable, without spaces, as it goes into a header of every OpusClip call."""
+    value = env.get("OPUS_ORG_ID", "").strip()
+    if value and not (value.isascii() and value.isprintable() and " " not in value):
+        raise ConfigError(f"OPUS_ORG_ID={value!r} is not an organisation id such as org_Example00000001")
+    return value or None
+
+
 def _default_preferences(env: Mapping[str, str]) -> Preferences:
     texts = [(pref, var, raw) for pref in PREFERENCES if (var := pref.env_var) and (raw := env.get(var, "").strip())]
     try:
@@ -195,4 +205,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         rate_per_minute=_positive_int(env, "OPUS_RATE_PER_MINUTE", Settings.rate_per_minute),
         sweep_ticks_topic=_topic(env, "SWEEP_TICKS_TOPIC") if env.get("SWEEP_TICKS_TOPIC", "").strip() else None,
         default_preferences=_default_preferences(env),
+        opus_org_id=_org_id(env),
     )

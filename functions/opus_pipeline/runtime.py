@@ -67,5 +67,7 @@ def build(env: Mapping[str, str] | None = None) -> Services:
     return Services(
         settings=settings,
         storage=client,
-        opus=OpusClient(settings.opus_api_base_url, settings.opus_api_key, limiter=limiter),
+        opus=OpusClient(
+            settings.opus_api_base_url, settings.opus_api_key, limiter=limiter, org_id=settings.opus_org_id
+        ),
     )

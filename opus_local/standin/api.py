@@ -1,6 +1,7 @@
-"""The OpusClip REST API: upload links, clip projects and their exportable clips.
+"""The OpusClip REST API: upload links, clip projects, their exportable clips and transcripts.
 
-Every call passes the gate first: an injected fault, then the Bearer key, then the rate limit.
+Every call passes the gate first: an injected fault, then the Bearer key, then the organisation
+(when the setting ``orgId`` asks for one), then the rate limit.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ _POSITIVE = re.compile(r"^[1-9][0-9]{0,8}$")
 
 
 def _gate(state: StandIn, request: Request, endpoint: str) -> Answer | None:
-    """The gate of every ``/api/*`` call: injected fault, then the Bearer key, then the rate limit.
-    None when the call may go on; otherwise the answer it gets."""
+    """The gate of every ``/api/*`` call: injected fault, then the Bearer key, then the organisation,
+    then the rate limit. None when the call may go on; otherwise the answer it gets."""
     refused = fault_answer(state.take_fault(endpoint), request)
     if refused is not None:
         return refused
     if request.headers.get("Authorization") != f"Bearer {state.api_key}":
         return Reply(401, {"message": "Unauthorized"})
+    org_id = state.config["orgId"]
+    if org_id is not None and request.headers.get("x-opus-org-id") != org_id:
+        state.count_refused("organization")
+        return Reply(403, {"message": "x-opus-org-id must name the organization (the key belongs to several)"})
     retry_after = state.admit(request.headers["Authorization"])
     if retry_after is None:
         return None
@@ -110,6 +115,20 @@ def exportable_clips(state: StandIn, request: Request) -> Answer:
     number, size = int(params["pageNum"][0]), int(params["pageSize"][0])
     page = state.clips(project)[(number - 1) * size : number * size]
     return Reply(200, page if state.config["clipsEnvelope"] == "array" else {"data": page})
+
+
+def transcript(state: StandIn, request: Request) -> Answer:
+    """``GET /api/transcripts?q=findByProjectId&projectId=…``: a TranscriptResponse, ``data[0]``
+    the paragraphs, or null while the project has none (setting ``transcript`` false, or not COMPLETE)."""
+    if refused := _gate(state, request, "transcripts"):
+        return refused
+    params = parse_qs(request.query, keep_blank_values=True)
+    if set(params) != {"q", "projectId"} or params["q"] != ["findByProjectId"] or len(params["projectId"]) != 1:
+        return Reply(400, {"message": "q must be findByProjectId, with one projectId and nothing else"})
+    project = state.project(params["projectId"][0])
+    if project is None:
+        return Reply(404, {"message": "project not found"})
+    return Reply(200, {"data": [state.transcript(project)]})
 
 
 def brand_templates(state: StandIn, request: Request) -> Answer:

@@ -44,6 +44,7 @@ ROUTES = (
     Route("POST", "/api/clip-projects", api.create_project),
     Route("GET", "/api/clip-projects/{project_id}", api.get_project),
     Route("GET", "/api/exportable-clips", api.exportable_clips),
+    Route("GET", "/api/transcripts", api.transcript),
     Route("GET", "/api/brand-templates", api.brand_templates),
     Route("GET", "/api/api-usage", api.api_usage),
     # the resumable upload session the upload link starts

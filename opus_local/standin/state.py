@@ -35,6 +35,12 @@ STAGE_SHARES = (5, 1, 1, 1, 1, 1)
 ORG_ID = "org_StandIn000000001"
 USER_ID = "standin|000000000000000000001"
 STORAGE_DAYS = 30  # OpusClip keeps a project's files 30 days (the OpenAPI example's storageExpireAt)
+# The transcript of every project: these words in turn, one every WORD_SECONDS from the video's start
+# to past its last clip, PARAGRAPH_WORDS to a paragraph; a test recomputes any clip's captions from it.
+TRANSCRIPT_WORDS = ("so", "um", "the", "pipeline", "copies", "every", "clip", "uh", "with", "its", "captions")
+FILLER_WORDS = frozenset({"um", "uh"})
+WORD_SECONDS = 0.5
+PARAGRAPH_WORDS = 20
 
 
 def count_from(low: int) -> Callable[[Any], bool]:
@@ -73,6 +79,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "linkBytesPerSecond": None,
     "monthlyCreditLimit": 900,  # credits per month (Pro's 900); None: an uncapped workspace
     "monthResetAt": None,  # when the month's credits reset (ISO); None: the 1st of next month, UTC
+    "transcript": True,  # GET /api/transcripts has TRANSCRIPT_WORDS for a COMPLETE project; False: data [null]
+    "timeRanges": "milliseconds",  # the unit of clips' timeRanges: as the OpenAPI's example, or "seconds" as it says
+    "previewOnly": False,  # clips come without uriForExport (a preview-only plan): only uriForPreview
+    "orgId": None,  # when set, every /api/* call must send it as x-opus-org-id (else 403)
 }
 _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "projectSeconds": _seconds,
@@ -94,6 +104,10 @@ _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "linkBytesPerSecond": _optional(count_from(1)),
     "monthlyCreditLimit": _optional(count_from(0)),
     "monthResetAt": _optional(lambda v: isinstance(v, str) and v.endswith("Z")),
+    "transcript": lambda v: isinstance(v, bool),
+    "timeRanges": lambda v: v in ("milliseconds", "seconds"),
+    "previewOnly": lambda v: isinstance(v, bool),
+    "orgId": _optional(lambda v: isinstance(v, str) and bool(v)),
 }
 
 
@@ -240,10 +254,13 @@ class Project:
     def run_id(self) -> str:
         return datetime.fromtimestamp(self.created, UTC).strftime("%Y%m%d%H%M%S%f")[:17] + ".FP"
 
-    def clips(self, media_base: str, scored: str, now: float, text: dict[str, str]) -> list[dict[str, Any]]:
+    def clips(
+        self, media_base: str, scored: str, now: float, text: dict[str, str], shape: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """The ExportableClips of a COMPLETE project, best first. ``scored`` says which carry the fields
         OpusClip's own tools read but the OpenAPI omits, so that clients are tested with and without them.
-        ``timeRanges`` are milliseconds, as the OpenAPI's example suggests despite saying "seconds"."""
+        ``shape["timeRanges"]``: milliseconds, as the OpenAPI's example suggests despite saying "seconds",
+        or seconds; ``shape["previewOnly"]``: no ``uriForExport`` (the OpenAPI marks it optional)."""
         genre = self.request.get("curationPref", {}).get("genre", "Auto")
         finished = _iso(self.ends)
         clips = []
@@ -261,7 +278,9 @@ class Project:
                 "uriForExport": f"{base}.mp4",
                 "storageUsed": self.clip_bytes,
                 "durationMs": duration_ms,
-                "timeRanges": [[start_ms, start_ms + duration_ms]],
+                "timeRanges": [[start_ms, start_ms + duration_ms]]
+                if shape["timeRanges"] == "milliseconds"
+                else [[start_ms / 1000, (start_ms + duration_ms) / 1000]],
                 "keywords": ["stand-in", f"clip {rank}"],
                 "title": text["clipTitle"].format(rank=rank, project=self.id),
                 "description": text["clipDescription"].format(rank=rank, project=self.id),
@@ -277,8 +296,38 @@ class Project:
             }
             if scored == "all" or (scored == "alternate" and rank % 2):
                 clip.update(rank=rank, score=100 - 7 * rank, isBonusClip=False, uriForThumbnail=f"{base}.jpg")
+            if shape["previewOnly"]:
+                del clip["uriForExport"]
             clips.append(clip)
         return clips
+
+    def transcript(self) -> list[dict[str, Any]]:
+        """The TranscriptExportParagraphs of the source: ``TRANSCRIPT_WORDS`` in turn from 0 s to a
+        second past the end of the last clip (clip n covers 60n s to 65n + 15 s)."""
+        count = int((65 * self.clip_count + 16) / WORD_SECONDS)
+        words = [
+            {
+                "word": TRANSCRIPT_WORDS[n % len(TRANSCRIPT_WORDS)],
+                "start": n * WORD_SECONDS,
+                "end": n * WORD_SECONDS + 0.4,
+                "isFillerWord": TRANSCRIPT_WORDS[n % len(TRANSCRIPT_WORDS)] in FILLER_WORDS,
+            }
+            for n in range(count)
+        ]
+        paragraphs = []
+        for number, first in enumerate(range(0, count, PARAGRAPH_WORDS)):
+            part = words[first : first + PARAGRAPH_WORDS]
+            paragraphs.append(
+                {
+                    "id": number,
+                    "start": part[0]["start"],
+                    "end": part[-1]["end"],
+                    "text": " ".join(word["word"] for word in part),
+                    "speaker": "SPEAKER_00",
+                    "words": part,
+                }
+            )
+        return paragraphs
 
 
 @dataclass
@@ -286,8 +335,8 @@ class Fault:
     """One injected misbehaviour for calls to ``endpoint``: after ``skip`` matching calls, the next
     ``times`` calls get it.
 
-    Endpoints and the kinds they honour: upload-links, clip-projects, project-get and
-    exportable-clips: status | drop (connection closed, no answer) | slow; start and query: the same;
+    Endpoints and the kinds they honour: upload-links, clip-projects, project-get, exportable-clips
+    and transcripts: status | drop (connection closed, no answer) | slow; start and query: the same;
     chunk: status | drop (cut after ``after_bytes``; ``keep_received`` keeps what arrived, in whole
     256 KiB, as Cloud Storage may keep part of an interrupted request) | keep_fewer | expire | slow; media: status |
     drop (cut after ``after_bytes`` of the file) | slow; webhook (sent by the stand-in): drop (not
@@ -454,6 +503,10 @@ class StandIn:
 
     # -- faults, limits and projects --------------------------------------------------------
 
+    def count_refused(self, why: str) -> None:
+        with self._lock:
+            self.refused[why] += 1
+
     def take_fault(self, endpoint: str) -> Fault | None:
         with self._lock:
             self.calls[endpoint] += 1
@@ -597,10 +650,17 @@ class StandIn:
         with self._lock:
             media_base, scored = (self.config["mediaBaseUrl"] or self.base_url).rstrip("/"), self.config["scoredClips"]
             text = {key: self.config[key] for key in ("clipTitle", "clipDescription", "clipHashtags")}
+            shape = {key: self.config[key] for key in ("timeRanges", "previewOnly")}
         now = time.time()
         if project.stage(now)[0] != "COMPLETE":
             return []
-        return project.clips(media_base, scored, now, text)
+        return project.clips(media_base, scored, now, text, shape)
+
+    def transcript(self, project: Project) -> list[dict[str, Any]] | None:
+        """``data[0]`` of the project's TranscriptResponse: None until it is COMPLETE, or without one."""
+        if not self.config["transcript"] or project.stage(time.time())[0] != "COMPLETE":
+            return None
+        return project.transcript()
 
     def md5(self, key: str, size: int) -> str:
         if (key, size) not in self._md5s:
@@ -611,7 +671,8 @@ class StandIn:
         return self._md5s[key, size]
 
     def clip_files(self) -> dict[str, dict[str, Any]]:
-        """Every export file that exists (of COMPLETE projects, rendered): its URL, size, md5 and full downloads."""
+        """Every clip's file that exists (of COMPLETE projects, rendered): its URL (the export's, else the
+        preview's), size, md5 and full downloads of the export."""
         with self._lock:
             projects = list(self.projects.values())
         files = {}
@@ -619,9 +680,10 @@ class StandIn:
             for clip in self.clips(project):
                 if clip["renderAsVideoFile"]["pending"]:
                     continue
-                key = f"{project.id}/{clip['curationId']}.mp4"
+                url = clip.get("uriForExport") or clip["uriForPreview"]
+                key = f"{project.id}/{url.rsplit('/', 1)[-1]}"
                 files[clip["id"]] = {
-                    "url": clip["uriForExport"],
+                    "url": url,
                     "size": project.clip_bytes,
                     "md5": self.md5(key, project.clip_bytes),
                     "downloads": self.downloads[clip["id"]],
@@ -642,6 +704,7 @@ class StandIn:
                 "clipFiles": files,
                 "webhooks": list(self.webhooks),
                 "refused": {k: self.refused[k] for k in ("rate", "concurrent", "monthly")},
+                "refusedForOrganization": self.refused["organization"],  # calls without the configured orgId
                 "creditsUsed": self.credits_used,
                 "inFlight": sum(p.in_flight(now) for p in self.projects.values()),
                 "maxInFlight": self.max_in_flight,

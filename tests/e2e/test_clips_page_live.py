@@ -83,3 +83,19 @@ def test_opusclips_text_is_shown_as_text_never_as_markup(browser, concluded_page
         assert seen.js("document.querySelectorAll('img, script').length") == 0
         assert seen.page.locator(".clip .title").first.inner_text() == HOSTILE_TITLE.format(rank=1)
         assert seen.page.locator(".clip .description").first.inner_text() == HOSTILE_DESCRIPTION
+
+
+def test_each_clip_offers_the_captions_the_pipeline_wrote_as_a_track(browser, concluded_page) -> None:
+    url, doc = concluded_page
+    with visit(browser, url) as seen:
+        tracks = "[...document.querySelectorAll('video')].map(v => [...v.textTracks].map(t => t.kind))"
+        assert seen.js(tracks) == [["captions"]] * 3
+        seen.js("() => document.querySelectorAll('video').forEach(v => { v.textTracks[0].mode = 'hidden'; })")
+        seen.page.wait_for_function(
+            "() => [...document.querySelectorAll('video')].every(v => (v.textTracks[0].cues || []).length > 0)",
+            timeout=10_000,
+        )
+        first = seen.js("[...document.querySelectorAll('video')].map(v => v.textTracks[0].cues[0].startTime)")
+        assert first == [0, 0, 0]
+        assert seen.failed_responses == [] and seen.console_errors == []
+    assert all(clip["captions"]["vtt"].endswith(".vtt") for clip in doc["clips"])

@@ -60,6 +60,7 @@ OPTIONS = [
     Option("opus-aspect-ratio", "square", ("renderPref", "layoutAspectRatio"), "square"),
     Option("opus-remove-filler-words", "true", ("renderPref", "quickstartConfig", "enableRemoveFillerWords"), True),
     Option("opus-auto-hook", "true", ("curationPref", "enableAutoHook"), True),
+    Option("opus-captions", "false", ("renderPref", "enableCaption"), False),
     Option("opus-title", "Episode 12: the launch", ("uploadedVideoAttr", "title"), "Episode 12: the launch"),
 ]
 WITH_DEFAULTS = [option for option in OPTIONS if option.key != "opus-title"]  # a title is per video

@@ -96,8 +96,8 @@ def test_every_preference_lands_in_its_documented_place() -> None:
             "'tags' was unexpected",
         ),
         (
-            {"videoUrl": "u", "curationPref": {"clipDurations": [[0, 90]]}, "renderPref": {"enableCaption": True}},
-            "'enableCaption' was unexpected",
+            {"videoUrl": "u", "curationPref": {"clipDurations": [[0, 90]]}, "renderPref": {"enableCaption": "yes"}},
+            "renderPref.enableCaption",
         ),
         ({"videoUrl": "u", "curationPref": {"range": {"startSec": 60, "endSec": 30}}}, "startSec must be less"),
         ({"videoUrl": "u", "brandTemplateId": None}, "brandTemplateId"),

@@ -19,7 +19,9 @@ from urllib.parse import quote
 
 import pytest
 
+from opus_pipeline.domain.captions import Cue, to_vtt
 from opus_pipeline.domain.clips_page import (
+    CAPTIONS_KEY,
     CSP,
     THUMBNAIL_KEY,
     duration_text,
@@ -58,6 +60,14 @@ def clip(name: str, rank: int, ident: str, title: str, *, copied: bool = True, p
         entry.update(copied=False, error="OpusClip's media host answered HTTP 403 for a clip file")
     entry.update(extra)
     return entry
+
+
+def captioned(name: str, ident: str) -> dict[str, dict[str, str]]:
+    """The ``captions`` a clip copied to ``clips/<ident>.mp4`` gets beside it."""
+    return {CAPTIONS_KEY: {kind: f"gs://{OUTPUT}/{name}/clips/{ident}.{kind}" for kind in ("srt", "vtt")}}
+
+
+CAPTION = Cue(0.0, 1.5, ("hello from", "the <stand-in>"))
 
 
 def manifest(name: str, clips: list[dict[str, Any]], stage: str = "COMPLETE") -> dict[str, Any]:
@@ -167,6 +177,25 @@ def test_a_poster_only_when_the_thumbnail_copy_exists() -> None:
     assert '<video controls preload="metadata" src="clips/b.mp4" poster="clips/b.jpg" title="B">' in page
 
 
+def test_a_captioned_clip_offers_its_webvtt_file_as_a_track_of_its_player() -> None:
+    page = render_page(manifest("v.mp4", [clip("v.mp4", 1, "a", "A", poster=False, **captioned("v.mp4", "a"))]))
+    assert (
+        '<video controls preload="metadata" src="clips/a.mp4" title="A">'
+        '<track kind="captions" src="clips/a.vtt" label="Captions"><a href="clips/a.mp4">' in page
+    )
+
+
+def test_captions_outside_the_page_folder_are_not_offered() -> None:
+    stray = clip("v.mp4", 1, "a", "A", captions={"vtt": f"gs://{OUTPUT}/other.mp4/clips/a.vtt"})
+    assert "<track" not in render_page(manifest("v.mp4", [stray]))
+
+
+def test_a_preview_copy_is_labelled_as_one() -> None:
+    page = render_page(manifest("v.mp4", [clip("v.mp4", 1, "a", "A", quality="preview"), clip("v.mp4", 2, "b", "B")]))
+    assert page.count('<span class="quality">preview copy</span>') == 1
+    assert page.index("preview copy") < page.index('data-clip-id="P1.b"')
+
+
 def test_durations_show_as_minutes_and_seconds() -> None:
     assert [duration_text(ms) for ms in (0, 15_000, 59_499, 59_500, 65_432, 3_600_000)] == [
         "0:00",
@@ -241,6 +270,8 @@ def publish(site: StaticSite, media: dict[str, Path], doc: dict[str, Any], failu
             shutil.copyfile(media["video"], folder / entry["gcsUri"].split(f"/{name}/", 1)[1])
         if THUMBNAIL_KEY in entry:
             shutil.copyfile(media[f"poster{index % 3}"], folder / entry[THUMBNAIL_KEY].split(f"/{name}/", 1)[1])
+        if CAPTIONS_KEY in entry:
+            (folder / entry[CAPTIONS_KEY]["vtt"].split(f"/{name}/", 1)[1]).write_text(to_vtt([CAPTION]))
     (folder / "index.html").write_text(render_page(doc, failure=failure), encoding="utf-8")
     return folder_url(site, name) + "index.html"
 
@@ -282,6 +313,25 @@ def test_every_clip_loads_and_plays_in_place(browser, site, media) -> None:
     served = {path for path, status in site.log if status == 200}
     for ident in ("c-best", "c-second", "c-third"):
         assert f"/{quote(name)}/clips/{ident}.jpg" in served  # the poster too
+
+
+def test_a_clip_with_captions_shows_them_as_a_caption_track(browser, site, media) -> None:
+    name = "uploads/captioned talk.mp4"
+    clips = [clip(name, 1, "c-cap", "Captioned", **captioned(name, "c-cap")), clip(name, 2, "c-plain", "Plain")]
+    with visit(browser, publish(site, media, manifest(name, clips))) as seen:
+        kinds = "[...document.querySelectorAll('video')].map(v => [...v.textTracks].map(t => t.kind + ':' + t.label))"
+        assert seen.js(kinds) == [["captions:Captions"], []]
+        seen.js("() => { document.querySelector('video').textTracks[0].mode = 'showing'; }")
+        seen.page.wait_for_function(
+            "() => (document.querySelector('video').textTracks[0].cues || []).length === 1", timeout=10_000
+        )
+        cue = seen.js(
+            "(() => { const c = document.querySelector('video').textTracks[0].cues[0]; "
+            "return [c.startTime, c.endTime, c.text]; })()"
+        )
+        assert cue == [0, 1.5, "hello from\nthe &lt;stand-in&gt;"]
+        assert seen.failed_responses == [] and seen.console_errors == []
+    assert f"/{quote(name)}/clips/c-cap.vtt" in {path for path, status in site.log if status == 200}
 
 
 def test_a_file_name_with_odd_characters_still_plays(browser, site, media) -> None:

@@ -56,6 +56,7 @@ def test_the_message_carries_it_under_opusclips_field_name(pref: Preference, pre
     assert Preferences.from_message(message) == prefs
 
 
+@pytest.mark.parametrize("pref", [p for p in PREFERENCES if p.sent], ids=lambda pref: pref.suffix)
 def test_the_request_body_has_it_in_its_declared_place(pref: Preference, prefs: Preferences) -> None:
     """The body differs from the one without it by exactly this field, at the end of its path."""
     always = built_in("talk.mp4")
@@ -68,6 +69,12 @@ def test_the_request_body_has_it_in_its_declared_place(pref: Preference, prefs: 
     assert body == expected
     check_command(body)
     assert standin_problems(body) == []  # OpusClip's own components (and its client's fields) know it too
+
+
+@pytest.mark.parametrize("pref", [p for p in PREFERENCES if not p.sent], ids=lambda pref: pref.suffix)
+def test_what_the_pipeline_reads_itself_is_never_sent(pref: Preference, prefs: Preferences) -> None:
+    always = built_in("talk.mp4")
+    assert build_command("up_1", prefs.over(always)) == build_command("up_1", always)
 
 
 def test_places_nest_in_the_request_body() -> None:

@@ -11,11 +11,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opus_pipeline.domain.captions import time_ranges_seconds
 from opus_pipeline.domain.events import StorageObject
 
 SCHEMA_VERSION = 1
-# What the manifest keeps of a clip, when OpusClip sent it.
-CLIP_FIELDS = ("id", "title", "description", "hashtags", "durationMs", "timeRanges", "keywords", "genre")
+# What the manifest keeps of a clip, when OpusClip sent it (``timeRanges`` in seconds, whatever OpusClip sent).
+CLIP_FIELDS = ("id", "title", "description", "hashtags", "durationMs", "timeRanges", "keywords", "genre", "text")
 SCORE_FIELDS = ("rank", "score", "isBonusClip", "judgeResult")
 MEDIA_FIELDS = ("uriForExport", "uriForPreview", "uriForThumbnail")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -79,6 +80,22 @@ def thumbnail_object_name(source: StorageObject, clip: Mapping[str, Any], index:
     return clip_object_name(source, clip, index).removesuffix(".mp4") + ".jpg"
 
 
+def caption_object_name(source: StorageObject, clip: Mapping[str, Any], index: int, kind: str) -> str:
+    """The clip's captions, beside its video: ``<source name>/clips/<same name>.srt`` (or ``.vtt``)."""
+    return clip_object_name(source, clip, index).removesuffix(".mp4") + f".{kind}"
+
+
+def copy_source(clip: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What to copy of a clip and its quality: the HD export (``uriForExport``, ``"hd"``) when OpusClip
+    gives one, else the preview (``uriForPreview``, ``"preview"``): OpusClip's own client treats the
+    clip list as preview-only, and a plan may give no export at all. None when it gives neither."""
+    for key, quality in (("uriForExport", "hd"), ("uriForPreview", "preview")):
+        url = clip.get(key)
+        if isinstance(url, str) and url:
+            return url, quality
+    return None
+
+
 def page_name(source: StorageObject) -> str:
     """The page people open to look at the clips (``domain/clips_page.py``), beside the manifest."""
     return f"{output_prefix(source)}/index.html"
@@ -94,17 +111,22 @@ def manifest(
     copies: Mapping[str, Mapping[str, Any]],
     duration_seconds: float | None = None,
     credits: int | None = None,
+    transcript_available: bool | None = None,
 ) -> dict[str, Any]:
     """The manifest a person or a tool reads; ``copies`` maps a clip id to its copy (or error);
-    ``durationSeconds`` and ``credits`` are the source's probed duration and the estimate."""
+    ``durationSeconds`` and ``credits`` are the source's probed duration and the estimate;
+    ``transcriptAvailable`` whether OpusClip had a transcript to caption the copies from (left out
+    when it was not asked: nothing was copied)."""
     entries = []
     for index, clip in enumerate(best_first(clips)):
         ident = clip_id(clip, index)
         entry = {key: clip[key] for key in (*CLIP_FIELDS, *SCORE_FIELDS, *MEDIA_FIELDS) if key in clip}
         entry["id"] = ident
+        if "timeRanges" in entry:
+            entry["timeRanges"] = [[start, end] for start, end in time_ranges_seconds(clip)]
         entry.update(copies.get(ident, {}))
         entries.append(entry)
-    return {
+    doc: dict[str, Any] = {
         "schemaVersion": SCHEMA_VERSION,
         "source": source.ref(),
         "uploadId": upload_id,
@@ -113,8 +135,10 @@ def manifest(
         "concludedAt": concluded_at,
         "durationSeconds": duration_seconds,
         "credits": credits,
-        "clips": entries,
     }
+    if transcript_available is not None:
+        doc["transcriptAvailable"] = transcript_available
+    return {**doc, "clips": entries}
 
 
 def still_rendering(clips: Sequence[Mapping[str, Any]]) -> list[str]:

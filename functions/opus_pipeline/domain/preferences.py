@@ -146,6 +146,20 @@ def _parse_bool(key: str, raw: str) -> bool:
     return value == "true"
 
 
+def _whole_number(low: int, high: int | None, what: str) -> Callable[[str, str], int]:
+    """A parser of a whole number from ``low`` (to ``high``), ``what`` saying what it counts."""
+
+    def parse(key: str, raw: str) -> int:
+        value = raw.strip()
+        number = int(value) if value.isascii() and value.isdigit() else None
+        if number is None or number < low or (high is not None and number > high):
+            bound = f"from {low}" if high is None else f"from {low} to {high}"
+            raise PreferenceError(f"{key}={raw!r}: use a whole number {bound} ({what})")
+        return number
+
+    return parse
+
+
 def _pair_text(pair: tuple[int, int]) -> str:
     return f"{pair[0]}-{pair[1]}"
 
@@ -172,6 +186,8 @@ MODEL = Syntax(_one_of("a clipping model", MODELS), " or ".join(MODELS))
 ASPECT_RATIO = Syntax(_one_of("an aspect ratio", ASPECT_RATIOS), ", ".join(ASPECT_RATIOS))
 LANGUAGE = Syntax(_parse_lang, "auto or an ISO-639 code")
 TRUE_FALSE = Syntax(_parse_bool, "true or false", text=lambda value: "true" if value else "false")
+CLIP_COUNT = Syntax(_whole_number(1, None, "how many clips"), "a whole number from 1")
+SCORE = Syntax(_whole_number(0, 100, "OpusClip's clip score"), "a whole number from 0 to 100")
 KEYWORDS = Syntax(_parse_keywords, "comma-separated", text=",".join, to_json=list, from_json=tuple)
 SECONDS_RANGE = Syntax(
     _parse_pair,
@@ -196,6 +212,7 @@ RENDER = "renderPref"
 QUICKSTART = "renderPref.quickstartConfig"
 VIDEO = "uploadedVideoAttr"
 TOP = ""
+PIPELINE = None  # read by the pipeline itself (which clips to copy), never sent to OpusClip
 
 
 @dataclass(frozen=True)
@@ -203,8 +220,9 @@ class Preference:
     """One preference, declared once; every place that handles preferences derives from it."""
 
     suffix: str  # the metadata key after ``opus-``
-    field: str  # OpusClip's name: the message key, the ``Preferences`` attribute, the request field
-    place: str  # the dotted path of the object holding the field in the request body, e.g. CURATION; TOP
+    field: str  # OpusClip's name (the pipeline's own when not sent): the message key, the attribute, the field
+    place: str | None  # the dotted path of the object holding the field in the request body, e.g. CURATION;
+    # TOP; PIPELINE: not in the request
     syntax: Syntax
     flag: str  # the ``opus-pipeline upload`` option
     example: str  # a valid value, for the CLI's help
@@ -213,6 +231,11 @@ class Preference:
     @property
     def key(self) -> str:
         return METADATA_PREFIX + self.suffix
+
+    @property
+    def sent(self) -> bool:
+        """Whether OpusClip receives it in the clip-project request."""
+        return self.place is not PIPELINE
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -245,6 +268,9 @@ PREFERENCES = (
         "remove-filler-words", "enableRemoveFillerWords", QUICKSTART, TRUE_FALSE, "--remove-filler-words", "true"
     ),
     Preference("auto-hook", "enableAutoHook", CURATION, TRUE_FALSE, "--auto-hook", "true"),
+    Preference("captions", "enableCaption", RENDER, TRUE_FALSE, "--captions", "false"),
+    Preference("copy-top", "copyTop", PIPELINE, CLIP_COUNT, "--copy-top", "3"),
+    Preference("min-score", "minScore", PIPELINE, SCORE, "--min-score", "80"),
     # Without a title of its own (or OPUS_DEFAULT_TITLE, which names every video alike and is
     # rarely wanted), a video is titled by its file name: see ``built_in``.
     Preference("title", "title", VIDEO, TEXT, "--title", "Episode 12: the launch"),

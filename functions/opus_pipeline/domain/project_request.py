@@ -34,6 +34,8 @@ def build_command(
     the effective ones (``preferences.effective``), which always carry the clip durations."""
     body: dict[str, Any] = {"videoUrl": upload_id}
     for pref, value in prefs.set_items():
+        if not pref.sent:
+            continue
         place = body
         for name in pref.path:
             place = place.setdefault(name, {})

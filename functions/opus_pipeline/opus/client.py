@@ -72,7 +72,8 @@ def raise_for_status(response: requests.Response, action: str) -> None:
         )
     if status in (401, 403):
         raise OpusApiError(
-            f"OpusClip refused the API key on {action} (HTTP {status}) — check the secret OPUS_API_KEY",
+            f"OpusClip refused the API key on {action} (HTTP {status}) — check the secret OPUS_API_KEY "
+            "(and OPUS_ORG_ID, for a key of several organisations)",
             reason="api-key-refused",
             status=status,
         )
@@ -122,10 +123,18 @@ class OpusClient:
     """One pooled ``requests.Session`` for all calls to OpusClip's API."""
 
     def __init__(
-        self, base_url: str, api_key: str, limiter: Budget | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        base_url: str,
+        api_key: str,
+        limiter: Budget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        org_id: str | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
+        # The OpenAPI: "Organization ID. Required for users with multiple organizations." Sent on every
+        # call, so that a key of several workspaces never acts in another one than OPUS_ORG_ID names.
+        self._org_headers = {"x-opus-org-id": org_id} if org_id else {}
         self._limiter = limiter
         self._clock = clock
         self._brand_templates: tuple[float, frozenset[str] | None] | None = None  # (when read, ids)
@@ -146,7 +155,12 @@ class OpusClient:
         for lists, an array)."""
         if self._limiter is not None:
             self._limiter.acquire(RATE_WAIT_SECONDS)
-        all_headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json", **(headers or {})}
+        all_headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "Accept": "application/json",
+            **self._org_headers,
+            **(headers or {}),
+        }
         response = http_policy.send(
             self.http, method, self._base_url + path, json=body, params=params, headers=all_headers
         )
@@ -260,6 +274,18 @@ class OpusClient:
         if not isinstance(answer, list) or not all(isinstance(clip, dict) for clip in answer):
             raise TransientError("OpusClip answered the clip list with an unexpected shape", reason="opus-unavailable")
         return answer
+
+    def transcript(self, project_id: str) -> Any:
+        """``GET /api/transcripts?q=findByProjectId``: the project's ``TranscriptResponse`` as answered
+        (``domain/captions.py`` reads it, trusting nothing of its shape); None when OpusClip has none
+        for it (HTTP 404)."""
+        params = {"q": "findByProjectId", "projectId": project_id}
+        try:
+            return self._call("GET", "/api/transcripts", "the transcript lookup", params=params)
+        except OpusApiError as exc:
+            if exc.reason != "not-found":
+                raise
+            return None
 
     def all_clips(self, project_id: str, page_size: int = CLIPS_PAGE_SIZE) -> list[dict[str, Any]]:
         """Every exportable clip: there is no total and no cursor, so pages are read until one

@@ -28,6 +28,7 @@ from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.opus.clip_download import copy_clip
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot, hand_slot_to_sweeper
+from opus_pipeline.usecases.clip_copies import CopyPlan, plan_copies, write_captions
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
@@ -214,14 +215,18 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
     def _bring_clips_back(self, clips: list[Mapping[str, Any]]) -> None:
         rec = self.record
         copies = rec.copied
+        transcript_available = None
         if self.settings.copy_clips:
+            plan = plan_copies(self.svc, rec, clips, self.log)
+            transcript_available = plan.transcript_available
             for index, clip in enumerate(clips):
                 ident = manifest.clip_id(clip, index)
                 if not copies.get(ident, {}).get("copied"):
                     # A new dict each time: the saved record keeps the old one, and the lease
                     # renewer may be serialising that record at this very moment.
-                    copies = {**copies, ident: self._copy(clip, index)}
-                    self.held.save(copied=copies)
+                    copies = {**copies, ident: self._copy(clip, index, plan)}
+                    if plan.skipped[index] is None:  # a clip left out costs no record write
+                        self.held.save(copied=copies)
         concluded_at = now_rfc3339()
         doc = manifest.manifest(
             self.obj,
@@ -233,6 +238,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             copies,
             rec.duration_seconds,
             rec.credits,
+            transcript_available,
         )
         manifest_uri = self._write_manifest(doc)
         self._publish(states.CLIPS_READY, len(clips), manifest_uri)
@@ -260,11 +266,15 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             seconds_since_upload=_seconds_since(rec.uploaded_at),
         )
 
-    def _copy(self, clip: dict[str, Any], index: int) -> dict[str, Any]:
-        """Copy one clip, retrying a transient failure; a clip that never copies is noted, not fatal."""
-        url = clip.get("uriForExport")
-        if not isinstance(url, str) or not url:
-            return {"copied": False, "error": "OpusClip gave no uriForExport for this clip"}
+    def _copy(self, clip: dict[str, Any], index: int, plan: CopyPlan) -> dict[str, Any]:
+        """Copy one selected clip (its HD file, else its preview), retrying a transient failure, with
+        its poster and captions; a clip that never copies is noted, not fatal."""
+        if (skipped := plan.skipped[index]) is not None:
+            return {"copied": False, "error": skipped}
+        source = manifest.copy_source(clip)
+        if source is None:
+            return {"copied": False, "error": "OpusClip gave neither uriForExport nor uriForPreview for this clip"}
+        url, quality = source
         blob = self.svc.storage.bucket(self.settings.output_bucket).blob(
             manifest.clip_object_name(self.obj, clip, index)
         )
@@ -280,8 +290,13 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                 if attempt < COPY_ATTEMPTS:
                     self.svc.sleep(http_policy.backoff_seconds(attempt, exc.retry_after, random.uniform(0.5, 1)))
                 continue
-            self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size)
-            return {**copied.to_manifest(), **self._copy_thumbnail(clip, index)}
+            self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size, quality=quality)
+            return {
+                **copied.to_manifest(),
+                "quality": quality,
+                **self._copy_thumbnail(clip, index),
+                **write_captions(self.svc, self.obj, clip, index, plan, self.log),
+            }
         self.log.warning(
             f"a clip of {self.obj.uri} was not copied: {error}; its uriForExport stays in the manifest",
             event="clip_not_copied",
