@@ -17,6 +17,11 @@ if [ "$need" = test ]; then
 fi
 command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 
+if [ "$need" = test ] && ! command -v terraform >/dev/null 2>&1; then
+  # Not a Debian package: HashiCorp ships it. `make test` runs only `terraform fmt -check` with it.
+  echo "terraform is not on PATH: install Terraform >= 1.7 (HashiCorp's apt repository or release zip); make test runs 'terraform fmt -check'" >&2
+  exit 1
+fi
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
