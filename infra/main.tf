@@ -77,5 +77,13 @@ locals {
     OPUS_DEFAULT_REMOVE_FILLER_WORDS = var.default_preferences.remove_filler_words
     OPUS_DEFAULT_AUTO_HOOK           = var.default_preferences.auto_hook
     OPUS_DEFAULT_TITLE               = var.default_preferences.title
+
+    # Publishing clips to social accounts (issue 27, docs/publishing.md).
+    OPUS_PUBLISH_APPROVAL        = var.publishing.approval
+    OPUS_DEFAULT_PUBLISH         = var.publishing.publish
+    OPUS_DEFAULT_PUBLISH_COUNT   = var.publishing.count
+    OPUS_DEFAULT_PUBLISH_AT      = var.publishing.at
+    OPUS_DEFAULT_PUBLISH_EVERY   = var.publishing.every
+    OPUS_DEFAULT_PUBLISH_PRIVACY = var.publishing.privacy
   }
 }

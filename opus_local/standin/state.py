@@ -23,6 +23,7 @@ from opus_pipeline.domain.media_probe import credits_estimate, probe_duration
 
 from .. import videos
 from . import webhooks
+from .social_book import SocialBook
 
 GRANULARITY = 256 * 1024
 PIECE = 1024 * 1024
@@ -73,6 +74,19 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "linkBytesPerSecond": None,
     "monthlyCreditLimit": 900,  # credits per month (Pro's 900); None: an uncapped workspace
     "monthResetAt": None,  # when the month's credits reset (ISO); None: the 1st of next month, UTC
+    # The connected social accounts GET /api/social-accounts?q=mine lists; None: a 403 (enterprise only).
+    "socialAccounts": [
+        {"postAccountId": "pa_youtube_1", "platform": "YOUTUBE", "extUserId": "yt1", "extUserName": "Stand-in channel"},
+        {"postAccountId": "pa_tiktok_1", "platform": "TIKTOK_BUSINESS", "extUserId": "tt1", "extUserName": "standin"},
+        {
+            "postAccountId": "pa_facebook_1",
+            "subAccountId": "sub_page_1",
+            "platform": "FACEBOOK_PAGE",
+            "extUserId": "fb1",
+            "extUserName": "Stand-in page",
+        },
+        {"postAccountId": "pa_x_1", "platform": "TWITTER", "extUserId": "x1", "extUserName": "standin_x"},
+    ],
 }
 _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "projectSeconds": _seconds,
@@ -94,7 +108,18 @@ _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "linkBytesPerSecond": _optional(count_from(1)),
     "monthlyCreditLimit": _optional(count_from(0)),
     "monthResetAt": _optional(lambda v: isinstance(v, str) and v.endswith("Z")),
+    "socialAccounts": _optional(lambda v: isinstance(v, list) and all(_social_account(a) for a in v)),
 }
+
+
+def _social_account(account: Any) -> bool:
+    """A SocialAccount with the fields the API description requires (``subAccountId`` optional)."""
+    required = ("postAccountId", "platform", "extUserId", "extUserName")
+    return (
+        isinstance(account, dict)
+        and all(isinstance(account.get(k), str) and account[k] for k in required)
+        and ("subAccountId" not in account or (isinstance(account["subAccountId"], str) and account["subAccountId"]))
+    )
 
 
 def _next_month(moment: float) -> str:
@@ -345,6 +370,7 @@ class StandIn:
             self.downloads: Counter[str] = Counter()
             self.webhooks: list[dict[str, Any]] = []
             self.credits_used = 0
+            self.social = SocialBook()
 
     # -- reads: one dict look-up each, atomic without the lock -----------------------------
 
@@ -542,6 +568,11 @@ class StandIn:
         """The control protocol's month reset: nothing of this month's credits is used any more."""
         with self._lock:
             self.credits_used = 0
+
+    def charge(self, credits: int) -> None:
+        """Credits spent outside a project: an X post costs 1."""
+        with self._lock:
+            self.credits_used += credits
 
     # -- projects ---------------------------------------------------------------------------
 

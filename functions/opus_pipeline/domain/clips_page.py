@@ -42,6 +42,10 @@ the same form as ``gcsUri``, set only once that copy exists (the conclusion is t
 ``uriForThumbnail`` there). The page uses it as the player's ``poster``; without it there is none,
 because a poster pointing at a file that is not there shows a broken frame."""
 
+POSTS_KEY = "posts"
+"""The key of a clip's posts on the page, planned or made (``domain/publishing.page_rows``: ``platform``,
+``account``, ``publishAt``, ``state``); only the page's own copy of the manifest carries it."""
+
 CSP = (
     "default-src 'none'; media-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
     "base-uri 'none'; form-action 'none'"
@@ -250,11 +254,22 @@ def _card(clip: Mapping[str, Any], source_name: str) -> str:
         body.append(f'<p class="description">{_esc(description)}</p>')
     if tags := _hashtags(clip.get("hashtags")):
         body.append('<ul class="hashtags">' + "".join(f"<li>{_esc(tag)}</li>" for tag in tags) + "</ul>")
+    if posts := [_mapping(p) for p in _sequence(clip.get(POSTS_KEY))]:
+        body.append('<ul class="posts">' + "".join(_post(post) for post in posts) + "</ul>")
     if ident:
         body.append(f'<p class="id">{_esc(ident)}</p>')
     return (
         f'<li class="clip" data-clip-id="{_esc(ident)}"><article>{_player(clip, source_name, title)}'
         f'<div class="body">{"".join(body)}</div></article></li>'
+    )
+
+
+def _post(post: Mapping[str, Any]) -> str:
+    """One post of the clip: where, when, and how it stands (planned, scheduled, published, …)."""
+    where = " ".join(filter(None, (_text(post.get("platform")), _text(post.get("account")))))
+    return (
+        f'<li class="post" data-state="{_esc(_text(post.get("state")))}">{_esc(where)}: '
+        f"{_esc(_text(post.get('state')))} for {_esc(_text(post.get('publishAt')))}</li>"
     )
 
 

@@ -16,12 +16,15 @@ import requests
 
 from opus_pipeline import http_policy, logs
 from opus_pipeline.domain.credits import USAGE_FRESH_SECONDS, Usage
+from opus_pipeline.domain.publishing import Account, accounts_listed
 from opus_pipeline.errors import ConcurrentCapError, OpusApiError, RateLimitedError, TransientError
 
 RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
 CLIPS_PAGE_SIZE = 50  # as OpusClip's own CLI pages
 MAX_CLIP_PAGES = 100
 BRAND_TEMPLATES_TTL_SECONDS = 300.0  # a template made in OpusClip's app is seen within five minutes
+# OpusClip allows its social-posting endpoints 1 request a second each (api-facts §7).
+SOCIAL_SPACING_SECONDS = 1.0
 # Answers meaning "this workspace may not list brand templates": the endpoint is tagged enterprise.
 _NOT_OPEN = frozenset({"api-key-refused", "not-found"})
 
@@ -131,6 +134,8 @@ class OpusClient:
         self._brand_templates: tuple[float, frozenset[str] | None] | None = None  # (when read, ids)
         self.http = requests.Session()
         self._usage: Usage | None = None  # the monthly numbers last seen on any answer
+        self._social_sent: dict[str, float] = {}  # social endpoint → when this instance last called it
+        self.sleep: Callable[[float], None] = time.sleep
 
     def _call(
         self,
@@ -271,3 +276,49 @@ class OpusClient:
             if len(page) < page_size:
                 return clips
         raise TransientError(f"the clip list did not end within {MAX_CLIP_PAGES} pages", reason="opus-unavailable")
+
+    # -- social posting (OpenAPI tags social-posting, enterprise) ------------------------------
+
+    def _paced(self, endpoint: str) -> None:
+        """Keep this instance's calls to one social endpoint 1 second apart (OpusClip's limit there);
+        another instance's call meanwhile gets a 429, which leaves its post planned for the next pass."""
+        wait = self._social_sent.get(endpoint, -SOCIAL_SPACING_SECONDS) + SOCIAL_SPACING_SECONDS - self._clock()
+        if wait > 0:
+            self.sleep(wait)
+        self._social_sent[endpoint] = self._clock()
+
+    def social_accounts(self) -> list[Account]:
+        """``GET /api/social-accounts?q=mine``: the connected accounts posts can go to."""
+        self._paced("social-accounts")
+        answer = self._call("GET", "/api/social-accounts", "the social-account list", params={"q": "mine"})
+        try:
+            return accounts_listed(answer)
+        except ValueError as exc:
+            raise TransientError(
+                f"OpusClip answered the social-account list with an unexpected shape ({exc})", reason="opus-unavailable"
+            ) from None
+
+    def post_now(self, body: dict[str, Any]) -> str:
+        """``POST /api/post-tasks``: publish a clip now; the ``postId``."""
+        return self._posted("/api/post-tasks", body, "postId", "the post request")
+
+    def schedule_post(self, body: dict[str, Any]) -> str:
+        """``POST /api/publish-schedules`` (``publishAt`` in the body, a future UTC time); the ``scheduleId``."""
+        return self._posted("/api/publish-schedules", body, "scheduleId", "the publish-schedule request")
+
+    def _posted(self, path: str, body: dict[str, Any], id_field: str, action: str) -> str:
+        """One post request and the id its ``{data: {...}}`` answer names. An answer without a usable
+        id is a ``TransientError`` like a lost one: the post may exist all the same."""
+        self._paced(path)
+        answer = self._post(path, body, action)
+        data = answer.get("data")
+        ident = data.get(id_field) if isinstance(data, dict) else None
+        if not isinstance(ident, str) or not ident.strip() or not ident.isprintable() or len(ident) > 200:
+            raise TransientError(f"OpusClip answered {action} without a usable {id_field}", reason="opus-unavailable")
+        return ident
+
+    def cancel_schedule(self, schedule_id: str) -> None:
+        """``DELETE /api/publish-schedules/{scheduleId}``: cancel a schedule before its time."""
+        self._paced("/api/publish-schedules/")
+        path = f"/api/publish-schedules/{quote(schedule_id, safe='')}"
+        self._call("DELETE", path, "the publish-schedule cancellation")

@@ -38,6 +38,7 @@ from opus_pipeline.usecases import credits as credit_queue
 from opus_pipeline.usecases.admit import admit_next, show_waiting
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
+from opus_pipeline.usecases.publish import check_before_upload
 
 PROGRESS_LOG_SECONDS = 5.0
 MAX_SESSION_RENEWALS = 2
@@ -175,6 +176,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         if self.record.state != states.RECEIVED:
             return True
         prefs = self._validate()
+        self.held.checkpoint(publish=check_before_upload(self.svc, self.obj))  # accounts: before any byte
         estimate = self._probe(prefs)  # a file that is not a video costs no OpusClip call either
         self._check_brand_template(prefs)
         if credit_queue.ask(self.svc, self.obj.key, estimate):
