@@ -25,6 +25,8 @@ MAX_CLIP_PAGES = 100
 BRAND_TEMPLATES_TTL_SECONDS = 300.0  # a template made in OpusClip's app is seen within five minutes
 # OpusClip allows its social-posting endpoints 1 request a second each (api-facts §7).
 SOCIAL_SPACING_SECONDS = 1.0
+SOCIAL_ATTEMPTS = 3
+SOCIAL_RETRY_AFTER_MAX = 5.0  # a longer 429 is the next pass's to wait out
 # Answers meaning "this workspace may not list brand templates": the endpoint is tagged enterprise.
 _NOT_OPEN = frozenset({"api-key-refused", "not-found"})
 
@@ -279,18 +281,32 @@ class OpusClient:
 
     # -- social posting (OpenAPI tags social-posting, enterprise) ------------------------------
 
-    def _paced(self, endpoint: str) -> None:
-        """Keep this instance's calls to one social endpoint 1 second apart (OpusClip's limit there);
-        another instance's call meanwhile gets a 429, which leaves its post planned for the next pass."""
-        wait = self._social_sent.get(endpoint, -SOCIAL_SPACING_SECONDS) + SOCIAL_SPACING_SECONDS - self._clock()
-        if wait > 0:
-            self.sleep(wait)
-        self._social_sent[endpoint] = self._clock()
+    def _paced(self, endpoint: str, call: Callable[[], Any]) -> Any:
+        """``call`` to one social endpoint, 1 second after this instance's last answer from it (OpusClip's
+        limit there: counted from the answer, every request arrives a second after the last one did).
+        A 429 (another instance's call came first) means the request was not taken: it is waited out
+        and sent again, up to ``SOCIAL_ATTEMPTS`` times while its Retry-After is short."""
+        for attempt in range(1, SOCIAL_ATTEMPTS + 1):
+            wait = self._social_sent.get(endpoint, -SOCIAL_SPACING_SECONDS) + SOCIAL_SPACING_SECONDS - self._clock()
+            if wait > 0:
+                self.sleep(wait)
+            try:
+                return call()
+            except RateLimitedError as exc:
+                hint = exc.retry_after if exc.retry_after is not None else SOCIAL_SPACING_SECONDS
+                if attempt == SOCIAL_ATTEMPTS or hint > SOCIAL_RETRY_AFTER_MAX:
+                    raise
+                self.sleep(hint)
+            finally:
+                self._social_sent[endpoint] = self._clock()
+        raise AssertionError("unreachable")  # the last attempt returned or raised
 
     def social_accounts(self) -> list[Account]:
         """``GET /api/social-accounts?q=mine``: the connected accounts posts can go to."""
-        self._paced("social-accounts")
-        answer = self._call("GET", "/api/social-accounts", "the social-account list", params={"q": "mine"})
+        answer = self._paced(
+            "social-accounts",
+            lambda: self._call("GET", "/api/social-accounts", "the social-account list", params={"q": "mine"}),
+        )
         try:
             return accounts_listed(answer)
         except ValueError as exc:
@@ -309,8 +325,7 @@ class OpusClient:
     def _posted(self, path: str, body: dict[str, Any], id_field: str, action: str) -> str:
         """One post request and the id its ``{data: {...}}`` answer names. An answer without a usable
         id is a ``TransientError`` like a lost one: the post may exist all the same."""
-        self._paced(path)
-        answer = self._post(path, body, action)
+        answer = self._paced(path, lambda: self._post(path, body, action))
         data = answer.get("data")
         ident = data.get(id_field) if isinstance(data, dict) else None
         if not isinstance(ident, str) or not ident.strip() or not ident.isprintable() or len(ident) > 200:
@@ -319,6 +334,5 @@ class OpusClient:
 
     def cancel_schedule(self, schedule_id: str) -> None:
         """``DELETE /api/publish-schedules/{scheduleId}``: cancel a schedule before its time."""
-        self._paced("/api/publish-schedules/")
         path = f"/api/publish-schedules/{quote(schedule_id, safe='')}"
-        self._call("DELETE", path, "the publish-schedule cancellation")
+        self._paced("/api/publish-schedules/", lambda: self._call("DELETE", path, "the publish-schedule cancellation"))
