@@ -10,6 +10,7 @@ import pytest
 from opus_pipeline import config
 from opus_pipeline.domain import publishing
 from opus_pipeline.domain.clips_page import POSTS_KEY, render_page
+from opus_pipeline.domain.messages import SWEEP_ALL, SWEEP_PUBLISH, SweepTick
 from opus_pipeline.domain.preferences import parse_metadata
 from opus_pipeline.errors import ConfigError, PreferenceError
 
@@ -266,3 +267,16 @@ def test_the_page_shows_a_clips_posts_escaped() -> None:
     doc = {"clips": [{"id": "P1.CU1", POSTS_KEY: [{"platform": "YOUTUBE", "account": "<b>", "state": "planned"}]}]}
     page = render_page(doc)
     assert 'class="post" data-state="planned"' in page and "&lt;b&gt;" in page and "<b>" not in page
+
+
+def test_a_failed_post_leaves_the_plan_open_until_the_others_are_sent() -> None:
+    plan = a_plan(count=2)
+    plan["approved"] = True
+    plan["posts"][0].update(state=publishing.FAILED, error="refused")
+    assert publishing.status(plan) is None and publishing.due(plan) == ["CU2@pa_yt"]
+
+
+def test_a_tick_scoped_publish_asks_only_for_the_publishing_pass() -> None:
+    tick = SweepTick("approved", scope=SWEEP_PUBLISH)
+    assert SweepTick.scope_of(tick.attributes()) == SWEEP_PUBLISH
+    assert SweepTick.scope_of({"scope": "everything"}) == SWEEP_ALL

@@ -391,10 +391,10 @@ def status(plan: Mapping[str, Any]) -> str | None:
         return CANCELLED
     if not plan.get("approved"):
         return AWAITING_APPROVAL
+    if any(p["state"] not in ENTRY_DONE for p in posts):
+        return None  # a failure is shown once the others are sent too: none is left behind
     if any(p["state"] == FAILED for p in posts):
         return FAILED
-    if any(p["state"] not in ENTRY_DONE for p in posts):
-        return None
     return PUBLISHED if posts and all(p["state"] == PUBLISHED for p in posts) else SCHEDULED
 
 
