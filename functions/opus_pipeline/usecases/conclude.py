@@ -261,7 +261,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             bytes=sum(int(c.get("size", 0)) for c in copies.values() if c.get("copied")),
             seconds_since_upload=_seconds_since(rec.uploaded_at),
         )
-        after_clips_ready(self.svc, self.obj)  # its status shown, and carried out if approved
+        after_clips_ready(self.svc, self.record)  # its status shown, and carried out if approved
 
     def _copy(self, clip: dict[str, Any], index: int) -> dict[str, Any]:
         """Copy one clip, retrying a transient failure; a clip that never copies is noted, not fatal."""

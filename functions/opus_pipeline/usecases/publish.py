@@ -96,9 +96,12 @@ def plan_at_clips_ready(services: Services, rec: VideoRecord, manifest_doc: dict
         )
 
 
-def after_clips_ready(services: Services, source: StorageObject) -> None:
+def after_clips_ready(services: Services, rec: VideoRecord) -> None:
     """Show the plan's status and, when it is approved, carry it out. Never raises: the record says
     ``clips-ready`` already, and an approved plan is marked, so the sweeper finishes what this did not."""
+    if not rec.publish:
+        return
+    source = rec.source
     try:
         carry_out(services, source)
     except Exception as exc:
