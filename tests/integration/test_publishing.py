@@ -195,6 +195,8 @@ def test_under_required_approval_nothing_is_posted_until_approved(stack: Stack, 
     assert standin.social()["schedules"] == [] and standin.social()["posts"] == []
     assert plan(stack)["approved"] is False and len(plan(stack)["posts"]) == 2
     assert live_metadata(stack, "talk.mp4")[publishing.STATUS_KEY] == publishing.AWAITING_APPROVAL
+    page = stack.storage.bucket(stack.output_bucket).blob("talk.mp4/index.html").download_as_text()
+    assert page.count('class="post" data-state="planned"') == 2
     publish_approved(services(stack))  # a scheduled sweep carries out nothing unapproved
     assert standin.social()["schedules"] == []
 
@@ -231,6 +233,34 @@ def test_concurrent_passes_send_each_pair_once(stack: Stack, standin, ticks) -> 
 
     assert len(standin.social()["schedules"]) == 2
     assert {p["state"] for p in plan(stack)["posts"]} == {publishing.SCHEDULED}
+
+
+def test_approving_a_video_without_a_plan_says_so(stack: Stack, standin, ticks, capsys) -> None:
+    assert run_cli(stack, ticks, "--approve") == 1
+    assert "has no publishing plan" in capsys.readouterr().err
+    assert stack.pull(subscription=ticks[1]) == []
+
+
+def test_the_upload_flags_set_the_publishing_metadata(stack: Stack, tmp_path) -> None:
+    path = tmp_path / "talk.mp4"
+    path.write_bytes(video(300_000))
+    destination = f"gs://{stack.source_bucket}/talk.mp4"
+
+    assert cli.main(["upload", str(path), destination, "--publish", "youtube", "--publish-count", "2"]) == 0
+
+    metadata = live_metadata(stack, "talk.mp4")
+    assert metadata["opus-publish"] == "youtube" and metadata["opus-publish-count"] == "2"
+
+
+def test_a_bad_upload_flag_is_refused_before_the_upload(stack: Stack, tmp_path, capsys) -> None:
+    path = tmp_path / "talk.mp4"
+    path.write_bytes(video(300_000))
+
+    flags = ["--publish", "youtube", "--publish-every", "soon"]
+    assert cli.main(["upload", str(path), f"gs://{stack.source_bucket}/talk.mp4", *flags]) == 1
+
+    assert "opus-publish-every='soon' is not a spacing" in capsys.readouterr().err
+    assert stack.storage.bucket(stack.source_bucket).get_blob("talk.mp4") is None
 
 
 # -- cancel -----------------------------------------------------------------------------------
