@@ -1,6 +1,6 @@
 """Use case: publish a video's best clips to its connected social accounts, approved, exactly once.
 
-Before the upload, the choice is checked (``check_before_upload``: its syntax, and each account
+Before the upload, the choice is checked (``choice_of``: its syntax; ``with_accounts``: each account
 against OpusClip's account list), so a misspelt account costs no byte. At ``clips-ready`` the plan
 is written (``plan_at_clips_ready``) and, with ``OPUS_PUBLISH_APPROVAL=auto``, carried out at once
 (``after_clips_ready``); otherwise it waits for ``opus-pipeline publish --approve``, which marks it
@@ -42,11 +42,16 @@ from opus_pipeline.usecases import credits as credit_book
 _NOT_OPEN = frozenset({"api-key-refused", "not-found"})
 
 
-def check_before_upload(services: Services, obj: StorageObject) -> dict[str, Any] | None:
-    """The video's publishing choice with its accounts resolved, for the state record; None when it
-    publishes nothing. ``PreferenceError`` (``bad-metadata``) for a bad value or an account that is
-    not exactly one connected account: checked before any byte is uploaded."""
-    chosen = publishing.choice(obj.metadata, services.settings.publish_defaults)
+def choice_of(services: Services, obj: StorageObject) -> publishing.PublishChoice | None:
+    """The video's publishing choice (None: it publishes nothing), read before any call is made;
+    ``PreferenceError`` (``bad-metadata``) names a bad value."""
+    return publishing.choice(obj.metadata, services.settings.publish_defaults)
+
+
+def with_accounts(services: Services, chosen: publishing.PublishChoice | None) -> dict[str, Any] | None:
+    """``chosen`` with its accounts resolved against OpusClip's list, for the state record (None:
+    nothing to publish). ``PreferenceError`` (``bad-metadata``) for an account that is not exactly
+    one connected account: checked before any byte is uploaded."""
     if chosen is None:
         return None
     try:
