@@ -185,6 +185,15 @@ def test_an_x_post_is_booked_against_the_months_credits(stack: Stack, standin) -
     assert any(credits == 1 for _, credits in book["spent"])
 
 
+def test_a_video_without_clips_gets_no_plan(stack: Stack, standin) -> None:
+    standin.configure(clipsPerProject=0)
+    concluded(stack, standin, youtube_twice(_at(20)), **AUTO)
+
+    assert stack.storage.bucket(stack.output_bucket).get_blob("talk.mp4/publish.json") is None
+    assert publishing.STATUS_KEY not in live_metadata(stack, "talk.mp4")
+    assert standin.social()["schedules"] == []
+
+
 # -- required: nothing until --approve --------------------------------------------------------
 
 
@@ -291,8 +300,9 @@ def test_a_cancelled_plan_is_never_carried_out(stack: Stack, standin, ticks) -> 
 # -- an answer not seen -----------------------------------------------------------------------
 
 
-def test_a_schedule_whose_answer_was_lost_is_never_sent_again(stack: Stack, standin) -> None:
-    standin.inject({"endpoint": "publish-schedules", "kind": "status", "status": 503})
+@pytest.mark.parametrize("lost", [{"kind": "status", "status": 503}, {"kind": "drop"}])
+def test_a_schedule_whose_answer_was_lost_is_never_sent_again(stack: Stack, standin, lost: dict) -> None:
+    standin.inject({"endpoint": "publish-schedules", **lost})
     concluded(stack, standin, youtube_twice(_at(20)), **AUTO)
 
     assert len(standin.social()["schedules"]) == 2  # the first was made although its answer was a 503

@@ -81,11 +81,14 @@ def plan_at_clips_ready(services: Services, rec: VideoRecord, manifest_doc: dict
     if not rec.publish:
         return
     plans, approval = _plans(services), services.settings.publish_approval
-    if approval == publishing.APPROVAL_AUTO:
-        plans.mark(rec.source)
     fresh = publishing.build_plan(
         rec.source.ref(), rec.project_id or "", manifest_doc["clips"], rec.publish, approval, _now(services)
     )
+    if not fresh["posts"]:
+        logs.info(f"{rec.source.uri}: no clip to publish", labels=rec.source.labels(), event="publish_planned", posts=0)
+        return
+    if approval == publishing.APPROVAL_AUTO:
+        plans.mark(rec.source)
 
     def edit(plan: Plan | None) -> tuple[bool, Plan | None]:
         if plan is not None and plan.get("source") == rec.source.ref():
