@@ -69,6 +69,8 @@ def schedule(state: StandIn, request: Request) -> Answer:
 def _post(state: StandIn, request: Request, endpoint: str, scheduled: bool) -> Answer:
     body = request.json_body()
     fault = state.take_fault(endpoint)
+    if fault is not None and fault.kind == "slow":
+        time.sleep(fault.seconds)
     after = fault is not None and (fault.kind == "drop" or (fault.kind == "status" and fault.status >= 500))
     if fault is not None and not after and fault.kind == "status":
         return Reply(fault.status, fault.body, fault.headers)

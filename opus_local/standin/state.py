@@ -316,7 +316,9 @@ class Fault:
     chunk: status | drop (cut after ``after_bytes``; ``keep_received`` keeps what arrived, in whole
     256 KiB, as Cloud Storage may keep part of an interrupted request) | keep_fewer | expire | slow; media: status |
     drop (cut after ``after_bytes`` of the file) | slow; webhook (sent by the stand-in): drop (not
-    sent) | slow (sent ``seconds`` late) | duplicate (sent ``copies`` times) | bad_signature."""
+    sent) | slow (sent ``seconds`` late) | duplicate (sent ``copies`` times) | bad_signature; post-tasks and
+    publish-schedules: status (a 5xx after the post is made, any other before) | drop (after) | slow;
+    social-accounts and publish-schedules-delete: status | drop | slow."""
 
     endpoint: str
     kind: str
