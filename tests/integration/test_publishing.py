@@ -178,11 +178,12 @@ def test_a_facebook_page_is_posted_with_its_sub_account(stack: Stack, standin) -
 
 def test_an_x_post_is_booked_against_the_months_credits(stack: Stack, standin) -> None:
     before = standin.credits_used()
-    concluded(stack, standin, {"opus-publish": "TWITTER", "opus-publish-at": _iso(_at(5))}, **AUTO)
+    resource, _ = concluded(stack, standin, {"opus-publish": "TWITTER", "opus-publish-at": _iso(_at(5))}, **AUTO)
 
+    project_credits = record(stack, resource).credits
     book = json.loads(stack.storage.bucket(stack.state_bucket).blob("credits/book.json").download_as_bytes())
-    assert standin.credits_used() > before
-    assert any(credits == 1 for _, credits in book["spent"])
+    assert standin.credits_used() - before == project_credits + 1
+    assert book["created"] == project_credits + 1 and sorted(c for _, c in book["spent"]) == [1, project_credits]
 
 
 def test_a_video_without_clips_gets_no_plan(stack: Stack, standin) -> None:
