@@ -125,12 +125,17 @@ def sweep_projects(cloud_event: CloudEvent) -> None:
     """A Cloud Scheduler tick through Pub/Sub: look at running projects whose webhook got lost.
 
     A failed look is logged and left to the next tick; the tick itself is never redelivered. A
-    freed slot's tick (scope ``admit``) only admits the next waiting videos."""
-    from opus_pipeline.domain.messages import SWEEP_ADMIT, SweepTick
+    freed slot's tick (scope ``admit``) only admits the next waiting videos; an approval's or a
+    cancellation's (scope ``publish``) only carries out the publishing plans marked for it."""
+    from opus_pipeline.domain.messages import SWEEP_ADMIT, SWEEP_PUBLISH, SweepTick
     from opus_pipeline.usecases.admit import admit_next
+    from opus_pipeline.usecases.publish import publish_approved
     from opus_pipeline.usecases.sweep import sweep
 
-    if SweepTick.scope_of(pubsub_attributes(cloud_event.data)) == SWEEP_ADMIT:
+    scope = SweepTick.scope_of(pubsub_attributes(cloud_event.data))
+    if scope == SWEEP_ADMIT:
         admit_next(services())
+    elif scope == SWEEP_PUBLISH:
+        publish_approved(services())
     else:
         sweep(services())

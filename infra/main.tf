@@ -88,5 +88,12 @@ locals {
     OPUS_DEFAULT_COPY_TOP  = var.default_preferences.copy_top
     OPUS_DEFAULT_MIN_SCORE = var.default_preferences.min_score
     OPUS_ORG_ID            = var.opus_org_id
+    # Publishing clips to social accounts (issue 27, docs/publishing.md).
+    OPUS_PUBLISH_APPROVAL        = var.publishing.approval
+    OPUS_DEFAULT_PUBLISH         = var.publishing.publish
+    OPUS_DEFAULT_PUBLISH_COUNT   = var.publishing.count
+    OPUS_DEFAULT_PUBLISH_AT      = var.publishing.at
+    OPUS_DEFAULT_PUBLISH_EVERY   = var.publishing.every
+    OPUS_DEFAULT_PUBLISH_PRIVACY = var.publishing.privacy
   }
 }

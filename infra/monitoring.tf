@@ -202,6 +202,33 @@ resource "google_logging_metric" "admissions" {
   }
 }
 
+# Clips posted or scheduled to social accounts (usecases/publish.py logs one social_post per post
+# OpusClip took), by platform and by outcome (published now, or scheduled).
+resource "google_logging_metric" "social_posts" {
+  name        = "${local.prefix}_social_posts"
+  description = "Clips posted or scheduled to connected social accounts, by platform and outcome."
+  filter      = "${local.function_logs} AND jsonPayload.event=\"social_post\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key        = "platform"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "outcome"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    platform = "EXTRACT(jsonPayload.platform)"
+    outcome  = "EXTRACT(jsonPayload.outcome)"
+  }
+}
+
 # Credits, OpusClip's monthly cap: what each sweep saw of the month (OpusClip's own numbers), what
 # the videos probed before upload are estimated to cost, and the sweeps that found them running low
 # (a WARNING "credits" line, on which the credits_low alert fires).
@@ -331,6 +358,7 @@ resource "google_monitoring_dashboard" "pipeline" {
           { title = "Credits estimated per day (videos probed before upload)", plot = "STACKED_BAR", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.credits_estimated.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [], period = "86400s" },
           { title = "Sweeps that found the credits running low", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.credits_low.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           { title = "Stalled projects", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.projects_stalled.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
+          { title = "Clips posted to social accounts, by platform", plot = "STACKED_BAR", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.social_posts.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = ["metric.label.platform"] },
           ] : merge(index % 2 == 0 ? {} : { xPos = 6 }, index < 2 ? {} : { yPos = floor(index / 2) * 4 }, {
             width                                = 6
             height                               = 4

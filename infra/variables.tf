@@ -161,6 +161,24 @@ variable "opus_org_id" {
   default     = ""
 }
 
+variable "publishing" {
+  type = object({
+    approval = optional(string, "required")
+    publish  = optional(string, "")
+    count    = optional(string, "")
+    at       = optional(string, "")
+    every    = optional(string, "")
+    privacy  = optional(string, "")
+  })
+  description = "Publishing clips to social accounts (docs/publishing.md): OPUS_PUBLISH_APPROVAL (required or auto) and the deploy-wide OPUS_DEFAULT_PUBLISH* choices, in the opus-publish* metadata syntax."
+  default     = {}
+
+  validation {
+    condition     = contains(["required", "auto"], var.publishing.approval)
+    error_message = "publishing.approval must be required or auto."
+  }
+}
+
 variable "notify_email" {
   type        = string
   description = "Email OpusClip notifies when a project concludes or fails (OPUS_NOTIFY_EMAIL). Empty: none."

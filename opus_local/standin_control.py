@@ -102,6 +102,15 @@ class StandInControl:
     def stats(self) -> dict[str, Any]:
         return self._get("stats")
 
+    def social(self) -> dict[str, Any]:
+        """Every post (``posts``), schedule (``schedules``, each with ``cancelled``) made through the
+        social-posting endpoints, and how many calls their 1-a-second limit refused (``refused``)."""
+        return self._get("social")
+
+    def social_accounts(self, accounts: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """The connected accounts ``GET /api/social-accounts?q=mine`` lists (None: a 403)."""
+        return self.configure(socialAccounts=accounts)
+
     def calls(self, endpoint: str) -> int:
         return self.stats()["calls"].get(endpoint, 0)
 

@@ -29,16 +29,18 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
 
 from opus_pipeline.config import Settings
-from opus_pipeline.domain import states
+from opus_pipeline.domain import publishing, states
 from opus_pipeline.domain.credits import Usage
-from opus_pipeline.domain.messages import ClipRequest
+from opus_pipeline.domain.messages import ClipRequest, SweepTick
 from opus_pipeline.domain.preferences import PREFERENCES, Preferences, parse_texts, to_metadata
 from opus_pipeline.domain.record import Stored, object_from_key
 from opus_pipeline.errors import CliError, PermanentError, TransientError
 from opus_pipeline.gcs.credit_ledger import CreditLedger
 from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.gcs.publish_plans import PublishPlans
 from opus_pipeline.opus.client import OpusClient
 from opus_pipeline.pubsub.publish import Publisher
+from opus_pipeline.usecases import publish as publish_plan
 from opus_pipeline.usecases.redrive import retry_video
 
 UPLOAD_CHUNK = 8 * 1024 * 1024
@@ -109,6 +111,21 @@ def preferences_from_args(args: argparse.Namespace) -> Preferences:
     return parse_texts((pref, pref.flag, raw) for pref in PREFERENCES if (raw := getattr(args, pref.field)) is not None)
 
 
+PUBLISH_FLAGS = {key: "--" + key.removeprefix("opus-") for key in publishing.PUBLISH_KEYS}
+
+
+def publishing_from_args(args: argparse.Namespace) -> dict[str, str]:
+    """The upload's ``opus-publish*`` metadata (each flag sets its key), its syntax checked before a
+    byte is sent; the accounts are checked against OpusClip's list by ingest, which holds the API key."""
+    given = {key: raw for key, flag in PUBLISH_FLAGS.items() if (raw := getattr(args, _dest(flag))) is not None}
+    publishing.choice(given)
+    return given
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
 def upload(args: argparse.Namespace, client: storage.Client) -> int:
     """Validate preferences locally, then upload with them as custom metadata."""
     path = Path(args.file)
@@ -117,6 +134,7 @@ def upload(args: argparse.Namespace, client: storage.Client) -> int:
     target = GcsPath.parse(args.destination)
     name = target.name if target.name and not target.name.endswith("/") else target.name + path.name
     metadata = to_metadata(preferences_from_args(args))
+    metadata.update(publishing_from_args(args))
     blob = client.bucket(target.bucket).blob(name, chunk_size=UPLOAD_CHUNK)
     blob.metadata = metadata or None
     size = path.stat().st_size
@@ -275,6 +293,28 @@ def retry(args: argparse.Namespace, client: storage.Client) -> int:
     return 0
 
 
+def publish(args: argparse.Namespace, client: storage.Client) -> int:
+    """Approve or cancel a publishing plan: the plan changes here, by compare-and-swap, and the
+    sweeper (which holds the API key) carries it out, ticked now on ``SWEEP_TICKS_TOPIC``."""
+    target = GcsPath.parse(args.path, need_name=True)
+    output = args.output_bucket or os.environ.get("OUTPUT_BUCKET")
+    if not output:
+        raise CliError("name the output bucket with --output-bucket or OUTPUT_BUCKET")
+    topic = args.topic or os.environ.get("SWEEP_TICKS_TOPIC")
+
+    def tick(message: SweepTick) -> bool:
+        if not topic:
+            return False
+        Publisher().publish(topic, message, "the sweep tick")
+        return True
+
+    plans = PublishPlans(client, output, _state_bucket(args))
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    decide = publish_plan.approve if args.approve else publish_plan.cancel
+    print(shown(decide(plans, target.bucket, target.name, tick, when).detail))
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line like every other error."""
 
@@ -290,6 +330,10 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("destination", help="gs://BUCKET[/NAME]")
     for pref in PREFERENCES:
         up.add_argument(pref.flag, dest=pref.field, metavar=pref.suffix.upper(), help=f"{pref.help} (sets {pref.key})")
+    for key, flag in PUBLISH_FLAGS.items():
+        up.add_argument(
+            flag, dest=_dest(flag), metavar=key.removeprefix("opus-").upper(), help=f"sets {key} (docs/publishing.md)"
+        )
     up.set_defaults(run=upload, emulators=(STORAGE_EMULATOR,))
     st = sub.add_parser("status", help="list videos and their statuses")
     st.add_argument("path", help="gs://BUCKET[/PREFIX]")
@@ -309,6 +353,15 @@ def parser() -> argparse.ArgumentParser:
     rt.add_argument("--state-bucket")
     rt.add_argument("--topic", help="projects/P/topics/T (default: CLIP_REQUESTS_TOPIC)")
     rt.set_defaults(run=retry, emulators=(STORAGE_EMULATOR, PUBSUB_EMULATOR))
+    pb = sub.add_parser("publish", help="approve or cancel a video's publishing plan (docs/publishing.md)")
+    decision = pb.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--approve", action="store_true", help="carry the plan out (again: changes nothing)")
+    decision.add_argument("--cancel", action="store_true", help="send nothing more, delete the schedules not yet due")
+    pb.add_argument("path", help="gs://SOURCE/NAME")
+    pb.add_argument("--output-bucket", help="default: OUTPUT_BUCKET")
+    pb.add_argument("--state-bucket")
+    pb.add_argument("--topic", help="projects/P/topics/T (default: SWEEP_TICKS_TOPIC)")
+    pb.set_defaults(run=publish, emulators=(STORAGE_EMULATOR, PUBSUB_EMULATOR))
     return root
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from opus_pipeline.domain import publishing
 from opus_pipeline.domain.preferences import PREFERENCES, Preferences, parse_texts
 from opus_pipeline.domain.url_policy import is_loopback
 from opus_pipeline.errors import ConfigError, PermanentError
@@ -48,6 +49,8 @@ ENV_VARS = (
     "SWEEP_TICKS_TOPIC",
     "OPUS_ORG_ID",
     *DEFAULT_PREFERENCE_VARS,
+    "OPUS_PUBLISH_APPROVAL",
+    *publishing.ENV_VARS,
 )
 # The hosts OpusClip's API description uses for media, and Cloud Storage's.
 DEFAULT_CLIP_URL_HOSTS = "cdn.opus.pro,ext.cdn.opus.pro,storage.googleapis.com"
@@ -86,6 +89,8 @@ class Settings:
     sweep_ticks_topic: str | None = None  # the webhook receiver's conclusions ask the sweeper to admit here
     default_preferences: Preferences = field(default_factory=Preferences)
     opus_org_id: str | None = None  # sent as x-opus-org-id: the workspace of a key with several organisations
+    publish_approval: str = publishing.APPROVAL_REQUIRED  # or "auto": plans are carried out at clips-ready
+    publish_defaults: Mapping[str, str] = field(default_factory=dict)  # metadata key → OPUS_DEFAULT_PUBLISH_* text
 
     def __repr__(self) -> str:  # the key must not reach a log through a repr
         return f"Settings(state_bucket={self.state_bucket!r}, topic={self.clip_requests_topic!r})"
@@ -166,6 +171,23 @@ def _default_preferences(env: Mapping[str, str]) -> Preferences:
         raise ConfigError(str(exc)) from None
 
 
+def _publish_defaults(env: Mapping[str, str]) -> dict[str, str]:
+    """The ``OPUS_DEFAULT_PUBLISH*`` texts by metadata key, checked as a video's would be."""
+    texts = {key: raw for key in publishing.PUBLISH_KEYS if (raw := env.get(publishing.env_var(key), "").strip())}
+    try:
+        publishing.choice({}, texts)
+    except PermanentError as exc:
+        raise ConfigError(str(exc)) from None
+    return texts
+
+
+def _approval(env: Mapping[str, str]) -> str:
+    raw = env.get("OPUS_PUBLISH_APPROVAL", "").strip().lower() or publishing.APPROVAL_REQUIRED
+    if raw not in publishing.APPROVALS:
+        raise ConfigError(f"OPUS_PUBLISH_APPROVAL={raw!r}: use {' or '.join(publishing.APPROVALS)}")
+    return raw
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; raise ``ConfigError`` naming the first bad variable."""
     env = os.environ if env is None else env
@@ -206,4 +228,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         sweep_ticks_topic=_topic(env, "SWEEP_TICKS_TOPIC") if env.get("SWEEP_TICKS_TOPIC", "").strip() else None,
         default_preferences=_default_preferences(env),
         opus_org_id=_org_id(env),
+        publish_approval=_approval(env),
+        publish_defaults=_publish_defaults(env),
     )

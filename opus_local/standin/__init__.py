@@ -20,6 +20,7 @@ One module per protocol: ``api`` (the OpusClip REST API), ``upload_session`` (th
 session), ``media`` (the clips' files), ``control`` (the tests' control protocol) and ``webhooks``
 (the conclusion actions the stand-in sends). ``routes`` maps (method, path) to them; ``server``
 reads the request and writes the answer (``exchange``); ``state`` holds all they share, behind one lock.
+``social`` is OpusClip's social posting (accounts, post now, schedule, cancel), its record ``social_book``.
 """
 
 from __future__ import annotations

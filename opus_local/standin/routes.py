@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import api, control, media, upload_session
+from . import api, control, media, social, upload_session
 from .exchange import Answer
 
 Respond = Callable[..., Answer]
@@ -47,6 +47,10 @@ ROUTES = (
     Route("GET", "/api/transcripts", api.transcript),
     Route("GET", "/api/brand-templates", api.brand_templates),
     Route("GET", "/api/api-usage", api.api_usage),
+    Route("GET", "/api/social-accounts", social.accounts),
+    Route("POST", "/api/post-tasks", social.post_now),
+    Route("POST", "/api/publish-schedules", social.schedule),
+    Route("DELETE", "/api/publish-schedules/{schedule_id}", social.cancel),
     # the resumable upload session the upload link starts
     Route("POST", "/upload/{link}", upload_session.start),
     Route("PUT", "/session/{token}", upload_session.put),
@@ -62,6 +66,7 @@ ROUTES = (
     Route("POST", "/_standin/forget-uploads", control.forget_uploads),
     Route("POST", "/_standin/{path}", control.unknown_post),
     Route("GET", "/_standin/stats", control.stats),
+    Route("GET", "/_standin/social", social.inspect),
     Route("GET", "/_standin/config", control.config),
     Route("GET", "/_standin/projects/{project_id}", control.project),
     Route("GET", "/_standin/{path}", control.unknown_get),

@@ -34,6 +34,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._answer("PUT")
 
+    def do_DELETE(self) -> None:
+        self._answer("DELETE")
+
     def _answer(self, method: str) -> None:
         path, _, query = self.path.partition("?")
         found = routes.find(method, path)

@@ -23,6 +23,7 @@ from opus_pipeline.domain.media_probe import credits_estimate, probe_duration
 
 from .. import videos
 from . import webhooks
+from .social_book import SocialBook
 
 GRANULARITY = 256 * 1024
 PIECE = 1024 * 1024
@@ -83,6 +84,19 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "timeRanges": "milliseconds",  # the unit of clips' timeRanges: as the OpenAPI's example, or "seconds" as it says
     "previewOnly": False,  # clips come without uriForExport (a preview-only plan): only uriForPreview
     "orgId": None,  # when set, every /api/* call must send it as x-opus-org-id (else 403)
+    # The connected social accounts GET /api/social-accounts?q=mine lists; None: a 403 (enterprise only).
+    "socialAccounts": [
+        {"postAccountId": "pa_youtube_1", "platform": "YOUTUBE", "extUserId": "yt1", "extUserName": "Stand-in channel"},
+        {"postAccountId": "pa_tiktok_1", "platform": "TIKTOK_BUSINESS", "extUserId": "tt1", "extUserName": "standin"},
+        {
+            "postAccountId": "pa_facebook_1",
+            "subAccountId": "sub_page_1",
+            "platform": "FACEBOOK_PAGE",
+            "extUserId": "fb1",
+            "extUserName": "Stand-in page",
+        },
+        {"postAccountId": "pa_x_1", "platform": "TWITTER", "extUserId": "x1", "extUserName": "standin_x"},
+    ],
 }
 _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "projectSeconds": _seconds,
@@ -108,7 +122,18 @@ _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "timeRanges": lambda v: v in ("milliseconds", "seconds"),
     "previewOnly": lambda v: isinstance(v, bool),
     "orgId": _optional(lambda v: isinstance(v, str) and bool(v)),
+    "socialAccounts": _optional(lambda v: isinstance(v, list) and all(_social_account(a) for a in v)),
 }
+
+
+def _social_account(account: Any) -> bool:
+    """A SocialAccount with the fields the API description requires (``subAccountId`` optional)."""
+    required = ("postAccountId", "platform", "extUserId", "extUserName")
+    return (
+        isinstance(account, dict)
+        and all(isinstance(account.get(k), str) and account[k] for k in required)
+        and ("subAccountId" not in account or (isinstance(account["subAccountId"], str) and account["subAccountId"]))
+    )
 
 
 def _next_month(moment: float) -> str:
@@ -340,7 +365,9 @@ class Fault:
     chunk: status | drop (cut after ``after_bytes``; ``keep_received`` keeps what arrived, in whole
     256 KiB, as Cloud Storage may keep part of an interrupted request) | keep_fewer | expire | slow; media: status |
     drop (cut after ``after_bytes`` of the file) | slow; webhook (sent by the stand-in): drop (not
-    sent) | slow (sent ``seconds`` late) | duplicate (sent ``copies`` times) | bad_signature."""
+    sent) | slow (sent ``seconds`` late) | duplicate (sent ``copies`` times) | bad_signature; post-tasks and
+    publish-schedules: status (a 5xx after the post is made, any other before) | drop (after) | slow;
+    social-accounts and publish-schedules-delete: status | drop | slow."""
 
     endpoint: str
     kind: str
@@ -394,6 +421,7 @@ class StandIn:
             self.downloads: Counter[str] = Counter()
             self.webhooks: list[dict[str, Any]] = []
             self.credits_used = 0
+            self.social = SocialBook()
 
     # -- reads: one dict look-up each, atomic without the lock -----------------------------
 
@@ -595,6 +623,11 @@ class StandIn:
         """The control protocol's month reset: nothing of this month's credits is used any more."""
         with self._lock:
             self.credits_used = 0
+
+    def charge(self, credits: int) -> None:
+        """Credits spent outside a project: an X post costs 1."""
+        with self._lock:
+            self.credits_used += credits
 
     # -- projects ---------------------------------------------------------------------------
 

@@ -1057,8 +1057,20 @@ def validation_of(variable: str) -> str:
     return one(infra()["variable"][variable]["validation"])["condition"]
 
 
+def with_optional_defaults(variable: str, value: Any) -> Any:
+    """``value`` as Terraform hands it to a validation: an object's ``optional(type, default)``
+    attributes the value leaves out take their defaults."""
+    kind = str(infra()["variable"][variable].get("type", ""))
+    if not isinstance(value, dict) or not kind.startswith("${object("):
+        return value
+    filled = {name: json.loads(default) for name, default in re.findall(r'(\w+) = optional\(\w+, ("[^"]*")\)', kind)}
+    return {**filled, **value}
+
+
 def accepts(variable: str, value: Any) -> bool:
-    return evaluate(validation_of(variable), {"var": {**defaults(), variable: value}}) is True
+    var = {**defaults(), variable: value}
+    var = {name: with_optional_defaults(name, val) for name, val in var.items()}
+    return evaluate(validation_of(variable), {"var": var}) is True
 
 
 def test_every_default_passes_its_own_validation() -> None:

@@ -54,6 +54,10 @@ CAPTIONS_KEY = "captions"
 """The manifest key of a clip's caption files, ``{"srt": "gs://…", "vtt": "gs://…"}`` beside its
 copy; the page offers the WebVTT one as the player's captions ``<track>``."""
 
+POSTS_KEY = "posts"
+"""The key of a clip's posts on the page, planned or made (``domain/publishing.page_rows``: ``platform``,
+``account``, ``publishAt``, ``state``); only the page's own copy of the manifest carries it."""
+
 CSP = (
     "default-src 'none'; media-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
     "base-uri 'none'; form-action 'none'"
@@ -176,7 +180,17 @@ def _card(clip: Mapping[str, Any], source_name: str) -> dict[str, Any]:
         "meta": meta,
         "description": _text(clip.get("description")),
         "tags": _hashtags(clip.get("hashtags")),
+        "posts": [_post(_mapping(post)) for post in _sequence(clip.get(POSTS_KEY))],
         **_player(clip, source_name),
+    }
+
+
+def _post(post: Mapping[str, Any]) -> dict[str, str]:
+    """One post of the clip: where, when, and how it stands (planned, scheduled, published, …)."""
+    return {
+        "where": " ".join(filter(None, (_text(post.get("platform")), _text(post.get("account"))))),
+        "state": _text(post.get("state")),
+        "publishAt": _text(post.get("publishAt")),
     }
 
 

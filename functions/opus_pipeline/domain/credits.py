@@ -249,3 +249,9 @@ class CreditBook:
         if created and credits:
             self.created += credits
             self.spent.append([now, credits])
+
+    def spend(self, credits: int, now: float) -> None:
+        """Credits spent outside a project (an X post: 1), counted as a created project's are."""
+        self.spent = [s for s in self.spent if s[0] > now - SPENT_KEPT_SECONDS]
+        self.created += credits
+        self.spent.append([now, credits])

@@ -166,6 +166,7 @@ class ClipResult:
 
 SWEEP_ALL = "all"
 SWEEP_ADMIT = "admit"
+SWEEP_PUBLISH = "publish"  # carry out the publishing plans marked for it (``usecases/publish.py``)
 
 
 @dataclass(frozen=True)
@@ -189,5 +190,6 @@ class SweepTick:
     @staticmethod
     def scope_of(attributes: Mapping[str, Any]) -> str:
         """The scope a delivered tick's attributes (``events.pubsub_attributes``) ask for:
-        ``admit`` when they say so, else ``all``."""
-        return SWEEP_ADMIT if attributes.get("scope") == SWEEP_ADMIT else SWEEP_ALL
+        ``admit`` or ``publish`` when they say so, else ``all``."""
+        scope = attributes.get("scope")
+        return scope if scope in (SWEEP_ADMIT, SWEEP_PUBLISH) else SWEEP_ALL

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, make_dataclass, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, get_type_hints
 
+from opus_pipeline.domain.publishing import PUBLISH_KEYS
+from opus_pipeline.domain.publishing import STATUS_KEY as PUBLISH_STATUS_KEY
 from opus_pipeline.errors import PreferenceError
 
 GENRES = (
@@ -60,6 +62,7 @@ STATUS_KEYS = frozenset(
         "opus-waiting-for",
         "opus-duration",
         "opus-credits",
+        PUBLISH_STATUS_KEY,
     }
 )
 
@@ -338,8 +341,8 @@ def parse_metadata(metadata: Mapping[str, str] | None) -> Preferences:
     texts = []
     for key, raw in (metadata or {}).items():
         lowered = key.lower()
-        if not lowered.startswith(METADATA_PREFIX) or lowered in STATUS_KEYS:
-            continue
+        if not lowered.startswith(METADATA_PREFIX) or lowered in STATUS_KEYS or lowered in PUBLISH_KEYS:
+            continue  # publishing's keys are read by ``domain/publishing.choice``
         if lowered not in _BY_KEY:
             raise PreferenceError(f"unknown metadata key {key!r}; the accepted keys are {', '.join(METADATA_KEYS)}")
         texts.append((_BY_KEY[lowered], key, str(raw)))

@@ -31,6 +31,7 @@ class VideoRecord:
     committed: int = 0
     read_generation: int | None = None
     preferences: dict[str, Any] = field(default_factory=dict)
+    publish: dict[str, Any] | None = None  # the publishing choice, accounts resolved (``usecases/publish.py``)
     duration_seconds: float | None = None  # the whole video's, read from its container before upload
     credits: int | None = None  # OpusClip's bill for its project, estimated from the duration
     waiting_for: str | None = None  # while ``waiting``: "slot" (a project slot) or "credits" (this month's)

@@ -16,12 +16,17 @@ import requests
 
 from opus_pipeline import http_policy, logs
 from opus_pipeline.domain.credits import USAGE_FRESH_SECONDS, Usage
+from opus_pipeline.domain.publishing import Account, accounts_listed
 from opus_pipeline.errors import ConcurrentCapError, OpusApiError, RateLimitedError, TransientError
 
 RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
 CLIPS_PAGE_SIZE = 50  # as OpusClip's own CLI pages
 MAX_CLIP_PAGES = 100
 BRAND_TEMPLATES_TTL_SECONDS = 300.0  # a template made in OpusClip's app is seen within five minutes
+# OpusClip allows its social-posting endpoints 1 request a second each (api-facts §7).
+SOCIAL_SPACING_SECONDS = 1.0
+SOCIAL_ATTEMPTS = 3
+SOCIAL_RETRY_AFTER_MAX = 5.0  # a longer 429 is the next pass's to wait out
 # Answers meaning "this workspace may not list brand templates": the endpoint is tagged enterprise.
 _NOT_OPEN = frozenset({"api-key-refused", "not-found"})
 
@@ -140,6 +145,8 @@ class OpusClient:
         self._brand_templates: tuple[float, frozenset[str] | None] | None = None  # (when read, ids)
         self.http = requests.Session()
         self._usage: Usage | None = None  # the monthly numbers last seen on any answer
+        self._social_sent: dict[str, float] = {}  # social endpoint → when this instance last called it
+        self.sleep: Callable[[float], None] = time.sleep
 
     def _call(
         self,
@@ -297,3 +304,61 @@ class OpusClient:
             if len(page) < page_size:
                 return clips
         raise TransientError(f"the clip list did not end within {MAX_CLIP_PAGES} pages", reason="opus-unavailable")
+
+    # -- social posting (OpenAPI tags social-posting, enterprise) ------------------------------
+
+    def _paced(self, endpoint: str, call: Callable[[], Any]) -> Any:
+        """``call`` to one social endpoint, 1 second after this instance's last answer from it (OpusClip's
+        limit there: counted from the answer, every request arrives a second after the last one did).
+        A 429 (another instance's call came first) means the request was not taken: it is waited out
+        and sent again, up to ``SOCIAL_ATTEMPTS`` times while its Retry-After is short."""
+        for attempt in range(1, SOCIAL_ATTEMPTS + 1):
+            wait = self._social_sent.get(endpoint, -SOCIAL_SPACING_SECONDS) + SOCIAL_SPACING_SECONDS - self._clock()
+            if wait > 0:
+                self.sleep(wait)
+            try:
+                return call()
+            except RateLimitedError as exc:
+                hint = exc.retry_after if exc.retry_after is not None else SOCIAL_SPACING_SECONDS
+                if attempt == SOCIAL_ATTEMPTS or hint > SOCIAL_RETRY_AFTER_MAX:
+                    raise
+                self.sleep(hint)
+            finally:
+                self._social_sent[endpoint] = self._clock()
+        raise AssertionError("unreachable")  # the last attempt returned or raised
+
+    def social_accounts(self) -> list[Account]:
+        """``GET /api/social-accounts?q=mine``: the connected accounts posts can go to."""
+        answer = self._paced(
+            "social-accounts",
+            lambda: self._call("GET", "/api/social-accounts", "the social-account list", params={"q": "mine"}),
+        )
+        try:
+            return accounts_listed(answer)
+        except ValueError as exc:
+            raise TransientError(
+                f"OpusClip answered the social-account list with an unexpected shape ({exc})", reason="opus-unavailable"
+            ) from None
+
+    def post_now(self, body: dict[str, Any]) -> str:
+        """``POST /api/post-tasks``: publish a clip now; the ``postId``."""
+        return self._posted("/api/post-tasks", body, "postId", "the post request")
+
+    def schedule_post(self, body: dict[str, Any]) -> str:
+        """``POST /api/publish-schedules`` (``publishAt`` in the body, a future UTC time); the ``scheduleId``."""
+        return self._posted("/api/publish-schedules", body, "scheduleId", "the publish-schedule request")
+
+    def _posted(self, path: str, body: dict[str, Any], id_field: str, action: str) -> str:
+        """One post request and the id its ``{data: {...}}`` answer names. An answer without a usable
+        id is a ``TransientError`` like a lost one: the post may exist all the same."""
+        answer = self._paced(path, lambda: self._post(path, body, action))
+        data = answer.get("data")
+        ident = data.get(id_field) if isinstance(data, dict) else None
+        if not isinstance(ident, str) or not ident.strip() or not ident.isprintable() or len(ident) > 200:
+            raise TransientError(f"OpusClip answered {action} without a usable {id_field}", reason="opus-unavailable")
+        return ident
+
+    def cancel_schedule(self, schedule_id: str) -> None:
+        """``DELETE /api/publish-schedules/{scheduleId}``: cancel a schedule before its time."""
+        path = f"/api/publish-schedules/{quote(schedule_id, safe='')}"
+        self._paced("/api/publish-schedules/", lambda: self._call("DELETE", path, "the publish-schedule cancellation"))

@@ -31,6 +31,7 @@ from opus_pipeline.usecases.admit import free_slot, hand_slot_to_sweeper
 from opus_pipeline.usecases.clip_copies import CopyPlan, plan_copies, write_captions
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
+from opus_pipeline.usecases.publish import after_clips_ready, plan_at_clips_ready
 
 CONCLUDE_LEASE_SECONDS = 120.0
 COPY_ATTEMPTS = 3
@@ -241,6 +242,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             transcript_available,
         )
         manifest_uri = self._write_manifest(doc)
+        plan_at_clips_ready(self.svc, rec, doc)  # before the record says clips-ready: never lost
         self._publish(states.CLIPS_READY, len(clips), manifest_uri)
         self.held.release(
             state=states.CLIPS_READY,
@@ -265,6 +267,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             bytes=sum(int(c.get("size", 0)) for c in copies.values() if c.get("copied")),
             seconds_since_upload=_seconds_since(rec.uploaded_at),
         )
+        after_clips_ready(self.svc, self.record)  # its status shown, and carried out if approved
 
     def _copy(self, clip: dict[str, Any], index: int, plan: CopyPlan) -> dict[str, Any]:
         """Copy one selected clip (its HD file, else its preview), retrying a transient failure, with

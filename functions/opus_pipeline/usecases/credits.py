@@ -77,6 +77,22 @@ def settle(services: Services, key: str, created: bool) -> None:
         services.credit_ledger.change(month_of(now), lambda book: book.settle(key, created, now))
 
 
+def fits(services: Services, credits: int) -> bool:
+    """Whether ``credits`` spent outside a project (X posts) fit this month now."""
+    usage = _checked(services)
+    if usage is None:
+        return True
+    room = services.credit_ledger.read().room(usage, services.settings.monthly_credit_budget)
+    return room is None or credits <= room
+
+
+def spend(services: Services, credits: int) -> None:
+    """Book ``credits`` spent outside a project (X posts) against this month's."""
+    if _checked(services) is not None:
+        now = services.wall()
+        services.credit_ledger.change(month_of(now), lambda book: book.spend(credits, now))
+
+
 def admit_waiting(services: Services) -> list[str]:
     """The sweeper's step: settle what ended, then admit the waiting videos that fit now, oldest first,
     and log OpusClip's numbers for the dashboard and the alert (``event=credits``).

@@ -38,6 +38,7 @@ from opus_pipeline.usecases import credits as credit_queue
 from opus_pipeline.usecases.admit import admit_next, show_waiting
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
+from opus_pipeline.usecases.publish import choice_of, with_accounts
 
 PROGRESS_LOG_SECONDS = 5.0
 MAX_SESSION_RENEWALS = 2
@@ -175,8 +176,10 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         if self.record.state != states.RECEIVED:
             return True
         prefs = self._validate()
+        publish = choice_of(self.svc, self.obj)  # its syntax: before any call
         estimate = self._probe(prefs)  # a file that is not a video costs no OpusClip call either
         self._check_brand_template(prefs)
+        self.held.checkpoint(publish=with_accounts(self.svc, publish))  # its accounts: before any byte
         if credit_queue.ask(self.svc, self.obj.key, estimate):
             return True
         credit_queue.wait(self.svc, self.held, self.log, f"its {estimate} credits do not fit this month")

@@ -21,6 +21,7 @@ from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import admit_next
 from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.credits import admit_waiting
+from opus_pipeline.usecases.publish import publish_approved
 
 
 @dataclass
@@ -34,6 +35,7 @@ class SweepReport:
     slots_in_use: int = 0
     waiting: int = 0
     admitted_for_credits: int = 0
+    publishing_plans: int = 0
 
 
 def sweep(services: Services) -> SweepReport:
@@ -46,6 +48,7 @@ def sweep(services: Services) -> SweepReport:
         report.errors += 1
         logs.error(f"sweep: reclaiming slots and admitting waiting videos failed: {_said(exc)}", event="sweep_error")
     report.admitted_for_credits = _admit_for_credits(services)
+    report.publishing_plans = _publish_approved(services)
     for obj in services.open_projects.running():
         report.open += 1
         try:
@@ -118,6 +121,15 @@ def _admit_for_credits(services: Services) -> int:
         return len(admit_waiting(services))
     except Exception as exc:
         logs.warning(f"sweep: the videos waiting for credits could not be looked at: {_said(exc)}")
+        return 0
+
+
+def _publish_approved(services: Services) -> int:
+    """The approved publishing plans' turn (each plan isolated from the others inside)."""
+    try:
+        return publish_approved(services)
+    except Exception as exc:
+        logs.warning(f"sweep: the publishing plans could not be looked at: {_said(exc)}")
         return 0
 
 
