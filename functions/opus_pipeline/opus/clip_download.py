@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -29,6 +31,9 @@ from opus_pipeline.errors import PermanentError, TransientError
 COPY_CHUNK = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 READ_PIECE = 1024 * 1024
 PEER = "OpusClip's media host"
+# The whole copy of one file, however slowly the host sends it (each read is bounded by the transfer
+# timeout, their sum by this): a trickling host costs one clip this long, not the conclusion's life.
+COPY_DEADLINE_SECONDS = 300.0
 # What the storage library raises when Cloud Storage fails a write it could not retry to the end
 # (``gcs/cas.py``'s list is the same family; this module may not import that adapter).
 STORAGE_FAILURES = (gexc.GoogleAPIError, DataCorruption, InvalidResponse, ConnectionError)
@@ -50,10 +55,14 @@ def copy_clip(
     allowed_hosts: tuple[str, ...],
     blob: storage.Blob,
     content_type: str = "video/mp4",
+    deadline: float = COPY_DEADLINE_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Copied:
     """Stream ``url`` into ``blob``; ``TransientError`` to try again, ``PermanentError`` if never.
-    The same for a clip's poster image (``content_type`` ``image/jpeg``)."""
+    The same for a clip's poster image (``content_type`` ``image/jpeg``). A copy still reading
+    after ``deadline`` seconds is given up (``TransientError``)."""
     check_url(url, allowed_hosts, "clip file URL", setting="OPUS_CLIP_URL_HOSTS")
+    started = clock()
     response = http_policy.send(http, "GET", url, timeout=http_policy.TRANSFER_TIMEOUT, peer=PEER, stream=True)
     with response:
         if response.status_code != 200:
@@ -66,10 +75,16 @@ def copy_clip(
         try:
             with blob.open("wb", chunk_size=COPY_CHUNK, content_type=content_type) as out:
                 for piece in response.iter_content(READ_PIECE):
+                    if clock() - started > deadline:
+                        raise _TooSlow()
                     digest.update(piece)
                     out.write(piece)
                     size += len(piece)
                 read_all = True
+        except _TooSlow:
+            raise TransientError(
+                f"{PEER} took longer than {deadline:.0f}s to send a clip file; the copy was given up"
+            ) from None
         except (requests.RequestException, *STORAGE_FAILURES) as exc:
             if not read_all:  # from the media host or from Cloud Storage: either way, fetch it again
                 raise TransientError(f"copying a clip into {_uri(blob)} failed ({type(exc).__name__})") from None
@@ -82,6 +97,10 @@ def copy_clip(
     if blob.md5_hash != md5 or int(blob.size or -1) != size:
         raise TransientError(f"the copy of a clip in {_uri(blob)} does not match what was read")
     return Copied(_uri(blob), size, md5)
+
+
+class _TooSlow(Exception):
+    """Raised inside the writer so that the partial upload is not finalised as the clip."""
 
 
 def _uri(blob: storage.Blob) -> str:

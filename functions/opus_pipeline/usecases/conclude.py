@@ -5,9 +5,12 @@ answer to ``GET /api/clip-projects/{id}``. A running project only has its stage 
 one is claimed ``concluding`` by compare-and-swap, so a second webhook, a webhook racing the
 sweeper or a redelivered sweep find it taken (or done) and write nothing. A takeover after a
 crash skips the clips already copied (the record keeps each copy as it is made). The project slot
-is given up as soon as OpusClip says the project is COMPLETE with every clip rendered: OpusClip no
-longer counts it against the plan's parallel projects, so the next video starts while these clips
-are copied.
+is given up as soon as OpusClip says the project is COMPLETE or STALLED, before a clip is read:
+OpusClip no longer counts it against the plan's parallel projects, so the next video starts while
+these clips are listed, rendered and copied. Every part of a conclusion is bounded: the clip list
+(``OpusClient.all_clips``), each answer and copy (``http_policy``, ``clip_download``), the wait for
+renders (``CLIP_RENDER_WAIT_SECONDS``), and a conclusion that fails is put off like a look, further
+each time, so one bad project never holds the sweep of the others.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from opus_pipeline.domain.record import Stored, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.opus.clip_download import copy_clip
 from opus_pipeline.runtime import Services
-from opus_pipeline.usecases.admit import free_slot, hand_slot_to_sweeper
+from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
@@ -164,60 +167,98 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             return self.record.state
         try:
             with self.held.keep_alive():
+                self._free_slot()
                 if self.failure is not None:
                     self._fail(self.failure)
                 elif self.stage == "COMPLETE":
                     clips = manifest.best_first(self.svc.opus.all_clips(self.record.project_id or ""))
-                    if rendering := manifest.still_rendering(clips):
+                    rendering = manifest.still_rendering(clips)
+                    waited = self.record.rendering_since
+                    if rendering and not states.render_wait_over(waited, self.svc.wall(), self._render_wait):
                         return self._wait_for_renders(rendering)
-                    self._free_slot()
-                    self._bring_clips_back(clips)
+                    self._bring_clips_back(clips, frozenset(rendering))
                 else:
                     self._stalled()
         except BaseException:
             if self.record.state == states.CONCLUDING:  # undo only what is not concluded yet
-                self.held.release(state=states.PROJECT_CREATED)
+                self._put_off()
             raise
         self.svc.open_projects.mark_concluded(self.obj)
-        self._free_slot()
         return self.record.state
 
+    @property
+    def _render_wait(self) -> float:
+        return self.settings.clip_render_wait_seconds
+
     def _free_slot(self) -> None:
-        """Once: the next waiting video starts now, not on the next scheduled sweep: admitted here by
-        the sweeper, or at once by a sweep the public receiver (which publishes no clip request) ticks."""
-        if self._slot_freed:
+        """Once, before anything is read: the next waiting video starts now. A conclusion that
+        claimed a record whose stage is COMPLETE or STALLED already (an earlier one waited for
+        renders, or failed after freeing it) has nothing to free."""
+        if self._slot_freed or self.record.stage in states.TERMINAL_STAGES:
             return
-        if self.trigger == "webhook":
-            hand_slot_to_sweeper(self.svc, self.obj.key)
-        else:
-            free_slot(self.svc, self.obj.key)
+        free_slot(self.svc, self.obj.key)
         self._slot_freed = True
+
+    def _put_off(self) -> None:
+        """A conclusion that failed goes back to ``project-created`` and is tried again later, 1, 2,
+        4 … 30 minutes after each failure in a row: a project whose clips cannot be read or copied
+        costs a bounded share of the sweeps, and never blocks the others."""
+        failures = self.record.conclude_failures + 1
+        self.held.release(
+            state=states.PROJECT_CREATED,
+            conclude_failures=failures,
+            next_check=self.svc.wall() + states.next_check_seconds(failures),
+        )
 
     # -- COMPLETE ---------------------------------------------------------------------------
 
     def _wait_for_renders(self, rendering: list[str]) -> str:
-        """Not concluded yet: a file still being made is not copied; the sweeper looks again."""
+        """Not concluded yet: a file still being made is not copied; the sweeper looks again, until
+        ``CLIP_RENDER_WAIT_SECONDS`` after the first such look. The slot is free meanwhile."""
+        now = self.svc.wall()
         self.held.release(
             state=states.PROJECT_CREATED,
             stage=self.stage,
             checks=self.record.checks + 1,
-            next_check=self.svc.wall() + RENDER_RECHECK_SECONDS,
+            next_check=now + RENDER_RECHECK_SECONDS,
+            rendering_since=self.record.rendering_since or now,
         )
         self.log.info(
             f"project {self.record.project_id} is COMPLETE but {len(rendering)} of its clips are still rendering "
-            f"({', '.join(rendering)}); looking again in {RENDER_RECHECK_SECONDS:.0f}s",
+            f"({', '.join(rendering)}); looking again in {RENDER_RECHECK_SECONDS:.0f}s (at most "
+            f"{self._render_wait:.0f}s in all: CLIP_RENDER_WAIT_SECONDS)",
             event="clips_rendering",
             clips=len(rendering),
         )
         return self.record.state
 
-    def _bring_clips_back(self, clips: list[Mapping[str, Any]]) -> None:
+    def _never_rendered(self, clip: Mapping[str, Any]) -> dict[str, Any]:
+        """The copy entry of a clip OpusClip did not finish rendering within the wait: not copied,
+        why, and where OpusClip shows it (its preview, else its export link)."""
+        link = clip.get("uriForPreview") or clip.get("uriForExport")
+        self.log.warning(
+            f"a clip of {self.obj.uri} was still rendering {self._render_wait:.0f}s after OpusClip completed "
+            "the project; concluded without it (its OpusClip link is in the manifest)",
+            event="clip_not_copied",
+            reason="still-rendering",
+        )
+        return {
+            "copied": False,
+            "reason": "still-rendering",
+            "error": f"OpusClip was still rendering this clip {self._render_wait:.0f}s after the project completed "
+            "(CLIP_RENDER_WAIT_SECONDS); it was not copied: open it in OpusClip",
+            "opusLink": link if isinstance(link, str) else None,
+        }
+
+    def _bring_clips_back(self, clips: list[Mapping[str, Any]], rendering: frozenset[str] = frozenset()) -> None:
         rec = self.record
         copies = rec.copied
         if self.settings.copy_clips:
             for index, clip in enumerate(clips):
                 ident = manifest.clip_id(clip, index)
-                if not copies.get(ident, {}).get("copied"):
+                if ident in rendering:
+                    copies = {**copies, ident: self._never_rendered(clip)}
+                elif not copies.get(ident, {}).get("copied"):
                     # A new dict each time: the saved record keeps the old one, and the lease
                     # renewer may be serialising that record at this very moment.
                     copies = {**copies, ident: self._copy(clip, index)}

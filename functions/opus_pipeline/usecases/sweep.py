@@ -134,7 +134,7 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
         rec = stored.record if stored else None
         if (
             rec is None
-            or rec.state not in states.HOLDING_STATES
+            or not states.holds_slot(rec.state, rec.stage)
             or (rec.state == states.CREATING and not rec.lease_live(now))
         ):
             slots[key] = since
