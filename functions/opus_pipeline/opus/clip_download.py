@@ -75,16 +75,14 @@ def copy_clip(
         try:
             with blob.open("wb", chunk_size=COPY_CHUNK, content_type=content_type) as out:
                 for piece in response.iter_content(READ_PIECE):
-                    if clock() - started > deadline:
-                        raise _TooSlow()
+                    if clock() - started > deadline:  # raised inside: the partial upload is cancelled
+                        raise TransientError(
+                            f"{PEER} took longer than {deadline:.0f}s to send a clip file; the copy was given up"
+                        )
                     digest.update(piece)
                     out.write(piece)
                     size += len(piece)
                 read_all = True
-        except _TooSlow:
-            raise TransientError(
-                f"{PEER} took longer than {deadline:.0f}s to send a clip file; the copy was given up"
-            ) from None
         except (requests.RequestException, *STORAGE_FAILURES) as exc:
             if not read_all:  # from the media host or from Cloud Storage: either way, fetch it again
                 raise TransientError(f"copying a clip into {_uri(blob)} failed ({type(exc).__name__})") from None
@@ -97,10 +95,6 @@ def copy_clip(
     if blob.md5_hash != md5 or int(blob.size or -1) != size:
         raise TransientError(f"the copy of a clip in {_uri(blob)} does not match what was read")
     return Copied(_uri(blob), size, md5)
-
-
-class _TooSlow(Exception):
-    """Raised inside the writer so that the partial upload is not finalised as the clip."""
 
 
 def _uri(blob: storage.Blob) -> str:

@@ -1,7 +1,8 @@
 """Use case: a project may have ended → ask OpusClip → bring the clips back, or fail the video.
 
-Both the webhook receiver and the sweeper end here; neither trusts anything but OpusClip's own
-answer to ``GET /api/clip-projects/{id}``. A running project only has its stage noted. An ended
+The sweeper ends here, on its schedule or on a webhook's tick (the receiver only judges the call
+and hands the look on: ``hand_look_on``); nothing but OpusClip's own answer to
+``GET /api/clip-projects/{id}`` is trusted. A running project only has its stage noted. An ended
 one is claimed ``concluding`` by compare-and-swap, so a second webhook, a webhook racing the
 sweeper or a redelivered sweep find it taken (or done) and write nothing. A takeover after a
 crash skips the clips already copied (the record keeps each copy as it is made). The project slot
@@ -25,7 +26,7 @@ from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import manifest, states, webhook
 from opus_pipeline.domain.clips_page import THUMBNAIL_KEY, render_page
 from opus_pipeline.domain.events import StorageObject
-from opus_pipeline.domain.messages import ClipResult
+from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipResult, SweepTick
 from opus_pipeline.domain.record import Stored, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.opus.clip_download import copy_clip
@@ -43,9 +44,9 @@ CREATION_WAIT_SECONDS = 0.5
 CREATION_WAITS = 10
 
 
-def check_project(stored: Stored, services: Services, trigger: str, reschedule: bool = True) -> str:
+def check_project(stored: Stored, services: Services, trigger: str) -> str:
     """Look at the project of ``stored``'s video once; conclude it if it ended. Returns the state.
-    Only the sweeper's looks (``reschedule``) note the stage and put the next one off."""
+    A running project has its stage noted and its next look put off."""
     rec = stored.record
     log = logs.Logger({**rec.source.labels(), "uploadId": rec.upload_id, "projectId": rec.project_id})
     if rec.state not in states.OPEN_STATES or not rec.project_id:
@@ -64,8 +65,7 @@ def check_project(stored: Stored, services: Services, trigger: str, reschedule: 
         return _Conclusion(rec.source, services, "GONE", log, trigger, failure=gone).run()
     stage = project["stage"]
     if stage not in states.TERMINAL_STAGES:
-        if reschedule:
-            _note_stage(stored, stage, services, log)
+        _note_stage(stored, stage, services, log)
         return rec.state
     return _Conclusion(rec.source, services, stage, log, trigger).run()
 
@@ -73,17 +73,20 @@ def check_project(stored: Stored, services: Services, trigger: str, reschedule: 
 def handle_webhook(
     query: Mapping[str, str], headers: Mapping[str, str], read_body: Callable[[], bytes | None], services: Services
 ) -> int:
-    """The HTTP status to answer OpusClip's call; ``TransientError`` when OpusClip could not be
-    asked (the sweeper looks later anyway). The URL's token is judged before ``read_body`` is
-    called. Unknown, concluded or just-looked-at videos get 200, and so does a look that can never
-    succeed (logged): OpusClip has nothing to retry."""
+    """The HTTP status to answer OpusClip's call, within seconds: the call is judged and the look
+    (and any conclusion) handed on to the sweeper (``hand_look_on``); no clip is read or copied in
+    the request. The URL's token is judged before ``read_body`` is called. Unknown or concluded
+    videos get 200 too: OpusClip has nothing to retry."""
     settings = services.settings
     verdict = webhook.judge_url(settings.webhook_token, query)
     if verdict.status is None:
-        verdict = webhook.judge_body(settings.opus_api_key, headers, read_body(), settings.webhook_require_signature)
+        keys = webhook.signing_keys(settings.opus_api_key, settings.webhook_secret)
+        verdict = webhook.judge_body(keys, headers, read_body(), settings.webhook_require_signature)
     if verdict.status is not None:
         logs.warning(f"refused a webhook call: {verdict.why}", event="webhook_refused", status=verdict.status)
         return verdict.status
+    if verdict.warning:
+        logs.warning(f"webhook: {verdict.warning}", event="webhook_unverified")
     key = query[webhook.VIDEO_PARAM]
     stored = services.ledger.read_key(key)
     for _ in range(CREATION_WAITS):
@@ -94,37 +97,41 @@ def handle_webhook(
     if stored is None:
         logs.info(f"webhook for an unknown video {key!r}; nothing to do", event="conclusion_ignored")
         return 200
-    reserved = _reserve_look(stored, services)
-    if reserved is None:
-        logs.info(
-            f"webhook: {key!r} was looked at less than {webhook.LOOK_INTERVAL_SECONDS:.0f}s ago or is being "
-            "concluded; the sweeper looks later",
-            event="conclusion_ignored",
-        )
-        return 200
-    try:
-        check_project(reserved, services, "webhook", reschedule=False)
-    except PermanentError as exc:  # a refused key, a refused redirect, a record gone meanwhile
-        logs.error(
-            f"webhook: {key!r} could not be looked at: {exc}; answered 200, since OpusClip's retry could not "
-            "succeed either (the sweeper looks again)",
-            event="webhook_error",
-            reason=exc.reason,
-        )
+    hand_look_on(stored, services)
     return 200
 
 
-def _reserve_look(stored: Stored, services: Services) -> Stored | None:
-    """The record after noting that a webhook call asks OpusClip now, or ``None`` when it must not:
-    asked less than a minute ago, or a live conclusion holds the record (a write would take its
-    compare-and-swap from under it). One write per look, never per call; the sweeper's schedule
-    stays as it was. A record with no running project needs no look, hence no write."""
+def hand_look_on(stored: Stored, services: Services) -> None:
+    """A webhook's hint for a running project: bring its next look forward and tick the sweeper to
+    make it (a ``video`` tick on ``SWEEP_TICKS_TOPIC``; without one, the next scheduled sweep).
+    At most one look a minute, however many calls arrive (the 30 calls a minute of the key are
+    shared with every function, and a caller must not be able to spend them): a call within a
+    minute of the last is not dropped, its video is looked at when that minute ends. One write
+    per look at most, none while a conclusion holds the record (it would take its compare-and-swap)."""
     rec, now = stored.record, services.wall()
-    if rec.state not in states.OPEN_STATES or not rec.project_id:
-        return stored
-    if rec.lease_live(now) or not webhook.look_due(rec.webhook_looked_at, now):
-        return None
-    return services.ledger.update(stored, webhook_looked_at=now)  # None: a call at the same moment won
+    labels = {**rec.source.labels(), "projectId": rec.project_id}
+    if rec.state not in states.OPEN_STATES or not rec.project_id or rec.lease_live(now):
+        why = "being concluded" if rec.lease_live(now) else rec.state
+        logs.info(f"webhook: {rec.source.uri} is {why}; nothing to do", labels=labels, event="conclusion_ignored")
+        return
+    if not webhook.look_due(rec.webhook_looked_at, now):
+        at = webhook.next_look_at(rec.webhook_looked_at, rec.next_check)
+        if at < rec.next_check:
+            services.ledger.update(stored, next_check=at)  # None: someone moved it on meanwhile
+        logs.info(
+            f"webhook: {rec.source.uri} was looked at less than {webhook.LOOK_INTERVAL_SECONDS:.0f}s ago; "
+            "it is looked at again when that minute ends",
+            labels=labels,
+            event="webhook_look_deferred",
+        )
+        return
+    if services.ledger.update(stored, webhook_looked_at=now, next_check=min(rec.next_check, now)) is None:
+        return  # a call at the same moment won, and handed the look on
+    topic = services.settings.sweep_ticks_topic
+    if topic:
+        tick = SweepTick("a webhook call", scope=SWEEP_VIDEO, video=rec.source.key)
+        services.publisher.publish(topic, tick, "the sweep tick")
+    logs.info(f"webhook: {rec.source.uri} is looked at now by the sweeper", labels=labels, event="webhook_handed_on")
 
 
 def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger) -> None:
