@@ -257,7 +257,7 @@ def test_a_failing_clip_list_puts_the_conclusion_off_to_a_later_look(stack: Stac
     report = sweep_later(stack)
     rec = record(stack, resource)
     assert report.errors == 1 and rec.state == states.PROJECT_CREATED and rec.conclude_failures == 1
-    assert sweep_later(stack).checked == 0  # put off a minute: the next sweeps look at the others
+    assert sweep_later(stack).checked == 0  # put off to the next tick: this sweep looks at the others
 
     later = services(stack)
     later.wall = lambda: time.time() + LATER + 61

@@ -38,6 +38,7 @@ from opus_pipeline.usecases.leased import LeasedUseCase
 CONCLUDE_LEASE_SECONDS = 120.0
 COPY_ATTEMPTS = 3
 RENDER_RECHECK_SECONDS = 60.0  # a clip still rendering at COMPLETE: when the sweeper looks again
+FAILED_CONCLUSION_SECONDS = 15.0  # a failed conclusion's first put-off: the next tick, then doubling
 # A short project can end before its creation is recorded (that write may be throttled); the one
 # webhook OpusClip sends waits that long for it instead of being ignored until the next sweep.
 CREATION_WAIT_SECONDS = 0.5
@@ -207,15 +208,12 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         self._slot_freed = True
 
     def _put_off(self) -> None:
-        """A conclusion that failed goes back to ``project-created`` and is tried again later, 1, 2,
-        4 … 30 minutes after each failure in a row: a project whose clips cannot be read or copied
-        costs a bounded share of the sweeps, and never blocks the others."""
+        """A conclusion that failed goes back to ``project-created`` and is tried again later, at the
+        next tick and then 0.5, 1, 2 … 30 minutes after each failure in a row: a project whose clips
+        cannot be read or copied costs a bounded share of the sweeps, and never blocks the others."""
         failures = self.record.conclude_failures + 1
-        self.held.release(
-            state=states.PROJECT_CREATED,
-            conclude_failures=failures,
-            next_check=self.svc.wall() + states.next_check_seconds(failures),
-        )
+        delay = states.next_check_seconds(failures, first=FAILED_CONCLUSION_SECONDS)
+        self.held.release(state=states.PROJECT_CREATED, conclude_failures=failures, next_check=self.svc.wall() + delay)
 
     # -- COMPLETE ---------------------------------------------------------------------------
 
@@ -223,17 +221,19 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         """Not concluded yet: a file still being made is not copied; the sweeper looks again, until
         ``CLIP_RENDER_WAIT_SECONDS`` after the first such look. The slot is free meanwhile."""
         now = self.svc.wall()
+        since = self.record.rendering_since or now
+        again = min(RENDER_RECHECK_SECONDS, max(1.0, since + self._render_wait - now))  # not past the wait's end
         self.held.release(
             state=states.PROJECT_CREATED,
             stage=self.stage,
             checks=self.record.checks + 1,
-            next_check=now + RENDER_RECHECK_SECONDS,
-            rendering_since=self.record.rendering_since or now,
+            next_check=now + again,
+            rendering_since=since,
         )
         self.log.info(
             f"project {self.record.project_id} is COMPLETE but {len(rendering)} of its clips are still rendering "
-            f"({', '.join(rendering)}); looking again in {RENDER_RECHECK_SECONDS:.0f}s (at most "
-            f"{self._render_wait:.0f}s in all: CLIP_RENDER_WAIT_SECONDS)",
+            f"({', '.join(rendering)}); looking again in {again:.0f}s (at most {self._render_wait:.0f}s in all: "
+            "CLIP_RENDER_WAIT_SECONDS)",
             event="clips_rendering",
             clips=len(rendering),
         )
