@@ -133,6 +133,7 @@ def test_an_answer_over_the_size_cap_fails_the_call_and_the_conclusion_is_put_of
     rec = record(stack, resource)
     assert report.errors == 1 and rec.state == states.PROJECT_CREATED and rec.conclude_failures == 1
     assert rec.next_check >= time.time() + LATER + 10  # put off like a look, not tried on every tick
+    assert in_flight(stack) == {} and rec.stage == "COMPLETE"  # the slot went before the clips were read
 
 
 def test_a_clip_copy_past_its_deadline_is_given_up_and_leaves_no_object(stack: Stack, standin) -> None:

@@ -210,10 +210,14 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
     def _put_off(self) -> None:
         """A conclusion that failed goes back to ``project-created`` and is tried again later, at the
         next tick and then 0.5, 1, 2 … 30 minutes after each failure in a row: a project whose clips
-        cannot be read or copied costs a bounded share of the sweeps, and never blocks the others."""
+        cannot be read or copied costs a bounded share of the sweeps, and never blocks the others.
+        Its stage is kept once its slot is freed, so the next attempt frees nothing again."""
         failures = self.record.conclude_failures + 1
         delay = states.next_check_seconds(failures, first=FAILED_CONCLUSION_SECONDS)
-        self.held.release(state=states.PROJECT_CREATED, conclude_failures=failures, next_check=self.svc.wall() + delay)
+        stage = {"stage": self.stage} if self._slot_freed else {}
+        self.held.release(
+            state=states.PROJECT_CREATED, conclude_failures=failures, next_check=self.svc.wall() + delay, **stage
+        )
 
     # -- COMPLETE ---------------------------------------------------------------------------
 
