@@ -99,7 +99,8 @@ def create_clip_project(cloud_event: CloudEvent) -> None:
 
 @functions_framework.http
 def on_project_concluded(request: flask.Request) -> tuple[str, int]:
-    """OpusClip's webhook (the one public endpoint): a hint to look at one video's project."""
+    """OpusClip's webhook (the one public endpoint): a hint to look at one video's project, judged
+    and handed on to the sweeper within seconds."""
     from opus_pipeline.domain.webhook import MAX_BODY_BYTES
     from opus_pipeline.usecases.conclude import handle_webhook
 
@@ -125,17 +126,26 @@ def sweep_projects(cloud_event: CloudEvent) -> None:
     """A Cloud Scheduler tick through Pub/Sub: look at running projects whose webhook got lost.
 
     A failed look is logged and left to the next tick; the tick itself is never redelivered. A
-    freed slot's tick (scope ``admit``) only admits the next waiting videos; an approval's or a
+    freed slot's tick (scope ``admit``) only admits the next waiting videos; a webhook's (scope
+    ``video``) looks at its one video, and concludes it if it ended; an approval's or a
     cancellation's (scope ``publish``) only carries out the publishing plans marked for it."""
-    from opus_pipeline.domain.messages import SWEEP_ADMIT, SWEEP_PUBLISH, SweepTick
+    from opus_pipeline.domain.messages import SWEEP_ADMIT, SWEEP_PUBLISH, SWEEP_VIDEO, SweepTick
+    from opus_pipeline.errors import PoisonMessageError
     from opus_pipeline.usecases.admit import admit_next
     from opus_pipeline.usecases.publish import publish_approved
-    from opus_pipeline.usecases.sweep import sweep
+    from opus_pipeline.usecases.sweep import look_at, sweep
 
     scope = SweepTick.scope_of(pubsub_attributes(cloud_event.data))
     if scope == SWEEP_ADMIT:
         admit_next(services())
     elif scope == SWEEP_PUBLISH:
         publish_approved(services())
+    elif scope == SWEEP_VIDEO:
+        try:
+            key = SweepTick.video_of(pubsub_payload(cloud_event.data))
+        except PoisonMessageError as exc:
+            logs.error(f"acknowledged a sweep tick that names no video: {exc}", event="poison_message")
+            return
+        look_at(services(), key)
     else:
         sweep(services())

@@ -42,7 +42,8 @@ locals {
   sessions_object_prefix = "projects/_/buckets/${google_storage_bucket.this["state"].name}/objects/sessions/"
 
   # Every variable the code reads (functions/opus_pipeline/config.py ENV_VARS) but the two secrets
-  # and OPUS_WEBHOOK_URL, which only the function that registers the webhook gets (functions.tf).
+  # and OPUS_WEBHOOK_URL, which only the function that registers the webhook gets (functions.tf), and
+  # the optional OPUS_WEBHOOK_SECRET (not deployed: the receiver verifies with OPUS_API_KEY).
   function_environment = {
     OPUS_API_BASE_URL              = var.opus_api_base_url
     OPUS_UPLOAD_URL_HOSTS          = join(",", var.opus_upload_url_hosts)
@@ -68,6 +69,7 @@ locals {
     OPUS_MAX_PARALLEL_PROJECTS     = tostring(var.max_parallel_projects)
     OPUS_RATE_PER_MINUTE           = tostring(var.rate_per_minute)
     SWEEP_TICKS_TOPIC              = google_pubsub_topic.sweep_ticks.id
+    CLIP_RENDER_WAIT_SECONDS       = tostring(var.clip_render_wait_seconds)
     OPUS_DEFAULT_GENRE             = var.default_preferences.genre
     OPUS_DEFAULT_TOPIC_KEYWORDS    = var.default_preferences.topic_keywords
     OPUS_DEFAULT_CLIP_DURATIONS    = var.default_preferences.clip_durations

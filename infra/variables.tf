@@ -225,6 +225,17 @@ variable "sweep_max_calls" {
   }
 }
 
+variable "clip_render_wait_seconds" {
+  type        = number
+  description = "How long after OpusClip completes a project its clips may still be rendering (CLIP_RENDER_WAIT_SECONDS); a clip still rendering then is left uncopied, with its OpusClip link in the manifest."
+  default     = 3600
+
+  validation {
+    condition     = var.clip_render_wait_seconds >= 1 && floor(var.clip_render_wait_seconds) == var.clip_render_wait_seconds
+    error_message = "clip_render_wait_seconds must be a whole number of seconds from 1."
+  }
+}
+
 variable "ingest_max_instances" {
   type        = number
   description = "Most videos streamed at once (one per instance, two chunks of memory each). Each upload spends one OpusClip request (its upload link) of rate_per_minute; projects start no sooner for more of them, since max_parallel_projects paces a burst."

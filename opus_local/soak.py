@@ -71,6 +71,7 @@ SOURCE_BUCKET = "soak-videos"  # not the stack's "videos": no relay delivers its
 # and issue 17 saw a 3 s lease lapse under a live holder that way.
 LEASE_SECONDS = 6
 PROJECT_SECONDS = 0.3
+RENDER_WAIT_SECONDS = 2  # CLIP_RENDER_WAIT_SECONDS: a clip that never renders (``Plan.stuck_render``) is given up
 SCHEDULE_SECONDS = 120.0  # every wait of a schedule ends by then
 TICK_SECONDS = 0.1  # ticks overlap the sweeps they start, the webhook's conclusion and each other
 # The sweeper looks at a project first 60 s after its creation (``states.next_check_seconds``). Its
@@ -118,6 +119,7 @@ class Plan:
     request_copies: int = 1  # the push subscription's delivery and this many less one more
     request_concurrent: bool = False
     sweep_after: float = 0.0  # seconds after the project ended before the sweeper ticks
+    stuck_render: bool = False  # the best clip never finishes rendering: concluded uncopied after the wait
 
     def describe(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -240,6 +242,7 @@ def draw_plan(seed: int) -> Plan:
     plan.request_copies = rng.choice((1, 1, 2, 3))
     plan.request_concurrent = plan.request_copies > 1 and rng.random() < 0.5
     plan.sweep_after = round(rng.uniform(0.0, 0.3), 2)  # while the webhook's conclusion runs
+    plan.stuck_render = rng.random() < 0.1  # drawn last: the draws above stay as they were for every seed
     return plan
 
 
@@ -444,6 +447,8 @@ class Schedule:
         plan, standin = self.plan, self.stack.standin
         standin.reset()
         standin.configure(projectSeconds=PROJECT_SECONDS, clipsPerProject=plan.clips, clipBytes=plan.clip_bytes)
+        if plan.stuck_render:
+            standin.configure(renderSeconds=None, renderingClips=1)
         if plan.faults:
             standin.inject(*plan.faults)
         return unique_video(plan.size, salt=random.Random(f"video-{plan.seed}").randbytes(SALT_BYTES))
@@ -481,6 +486,7 @@ class Schedule:
             if fault["endpoint"] != "chunk" or fault["kind"] != "slow":  # that one is the crash's
                 fired[fault_label(fault)] += count
         fired["ingest SIGKILLed mid-stream, event redelivered", ""] += self.crashed
+        fired["a clip never renders", "media"] += plan.stuck_render
         for what, copies, at_once in (
             ("finalize event", plan.finalize_copies, plan.finalize_concurrent),
             ("clip request", plan.request_copies, plan.request_concurrent),
@@ -607,7 +613,8 @@ class Schedule:
         project = projects[0]
         if complete and project["sourceId"] != complete[0]["uploadId"]:
             self.problems.append("the project is not of the complete upload")
-        self.problems.extend(self.soak.manifest_problems(self.name, project["id"], stats["clipFiles"]))
+        stuck = 1 if self.plan.stuck_render else 0
+        self.problems.extend(self.soak.manifest_problems(self.name, project["id"], stats["clipFiles"], stuck))
 
 
 def resend_bound(faults: list[dict[str, Any]], stats: dict[str, Any], crashed: bool, size: int) -> int:
@@ -687,8 +694,9 @@ class Soak:
             time.sleep(0.05)
         return None
 
-    def manifest_problems(self, name: str, project_id: str, clip_files: dict[str, Any]) -> list[str]:
-        """What is wrong with the manifest and the copies it lists."""
+    def manifest_problems(self, name: str, project_id: str, clip_files: dict[str, Any], stuck: int = 0) -> list[str]:
+        """What is wrong with the manifest and the copies it lists; ``stuck`` clips never rendered
+        (the stand-in lists no file for them) and must be listed as not copied, with the reason."""
         bucket = self.storage.bucket(OUTPUT_BUCKET)
         blob = bucket.get_blob(f"{name}/clips.json")
         if blob is None:
@@ -696,9 +704,13 @@ class Soak:
         manifest = json.loads(blob.download_as_bytes())
         files = {k: v for k, v in clip_files.items() if k.startswith(f"{project_id}.")}
         problems = []
-        if manifest["projectId"] != project_id or {c["id"] for c in manifest["clips"]} != set(files):
+        never = [c for c in manifest["clips"] if c.get("reason") == "still-rendering" and not c.get("copied")]
+        if len(never) != stuck:
+            problems.append(f"expected {stuck} clip(s) left uncopied as still rendering, found {len(never)}")
+        rendered = [c for c in manifest["clips"] if c not in never]
+        if manifest["projectId"] != project_id or {c["id"] for c in rendered} != set(files):
             problems.append("the manifest does not list the project's clips")
-        for clip in manifest["clips"]:
+        for clip in rendered:
             expected = files.get(clip["id"], {}).get("md5")
             copy = bucket.get_blob(clip["gcsUri"].split("/", 3)[3]) if clip.get("copied") else None
             if copy is None or base64.b64decode(copy.md5_hash).hex() != expected:
@@ -730,7 +742,11 @@ def storage_faults(share: float) -> dict[str, float]:
 def soak_stack(root: Path, faults: float = STORAGE_FAULTS, seed: int = 0) -> Any:
     """The stack every schedule shares: the sweeper the stack ticks on its own never ticks; ``faults``
     of the functions' storage calls fail, drawn from ``seed``."""
-    settings = {"LEASE_SECONDS": str(LEASE_SECONDS), "SOURCE_BUCKET": SOURCE_BUCKET}
+    settings = {
+        "LEASE_SECONDS": str(LEASE_SECONDS),
+        "SOURCE_BUCKET": SOURCE_BUCKET,
+        "CLIP_RENDER_WAIT_SECONDS": str(RENDER_WAIT_SECONDS),
+    }
     with SoakStack(
         root,
         chunk_size=CHUNK,

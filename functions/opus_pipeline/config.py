@@ -39,6 +39,8 @@ ENV_VARS = (
     "OPUS_WEBHOOK_URL",
     "OPUS_WEBHOOK_TOKEN",
     "OPUS_WEBHOOK_REQUIRE_SIGNATURE",
+    "OPUS_WEBHOOK_SECRET",
+    "CLIP_RENDER_WAIT_SECONDS",
     "OUTPUT_BUCKET",
     "CLIP_RESULTS_TOPIC",
     "COPY_CLIPS",
@@ -81,6 +83,8 @@ class Settings:
     webhook_url: str | None = None
     webhook_token: str | None = None
     webhook_require_signature: bool = False  # OpusClip signs with the organisation's first key only
+    webhook_secret: str | None = None  # that first key, when OPUS_API_KEY is another of the workspace's keys
+    clip_render_wait_seconds: float = 3600.0  # a clip still rendering this long after COMPLETE is left uncopied
     copy_clips: bool = True
     clip_url_hosts: tuple[str, ...] = tuple(DEFAULT_CLIP_URL_HOSTS.split(","))
     sweep_max_calls: int = 10
@@ -220,6 +224,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         webhook_url=webhook_url,
         webhook_token=webhook_token,
         webhook_require_signature=_flag(env, "OPUS_WEBHOOK_REQUIRE_SIGNATURE", default=False),
+        webhook_secret=env.get("OPUS_WEBHOOK_SECRET", "").strip() or None,
+        clip_render_wait_seconds=_positive_int(env, "CLIP_RENDER_WAIT_SECONDS", 3600),
         copy_clips=_flag(env, "COPY_CLIPS", default=True),
         clip_url_hosts=_hosts(env, "OPUS_CLIP_URL_HOSTS", DEFAULT_CLIP_URL_HOSTS),
         sweep_max_calls=_positive_int(env, "SWEEP_MAX_CALLS", Settings.sweep_max_calls),

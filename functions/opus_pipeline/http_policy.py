@@ -8,6 +8,8 @@ be a credential) into a message.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -18,6 +20,13 @@ from opus_pipeline.errors import RefusedHostError, TransientError
 CONNECT_TIMEOUT = 10.0
 API_TIMEOUT = (CONNECT_TIMEOUT, 60.0)  # JSON calls answer quickly or not at all
 TRANSFER_TIMEOUT = (CONNECT_TIMEOUT, 120.0)  # one chunk or one media read on a slow link
+
+# A JSON answer is read whole into memory: no answer of OpusClip's comes near this (a page of 100
+# clips is a few hundred KiB), and a bigger one, or one that trickles in for longer than the
+# deadline, fails the call instead of the instance (the read timeout bounds each read, not the sum).
+MAX_JSON_BYTES = 4 * 1024 * 1024
+JSON_DEADLINE_SECONDS = 120.0
+JSON_READ_PIECE = 64 * 1024
 
 # As google-cloud-storage's retry.py: 501 (Not Implemented) and other 5xx are not transient.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -81,3 +90,28 @@ def send(
             "so nothing was sent elsewhere. Report it if OpusClip really moved its endpoints."
         )
     return response
+
+
+def read_bounded(
+    response: requests.Response,
+    peer: str = "OpusClip",
+    max_bytes: int = MAX_JSON_BYTES,
+    deadline: float = JSON_DEADLINE_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
+    """The body of a response sent with ``stream=True``, read within ``max_bytes`` and ``deadline``
+    seconds, else ``TransientError`` (the connection is closed, nothing more is read). The response
+    keeps what was read, so ``.json()`` and ``.text`` answer from it as usual."""
+    started, body = clock(), bytearray()
+    with response:
+        try:
+            for piece in response.iter_content(JSON_READ_PIECE):
+                body += piece
+                if len(body) > max_bytes:
+                    raise TransientError(f"{peer} answered with more than {max_bytes} bytes; the answer was dropped")
+                if clock() - started > deadline:
+                    raise TransientError(f"{peer} took longer than {deadline:.0f}s to answer; the answer was dropped")
+        except requests.RequestException as exc:
+            raise TransientError(describe_transport_error(exc, peer)) from None
+    response._content = bytes(body)  # what requests itself keeps once a body is read
+    return response._content

@@ -113,6 +113,9 @@ def exportable_clips(state: StandIn, request: Request) -> Answer:
     if project is None:
         return Reply(404, {"message": "project not found"})
     number, size = int(params["pageNum"][0]), int(params["pageSize"][0])
+    if state.config["ignorePaging"]:
+        number = 1
+        size = MAX_PAGE_SIZE * 10 if state.config["ignorePaging"] == "all" else size
     page = state.clips(project)[(number - 1) * size : number * size]
     return Reply(200, page if state.config["clipsEnvelope"] == "array" else {"data": page})
 

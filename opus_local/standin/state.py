@@ -61,9 +61,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "projectSeconds": 2.0,  # creation → COMPLETE/STALLED
     "clipsPerProject": 3,
     "clipBytes": None,  # size of every clip file; None: a real video's own size (see ``media_bytes``)
-    "renderSeconds": 0.0,  # how long after COMPLETE clips stay renderAsVideoFile.pending (their files 404)
+    "renderSeconds": 0.0,  # how long after COMPLETE clips stay renderAsVideoFile.pending (their files 404); None: ever
     "renderingClips": None,  # how many clips, best first, are still rendering then; None: all
     "clipsEnvelope": "array",  # "array" as the OpenAPI shows, "data" for {"data": [...]} as Opus's own tools read
+    # A fault: every pageNum of the clip list answers the first page (True), or every clip ("all": pageSize too).
+    "ignorePaging": False,
     "scoredClips": "alternate",  # which clips carry the undocumented rank/score/isBonusClip/uriForThumbnail
     "mediaBaseUrl": None,  # where uriForExport points; None: the stand-in itself
     "rateLimitPerMinute": None,  # accepted /api/* calls per key per window; None: no limit
@@ -102,7 +104,8 @@ _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "projectSeconds": _seconds,
     "clipsPerProject": count_from(0),
     "clipBytes": _optional(count_from(1)),
-    "renderSeconds": _seconds,
+    "renderSeconds": _optional(_seconds),
+    "ignorePaging": lambda v: isinstance(v, bool) or v == "all",
     "renderingClips": _optional(count_from(0)),
     "clipsEnvelope": lambda v: v in ("array", "data"),
     "scoredClips": lambda v: v in ("all", "none", "alternate"),
@@ -204,7 +207,7 @@ class Project:
     seconds: float
     clip_count: int
     clip_bytes: int
-    render_seconds: float = 0.0
+    render_seconds: float | None = 0.0  # None: the clips never finish rendering
     rendering_clips: int | None = None
     stalls: bool = False
 
@@ -229,7 +232,7 @@ class Project:
 
     def rendering(self, rank: int, now: float) -> bool:
         """Whether the file of the clip of ``rank`` (1 is best) is still being made at ``now``."""
-        if now >= self.ends + self.render_seconds:
+        if self.render_seconds is not None and now >= self.ends + self.render_seconds:
             return False
         return self.rendering_clips is None or rank <= self.rendering_clips
 
@@ -654,7 +657,7 @@ class StandIn:
                 seconds=float(self.config["projectSeconds"]),
                 clip_count=self.config["clipsPerProject"],
                 clip_bytes=self.config["clipBytes"] or natural_clip_bytes(),
-                render_seconds=float(self.config["renderSeconds"]),
+                render_seconds=None if self.config["renderSeconds"] is None else float(self.config["renderSeconds"]),
                 rendering_clips=self.config["renderingClips"],
                 stalls=self.stall_next > 0,
             )

@@ -209,6 +209,8 @@ def test_a_rate_limited_transcript_lookup_is_tried_again_with_the_conclusion(sta
     resource, svc = completed(stack, standin)
     sweep(svc)
     assert record(stack, resource).state == states.PROJECT_CREATED and not object_names(stack)
+    later = svc.wall() + 60  # a failed conclusion is put off like a look (a minute at most, the first time)
+    svc.wall = lambda: later
     assert sweep(svc).concluded == 1
     manifest = json.loads(output(stack, "talk.mp4/clips.json"))
     assert manifest["transcriptAvailable"] is True and standin.calls("transcripts") == 2

@@ -251,12 +251,17 @@ def test_copying_can_be_turned_off(stack: Stack, standin) -> None:
     assert list(stack.storage.list_blobs(stack.output_bucket, prefix="talk.mp4/clips/")) == []
 
 
-def test_a_failing_clip_list_leaves_the_project_to_the_next_look(stack: Stack, standin) -> None:
+def test_a_failing_clip_list_puts_the_conclusion_off_to_a_later_look(stack: Stack, standin) -> None:
     resource, _ = concluded_project(stack, standin)
     standin.inject({"endpoint": "exportable-clips", "kind": "status", "status": 503})
     report = sweep_later(stack)
-    assert report.errors == 1 and record(stack, resource).state == states.PROJECT_CREATED
-    assert sweep_later(stack).concluded == 1
+    rec = record(stack, resource)
+    assert report.errors == 1 and rec.state == states.PROJECT_CREATED and rec.conclude_failures == 1
+    assert sweep_later(stack).checked == 0  # put off to the next tick: this sweep looks at the others
+
+    later = services(stack)
+    later.wall = lambda: time.time() + LATER + 61
+    assert sweep(later).concluded == 1
 
 
 def test_the_copy_is_byte_exact_for_a_clip_of_several_chunks(stack: Stack, standin) -> None:

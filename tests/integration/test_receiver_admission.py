@@ -1,10 +1,11 @@
-"""The public webhook receiver publishes no clip request: its freed slots are admitted by the sweeper."""
+"""The public webhook receiver publishes no clip request and concludes nothing: it hands the look on
+to the sweeper (a tick for its one video), whose conclusion frees the slot and admits the next video."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from google.cloud import pubsub_v1
@@ -12,17 +13,23 @@ from google.cloud import pubsub_v1
 from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
-from opus_pipeline.domain.messages import SWEEP_ADMIT, ClipRequest
+from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipRequest, SweepTick
+from opus_pipeline.domain.webhook import registered_url
 from opus_pipeline.gcs.admission import Admission
-from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.usecases.admit import admit_next
-from opus_pipeline.usecases.conclude import check_project
-from opus_pipeline.usecases.sweep import sweep
+from opus_pipeline.usecases.conclude import handle_webhook
+from opus_pipeline.usecases.sweep import look_at
 
 from conftest import PROJECT, Stack
 from support import create, ingest, record, services, uploaded, wait_for
 
 ONE_SLOT = {"OPUS_MAX_PARALLEL_PROJECTS": "1"}
+HOOK = {"OPUS_WEBHOOK_URL": "https://hooks.example.com/opus", "OPUS_WEBHOOK_TOKEN": "whk-" + "5c3a1e9d7b2f4a6c8e0b"}
+
+
+def query_for(key: str) -> dict[str, str]:
+    url = registered_url(HOOK["OPUS_WEBHOOK_URL"], HOOK["OPUS_WEBHOOK_TOKEN"], key)
+    return dict(parse_qsl(urlsplit(url).query))
 
 
 @pytest.fixture
@@ -49,43 +56,42 @@ def one_running_and_one_waiting(stack: Stack, standin) -> tuple[dict, dict]:
     return first, second
 
 
-def test_a_webhook_conclusion_frees_the_slot_and_ticks_the_sweeper_instead_of_admitting(
-    stack: Stack, standin, ticks
-) -> None:
+def test_a_webhook_call_hands_the_look_on_as_a_tick_for_its_video(stack: Stack, standin, ticks) -> None:
     topic, subscription = ticks
-    first, second = one_running_and_one_waiting(stack, standin)
-    svc = services(stack, SWEEP_TICKS_TOPIC=topic, **ONE_SLOT)
+    first, _ = one_running_and_one_waiting(stack, standin)
+    svc = services(stack, SWEEP_TICKS_TOPIC=topic, **ONE_SLOT, **HOOK)
+    lookups = standin.calls("project-get")
 
-    stored = Ledger(stack.storage, stack.state_bucket).read(storage_object(first))
-    assert check_project(stored, svc, "webhook") == states.CLIPS_READY
+    started = time.monotonic()
+    assert handle_webhook(query_for(storage_object(first).key), {}, lambda: b"{}", svc) == 200
+    assert time.monotonic() - started < 5  # judged and handed on: nothing is read or copied in the request
 
+    assert standin.calls("project-get") == lookups
+    assert record(stack, first).state == states.PROJECT_CREATED
     assert stack.pull() == []  # no clip request from the receiver
     [tick] = stack.pull(subscription=subscription)
-    assert json.loads(tick.message.data) == {"sweep": "a project slot was freed"}
-    assert tick.message.attributes["scope"] == SWEEP_ADMIT
-    table = Admission(stack.storage, stack.state_bucket, cap=1).read()
-    assert table.in_flight == {} and [w["key"] for w in table.waiting] == [storage_object(second).key]
+    assert tick.message.attributes["scope"] == SWEEP_VIDEO
+    assert SweepTick.video_of(tick.message.data) == storage_object(first).key
 
 
-def test_the_sweep_the_receiver_ticked_admits_the_waiting_video(stack: Stack, standin, ticks) -> None:
+def test_the_video_tick_concludes_in_the_sweeper_and_admits_the_waiting_video(stack: Stack, standin, ticks) -> None:
     topic, _ = ticks
     first, second = one_running_and_one_waiting(stack, standin)
-    svc = services(stack, SWEEP_TICKS_TOPIC=topic, **ONE_SLOT)
-    check_project(Ledger(stack.storage, stack.state_bucket).read(storage_object(first)), svc, "webhook")
+    receiver = services(stack, SWEEP_TICKS_TOPIC=topic, **HOOK)
+    handle_webhook(query_for(storage_object(first).key), {}, lambda: b"{}", receiver)
 
-    sweeper = services(stack, **ONE_SLOT)
-    sweeper.wall = lambda: time.time() + 60
-    sweep(sweeper)
+    report = look_at(services(stack, **ONE_SLOT), storage_object(first).key)
 
+    assert report.concluded == 1 and record(stack, first).state == states.CLIPS_READY
     [admitted] = stack.pull()
     assert ClipRequest.decode(admitted.message.data).source.key == storage_object(second).key
+    table = Admission(stack.storage, stack.state_bucket, cap=1).read()
+    assert list(table.in_flight) == [] and [w["key"] for w in table.waiting] == [storage_object(second).key]
 
 
-def test_the_admit_tick_admits_the_waiting_video_without_a_whole_sweep(stack: Stack, standin, ticks) -> None:
-    topic, _ = ticks
+def test_the_admit_tick_admits_the_waiting_video_without_a_whole_sweep(stack: Stack, standin) -> None:
     first, second = one_running_and_one_waiting(stack, standin)
-    svc = services(stack, SWEEP_TICKS_TOPIC=topic, **ONE_SLOT)
-    check_project(Ledger(stack.storage, stack.state_bucket).read(storage_object(first)), svc, "webhook")
+    Admission(stack.storage, stack.state_bucket, cap=1).change(lambda table: table.drop(storage_object(first).key))
 
     assert admit_next(services(stack, **ONE_SLOT)) == [storage_object(second).key]
 

@@ -15,6 +15,7 @@ from opus_pipeline.gcs.claims import CHECKPOINT_SECONDS, HeldRecord, Lease
 from opus_pipeline.gcs.ledger import Ledger, record_path
 from opus_pipeline.usecases import conclude
 from opus_pipeline.usecases.conclude import check_project, handle_webhook
+from opus_pipeline.usecases.sweep import look_at
 
 from conftest import Stack
 from support import services, wait_for
@@ -94,4 +95,7 @@ def test_a_webhook_arriving_before_the_projects_creation_is_recorded_waits_for_i
 
     assert handle_webhook(query_for(obj.key), {}, lambda: b"{}", svc) == 200
 
+    handed_on = ledger.read(obj).record
+    assert handed_on.webhook_looked_at > 0 and handed_on.next_check <= handed_on.webhook_looked_at
+    assert look_at(services(stack), obj.key).concluded == 1  # the sweeper's look the receiver asked for
     assert ledger.read(obj).record.state == states.CLIPS_READY

@@ -7,6 +7,7 @@ one, else by ``score`` (higher is better) when every clip has one, else in OpusC
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,8 +25,24 @@ _HASHED = re.compile(r"-[0-9a-f]{12}$")
 MAX_STEM = 100
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _all_numeric(clips: Sequence[Mapping[str, Any]], key: str) -> bool:
-    return bool(clips) and all(isinstance(c.get(key), int | float) and not isinstance(c.get(key), bool) for c in clips)
+    return bool(clips) and all(_finite(c.get(key)) for c in clips)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity (which Python's JSON reader accepts from OpusClip, but
+    which is not JSON) replaced by ``null``, at any depth: the manifest stays readable everywhere."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def best_first(clips: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -120,7 +137,7 @@ def manifest(
     entries = []
     for index, clip in enumerate(best_first(clips)):
         ident = clip_id(clip, index)
-        entry = {key: clip[key] for key in (*CLIP_FIELDS, *SCORE_FIELDS, *MEDIA_FIELDS) if key in clip}
+        entry = {key: json_safe(clip[key]) for key in (*CLIP_FIELDS, *SCORE_FIELDS, *MEDIA_FIELDS) if key in clip}
         entry["id"] = ident
         if "timeRanges" in entry:
             entry["timeRanges"] = [[start, end] for start, end in time_ranges_seconds(clip)]

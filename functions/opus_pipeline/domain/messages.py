@@ -1,7 +1,7 @@
 """The messages between the functions and to the user's tools: the clip request (ingest → project
 creation), the ingest request (the sweeper → ingest, for a video admitted against this month's
-credits), the clip result, and the sweep tick the webhook receiver sends the sweeper when it freed
-a project slot. Pure logic."""
+credits), the clip result, and the sweep tick (a freed slot's, or a webhook's for one video). Pure
+logic."""
 
 from __future__ import annotations
 
@@ -167,6 +167,7 @@ class ClipResult:
 SWEEP_ALL = "all"
 SWEEP_ADMIT = "admit"
 SWEEP_PUBLISH = "publish"  # carry out the publishing plans marked for it (``usecases/publish.py``)
+SWEEP_VIDEO = "video"  # look at the one video a webhook named (``usecases/sweep.look_at``)
 
 
 @dataclass(frozen=True)
@@ -175,14 +176,18 @@ class SweepTick:
     neither's body). ``why`` is for people reading the topic. ``scope`` ``admit`` (a freed slot's
     tick) asks only for the admission of the next waiting videos, not for a whole sweep: with a
     long queue, the sweep reads every waiting video's record, and a burst frees a slot every second.
-    Only the attribute is read, and it can only make a tick do less: a scheduled tick (no
-    attributes) and anything else sweep all."""
+    Scope ``video`` (the webhook receiver's, which hands its look and conclusion on) asks for a look
+    at the one video the body names (``video``: its key, which may be longer than an attribute may).
+    The scope can only make a tick do less: a scheduled tick (no attributes) and anything else sweep
+    all."""
 
     why: str
     scope: str = SWEEP_ALL
+    video: str | None = None
 
     def encode(self) -> bytes:
-        return json.dumps({"sweep": self.why}).encode("utf-8")
+        body = {"sweep": self.why} if self.video is None else {"sweep": self.why, "video": self.video}
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     def attributes(self) -> dict[str, str]:
         return {"why": self.why, "scope": self.scope}
@@ -190,6 +195,18 @@ class SweepTick:
     @staticmethod
     def scope_of(attributes: Mapping[str, Any]) -> str:
         """The scope a delivered tick's attributes (``events.pubsub_attributes``) ask for:
-        ``admit`` or ``publish`` when they say so, else ``all``."""
+        ``admit``, ``video`` or ``publish`` when they say so, else ``all``."""
         scope = attributes.get("scope")
-        return scope if scope in (SWEEP_ADMIT, SWEEP_PUBLISH) else SWEEP_ALL
+        return scope if scope in (SWEEP_ADMIT, SWEEP_VIDEO, SWEEP_PUBLISH) else SWEEP_ALL
+
+    @staticmethod
+    def video_of(data: bytes) -> str:
+        """The video key a ``video`` tick's body names; ``PoisonMessageError`` when it names none."""
+        try:
+            body = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise PoisonMessageError("the sweep tick's body is not UTF-8 JSON") from None
+        video = body.get("video") if isinstance(body, dict) else None
+        if not isinstance(video, str) or not video:
+            raise PoisonMessageError("a video sweep tick names no video")
+        return video

@@ -48,6 +48,8 @@ class VideoRecord:
     checks: int = 0  # the sweeper's looks at the running project
     next_check: float = 0.0  # wall-clock seconds before which the sweeper leaves it alone
     webhook_looked_at: float = 0.0  # when a webhook call last had OpusClip asked (not the sweeper's schedule)
+    rendering_since: float = 0.0  # when a conclusion first found the COMPLETE project's clips still rendering
+    conclude_failures: int = 0  # conclusions in a row that failed: each puts the next one further off
     clip_count: int | None = None
     manifest_uri: str | None = None
     copied: dict[str, dict[str, Any]] = field(default_factory=dict)  # clip id → its copy, as made

@@ -65,9 +65,22 @@ OPEN_STATES = frozenset({PROJECT_CREATED, CONCLUDING})
 HOLDING_STATES = frozenset({CREATING, PROJECT_CREATED, CONCLUDING})
 # A waiting video is in the queue until it is admitted (or asks again: its request is redelivered).
 QUEUE_STATES = frozenset({WAITING, QUEUED, UPLOADED, CREATING})
-TERMINAL_STAGES = frozenset({"COMPLETE", "STALLED"})
+TERMINAL_STAGES = frozenset({"COMPLETE", "STALLED"})  # OpusClip no longer counts the project as running
 INITIAL_STATES = frozenset({RECEIVED})
 E = TypeVar("E", bound=Enum)
+
+
+def holds_slot(state: str, stage: str | None) -> bool:
+    """Whether a video in ``state`` whose project was last seen at ``stage`` holds a project slot:
+    slots follow OpusClip's own count, which stops at COMPLETE or STALLED, however long the clips
+    then take to be read and copied."""
+    return state in HOLDING_STATES and stage not in TERMINAL_STAGES
+
+
+def render_wait_over(rendering_since: float, now: float, wait: float) -> bool:
+    """Whether clips still rendering since ``rendering_since`` (0: not seen yet) have been waited
+    for long enough (``CLIP_RENDER_WAIT_SECONDS``): the project is then concluded without them."""
+    return rendering_since > 0 and now - rendering_since >= wait
 
 
 def check_transition(current: str, new: str) -> None:
@@ -171,10 +184,15 @@ def conclude_step(state: str, lease_owner: str | None, lease_expires: float, me:
     return _leased_step(state, (PROJECT_CREATED,), CONCLUDING, busy, steps)
 
 
+# 2**32 minutes outlasts any cap; a larger exponent would overflow a float after ~1,024 looks.
+MAX_BACKOFF_DOUBLINGS = 32
+
+
 def next_check_seconds(checks: int, first: float = 60.0, cap: float = 1800.0) -> float:
     """How long the sweeper leaves a running project alone after its ``checks``-th look:
-    1, 2, 4 … 30 minutes, so long projects cost few calls and short ones are seen soon."""
-    return min(cap, first * 2.0 ** max(0, checks - 1))
+    1, 2, 4 … 30 minutes, so long projects cost few calls and short ones are seen soon. A project
+    looked at for weeks keeps the cap (the exponent is bounded, so it never overflows)."""
+    return min(cap, first * 2.0 ** min(MAX_BACKOFF_DOUBLINGS, max(0, checks - 1)))
 
 
 class RetryAction(Enum):

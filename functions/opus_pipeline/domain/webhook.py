@@ -5,16 +5,21 @@ to look at, from the URL this pipeline registered, and then asks OpusClip itself
 carries a ``token`` made for that one video, the HMAC-SHA256 of the video's key keyed with the
 deploy secret ``OPUS_WEBHOOK_TOKEN``: a URL that leaks (OpusClip's dashboard, a proxy's log)
 names one video only, and no token for another can be made from it. The token is checked first,
-in constant time, before the body is read. A request that carries ``X-Opus-Signature`` must
-verify (hex HMAC-SHA256 over the raw body followed by the ``X-Opus-Salt`` value, keyed with the
-organisation's API key); with ``OPUS_WEBHOOK_REQUIRE_SIGNATURE`` an unsigned call is refused too.
+in constant time, before the body is read. ``X-Opus-Signature`` is the HMAC-SHA256 over the raw
+body followed by the ``X-Opus-Salt`` value (hex or base64), keyed with the workspace's *first* API
+key: ``OPUS_WEBHOOK_SECRET`` when that is not ``OPUS_API_KEY``. With
+``OPUS_WEBHOOK_REQUIRE_SIGNATURE`` a call without a signature that verifies is refused; without it,
+the token alone admits the call as a hint (a signature that does not verify is logged), which costs
+at most one look a minute at OpusClip.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -42,12 +47,41 @@ def signature(api_key: str, body: bytes, salt: str) -> str:
     return hmac.new(api_key.encode(), body + salt.encode(), hashlib.sha256).hexdigest()
 
 
+def signing_keys(api_key: str, webhook_secret: str | None) -> tuple[str, ...]:
+    """The keys a signature may be made with: ``OPUS_WEBHOOK_SECRET`` when set, and the API key."""
+    return (webhook_secret, api_key) if webhook_secret and webhook_secret != api_key else (api_key,)
+
+
+def _digest(sent: str) -> bytes | None:
+    """The 32 bytes a signature header carries, written in hex or in base64 (either alphabet)."""
+    text = sent.strip()
+    padded = text + "=" * (-len(text) % 4)
+    found = []
+    with contextlib.suppress(ValueError):  # binascii.Error is a ValueError
+        found.append(bytes.fromhex(text))
+    for altchars in (None, b"-_"):
+        with contextlib.suppress(ValueError):
+            found.append(base64.b64decode(padded, altchars=altchars, validate=True))
+    return next((raw for raw in found if len(raw) == hashlib.sha256().digest_size), None)
+
+
+def verifies(keys: Sequence[str], body: bytes, salt: str, sent: str) -> bool:
+    """Whether ``sent`` is the signature of ``body`` and ``salt`` under one of ``keys``."""
+    given = _digest(sent)
+    return given is not None and any(
+        hmac.compare_digest(given, hmac.new(key.encode(), body + salt.encode(), hashlib.sha256).digest())
+        for key in keys
+    )
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """``status`` is what to answer when the call is refused (``None``: accepted)."""
+    """``status`` is what to answer when the call is refused (``None``: accepted); ``warning``, for
+    an accepted call, what is worth a WARNING line."""
 
     status: int | None
     why: str = ""
+    warning: str = ""
 
 
 def judge_url(secret: str | None, query: Mapping[str, str]) -> Verdict:
@@ -60,21 +94,32 @@ def judge_url(secret: str | None, query: Mapping[str, str]) -> Verdict:
     return Verdict(None)
 
 
-def judge_body(api_key: str, headers: Mapping[str, str], body: bytes | None, require_signature: bool) -> Verdict:
-    """Whether the body may be accepted; ``body`` is ``None`` when it was longer than ``MAX_BODY_BYTES``."""
+def judge_body(keys: Sequence[str], headers: Mapping[str, str], body: bytes | None, require_signature: bool) -> Verdict:
+    """Whether the body may be accepted (``keys``: ``signing_keys``); ``body`` is ``None`` when it
+    was longer than ``MAX_BODY_BYTES``."""
     if body is None:
         return Verdict(413, f"a body over {MAX_BODY_BYTES} bytes")
     sent = headers.get("X-Opus-Signature")
     if sent is None and require_signature:
         return Verdict(401, "no X-Opus-Signature, which OPUS_WEBHOOK_REQUIRE_SIGNATURE requires")
-    if sent is None:
+    if sent is None or verifies(keys, body, headers.get("X-Opus-Salt", ""), sent):
         return Verdict(None)
-    expected = signature(api_key, body, headers.get("X-Opus-Salt", ""))
-    if not hmac.compare_digest(sent.strip().lower().encode(), expected.encode()):
-        return Verdict(401, "an X-Opus-Signature that does not verify")
-    return Verdict(None)
+    mismatch = (
+        "an X-Opus-Signature that does not verify with OPUS_WEBHOOK_SECRET or OPUS_API_KEY (OpusClip signs "
+        "with the workspace's first API key: set OPUS_WEBHOOK_SECRET to that key)"
+    )
+    if require_signature:
+        return Verdict(401, mismatch)
+    return Verdict(None, warning=f"{mismatch}; the URL's token is right, so the call is taken as a hint")
 
 
 def look_due(last_look: float, now: float) -> bool:
     """Whether a webhook call may make OpusClip be asked again about its video."""
     return not 0 <= now - last_look < LOOK_INTERVAL_SECONDS
+
+
+def next_look_at(last_look: float, next_check: float) -> float:
+    """When a video called about within a minute of its last look is looked at: at the end of that
+    minute, unless its schedule had it sooner. The call is not dropped, and still costs no more
+    than a look a minute."""
+    return min(next_check, last_look + LOOK_INTERVAL_SECONDS)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -29,6 +31,9 @@ from opus_pipeline.errors import PermanentError, TransientError
 COPY_CHUNK = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 READ_PIECE = 1024 * 1024
 PEER = "OpusClip's media host"
+# The whole copy of one file, however slowly the host sends it (each read is bounded by the transfer
+# timeout, their sum by this): a trickling host costs one clip this long, not the conclusion's life.
+COPY_DEADLINE_SECONDS = 300.0
 # What the storage library raises when Cloud Storage fails a write it could not retry to the end
 # (``gcs/cas.py``'s list is the same family; this module may not import that adapter).
 STORAGE_FAILURES = (gexc.GoogleAPIError, DataCorruption, InvalidResponse, ConnectionError)
@@ -50,10 +55,14 @@ def copy_clip(
     allowed_hosts: tuple[str, ...],
     blob: storage.Blob,
     content_type: str = "video/mp4",
+    deadline: float = COPY_DEADLINE_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Copied:
     """Stream ``url`` into ``blob``; ``TransientError`` to try again, ``PermanentError`` if never.
-    The same for a clip's poster image (``content_type`` ``image/jpeg``)."""
+    The same for a clip's poster image (``content_type`` ``image/jpeg``). A copy still reading
+    after ``deadline`` seconds is given up (``TransientError``)."""
     check_url(url, allowed_hosts, "clip file URL", setting="OPUS_CLIP_URL_HOSTS")
+    started = clock()
     response = http_policy.send(http, "GET", url, timeout=http_policy.TRANSFER_TIMEOUT, peer=PEER, stream=True)
     with response:
         if response.status_code != 200:
@@ -66,6 +75,10 @@ def copy_clip(
         try:
             with blob.open("wb", chunk_size=COPY_CHUNK, content_type=content_type) as out:
                 for piece in response.iter_content(READ_PIECE):
+                    if clock() - started > deadline:  # raised inside: the partial upload is cancelled
+                        raise TransientError(
+                            f"{PEER} took longer than {deadline:.0f}s to send a clip file; the copy was given up"
+                        )
                     digest.update(piece)
                     out.write(piece)
                     size += len(piece)

@@ -2,8 +2,8 @@
 
 Admitting a video is publishing its clip request again: project creation, which claims the
 record first, takes it from there, so two instances admitting the same video create one project.
-The public webhook receiver may not publish clip requests (least privilege, infra/iam.tf): when
-its conclusion frees a slot, it asks the sweeper to admit instead (``hand_slot_to_sweeper``).
+Conclusions run in the sweeper (the public webhook receiver, which may not publish clip requests,
+hands its look on), so the slot a conclusion frees is admitted into at once.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from opus_pipeline import logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.credits import WAITING_FOR_SLOT
 from opus_pipeline.domain.events import StorageObject
-from opus_pipeline.domain.messages import SWEEP_ADMIT, SweepTick
 from opus_pipeline.domain.slots import SlotTable
 from opus_pipeline.runtime import Services
 
@@ -22,16 +21,6 @@ from opus_pipeline.runtime import Services
 def free_slot(services: Services, key: str) -> None:
     """Give ``key``'s project slot up and admit whoever may go now."""
     admit(services, services.admission.release(key, services.wall()))
-
-
-def hand_slot_to_sweeper(services: Services, key: str) -> None:
-    """Give ``key``'s slot up without admitting anyone, and tick the sweeper to admit whoever may
-    go now (``admit_next``; without ``SWEEP_TICKS_TOPIC``, its next scheduled tick does)."""
-    services.admission.change(lambda table: table.drop(key))
-    topic = services.settings.sweep_ticks_topic
-    if topic:
-        tick = SweepTick("a project slot was freed", scope=SWEEP_ADMIT)
-        services.publisher.publish(topic, tick, "the sweep tick")
 
 
 def admit_next(services: Services) -> list[str]:

@@ -1,13 +1,17 @@
 """Use case: a project may have ended → ask OpusClip → bring the clips back, or fail the video.
 
-Both the webhook receiver and the sweeper end here; neither trusts anything but OpusClip's own
-answer to ``GET /api/clip-projects/{id}``. A running project only has its stage noted. An ended
+The sweeper ends here, on its schedule or on a webhook's tick (the receiver only judges the call
+and hands the look on: ``hand_look_on``); nothing but OpusClip's own answer to
+``GET /api/clip-projects/{id}`` is trusted. A running project only has its stage noted. An ended
 one is claimed ``concluding`` by compare-and-swap, so a second webhook, a webhook racing the
 sweeper or a redelivered sweep find it taken (or done) and write nothing. A takeover after a
 crash skips the clips already copied (the record keeps each copy as it is made). The project slot
-is given up as soon as OpusClip says the project is COMPLETE with every clip rendered: OpusClip no
-longer counts it against the plan's parallel projects, so the next video starts while these clips
-are copied.
+is given up as soon as OpusClip says the project is COMPLETE or STALLED, before a clip is read:
+OpusClip no longer counts it against the plan's parallel projects, so the next video starts while
+these clips are listed, rendered and copied. Every part of a conclusion is bounded: the clip list
+(``OpusClient.all_clips``), each answer and copy (``http_policy``, ``clip_download``), the wait for
+renders (``CLIP_RENDER_WAIT_SECONDS``), and a conclusion that fails is put off like a look, further
+each time, so one bad project never holds the sweep of the others.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import manifest, states, webhook
 from opus_pipeline.domain.clips_page import THUMBNAIL_KEY, render_page
 from opus_pipeline.domain.events import StorageObject
-from opus_pipeline.domain.messages import ClipResult
+from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipResult, SweepTick
 from opus_pipeline.domain.record import Stored, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.opus.clip_download import copy_clip
 from opus_pipeline.runtime import Services
-from opus_pipeline.usecases.admit import free_slot, hand_slot_to_sweeper
+from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.clip_copies import CopyPlan, plan_copies, write_captions
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
@@ -36,15 +40,16 @@ from opus_pipeline.usecases.publish import after_clips_ready, plan_at_clips_read
 CONCLUDE_LEASE_SECONDS = 120.0
 COPY_ATTEMPTS = 3
 RENDER_RECHECK_SECONDS = 60.0  # a clip still rendering at COMPLETE: when the sweeper looks again
+FAILED_CONCLUSION_SECONDS = 15.0  # a failed conclusion's first put-off: the next tick, then doubling
 # A short project can end before its creation is recorded (that write may be throttled); the one
 # webhook OpusClip sends waits that long for it instead of being ignored until the next sweep.
 CREATION_WAIT_SECONDS = 0.5
 CREATION_WAITS = 10
 
 
-def check_project(stored: Stored, services: Services, trigger: str, reschedule: bool = True) -> str:
+def check_project(stored: Stored, services: Services, trigger: str) -> str:
     """Look at the project of ``stored``'s video once; conclude it if it ended. Returns the state.
-    Only the sweeper's looks (``reschedule``) note the stage and put the next one off."""
+    A running project has its stage noted and its next look put off."""
     rec = stored.record
     log = logs.Logger({**rec.source.labels(), "uploadId": rec.upload_id, "projectId": rec.project_id})
     if rec.state not in states.OPEN_STATES or not rec.project_id:
@@ -63,8 +68,7 @@ def check_project(stored: Stored, services: Services, trigger: str, reschedule: 
         return _Conclusion(rec.source, services, "GONE", log, trigger, failure=gone).run()
     stage = project["stage"]
     if stage not in states.TERMINAL_STAGES:
-        if reschedule:
-            _note_stage(stored, stage, services, log)
+        _note_stage(stored, stage, services, log)
         return rec.state
     return _Conclusion(rec.source, services, stage, log, trigger).run()
 
@@ -72,17 +76,20 @@ def check_project(stored: Stored, services: Services, trigger: str, reschedule: 
 def handle_webhook(
     query: Mapping[str, str], headers: Mapping[str, str], read_body: Callable[[], bytes | None], services: Services
 ) -> int:
-    """The HTTP status to answer OpusClip's call; ``TransientError`` when OpusClip could not be
-    asked (the sweeper looks later anyway). The URL's token is judged before ``read_body`` is
-    called. Unknown, concluded or just-looked-at videos get 200, and so does a look that can never
-    succeed (logged): OpusClip has nothing to retry."""
+    """The HTTP status to answer OpusClip's call, within seconds: the call is judged and the look
+    (and any conclusion) handed on to the sweeper (``hand_look_on``); no clip is read or copied in
+    the request. The URL's token is judged before ``read_body`` is called. Unknown or concluded
+    videos get 200 too: OpusClip has nothing to retry."""
     settings = services.settings
     verdict = webhook.judge_url(settings.webhook_token, query)
     if verdict.status is None:
-        verdict = webhook.judge_body(settings.opus_api_key, headers, read_body(), settings.webhook_require_signature)
+        keys = webhook.signing_keys(settings.opus_api_key, settings.webhook_secret)
+        verdict = webhook.judge_body(keys, headers, read_body(), settings.webhook_require_signature)
     if verdict.status is not None:
         logs.warning(f"refused a webhook call: {verdict.why}", event="webhook_refused", status=verdict.status)
         return verdict.status
+    if verdict.warning:
+        logs.warning(f"webhook: {verdict.warning}", event="webhook_unverified")
     key = query[webhook.VIDEO_PARAM]
     stored = services.ledger.read_key(key)
     for _ in range(CREATION_WAITS):
@@ -93,37 +100,41 @@ def handle_webhook(
     if stored is None:
         logs.info(f"webhook for an unknown video {key!r}; nothing to do", event="conclusion_ignored")
         return 200
-    reserved = _reserve_look(stored, services)
-    if reserved is None:
-        logs.info(
-            f"webhook: {key!r} was looked at less than {webhook.LOOK_INTERVAL_SECONDS:.0f}s ago or is being "
-            "concluded; the sweeper looks later",
-            event="conclusion_ignored",
-        )
-        return 200
-    try:
-        check_project(reserved, services, "webhook", reschedule=False)
-    except PermanentError as exc:  # a refused key, a refused redirect, a record gone meanwhile
-        logs.error(
-            f"webhook: {key!r} could not be looked at: {exc}; answered 200, since OpusClip's retry could not "
-            "succeed either (the sweeper looks again)",
-            event="webhook_error",
-            reason=exc.reason,
-        )
+    hand_look_on(stored, services)
     return 200
 
 
-def _reserve_look(stored: Stored, services: Services) -> Stored | None:
-    """The record after noting that a webhook call asks OpusClip now, or ``None`` when it must not:
-    asked less than a minute ago, or a live conclusion holds the record (a write would take its
-    compare-and-swap from under it). One write per look, never per call; the sweeper's schedule
-    stays as it was. A record with no running project needs no look, hence no write."""
+def hand_look_on(stored: Stored, services: Services) -> None:
+    """A webhook's hint for a running project: bring its next look forward and tick the sweeper to
+    make it (a ``video`` tick on ``SWEEP_TICKS_TOPIC``; without one, the next scheduled sweep).
+    At most one look a minute, however many calls arrive (the 30 calls a minute of the key are
+    shared with every function, and a caller must not be able to spend them): a call within a
+    minute of the last is not dropped, its video is looked at when that minute ends. One write
+    per look at most, none while a conclusion holds the record (it would take its compare-and-swap)."""
     rec, now = stored.record, services.wall()
-    if rec.state not in states.OPEN_STATES or not rec.project_id:
-        return stored
-    if rec.lease_live(now) or not webhook.look_due(rec.webhook_looked_at, now):
-        return None
-    return services.ledger.update(stored, webhook_looked_at=now)  # None: a call at the same moment won
+    labels = {**rec.source.labels(), "projectId": rec.project_id}
+    if rec.state not in states.OPEN_STATES or not rec.project_id or rec.lease_live(now):
+        why = "being concluded" if rec.lease_live(now) else rec.state
+        logs.info(f"webhook: {rec.source.uri} is {why}; nothing to do", labels=labels, event="conclusion_ignored")
+        return
+    if not webhook.look_due(rec.webhook_looked_at, now):
+        at = webhook.next_look_at(rec.webhook_looked_at, rec.next_check)
+        if at < rec.next_check:
+            services.ledger.update(stored, next_check=at)  # None: someone moved it on meanwhile
+        logs.info(
+            f"webhook: {rec.source.uri} was looked at less than {webhook.LOOK_INTERVAL_SECONDS:.0f}s ago; "
+            "it is looked at again when that minute ends",
+            labels=labels,
+            event="webhook_look_deferred",
+        )
+        return
+    if services.ledger.update(stored, webhook_looked_at=now, next_check=min(rec.next_check, now)) is None:
+        return  # a call at the same moment won, and handed the look on
+    topic = services.settings.sweep_ticks_topic
+    if topic:
+        tick = SweepTick("a webhook call", scope=SWEEP_VIDEO, video=rec.source.key)
+        services.publisher.publish(topic, tick, "the sweep tick")
+    logs.info(f"webhook: {rec.source.uri} is looked at now by the sweeper", labels=labels, event="webhook_handed_on")
 
 
 def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger) -> None:
@@ -166,54 +177,93 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             return self.record.state
         try:
             with self.held.keep_alive():
+                self._free_slot()
                 if self.failure is not None:
                     self._fail(self.failure)
                 elif self.stage == "COMPLETE":
                     clips = manifest.best_first(self.svc.opus.all_clips(self.record.project_id or ""))
-                    if rendering := manifest.still_rendering(clips):
+                    rendering = manifest.still_rendering(clips)
+                    waited = self.record.rendering_since
+                    if rendering and not states.render_wait_over(waited, self.svc.wall(), self._render_wait):
                         return self._wait_for_renders(rendering)
-                    self._free_slot()
-                    self._bring_clips_back(clips)
+                    self._bring_clips_back(clips, frozenset(rendering))
                 else:
                     self._stalled()
         except BaseException:
             if self.record.state == states.CONCLUDING:  # undo only what is not concluded yet
-                self.held.release(state=states.PROJECT_CREATED)
+                self._put_off()
             raise
         self.svc.open_projects.mark_concluded(self.obj)
-        self._free_slot()
         return self.record.state
 
+    @property
+    def _render_wait(self) -> float:
+        return self.settings.clip_render_wait_seconds
+
     def _free_slot(self) -> None:
-        """Once: the next waiting video starts now, not on the next scheduled sweep: admitted here by
-        the sweeper, or at once by a sweep the public receiver (which publishes no clip request) ticks."""
-        if self._slot_freed:
+        """Once, before anything is read: the next waiting video starts now. A conclusion that
+        claimed a record whose stage is COMPLETE or STALLED already (an earlier one waited for
+        renders, or failed after freeing it) has nothing to free."""
+        if self._slot_freed or self.record.stage in states.TERMINAL_STAGES:
             return
-        if self.trigger == "webhook":
-            hand_slot_to_sweeper(self.svc, self.obj.key)
-        else:
-            free_slot(self.svc, self.obj.key)
+        free_slot(self.svc, self.obj.key)
         self._slot_freed = True
+
+    def _put_off(self) -> None:
+        """A conclusion that failed goes back to ``project-created`` and is tried again later, at the
+        next tick and then 0.5, 1, 2 … 30 minutes after each failure in a row: a project whose clips
+        cannot be read or copied costs a bounded share of the sweeps, and never blocks the others.
+        Its stage is kept once its slot is freed, so the next attempt frees nothing again."""
+        failures = self.record.conclude_failures + 1
+        delay = states.next_check_seconds(failures, first=FAILED_CONCLUSION_SECONDS)
+        stage = {"stage": self.stage} if self._slot_freed else {}
+        self.held.release(
+            state=states.PROJECT_CREATED, conclude_failures=failures, next_check=self.svc.wall() + delay, **stage
+        )
 
     # -- COMPLETE ---------------------------------------------------------------------------
 
     def _wait_for_renders(self, rendering: list[str]) -> str:
-        """Not concluded yet: a file still being made is not copied; the sweeper looks again."""
+        """Not concluded yet: a file still being made is not copied; the sweeper looks again, until
+        ``CLIP_RENDER_WAIT_SECONDS`` after the first such look. The slot is free meanwhile."""
+        now = self.svc.wall()
+        since = self.record.rendering_since or now
+        again = min(RENDER_RECHECK_SECONDS, max(1.0, since + self._render_wait - now))  # not past the wait's end
         self.held.release(
             state=states.PROJECT_CREATED,
             stage=self.stage,
             checks=self.record.checks + 1,
-            next_check=self.svc.wall() + RENDER_RECHECK_SECONDS,
+            next_check=now + again,
+            rendering_since=since,
         )
         self.log.info(
             f"project {self.record.project_id} is COMPLETE but {len(rendering)} of its clips are still rendering "
-            f"({', '.join(rendering)}); looking again in {RENDER_RECHECK_SECONDS:.0f}s",
+            f"({', '.join(rendering)}); looking again in {again:.0f}s (at most {self._render_wait:.0f}s in all: "
+            "CLIP_RENDER_WAIT_SECONDS)",
             event="clips_rendering",
             clips=len(rendering),
         )
         return self.record.state
 
-    def _bring_clips_back(self, clips: list[Mapping[str, Any]]) -> None:
+    def _never_rendered(self, clip: Mapping[str, Any]) -> dict[str, Any]:
+        """The copy entry of a clip OpusClip did not finish rendering within the wait: not copied,
+        why, and where OpusClip shows it (its preview, else its export link)."""
+        link = clip.get("uriForPreview") or clip.get("uriForExport")
+        self.log.warning(
+            f"a clip of {self.obj.uri} was still rendering {self._render_wait:.0f}s after OpusClip completed "
+            "the project; concluded without it (its OpusClip link is in the manifest)",
+            event="clip_not_copied",
+            reason="still-rendering",
+        )
+        return {
+            "copied": False,
+            "reason": "still-rendering",
+            "error": f"OpusClip was still rendering this clip {self._render_wait:.0f}s after the project completed "
+            "(CLIP_RENDER_WAIT_SECONDS); it was not copied: open it in OpusClip",
+            "opusLink": link if isinstance(link, str) else None,
+        }
+
+    def _bring_clips_back(self, clips: list[Mapping[str, Any]], rendering: frozenset[str] = frozenset()) -> None:
         rec = self.record
         copies = rec.copied
         transcript_available = None
@@ -222,7 +272,9 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             transcript_available = plan.transcript_available
             for index, clip in enumerate(clips):
                 ident = manifest.clip_id(clip, index)
-                if not copies.get(ident, {}).get("copied"):
+                if ident in rendering:
+                    copies = {**copies, ident: self._never_rendered(clip)}
+                elif not copies.get(ident, {}).get("copied"):
                     # A new dict each time: the saved record keeps the old one, and the lease
                     # renewer may be serialising that record at this very moment.
                     copies = {**copies, ident: self._copy(clip, index, plan)}

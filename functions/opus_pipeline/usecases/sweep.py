@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from opus_pipeline import logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.record import object_from_key
 from opus_pipeline.errors import PipelineError, TransientError
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import admit_next
@@ -51,20 +52,7 @@ def sweep(services: Services) -> SweepReport:
     report.publishing_plans = _publish_approved(services)
     for obj in services.open_projects.running():
         report.open += 1
-        try:
-            _look(obj, services, report)
-        except TransientError as exc:  # looked at again on the next tick
-            report.errors += 1
-            logs.warning(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
-        except Exception as exc:  # one project's trouble must not stop the sweep for the others
-            report.errors += 1
-            _put_off(obj, services)
-            logs.error(
-                f"sweep: {obj.uri} could not be looked at: {_said(exc)}",
-                labels=obj.labels(),
-                event="sweep_error",
-                reason=getattr(exc, "reason", type(exc).__name__),
-            )
+        _look_isolated(obj, services, report, "sweep")
     logs.info(
         f"sweep: {report.open} running projects, {report.checked} looked at, {report.concluded} concluded",
         event="sweep",
@@ -79,7 +67,39 @@ def sweep(services: Services) -> SweepReport:
     return report
 
 
-def _look(obj: StorageObject, services: Services, report: SweepReport) -> None:
+def look_at(services: Services, key: str) -> SweepReport:
+    """A webhook's tick: look at one video now, as a sweep would (if its look is due, which the
+    receiver made it; a redelivered tick finds it looked at and put off, and asks nothing)."""
+    report = SweepReport()
+    try:
+        obj = object_from_key(key)
+    except ValueError:
+        logs.error(f"sweep: a video tick names no video ({key[:200]!r}); ignored", event="sweep_error")
+        return report
+    report.open = 1
+    _look_isolated(obj, services, report, "webhook")
+    return report
+
+
+def _look_isolated(obj: StorageObject, services: Services, report: SweepReport, trigger: str) -> None:
+    """One look, whose failure of any kind is logged and counted, never raised."""
+    try:
+        _look(obj, services, report, trigger)
+    except TransientError as exc:  # looked at again on the next tick
+        report.errors += 1
+        logs.warning(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
+    except Exception as exc:  # one project's trouble must not stop the sweep for the others
+        report.errors += 1
+        _put_off(obj, services)
+        logs.error(
+            f"sweep: {obj.uri} could not be looked at: {_said(exc)}",
+            labels=obj.labels(),
+            event="sweep_error",
+            reason=getattr(exc, "reason", type(exc).__name__),
+        )
+
+
+def _look(obj: StorageObject, services: Services, report: SweepReport, trigger: str) -> None:
     stored = services.ledger.read(obj)
     rec = stored.record if stored else None
     if rec is None or rec.state in states.END_STATES:
@@ -92,7 +112,7 @@ def _look(obj: StorageObject, services: Services, report: SweepReport) -> None:
     if report.checked >= services.settings.sweep_max_calls:
         return  # counted as open; looked at on a later run
     report.checked += 1
-    if check_project(stored, services, "sweep") in states.END_STATES:
+    if check_project(stored, services, trigger) in states.END_STATES:
         report.concluded += 1
 
 
@@ -146,7 +166,7 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
         rec = stored.record if stored else None
         if (
             rec is None
-            or rec.state not in states.HOLDING_STATES
+            or not states.holds_slot(rec.state, rec.stage)
             or (rec.state == states.CREATING and not rec.lease_live(now))
         ):
             slots[key] = since

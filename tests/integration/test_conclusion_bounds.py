@@ -1,0 +1,149 @@
+"""A conclusion is bounded whatever OpusClip answers: the slot is freed at COMPLETE, a clip that never
+renders is concluded without after CLIP_RENDER_WAIT_SECONDS, a server that ignores paging costs a few
+calls, a huge answer or a slow clip host fails the call instead of the sweep (through the stand-in)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+import pytest
+import requests
+
+from opus_pipeline.domain import states
+from opus_pipeline.errors import TransientError
+from opus_pipeline.gcs.admission import Admission
+from opus_pipeline.opus.clip_download import copy_clip
+from opus_pipeline.usecases.sweep import sweep
+
+from conftest import Stack
+from support import create, record, services, uploaded, wait_for
+
+LATER = 24 * 3600.0  # every backoff is over
+WAIT = {"CLIP_RENDER_WAIT_SECONDS": "120"}
+
+
+def completed_project(stack: Stack, standin) -> tuple[dict, str]:
+    resource, request = uploaded(stack)
+    assert create(stack, request) == states.PROJECT_CREATED
+    project_id = record(stack, resource).project_id
+    wait_for(lambda: standin.project(project_id)["stage"] == "COMPLETE", timeout=30)
+    return resource, project_id
+
+
+def sweep_at(stack: Stack, ahead: float, **overrides: str):
+    svc = services(stack, **overrides)
+    svc.wall = lambda: time.time() + ahead
+    return sweep(svc)
+
+
+def in_flight(stack: Stack) -> dict[str, float]:
+    table = Admission(stack.storage, stack.state_bucket, cap=4).read()
+    return table.in_flight
+
+
+# -- a clip that never renders --------------------------------------------------------------------
+
+
+@pytest.fixture
+def one_clip_never_renders(standin) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=3, scoredClips="all", renderSeconds=None, renderingClips=1)
+
+
+def test_a_project_whose_clip_never_renders_frees_its_slot_at_complete(
+    stack: Stack, standin, one_clip_never_renders
+) -> None:
+    resource, _ = completed_project(stack, standin)
+    assert in_flight(stack)  # held while OpusClip runs the project
+
+    assert sweep_at(stack, LATER, **WAIT).concluded == 0
+
+    rec = record(stack, resource)
+    assert rec.state == states.PROJECT_CREATED and rec.stage == "COMPLETE" and rec.rendering_since > 0
+    assert in_flight(stack) == {}  # freed before any clip was read or copied
+
+
+def test_a_clip_still_rendering_after_the_wait_is_concluded_as_not_copied(
+    stack: Stack, standin, one_clip_never_renders
+) -> None:
+    resource, project_id = completed_project(stack, standin)
+    sweep_at(stack, LATER, **WAIT)
+    assert sweep_at(stack, LATER + 61, **WAIT).concluded == 0  # looked at again within the wait
+
+    assert sweep_at(stack, LATER + 121, **WAIT).concluded == 1
+
+    rec = record(stack, resource)
+    assert rec.state == states.CLIPS_READY and rec.clip_count == 3
+    manifest = json.loads(stack.storage.bucket(stack.output_bucket).blob("talk.mp4/clips.json").download_as_bytes())
+    never, *rendered = manifest["clips"]
+    assert never["copied"] is False and never["reason"] == "still-rendering"
+    assert never["opusLink"] == never["uriForPreview"] and "CLIP_RENDER_WAIT_SECONDS" in never["error"]
+    assert [clip["copied"] for clip in rendered] == [True, True]
+    assert standin.project(project_id)["stage"] == "COMPLETE"
+
+
+# -- paging that never ends ----------------------------------------------------------------------
+
+
+def test_a_server_that_ignores_page_num_costs_two_calls(stack: Stack, standin) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=5, ignorePaging=True)
+    _, project_id = completed_project(stack, standin)
+    before = standin.calls("exportable-clips")
+
+    clips = services(stack).opus.all_clips(project_id, page_size=2)
+
+    assert standin.calls("exportable-clips") - before == 2  # the second page brought no new clip id
+    assert len(clips) == 2 and len({clip["id"] for clip in clips}) == 2
+
+
+def test_a_page_longer_than_asked_ends_the_listing(stack: Stack, standin) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=5, ignorePaging="all")
+    _, project_id = completed_project(stack, standin)
+    before = standin.calls("exportable-clips")
+
+    clips = services(stack).opus.all_clips(project_id, page_size=2)
+
+    assert standin.calls("exportable-clips") - before == 1
+    assert len({clip["id"] for clip in clips}) == 5
+
+
+def test_a_server_that_ignores_paging_is_concluded_in_one_sweep(stack: Stack, standin) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=3, ignorePaging=True)
+    resource, _ = completed_project(stack, standin)
+    before = standin.calls("exportable-clips")
+
+    assert sweep_at(stack, LATER).concluded == 1
+
+    assert standin.calls("exportable-clips") - before == 1  # 3 clips on a page of 50: a short page
+    assert record(stack, resource).clip_count == 3
+
+
+# -- answers too big or too slow -----------------------------------------------------------------
+
+
+def test_an_answer_over_the_size_cap_fails_the_call_and_the_conclusion_is_put_off(stack: Stack, standin) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=1, clipDescription="x" * (5 * 1024 * 1024))
+    resource, project_id = completed_project(stack, standin)
+
+    with pytest.raises(TransientError, match="more than"):
+        services(stack).opus.clips_page(project_id, 1, 50)
+    report = sweep_at(stack, LATER)
+
+    rec = record(stack, resource)
+    assert report.errors == 1 and rec.state == states.PROJECT_CREATED and rec.conclude_failures == 1
+    assert rec.next_check >= time.time() + LATER + 10  # put off like a look, not tried on every tick
+    assert in_flight(stack) == {} and rec.stage == "COMPLETE"  # the slot went before the clips were read
+
+
+def test_a_clip_copy_past_its_deadline_is_given_up_and_leaves_no_object(stack: Stack, standin) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=1, clipBytes=3 * 1024 * 1024)
+    completed_project(stack, standin)
+    [url] = [clip["url"] for clip in standin.stats()["clipFiles"].values()]
+    blob = stack.storage.bucket(stack.output_bucket).blob("slow/clip.mp4")
+    seconds = itertools.count()  # every look at the clock finds a second more gone
+
+    with pytest.raises(TransientError, match="longer than 2s"):
+        copy_clip(requests.Session(), url, (url.split("/")[2],), blob, deadline=2, clock=lambda: next(seconds))
+
+    assert stack.storage.bucket(stack.output_bucket).get_blob("slow/clip.mp4") is None
