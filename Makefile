@@ -58,6 +58,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PYTHONPATH=functions $(BIN)/lint-imports
+	$(BIN)/mypy
 	terraform fmt -check -recursive infra
 
 infra-check: $(CHECKOV_VENV)/.installed

@@ -114,7 +114,8 @@ def on_project_concluded(request: flask.Request) -> tuple[str, int]:
         return None if len(body) > MAX_BODY_BYTES else body
 
     try:
-        status = handle_webhook(request.args, request.headers, read_body, svc)
+        # werkzeug names every header in its canonical form (X-Opus-Signature), so a plain dict looks up alike.
+        status = handle_webhook(request.args, dict(request.headers), read_body, svc)
     except TransientError as exc:
         logs.warning(f"webhook: OpusClip could not be asked, the sweeper will look later: {exc}", reason=exc.reason)
         return "try again later\n", 503

@@ -72,7 +72,7 @@ def test_nan_and_infinite_scores_are_written_as_null() -> None:
 
     entries = {entry["id"]: entry for entry in json.loads(text)["clips"]}
     assert entries["P.a"]["rank"] is None and entries["P.a"]["score"] is None
-    assert entries["P.a"]["durationMs"] is None and entries["P.a"]["timeRanges"] == []  # an unreadable range is left out
+    assert entries["P.a"]["durationMs"] is None and entries["P.a"]["timeRanges"] == []
     assert entries["P.b"]["rank"] == 2 and entries["P.b"]["score"] == 80.5
 
 

@@ -17,12 +17,11 @@ each time, so one bad project never holds the sweep of the others.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from opus_pipeline import http_policy, logs
+from opus_pipeline import logs
 from opus_pipeline.domain import manifest, states, webhook
 from opus_pipeline.domain.clips_page import THUMBNAIL_KEY, render_page
 from opus_pipeline.domain.events import StorageObject
@@ -30,6 +29,7 @@ from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipResult, SweepTick
 from opus_pipeline.domain.record import Stored, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.opus.clip_download import copy_clip
+from opus_pipeline.retry import retried
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.clip_copies import CopyPlan, plan_copies, write_captions
@@ -321,7 +321,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         )
         after_clips_ready(self.svc, self.record)  # its status shown, and carried out if approved
 
-    def _copy(self, clip: dict[str, Any], index: int, plan: CopyPlan) -> dict[str, Any]:
+    def _copy(self, clip: Mapping[str, Any], index: int, plan: CopyPlan) -> dict[str, Any]:
         """Copy one selected clip (its HD file, else its preview), retrying a transient failure, with
         its poster and captions; a clip that never copies is noted, not fatal."""
         if (skipped := plan.skipped[index]) is not None:
@@ -333,33 +333,28 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         blob = self.svc.storage.bucket(self.settings.output_bucket).blob(
             manifest.clip_object_name(self.obj, clip, index)
         )
-        error: PermanentError | TransientError | None = None
-        for attempt in range(1, COPY_ATTEMPTS + 1):
-            try:
-                copied = copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, blob)
-            except PermanentError as exc:
-                error = exc
-                break
-            except TransientError as exc:
-                error = exc
-                if attempt < COPY_ATTEMPTS:
-                    self.svc.sleep(http_policy.backoff_seconds(attempt, exc.retry_after, random.uniform(0.5, 1)))
-                continue
-            self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size, quality=quality)
-            return {
-                **copied.to_manifest(),
-                "quality": quality,
-                **self._copy_thumbnail(clip, index),
-                **write_captions(self.svc, self.obj, clip, index, plan, self.log),
-            }
-        self.log.warning(
-            f"a clip of {self.obj.uri} was not copied: {error}; its uriForExport stays in the manifest",
-            event="clip_not_copied",
-            reason=error.reason if error else None,
-        )
-        return {"copied": False, "error": str(error)}
+        try:
+            copied = retried(
+                lambda: copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, blob),
+                COPY_ATTEMPTS,
+                self.svc.sleep,
+            )
+        except (PermanentError, TransientError) as error:
+            self.log.warning(
+                f"a clip of {self.obj.uri} was not copied: {error}; its OpusClip link stays in the manifest",
+                event="clip_not_copied",
+                reason=error.reason,
+            )
+            return {"copied": False, "error": str(error)}
+        self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size, quality=quality)
+        return {
+            **copied.to_manifest(),
+            "quality": quality,
+            **self._copy_thumbnail(clip, index),
+            **write_captions(self.svc, self.obj, clip, index, plan, self.log),
+        }
 
-    def _copy_thumbnail(self, clip: dict[str, Any], index: int) -> dict[str, Any]:
+    def _copy_thumbnail(self, clip: Mapping[str, Any], index: int) -> dict[str, Any]:
         """The clip's poster for the page, from the allowed hosts only; without it the page shows
         the player alone (a poster is never worth a retry or a failed conclusion)."""
         url = clip.get("uriForThumbnail")

@@ -101,11 +101,10 @@ def _look_isolated(obj: StorageObject, services: Services, report: SweepReport, 
 
 def _look(obj: StorageObject, services: Services, report: SweepReport, trigger: str) -> None:
     stored = services.ledger.read(obj)
-    rec = stored.record if stored else None
-    if rec is None or rec.state in states.END_STATES:
+    if stored is None or stored.record.state in states.END_STATES:
         services.open_projects.mark_concluded(obj)
         return
-    now = services.wall()
+    rec, now = stored.record, services.wall()
     if rec.state not in states.OPEN_STATES or rec.next_check > now or rec.lease_live(now):
         report.not_due += 1
         return
