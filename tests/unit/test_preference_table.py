@@ -21,6 +21,7 @@ from opus_pipeline.domain.preferences import (
 from opus_pipeline.domain.project_request import build_command, check_command
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+CONFIGURATION = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
 REQUIRED = {
     "OPUS_API_KEY": "sk-abcdef",
     "STATE_BUCKET": "state",
@@ -96,8 +97,8 @@ def test_its_cli_flag_sets_it(pref: Preference, prefs: Preferences) -> None:
     assert cli.preferences_from_args(args) == prefs
 
 
-def test_the_readme_documents_its_key_and_variable(pref: Preference) -> None:
-    assert f"`{pref.key}`" in README and (pref.env_var or "") in README
+def test_the_readme_documents_its_key_and_the_configuration_page_its_variable(pref: Preference) -> None:
+    assert f"`{pref.key}`" in README and (pref.env_var or "") in CONFIGURATION
 
 
 def test_status_keys_are_never_taken_for_preferences() -> None:
