@@ -46,6 +46,8 @@ ENV_VARS = (
     "OPUS_MAX_PARALLEL_PROJECTS",
     "OPUS_RATE_PER_MINUTE",
     "SWEEP_TICKS_TOPIC",
+    "OPUS_CREATE_GRACE_SECONDS",
+    "STALLED_GRACE_SECONDS",
     *DEFAULT_PREFERENCE_VARS,
 )
 # The hosts OpusClip's API description uses for media, and Cloud Storage's.
@@ -84,6 +86,9 @@ class Settings:
     rate_per_minute: int = 30  # OpusClip's limit per API key
     sweep_ticks_topic: str | None = None  # the webhook receiver's conclusions ask the sweeper to admit here
     default_preferences: Preferences = field(default_factory=Preferences)
+    # How long a project an unanswered create call may have made is looked for before another is made.
+    create_grace_seconds: float = 300.0
+    stalled_grace_seconds: float = 21_600.0  # a STALLED project is watched this long before it fails
 
     def __repr__(self) -> str:  # the key must not reach a log through a repr
         return f"Settings(state_bucket={self.state_bucket!r}, topic={self.clip_requests_topic!r})"
@@ -195,4 +200,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         rate_per_minute=_positive_int(env, "OPUS_RATE_PER_MINUTE", Settings.rate_per_minute),
         sweep_ticks_topic=_topic(env, "SWEEP_TICKS_TOPIC") if env.get("SWEEP_TICKS_TOPIC", "").strip() else None,
         default_preferences=_default_preferences(env),
+        create_grace_seconds=_positive_int(env, "OPUS_CREATE_GRACE_SECONDS", 300),
+        stalled_grace_seconds=_positive_int(env, "STALLED_GRACE_SECONDS", 21_600),
     )

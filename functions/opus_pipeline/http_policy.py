@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import requests
+import urllib3
 
-from opus_pipeline.errors import RefusedHostError, TransientError
+from opus_pipeline.errors import AnswerLostError, RefusedHostError, TransientError
 
 CONNECT_TIMEOUT = 10.0
 API_TIMEOUT = (CONNECT_TIMEOUT, 60.0)  # JSON calls answer quickly or not at all
@@ -58,6 +59,17 @@ def describe_transport_error(exc: BaseException, peer: str = "OpusClip") -> str:
     return f"network error talking to {peer} ({type(exc).__name__})"
 
 
+def may_have_been_sent(exc: requests.RequestException) -> bool:
+    """Whether the server may have received the request: only a connection never made (refused,
+    unresolved, timed out connecting) or a refused URL proves it did not."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        cause = exc.args[0] if exc.args else None
+        return not isinstance(getattr(cause, "reason", cause), urllib3.exceptions.NewConnectionError)
+    return True
+
+
 def send(
     http: requests.Session,
     method: str,
@@ -73,7 +85,8 @@ def send(
     try:
         response = http.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
     except requests.RequestException as exc:
-        raise TransientError(describe_transport_error(exc, peer)) from None
+        lost = AnswerLostError if may_have_been_sent(exc) else TransientError
+        raise lost(describe_transport_error(exc, peer)) from None
     if 300 <= response.status_code < 400 and response.status_code != allowed_redirect:
         response.close()
         raise RefusedHostError(

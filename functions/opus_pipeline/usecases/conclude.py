@@ -28,6 +28,7 @@ from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.opus.clip_download import copy_clip
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot, hand_slot_to_sweeper
+from opus_pipeline.usecases.create_project import is_ambiguous, resolve_ambiguous
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 
@@ -86,7 +87,10 @@ def handle_webhook(
     for _ in range(CREATION_WAITS):
         if stored is None or stored.record.state != states.CREATING:
             break
-        services.sleep(CREATION_WAIT_SECONDS)
+        if is_ambiguous(stored.record, services.wall()):  # OpusClip calls for a project it made: adopt it
+            resolve_ambiguous(stored, services)
+        else:
+            services.sleep(CREATION_WAIT_SECONDS)
         stored = services.ledger.read_key(key)
     if stored is None:
         logs.info(f"webhook for an unknown video {key!r}; nothing to do", event="conclusion_ignored")

@@ -70,11 +70,12 @@ def wait(services: Services, held: HeldRecord, log: logs.Logger, why: str, reset
     return states.WAITING
 
 
-def settle(services: Services, key: str, created: bool) -> None:
-    """``key``'s project was created (its estimate is spent) or will not be (its reservation is freed)."""
+def settle(services: Services, key: str, created: bool, credits: int | None = None) -> None:
+    """``key``'s project was created (its estimate is spent; ``credits``, the record's estimate, when
+    nothing was reserved for it) or will not be (its reservation is freed)."""
     if _checked(services) is not None:
         now = services.wall()
-        services.credit_ledger.change(month_of(now), lambda book: book.settle(key, created, now))
+        services.credit_ledger.change(month_of(now), lambda book: book.settle(key, created, now, credits))
 
 
 def admit_waiting(services: Services) -> list[str]:
@@ -124,18 +125,18 @@ def _report(usage: Usage, book: CreditBook) -> None:
 
 def _settle_ended(services: Services, book: CreditBook) -> None:
     """Reservations and places whose video was created, failed or vanished meanwhile (a lost write)."""
-    ended: dict[str, bool] = {}
+    ended: dict[str, tuple[bool, int | None]] = {}
     for key in [*book.reserved, *(w["key"] for w in book.waiting)]:
         stored = services.ledger.read_key(key)
         state = stored.record.state if stored else None
         if state in _CREATED_STATES or state is None or state in states.END_STATES:
-            ended[key] = state in _CREATED_STATES
+            ended[key] = (state in _CREATED_STATES, stored.record.credits if stored else None)
     if ended:
         now = services.wall()
 
         def edit(b: CreditBook) -> None:
-            for key, created in ended.items():
-                b.settle(key, created, now)
+            for key, (created, credits) in ended.items():
+                b.settle(key, created, now, credits)
 
         services.credit_ledger.change(month_of(now), edit)
 
