@@ -92,7 +92,7 @@ def test_an_answer_that_does_not_name_the_project_ends_with_one_project(
     assert record(stack, resource).project_id == project["projectId"] and standin.calls("clip-projects") == 1
 
 
-@pytest.mark.parametrize("reset", ["1796601600000", "soon", "-5", "1e400"], ids=["ms", "garbage", "negative", "inf"])
+@pytest.mark.parametrize("reset", ["1796083200000", "soon", "-5", "1e400"], ids=["ms", "garbage", "negative", "inf"])
 def test_a_200_with_an_odd_rate_limit_reset_creates_one_project(stack: Stack, standin, reset: str) -> None:
     resource, request = uploaded(stack)
     headers = {"X-RateLimit-Limit": "900", "X-RateLimit-Remaining": "880", "X-RateLimit-Reset": reset}
