@@ -21,7 +21,7 @@ from opus_pipeline.usecases.ingest import handle_finalized
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import CHUNK, Stack, object_resource
-from support import create, ingest, live_metadata, record, services, wait_for
+from support import create, ingest, record, services, wait_for
 
 FORGED_TEMPLATE = "forged-template"
 

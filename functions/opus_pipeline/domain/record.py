@@ -49,6 +49,7 @@ class VideoRecord:
     create_attempts: int = 0
     create_since: float | None = None
     create_sent_at: float | None = None
+    stalled_since: float | None = None  # when the project was first seen STALLED (watched, not failed)
     uploaded_at: str | None = None
     checks: int = 0  # the sweeper's looks at the running project
     next_check: float = 0.0  # wall-clock seconds before which the sweeper leaves it alone
