@@ -69,6 +69,7 @@ def _detail(body: dict[str, Any]) -> str:
 
 
 MONTHLY_CAP = "API_MONTHLY_CAP_REACHED"
+MONTHLY_CAP_REASON = "monthly-cap"  # the reason of the ``OpusApiError`` it is raised as
 
 
 def _monthly_cap(body: dict[str, Any]) -> bool:
@@ -86,7 +87,7 @@ def raise_for_status(response: requests.Response, action: str) -> None:
         raise OpusApiError(
             f"OpusClip's monthly API cap is reached; {action} can be retried after {reset_at} "
             "(opus-pipeline retry), or upgrade the plan",
-            reason="monthly-cap",
+            reason=MONTHLY_CAP_REASON,
             reset_at=reset_at,
             status=status,
         )
