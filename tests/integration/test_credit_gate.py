@@ -78,6 +78,8 @@ def test_a_monthly_cap_on_the_upload_link_makes_the_video_wait(stack: Stack, sta
     rec = record(stack, resource)
     assert rec.waiting_for == "credits" and rec.reset_at == CAP_BODY["reset_at"]
     assert live_metadata(stack, "talk.mp4")["opus-waiting-for"] == "credits"
+    [place] = services(stack).credit_ledger.read().waiting
+    assert place["key"] == storage_object(resource).key and place["credits"] == rec.credits == 10
 
 
 def test_a_monthly_cap_on_the_usage_lookup_makes_the_video_wait(stack: Stack, standin) -> None:

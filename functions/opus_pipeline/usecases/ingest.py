@@ -161,6 +161,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
                 record_failure(self.held, self.status, exc, self.log)
                 self._forget_session()
             else:  # on upload-links or api-usage: the video waits for the month's credits, as at creation
+                self.held.save()  # the probe's estimate, noted only, is what it waits with
                 why = f"OpusClip's monthly cap is reached until {exc.reset_at}"
                 credit_queue.wait(self.svc, self.held, self.log, why, reset_at=exc.reset_at)
         except PermanentError as exc:
