@@ -156,6 +156,26 @@ class OpusClient:
         self.http = requests.Session()
         self._usage: Usage | None = None  # the monthly numbers last seen on any answer
 
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """One authorized request, within the shared request budget; its ``X-RateLimit-*`` headers
+        noted (read leniently: they never fail an answer)."""
+        if self._limiter is not None:
+            self._limiter.acquire(RATE_WAIT_SECONDS)
+        all_headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json", **(headers or {})}
+        response = http_policy.send(
+            self.http, method, self._base_url + path, json=body, params=params, headers=all_headers
+        )
+        self._usage = Usage.from_headers(response.headers, time.time()) or self._usage
+        return response
+
     def _call(
         self,
         method: str,
@@ -166,15 +186,8 @@ class OpusClient:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        """One authorized call, within the shared request budget; the JSON answer (an object or,
-        for lists, an array)."""
-        if self._limiter is not None:
-            self._limiter.acquire(RATE_WAIT_SECONDS)
-        all_headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json", **(headers or {})}
-        response = http_policy.send(
-            self.http, method, self._base_url + path, json=body, params=params, headers=all_headers
-        )
-        self._usage = Usage.from_headers(response.headers, time.time()) or self._usage  # never raises
+        """One call; the JSON answer (an object or, for lists, an array)."""
+        response = self._send(method, path, body=body, params=params, headers=headers)
         raise_for_status(response, action)
         try:
             return response.json()
@@ -253,21 +266,11 @@ class OpusClient:
         OpusClip may answer one after OpusClip acted), a 2xx without JSON or without a usable id. The
         caller looks in the project list before it asks again. A connection never made, a 429 and a
         4xx are what they say: nothing was created."""
-        if self._limiter is not None:
-            self._limiter.acquire(RATE_WAIT_SECONDS)
-        headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
         action = "the clip-project request"
         try:
-            response = http_policy.send(
-                self.http,
-                "POST",
-                self._base_url + "/api/clip-projects",
-                json=command,
-                headers={**headers, "x-opus-upload-id": upload_id},
-            )
+            response = self._send("POST", "/api/clip-projects", body=command, headers={"x-opus-upload-id": upload_id})
         except AnswerLostError as exc:
             raise AmbiguousCreateError(f"{exc} after {action} was sent", reason="create-ambiguous") from None
-        self._usage = Usage.from_headers(response.headers, time.time()) or self._usage  # never raises
         if 500 <= response.status_code < 600:
             raise AmbiguousCreateError(
                 f"OpusClip answered HTTP {response.status_code} on {action}; it may have made the project"
