@@ -180,3 +180,19 @@ def test_every_create_attempt_and_its_outcome_is_logged_with_the_videos_labels(s
     assert events == [("create_attempt", None), ("create_outcome", "ambiguous"), ("create_outcome", "adopted")]
     labels = [x["logging.googleapis.com/labels"] for x in lines if x.get("event") == "create_outcome"]
     assert all(label["object"] == "talk.mp4" and label["uploadId"] == request.upload_id for label in labels)
+
+
+def test_a_webhook_for_an_ambiguous_video_whose_project_is_not_listed_creates_nothing(stack: Stack, standin) -> None:
+    resource, request = uploaded(stack)
+    standin.inject({"endpoint": "clip-projects", "kind": "drop"})  # dropped before OpusClip acted
+    with pytest.raises(TransientError):
+        create(stack, request)
+    time.sleep(1.05)  # past the local grace: a clip request would create again, a webhook never does
+
+    token, hook = "t0ken-0123456789abcdef", "https://hooks.example.com/opus"
+    query = dict(parse_qsl(urlsplit(registered_url(hook, token, request.source.key)).query))
+    svc = services(stack, OPUS_WEBHOOK_URL=hook, OPUS_WEBHOOK_TOKEN=token)
+
+    assert handle_webhook(query, {}, lambda: b"{}", svc) == 200
+    assert standin.calls("clip-projects") == 1 and standin.calls("project-list") == 1
+    assert record(stack, resource).state == states.CREATING

@@ -121,8 +121,9 @@ def handle_webhook(
             break
         if is_ambiguous(stored.record, services.wall()):  # OpusClip calls for a project it made: adopt it
             resolve_ambiguous(stored, services)
-        else:
-            services.sleep(CREATION_WAIT_SECONDS)
+            stored = services.ledger.read_key(key)
+            break
+        services.sleep(CREATION_WAIT_SECONDS)
         stored = services.ledger.read_key(key)
     if stored is None:
         logs.info(f"webhook for an unknown video {key!r}; nothing to do", event="conclusion_ignored")

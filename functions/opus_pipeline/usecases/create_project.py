@@ -43,6 +43,7 @@ from opus_pipeline.errors import (
     InProgressError,
     OpusApiError,
     PermanentError,
+    PipelineError,
     RateLimitedError,
     TransientError,
     UnknownVideoError,
@@ -188,7 +189,10 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self.log.bind(projectId=project_id)
         self._log_outcome(outcome, projectId=project_id)
         self.svc.open_projects.mark_open(self.obj)  # the sweeper follows it from now on
-        credit_queue.settle(self.svc, self.obj.key, created=True, credits=self.record.credits)
+        try:
+            credit_queue.settle(self.svc, self.obj.key, created=True, credits=self.record.credits)
+        except PipelineError as exc:  # OpusClip's numbers unreadable now: the sweeper settles it (_settle_ended)
+            self.log.warning(f"the credit book is settled later: {exc}", event="settle_later", reason=exc.reason)
         self.svc.status.show(
             self.obj,
             states.PROJECT_CREATED,
@@ -422,9 +426,18 @@ def is_ambiguous(record: VideoRecord, now: float) -> bool:
     return record.state == states.CREATING and record.create_sent_at is not None and not record.lease_live(now)
 
 
-def resolve_ambiguous(stored: Stored, services: Services) -> str:
+def resolve_ambiguous(stored: Stored, services: Services) -> None:
     """A webhook for a video whose creation is ambiguous: OpusClip made a project of it, so the project
-    list is looked at now (by a delivery of its own, under the video's lease) rather than on the next
-    redelivery. The record's state after."""
+    list is looked at now, once (under the video's lease, never creating anything) rather than on the
+    clip request's next redelivery. Found nothing, or could not look: the redelivery looks again."""
     rec = stored.record
-    return _CreateProject(rec.clip_request(), services, adopt_only=True).run() if rec.upload_id else rec.state
+    if not rec.upload_id:
+        return
+    try:
+        _CreateProject(rec.clip_request(), services, adopt_only=True).run()
+    except TransientError as exc:
+        logs.info(
+            f"webhook: the project of {rec.source.uri} is not adopted yet ({exc}); its clip request looks again",
+            labels=rec.source.labels(),
+            event="create_reconciled",
+        )
