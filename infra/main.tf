@@ -70,6 +70,8 @@ locals {
     OPUS_RATE_PER_MINUTE           = tostring(var.rate_per_minute)
     SWEEP_TICKS_TOPIC              = google_pubsub_topic.sweep_ticks.id
     CLIP_RENDER_WAIT_SECONDS       = tostring(var.clip_render_wait_seconds)
+    OPUS_CREATE_GRACE_SECONDS      = tostring(var.create_grace_seconds)
+    STALLED_GRACE_SECONDS          = tostring(var.stalled_grace_seconds)
     OPUS_DEFAULT_GENRE             = var.default_preferences.genre
     OPUS_DEFAULT_TOPIC_KEYWORDS    = var.default_preferences.topic_keywords
     OPUS_DEFAULT_CLIP_DURATIONS    = var.default_preferences.clip_durations

@@ -330,6 +330,36 @@ resource "google_logging_metric" "projects_stalled" {
   }
 }
 
+# One point per project a create call made or the pipeline adopted (create_project.py logs each
+# attempt's outcome with the video's labels): a video with two is a video billed twice.
+resource "google_logging_metric" "video_projects" {
+  name        = "${local.prefix}_video_projects"
+  description = "Clip projects per video: created, or found in OpusClip's project list after an unanswered create call."
+  filter      = "${local.function_logs} AND jsonPayload.event=\"create_outcome\" AND jsonPayload.outcome=(\"created\" OR \"adopted\")"
+
+  label_extractors = {
+    object     = "EXTRACT(labels.object)"
+    generation = "EXTRACT(labels.generation)"
+  }
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "object"
+      value_type  = "STRING"
+      description = "The source object's name."
+    }
+    labels {
+      key         = "generation"
+      value_type  = "STRING"
+      description = "The source object's generation (one video)."
+    }
+  }
+}
+
 resource "google_monitoring_dashboard" "pipeline" {
   dashboard_json = jsonencode({
     displayName = "opus-clip-pipeline (${local.prefix})"
@@ -359,6 +389,7 @@ resource "google_monitoring_dashboard" "pipeline" {
           { title = "Sweeps that found the credits running low", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.credits_low.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           { title = "Stalled projects", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.projects_stalled.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = [] },
           { title = "Clips posted to social accounts, by platform", plot = "STACKED_BAR", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.social_posts.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_SUM", group = ["metric.label.platform"] },
+          { title = "Projects per video (the most of any video, per day; 1 is right)", plot = "LINE", filter = "metric.type=\"${local.user_metric}/${google_logging_metric.video_projects.name}\"", aligner = "ALIGN_SUM", reducer = "REDUCE_MAX", group = [], period = "86400s" },
           ] : merge(index % 2 == 0 ? {} : { xPos = 6 }, index < 2 ? {} : { yPos = floor(index / 2) * 4 }, {
             width                                = 6
             height                               = 4
@@ -482,6 +513,7 @@ resource "time_sleep" "log_metrics_registered" {
   triggers = {
     video_failures   = google_logging_metric.video_failures.id
     projects_stalled = google_logging_metric.projects_stalled.id
+    video_projects   = google_logging_metric.video_projects.id
   }
 }
 
@@ -583,4 +615,35 @@ resource "google_logging_project_exclusion" "webhook_request_urls" {
   filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.webhook_service}\" AND log_id(\"run.googleapis.com/requests\")"
 
   depends_on = [google_project_service.this]
+}
+
+resource "google_monitoring_alert_policy" "two_projects_for_a_video" {
+  display_name          = "opus-clip-pipeline: a video has two OpusClip projects"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "more than one project created or adopted for one video within a day"
+
+    condition_threshold {
+      filter          = "metric.type=\"${local.user_metric}/${google_logging_metric.video_projects.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 1
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "86400s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.object", "metric.label.generation"]
+      }
+    }
+  }
+
+  depends_on = [time_sleep.log_metrics_registered]
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A video got a second OpusClip project (credits spent twice): a create call went unanswered and OpusClip's project list showed no project of it within create_grace_seconds, so it was created again. The functions' create_outcome lines (jsonPayload.event=\"create_outcome\") for the video name both projects; delete the one not followed in OpusClip's dashboard."
+  }
 }

@@ -358,3 +358,25 @@ variable "ingest_backlog_alert_hours" {
     error_message = "ingest_backlog_alert_hours must be 1-12: early enough to act before the 24 h limit."
   }
 }
+
+variable "create_grace_seconds" {
+  type        = number
+  description = "How long a project an unanswered create call may have made is looked for in OpusClip's project list before the video is created again (OPUS_CREATE_GRACE_SECONDS); at most 3 create calls per upload."
+  default     = 300
+
+  validation {
+    condition     = var.create_grace_seconds >= 1 && floor(var.create_grace_seconds) == var.create_grace_seconds
+    error_message = "create_grace_seconds must be a whole number, at least 1."
+  }
+}
+
+variable "stalled_grace_seconds" {
+  type        = number
+  description = "How long a STALLED project is watched for OpusClip to move it on before the video fails as project-stalled (STALLED_GRACE_SECONDS)."
+  default     = 21600
+
+  validation {
+    condition     = var.stalled_grace_seconds >= 1 && floor(var.stalled_grace_seconds) == var.stalled_grace_seconds
+    error_message = "stalled_grace_seconds must be a whole number, at least 1."
+  }
+}

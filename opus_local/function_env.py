@@ -42,6 +42,8 @@ def function_env(
         # Locally nothing else shares the stand-in's budget, and tests make calls fast: a budget that
         # never throttles unless a test or the stack sets its own.
         "OPUS_RATE_PER_MINUTE": "6000",
+        # A project the stand-in made is listed at once: a lost create answer is settled within a second.
+        "OPUS_CREATE_GRACE_SECONDS": "1",
         **{name: os.environ[name] for name in EMULATOR_VARS if name in os.environ},
         **overrides,
     }

@@ -10,7 +10,10 @@ stand-in, every function in its own functions-framework process) and checks, fro
 what the pipeline promises:
 
 - exactly one complete upload at the stand-in, byte-exact (its md5 is the file's);
-- exactly one clip project, of that upload;
+- exactly one clip project, of that upload, whatever OpusClip answered: the stand-in's project list
+  shows at most one project per upload (a create call may be acted on and then its answer dropped,
+  502ed, garbled or emptied, or stamped with an odd ``X-RateLimit-Reset``; a project may stall and
+  move on);
 - one manifest ``gs://OUTPUT/<name>/clips.json`` listing every clip, each copied byte-exact
   (md5 of the stand-in's file) and downloaded exactly once;
 - bytes re-sent within ``resend_bound``;
@@ -53,6 +56,7 @@ from typing import Any
 import requests
 from cloudevents.conversion import to_binary
 
+from opus_pipeline.domain.creation import MAX_CREATE_ATTEMPTS
 from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 
 from . import emulators
@@ -83,6 +87,15 @@ SWEEPER_AHEAD_SECONDS = 70.0
 # OpusClip endpoints that answer the API's and the session's calls, and the clip files.
 API_ENDPOINTS = ("upload-links", "start", "clip-projects", "project-get", "exportable-clips", "media")
 COPY_ATTEMPTS = 3  # conclusion.COPY_ATTEMPTS: more media failures in a row than this leave a clip uncopied
+# What OpusClip (or a proxy before it) may answer a create call it acted on, and odd X-RateLimit-Reset
+# values (epoch milliseconds, words, a negative number) stamped on an answer.
+AFTER_CREATE = {
+    "drop": {"kind": "drop"},
+    "502": {"kind": "status", "status": 502, "body": {"message": "Bad Gateway"}},
+    "empty 200": {"kind": "status", "status": 200},
+    "garbled 200": {"kind": "garble"},
+}
+ODD_RESETS = ("1796083200000", "soon", "-1")
 STORAGE_FAULTS = 0.02  # the share of the functions' storage calls the proxy fails, split evenly among:
 STORAGE_FAULT_KINDS = {
     "p_503": "storage 503",
@@ -120,6 +133,7 @@ class Plan:
     request_concurrent: bool = False
     sweep_after: float = 0.0  # seconds after the project ended before the sweeper ticks
     stuck_render: bool = False  # the best clip never finishes rendering: concluded uncopied after the wait
+    stall_resume: float | None = None  # the project stalls, then moves on to COMPLETE this many seconds later
 
     def describe(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -221,6 +235,8 @@ def draw_plan(seed: int) -> Plan:
         kind = rng.choice(("503", "429", "drop"))
         if endpoint == "media":  # fewer failures in a row than copy attempts, or the clip is rightly given up
             times, skip = rng.randint(1, COPY_ATTEMPTS - 1), rng.randrange(plan.clips)
+        elif endpoint == "clip-projects":  # as many unanswered create calls rightly fail the video
+            times, skip = min(_burst(rng), MAX_CREATE_ATTEMPTS - 1), 0
         else:
             times, skip = _burst(rng), 0
         if kind == "drop":
@@ -237,6 +253,15 @@ def draw_plan(seed: int) -> Plan:
         plan.faults.append({"endpoint": "webhook", "kind": "slow", "seconds": round(rng.uniform(0.1, 1.5), 2)})
     elif webhook == "drop":
         plan.faults.append({"endpoint": "webhook", "kind": "drop"})
+    if rng.random() < 0.25:  # OpusClip makes the project, then its answer is spoiled
+        plan.faults.append({"endpoint": "clip-projects", "after": True, **AFTER_CREATE[rng.choice(list(AFTER_CREATE))]})
+    if rng.random() < 0.2:
+        reset = rng.choice(ODD_RESETS)
+        headers = {"X-RateLimit-Limit": "900", "X-RateLimit-Remaining": "800", "X-RateLimit-Reset": reset}
+        endpoint = rng.choice(("upload-links", "clip-projects", "project-get"))
+        plan.faults.append({"endpoint": endpoint, "kind": "stamp", "after": True, "headers": headers})
+    if rng.random() < 0.1:
+        plan.stall_resume = round(rng.uniform(0.5, 2.0), 2)
     plan.finalize_copies = rng.choice((1, 1, 2, 3))
     plan.finalize_concurrent = plan.finalize_copies > 1 and rng.random() < 0.5
     plan.request_copies = rng.choice((1, 1, 2, 3))
@@ -264,6 +289,11 @@ def fault_label(fault: dict[str, Any]) -> tuple[str, str]:
     """The row of the soak table a fault counts in, and where it struck."""
     if fault["endpoint"] == "webhook":
         return {"drop": "webhook lost", "duplicate": "webhook duplicated", "slow": "webhook late"}[fault["kind"]], ""
+    if fault["kind"] == "stamp":
+        return "odd X-RateLimit-Reset", fault["endpoint"]
+    if fault.get("after"):
+        spoil = next(name for name, spec in AFTER_CREATE.items() if spec.items() <= fault.items())
+        return f"project made, then {spoil}", fault["endpoint"]
     if fault["kind"] == "status":
         return ("429 + Retry-After" if fault["status"] == 429 else str(fault["status"])), fault["endpoint"]
     kinds = {"drop": "connection drop", "keep_fewer": "session keeps fewer bytes", "expire": "session expires"}
@@ -451,6 +481,8 @@ class Schedule:
             standin.configure(renderSeconds=None, renderingClips=1)
         if plan.faults:
             standin.inject(*plan.faults)
+        if plan.stall_resume is not None:
+            standin.stall_next(resume_after=plan.stall_resume)
         return unique_video(plan.size, salt=random.Random(f"video-{plan.seed}").randbytes(SALT_BYTES))
 
     def _drive(self, data: bytes) -> str | None:
@@ -469,7 +501,11 @@ class Schedule:
         return end_state
 
     def _check_invariants(self, end_state: str | None, data: bytes, stats: dict[str, Any]) -> None:
-        """The video's clips are ready, every delivery was acknowledged, and no log shows a secret."""
+        """The video's clips are ready, one project per upload whatever OpusClip answered, every
+        delivery was acknowledged, and no log shows a secret."""
+        per_upload = self.stack.standin.projects_per_upload(self.stack.api_key)
+        if twice := {upload: n for upload, n in per_upload.items() if n > 1}:
+            self.problems.append(f"more than one project for an upload (the project list): {twice}")
         if end_state == "clips-ready":
             self._check_delivered(data, stats)
         elif end_state is not None:
@@ -487,6 +523,7 @@ class Schedule:
                 fired[fault_label(fault)] += count
         fired["ingest SIGKILLed mid-stream, event redelivered", ""] += self.crashed
         fired["a clip never renders", "media"] += plan.stuck_render
+        fired["project stalled, then moved on", ""] += plan.stall_resume is not None
         for what, copies, at_once in (
             ("finalize event", plan.finalize_copies, plan.finalize_concurrent),
             ("clip request", plan.request_copies, plan.request_concurrent),

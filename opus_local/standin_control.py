@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +57,36 @@ class StandInControl:
     def config(self) -> dict[str, Any]:
         return self._get("config")
 
-    def stall(self, project_id: str) -> None:
-        """Make a project still in flight end STALLED instead of COMPLETE."""
-        self._post("stall", {"projectId": project_id})
+    def stall(self, project_id: str, resume_after: float | None = None) -> None:
+        """Make a project still in flight end STALLED instead of COMPLETE (moving on to COMPLETE
+        ``resume_after`` seconds later, when given)."""
+        self._post("stall", {"projectId": project_id, "resumeAfter": resume_after})
 
-    def stall_next(self, count: int = 1) -> None:
-        """Make the next ``count`` projects created end STALLED."""
-        self._post("stall", {"next": count})
+    def stall_next(self, count: int = 1, resume_after: float | None = None) -> None:
+        """Make the next ``count`` projects created end STALLED (moving on ``resume_after`` s later)."""
+        self._post("stall", {"next": count, "resumeAfter": resume_after})
+
+    def project_list(self, api_key: str) -> list[dict[str, Any]]:
+        """Every project, newest first, read page by page from the project list as a client of
+        OpusClip reads it (``GET /api/clip-projects?q=mine``)."""
+        items: list[dict[str, Any]] = []
+        for page in itertools.count():
+            response = requests.get(
+                f"{self.base_url}/api/clip-projects",
+                params={"q": "mine", "page": page, "pageSize": 100},
+                headers={"Authorization": f"Bearer {api_key}"},
+                timeout=10,
+            )
+            response.raise_for_status()
+            found = response.json()["data"]["list"]
+            items.extend(found)
+            if len(found) < 100:
+                return items
+        return items
+
+    def projects_per_upload(self, api_key: str) -> Counter[str]:
+        """How many projects the project list shows for each upload id (its ``sourceId``)."""
+        return Counter(item["sourceId"] for item in self.project_list(api_key))
 
     def new_month(self) -> None:
         """Reset the month's credits, as OpusClip does on the 1st (UTC)."""

@@ -37,6 +37,7 @@ from opus_pipeline.domain.record import Stored, object_from_key
 from opus_pipeline.errors import CliError, PermanentError, TransientError
 from opus_pipeline.gcs.credit_ledger import CreditLedger
 from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.gcs.open_index import OpenProjects
 from opus_pipeline.gcs.publish_plans import PublishPlans
 from opus_pipeline.opus.client import OpusClient
 from opus_pipeline.pubsub.publish import Publisher
@@ -264,11 +265,17 @@ def usage(args: argparse.Namespace, client: storage.Client) -> int:
 
 
 def _opus_usage() -> Usage | None:
+    client = _opus_client()
+    return None if client is None else client.usage()
+
+
+def _opus_client() -> OpusClient | None:
+    """OpusClip's API with ``OPUS_API_KEY`` (and ``OPUS_API_BASE_URL``); None without a key."""
     key = os.environ.get("OPUS_API_KEY", "").strip()
     if not key:
         return None
     base_url = os.environ.get("OPUS_API_BASE_URL", "").strip() or Settings.opus_api_base_url
-    return OpusClient(base_url, key, org_id=os.environ.get("OPUS_ORG_ID", "").strip() or None).usage()
+    return OpusClient(base_url, key, org_id=os.environ.get("OPUS_ORG_ID", "").strip() or None)
 
 
 def _state_bucket(args: argparse.Namespace) -> str:
@@ -281,7 +288,8 @@ def _state_bucket(args: argparse.Namespace) -> str:
 def retry(args: argparse.Namespace, client: storage.Client) -> int:
     """Re-drive a failed video: ask for the project again, or deliver the object again."""
     target = GcsPath.parse(args.path, need_name=True)
-    ledger = Ledger(client, _state_bucket(args))
+    state_bucket = _state_bucket(args)
+    ledger = Ledger(client, state_bucket)
 
     def publish(request: ClipRequest) -> None:
         topic = args.topic or os.environ.get("CLIP_REQUESTS_TOPIC")
@@ -289,7 +297,17 @@ def retry(args: argparse.Namespace, client: storage.Client) -> int:
             raise CliError("name the clip-requests topic with --topic or CLIP_REQUESTS_TOPIC")
         Publisher().publish(topic, request, "the clip request")
 
-    print(shown(retry_video(client, ledger, target.bucket, target.name, publish).detail))
+    retried = retry_video(
+        client,
+        ledger,
+        target.bucket,
+        target.name,
+        publish,
+        new_project=args.new_project,
+        opus=_opus_client(),
+        open_projects=OpenProjects(client, state_bucket),
+    )
+    print(shown(retried.detail))
     return 0
 
 
@@ -352,6 +370,12 @@ def parser() -> argparse.ArgumentParser:
     rt.add_argument("path", help="gs://BUCKET/NAME")
     rt.add_argument("--state-bucket")
     rt.add_argument("--topic", help="projects/P/topics/T (default: CLIP_REQUESTS_TOPIC)")
+    rt.add_argument(
+        "--new-project",
+        action="store_true",
+        help="ask OpusClip for a new project even though one may exist (stalled, or a create call unanswered): "
+        "spends its credits again. Without it, the existing project is looked at first (needs OPUS_API_KEY)",
+    )
     rt.set_defaults(run=retry, emulators=(STORAGE_EMULATOR, PUBSUB_EMULATOR))
     pb = sub.add_parser("publish", help="approve or cancel a video's publishing plan (docs/publishing.md)")
     decision = pb.add_mutually_exclusive_group(required=True)

@@ -50,6 +50,8 @@ ENV_VARS = (
     "OPUS_RATE_PER_MINUTE",
     "SWEEP_TICKS_TOPIC",
     "OPUS_ORG_ID",
+    "OPUS_CREATE_GRACE_SECONDS",
+    "STALLED_GRACE_SECONDS",
     *DEFAULT_PREFERENCE_VARS,
     "OPUS_PUBLISH_APPROVAL",
     *publishing.ENV_VARS,
@@ -95,6 +97,9 @@ class Settings:
     opus_org_id: str | None = None  # sent as x-opus-org-id: the workspace of a key with several organisations
     publish_approval: str = publishing.APPROVAL_REQUIRED  # or "auto": plans are carried out at clips-ready
     publish_defaults: Mapping[str, str] = field(default_factory=dict)  # metadata key → OPUS_DEFAULT_PUBLISH_* text
+    # How long a project an unanswered create call may have made is looked for before another is made.
+    create_grace_seconds: float = 300.0
+    stalled_grace_seconds: float = 21_600.0  # a STALLED project is watched this long before it fails
 
     def __repr__(self) -> str:  # the key must not reach a log through a repr
         return f"Settings(state_bucket={self.state_bucket!r}, topic={self.clip_requests_topic!r})"
@@ -236,4 +241,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         opus_org_id=_org_id(env),
         publish_approval=_approval(env),
         publish_defaults=_publish_defaults(env),
+        create_grace_seconds=_positive_int(env, "OPUS_CREATE_GRACE_SECONDS", 300),
+        stalled_grace_seconds=_positive_int(env, "STALLED_GRACE_SECONDS", 21_600),
     )

@@ -160,6 +160,22 @@ class OpusApiError(PermanentError):
         self.status = status
 
 
+class AnswerLostError(TransientError):
+    """The request was sent but its answer never came (a read timeout, a connection dropped after
+    the request went out): the server may have acted on it. ``http_policy.send`` raises it; a
+    connection never made raises a plain ``TransientError``."""
+
+    reason = "answer-lost"
+
+
+class AmbiguousCreateError(TransientError):
+    """A create call that spends credits may have been acted on and its answer does not say so: a
+    lost answer, a 5xx, or a 2xx without a readable project id. Never asked again blind: the project
+    list is looked at first (``usecases/create_project.py``)."""
+
+    reason = "create-ambiguous"
+
+
 class RateLimitedError(TransientError):
     """429: the per-key rate limit."""
 

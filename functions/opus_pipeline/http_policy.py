@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import requests
+import urllib3
 
-from opus_pipeline.errors import RefusedHostError, TransientError
+from opus_pipeline.errors import AnswerLostError, RefusedHostError, TransientError
 
 CONNECT_TIMEOUT = 10.0
 API_TIMEOUT = (CONNECT_TIMEOUT, 60.0)  # JSON calls answer quickly or not at all
@@ -67,6 +68,17 @@ def describe_transport_error(exc: BaseException, peer: str = "OpusClip") -> str:
     return f"network error talking to {peer} ({type(exc).__name__})"
 
 
+def may_have_been_sent(exc: requests.RequestException) -> bool:
+    """Whether the server may have received the request: only a connection never made (refused,
+    unresolved, timed out connecting) or a refused URL proves it did not."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        cause = exc.args[0] if exc.args else None
+        return not isinstance(getattr(cause, "reason", cause), urllib3.exceptions.NewConnectionError)
+    return True
+
+
 def send(
     http: requests.Session,
     method: str,
@@ -82,7 +94,8 @@ def send(
     try:
         response = http.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
     except requests.RequestException as exc:
-        raise TransientError(describe_transport_error(exc, peer)) from None
+        lost = AnswerLostError if may_have_been_sent(exc) else TransientError
+        raise lost(describe_transport_error(exc, peer)) from None
     if 300 <= response.status_code < 400 and response.status_code != allowed_redirect:
         response.close()
         raise RefusedHostError(
@@ -100,7 +113,8 @@ def read_bounded(
     clock: Callable[[], float] = time.monotonic,
 ) -> bytes:
     """The body of a response sent with ``stream=True``, read within ``max_bytes`` and ``deadline``
-    seconds, else ``TransientError`` (the connection is closed, nothing more is read). The response
+    seconds, else ``AnswerLostError`` (the connection is closed, nothing more is read: the request was
+    sent and answered, so what it did is not known from here). The response
     keeps what was read, so ``.json()`` and ``.text`` answer from it as usual."""
     started, body = clock(), bytearray()
     with response:
@@ -108,10 +122,10 @@ def read_bounded(
             for piece in response.iter_content(JSON_READ_PIECE):
                 body += piece
                 if len(body) > max_bytes:
-                    raise TransientError(f"{peer} answered with more than {max_bytes} bytes; the answer was dropped")
+                    raise AnswerLostError(f"{peer} answered with more than {max_bytes} bytes; the answer was dropped")
                 if clock() - started > deadline:
-                    raise TransientError(f"{peer} took longer than {deadline:.0f}s to answer; the answer was dropped")
+                    raise AnswerLostError(f"{peer} took longer than {deadline:.0f}s to answer; the answer was dropped")
         except requests.RequestException as exc:
-            raise TransientError(describe_transport_error(exc, peer)) from None
+            raise AnswerLostError(describe_transport_error(exc, peer)) from None
     response._content = bytes(body)  # what requests itself keeps once a body is read
     return response._content

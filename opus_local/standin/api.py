@@ -82,6 +82,35 @@ def create_project(state: StandIn, request: Request) -> Answer:
     return Reply(201, project.representation(project.created))
 
 
+def project_list(state: StandIn, request: Request) -> Answer:
+    """``GET /api/clip-projects?q=mine&page=P&pageSize=N``: the workspace's projects, newest first
+    (pages from 0, pageSize 1–100), answered ``{"data": {"list": [...]}}``; strict about its query."""
+    if refused := _gate(state, request, "project-list"):
+        return refused
+    params = parse_qs(request.query, keep_blank_values=True)
+    problem = _list_query_problem(params)
+    if problem:
+        return Reply(400, {"message": problem})
+    page, size = int(params["page"][0]), int(params["pageSize"][0])
+    return Reply(200, {"data": {"list": state.my_projects(page, size)}})
+
+
+def _list_query_problem(params: dict[str, list[str]]) -> str | None:
+    unknown = sorted(set(params) - {"q", "page", "pageSize"})
+    if unknown:
+        return f"unknown query parameters: {', '.join(unknown)}"
+    if any(len(values) != 1 for values in params.values()):
+        return "each query parameter at most once"
+    if params.get("q") != ["mine"]:
+        return "q must be mine"
+    if not re.fullmatch(r"0|[1-9][0-9]{0,8}", params.get("page", [""])[0]):
+        return "page must be a whole number from 0"
+    size = params.get("pageSize", [""])[0]
+    if not _POSITIVE.match(size) or int(size) > MAX_PAGE_SIZE:
+        return f"pageSize must be a whole number from 1 to {MAX_PAGE_SIZE}"
+    return None
+
+
 def api_usage(state: StandIn, request: Request) -> Answer:
     """``GET /api/api-usage?q=mine``: the month's credits (or ``{"uncapped": true}``)."""
     if refused := _gate(state, request, "api-usage"):

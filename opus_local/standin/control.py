@@ -42,14 +42,18 @@ def configure(state: StandIn, request: Request) -> Answer:
 
 
 def stall(state: StandIn, request: Request) -> Answer:
-    """``{"projectId": id}`` stalls that project; ``{"next": n}`` the next n created."""
+    """``{"projectId": id}`` stalls that project; ``{"next": n}`` the next n created; with
+    ``"resumeAfter": seconds`` they move on to COMPLETE that long after they stalled."""
     body = _body(request)
+    resume = body.get("resumeAfter")
+    if resume is not None and (isinstance(resume, bool) or not isinstance(resume, int | float) or resume < 0):
+        return Reply(400, {"message": "resumeAfter must be a number of seconds from 0"})
     if "next" in body:
         if not count_from(0)(body["next"]):
             return Reply(400, {"message": "next must be a whole number from 0"})
-        state.set_stall_next(body["next"])
+        state.set_stall_next(body["next"], resume)
         return Reply(200, {"stallNext": body["next"]})
-    if state.stall(str(body.get("projectId"))):
+    if state.stall(str(body.get("projectId")), resume):
         return Reply(200, {})
     return Reply(409, {"message": "projectId must name a project still in flight"})
 

@@ -23,6 +23,7 @@ class Request:
         self.headers = headers
         self.query = query
         self._body = body
+        self.after: Fault | None = None  # a fault that spoils the answer once the call was acted on
 
     def length(self) -> int:
         return int(self.headers.get("Content-Length") or 0)
@@ -56,6 +57,7 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # sent as it is instead of ``body`` (a garbled answer)
 
 
 @dataclass
@@ -84,6 +86,9 @@ def fault_answer(fault: Fault | None, request: Request, body_length: int = 0) ->
     part-way through the bytes, so those two handle it themselves."""
     if fault is None:
         return None
+    if fault.after:
+        request.after = fault
+        return None
     if fault.kind == "slow":
         time.sleep(fault.seconds)
         return None
@@ -94,3 +99,22 @@ def fault_answer(fault: Fault | None, request: Request, body_length: int = 0) ->
         request.drain(body_length)
         return HANG_UP
     return None
+
+
+GARBLED = b'{"id": "P'  # a JSON answer cut short
+
+
+def spoiled(fault: Fault, answer: Answer) -> Answer:
+    """The answer an ``after`` fault gives once the call was acted on: dropped, a status of its own,
+    its body garbled, or stamped with the fault's headers."""
+    if fault.kind == "drop":
+        return HANG_UP
+    if fault.kind == "status":
+        return Reply(fault.status, fault.body, dict(fault.headers))
+    if not isinstance(answer, Reply):
+        return answer
+    if fault.kind == "garble":
+        return Reply(answer.status, None, {**answer.headers, "Content-Type": "application/json"}, raw=GARBLED)
+    if fault.kind == "stamp":
+        return Reply(answer.status, answer.body, {**answer.headers, **fault.headers}, answer.raw)
+    return answer

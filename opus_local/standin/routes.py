@@ -42,6 +42,7 @@ ROUTES = (
     # the OpusClip API
     Route("POST", "/api/upload-links", api.upload_link),
     Route("POST", "/api/clip-projects", api.create_project),
+    Route("GET", "/api/clip-projects", api.project_list),
     Route("GET", "/api/clip-projects/{project_id}", api.get_project),
     Route("GET", "/api/exportable-clips", api.exportable_clips),
     Route("GET", "/api/transcripts", api.transcript),

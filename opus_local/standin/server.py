@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import routes
-from .exchange import Answer, Reply, Request, Stream
+from .exchange import Answer, Reply, Request, Stream, spoiled
 from .state import StandIn
 
 
@@ -43,9 +43,12 @@ class Handler(BaseHTTPRequestHandler):
         if found is None:
             return self._write(Reply(404, {"message": "not found"}))
         respond, params = found
-        answer = respond(self.server.state, Request(self.headers, self.rfile, query), **params)
+        request = Request(self.headers, self.rfile, query)
+        answer = respond(self.server.state, request, **params)
         if path.startswith("/api/") and isinstance(answer, Reply):  # OpusClip stamps every API answer
             answer.headers = {**self.server.state.usage_headers(), **answer.headers}
+        if request.after is not None:  # acted on, then its answer spoiled
+            answer = spoiled(request.after, answer)
         return self._write(answer)
 
     def _write(self, answer: Answer) -> None:
@@ -57,11 +60,11 @@ class Handler(BaseHTTPRequestHandler):
             self._hang_up()
 
     def _reply(self, reply: Reply) -> None:
-        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+        payload = reply.raw if reply.raw is not None else b"" if reply.body is None else json.dumps(reply.body).encode()
         self.send_response(reply.status)
         for key, value in reply.headers.items():
             self.send_header(key, value)
-        if reply.body is not None:
+        if reply.body is not None and "Content-Type" not in reply.headers:
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()

@@ -210,15 +210,25 @@ class Project:
     render_seconds: float | None = 0.0  # None: the clips never finish rendering
     rendering_clips: int | None = None
     stalls: bool = False
+    resume_after: float | None = None  # a stalled project moves on to COMPLETE this long after it stalled
 
     @property
     def ends(self) -> float:
         return self.created + self.seconds
 
+    @property
+    def completes(self) -> float:
+        """When it is COMPLETE: at its end, or once its stall is over; never while it stalls for good."""
+        if not self.stalls:
+            return self.ends
+        return math.inf if self.resume_after is None else self.ends + self.resume_after
+
     def stage(self, now: float) -> tuple[str, float]:
         """The stage at ``now`` and when it began."""
+        if now >= self.completes:
+            return "COMPLETE", self.completes
         if now >= self.ends:
-            return ("STALLED" if self.stalls else "COMPLETE"), self.ends
+            return "STALLED", self.ends
         unit = self.seconds / sum(STAGE_SHARES)
         since = self.created
         for stage, share in zip(STAGES[:-1], STAGE_SHARES, strict=False):
@@ -232,7 +242,7 @@ class Project:
 
     def rendering(self, rank: int, now: float) -> bool:
         """Whether the file of the clip of ``rank`` (1 is best) is still being made at ``now``."""
-        if self.render_seconds is not None and now >= self.ends + self.render_seconds:
+        if self.render_seconds is not None and now >= self.completes + self.render_seconds:
             return False
         return self.rendering_clips is None or rank <= self.rendering_clips
 
@@ -261,7 +271,7 @@ class Project:
             "stage": stage,
             "model": "ClipBasic",
             "error": "the project stalled" if stage == "STALLED" else None,
-            "stallCount": 1 if stage == "STALLED" else 0,
+            "stallCount": 1 if self.stalls and now >= self.ends else 0,
             "workerUrl": None,
             "curationPref": self.request.get("curationPref", {}),
             "importPref": self.request.get("importPref", {}),
@@ -278,6 +288,12 @@ class Project:
             "promptRecommendations": [],
         }
 
+    def list_item(self, now: float) -> dict[str, Any]:
+        """An item of the project list (``GET /api/clip-projects?q=mine``): the representation, and
+        ``sourceInfo.title`` (the title the create call gave), as OpusClip's list carries it."""
+        title = self.request.get("uploadedVideoAttr", {}).get("title")
+        return {**self.representation(now), "sourceInfo": {"title": title}}
+
     @property
     def run_id(self) -> str:
         return datetime.fromtimestamp(self.created, UTC).strftime("%Y%m%d%H%M%S%f")[:17] + ".FP"
@@ -290,7 +306,7 @@ class Project:
         ``shape["timeRanges"]``: milliseconds, as the OpenAPI's example suggests despite saying "seconds",
         or seconds; ``shape["previewOnly"]``: no ``uriForExport`` (the OpenAPI marks it optional)."""
         genre = self.request.get("curationPref", {}).get("genre", "Auto")
-        finished = _iso(self.ends)
+        finished = _iso(self.completes)
         clips = []
         for rank, curation_id in enumerate(self.curation_ids(), start=1):
             start_ms, duration_ms = 60_000 * rank, 15_000 + 5_000 * rank
@@ -370,7 +386,8 @@ class Fault:
     drop (cut after ``after_bytes`` of the file) | slow; webhook (sent by the stand-in): drop (not
     sent) | slow (sent ``seconds`` late) | duplicate (sent ``copies`` times) | bad_signature; post-tasks and
     publish-schedules: status (a 5xx after the post is made, any other before) | drop (after) | slow;
-    social-accounts and publish-schedules-delete: status | drop | slow."""
+    social-accounts and publish-schedules-delete: status | drop | slow. With ``after``, any API
+    endpoint: status | drop | garble | stamp, once the call was acted on."""
 
     endpoint: str
     kind: str
@@ -384,6 +401,9 @@ class Fault:
     keep_received: bool = False
     seconds: float = 0.0
     copies: int = 2
+    # The call is acted on first (a project is made, credits spent), then the answer is spoiled: a
+    # status or drop replaces it, ``garble`` cuts its body, ``stamp`` adds ``headers`` to it.
+    after: bool = False
 
 
 class StandIn:
@@ -417,6 +437,7 @@ class StandIn:
             self.bytes_received = 0
             self.config = dict(DEFAULT_CONFIG)
             self.stall_next = 0
+            self.resume_after: float | None = None
             self.timers: list[threading.Timer] = []
             self.accepted: dict[str, deque[float]] = {}
             self.refused: Counter[str] = Counter()
@@ -523,10 +544,11 @@ class StandIn:
             self.total_amount = int(amounts.get("totalAmount", self.total_amount))
             self.use_amount = int(amounts.get("useAmount", self.use_amount))
 
-    def set_stall_next(self, count: int) -> None:
-        """Make the next ``count`` projects created end STALLED."""
+    def set_stall_next(self, count: int, resume_after: float | None = None) -> None:
+        """Make the next ``count`` projects created end STALLED (moving on ``resume_after`` s later)."""
         with self._lock:
             self.stall_next = count
+            self.resume_after = resume_after
 
     def record_webhook(self, delivery: dict[str, Any], status: int | None, error: str | None) -> None:
         with self._lock:
@@ -660,26 +682,44 @@ class StandIn:
                 render_seconds=None if self.config["renderSeconds"] is None else float(self.config["renderSeconds"]),
                 rendering_clips=self.config["renderingClips"],
                 stalls=self.stall_next > 0,
+                resume_after=self.resume_after if self.stall_next > 0 else None,
             )
             self.stall_next -= project.stalls
             self.projects[project.id] = project
             self.max_in_flight = max(self.max_in_flight, in_flight + 1)
-            for action in request.get("conclusionActions", []):
-                if action["type"] == "WEBHOOK":
-                    timer = threading.Timer(project.ends - now, webhooks.conclude, (self, project, action))
-                    timer.daemon = True
-                    self.timers.append(timer)
-                    timer.start()
+            self._send_webhooks(project, project.ends)
+            if project.stalls and project.resume_after is not None:
+                self._send_webhooks(project, project.completes)
         return project
 
-    def stall(self, project_id: str) -> bool:
-        """Make a project end STALLED; False when it is unknown or has already ended."""
+    def _send_webhooks(self, project: Project, at: float) -> None:
+        """Its WEBHOOK conclusion actions, sent at ``at`` (its end, or its completion after a stall)."""
+        for action in project.request.get("conclusionActions", []):
+            if action["type"] == "WEBHOOK":
+                timer = threading.Timer(max(0.0, at - time.time()), webhooks.conclude, (self, project, action, at))
+                timer.daemon = True
+                self.timers.append(timer)
+                timer.start()
+
+    def stall(self, project_id: str, resume_after: float | None = None) -> bool:
+        """Make a project end STALLED (moving on ``resume_after`` s later); False when it is unknown or
+        has already ended."""
         with self._lock:
             project = self.projects.get(project_id)
             if project is None or not project.in_flight(time.time()):
                 return False
             project.stalls = True
+            project.resume_after = resume_after
+            if resume_after is not None:
+                self._send_webhooks(project, project.completes)
             return True
+
+    def my_projects(self, page: int, size: int) -> list[dict[str, Any]]:
+        """A page of the project list, newest first."""
+        with self._lock:
+            projects = sorted(self.projects.values(), key=lambda p: p.created, reverse=True)
+        now = time.time()
+        return [p.list_item(now) for p in projects[page * size : (page + 1) * size]]
 
     def clips(self, project: Project) -> list[dict[str, Any]]:
         """The project's exportable clips: none until it is COMPLETE."""

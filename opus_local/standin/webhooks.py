@@ -17,12 +17,13 @@ if TYPE_CHECKING:
 WEBHOOK_TIMEOUT = 10
 
 
-def conclude(state: StandIn, project: Project, action: dict[str, Any]) -> None:
+def conclude(state: StandIn, project: Project, action: dict[str, Any], at: float | None = None) -> None:
     """Send a WEBHOOK conclusion action, as OpusClip does when a project ends: on COMPLETE, and on
     STALLED only with ``notifyFailure``. OpusClip documents no body, so it carries what receivers
     guess at (projectId, stage); the signature is as documented: hex HMAC-SHA256 under the API key
-    over the raw body followed by the per-request salt. Sent once, no retries (none documented)."""
-    stage = project.stage(max(time.time(), project.ends))[0]  # a timer may wake a hair early
+    over the raw body followed by the per-request salt. Sent once, no retries (none documented).
+    ``at``: the moment it is sent for (a project that stalled and moved on is sent for again then)."""
+    stage = project.stage(max(time.time(), project.ends if at is None else at))[0]  # a timer may wake a hair early
     if (stage == "STALLED" and not action.get("notifyFailure")) or state.project(project.id) is not project:
         return
     fault = state.take_fault("webhook")

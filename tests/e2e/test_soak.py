@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from opus_local.soak import API_ENDPOINTS, Soak, draw_plan, fault_label, soak_stack
+from opus_local.soak import AFTER_CREATE, API_ENDPOINTS, Soak, draw_plan, fault_label, soak_stack
 from opus_local.videos import SALT_BYTES, smallest_video
 
 CI_SEEDS = range(1, 21)
@@ -54,6 +54,7 @@ def test_the_full_soak_draws_every_fault_the_plan_names() -> None:
         plan = draw_plan(seed)
         drawn.update(fault_label(f) for f in plan.faults if not (f["endpoint"] == "chunk" and f["kind"] == "slow"))
         drawn["crash", ""] += plan.crash_at_chunk_call is not None
+        drawn["stall", ""] += plan.stall_resume is not None
         drawn["finalize", str(plan.finalize_concurrent)] += plan.finalize_copies > 1
         drawn["request", str(plan.request_concurrent)] += plan.request_copies > 1
     for endpoint in (*API_ENDPOINTS, "chunk", "query"):
@@ -61,8 +62,12 @@ def test_the_full_soak_draws_every_fault_the_plan_names() -> None:
             assert drawn[kind, endpoint], (kind, endpoint)
     for kind in ("session keeps fewer bytes", "session expires"):
         assert drawn[kind, "chunk"]
-    for key in (("webhook lost", ""), ("webhook duplicated", ""), ("webhook late", ""), ("crash", "")):
+    for key in (("webhook lost", ""), ("webhook duplicated", ""), ("webhook late", ""), ("crash", ""), ("stall", "")):
         assert drawn[key]
+    for spoil in AFTER_CREATE:  # issue 24: OpusClip made the project, then its answer was spoiled
+        assert drawn[f"project made, then {spoil}", "clip-projects"], spoil
+    for endpoint in ("upload-links", "clip-projects", "project-get"):
+        assert drawn["odd X-RateLimit-Reset", endpoint], endpoint
     for delivery in ("finalize", "request"):
         assert drawn[delivery, "True"] and drawn[delivery, "False"]
 

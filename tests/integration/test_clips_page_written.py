@@ -60,7 +60,10 @@ def test_each_clip_poster_is_copied_beside_its_video_and_shown(stack: Stack, sta
 
 def test_a_stalled_project_gets_a_page_that_says_so(stack: Stack, standin) -> None:
     standin.stall_next()
-    resource = conclude(stack, standin)
+    resource = conclude(stack, standin)  # first seen stalled: watched for the grace
+    past_the_grace = services(stack, STALLED_GRACE_SECONDS="60")
+    past_the_grace.wall = lambda: time.time() + 24 * 3600.0 + 61
+    sweep(past_the_grace)
 
     assert record(stack, resource).state == states.FAILED
     page = output(stack, "talk.mp4/index.html").decode()

@@ -163,20 +163,26 @@ def test_a_sweep_looks_at_no_more_projects_than_its_budget_oldest_first(stack: S
 # -- a stalled project ------------------------------------------------------------------------
 
 
-def test_a_stalled_project_fails_the_video_and_retry_creates_a_new_project(stack: Stack, standin) -> None:
+def test_a_project_stalled_past_its_grace_fails_the_video_and_retry_new_project_creates_another(
+    stack: Stack, standin
+) -> None:
     standin.stall_next()
     resource, first_project = concluded_project(stack, standin)
 
-    sweep_later(stack)
+    sweep_later(stack)  # the stall is seen: watched, not failed
+    assert record(stack, resource).state == states.PROJECT_CREATED and record(stack, resource).stage == "STALLED"
+    svc = services(stack)
+    svc.wall = lambda: time.time() + LATER + 6 * 3600  # STALLED_GRACE_SECONDS' default is over
+    sweep(svc)
 
     rec = record(stack, resource)
-    assert rec.state == states.FAILED and rec.reason == "project-stalled" and "opus-pipeline retry" in rec.error
+    assert rec.state == states.FAILED and rec.reason == "project-stalled" and "--new-project" in rec.error
     assert live_metadata(stack, "talk.mp4")["opus-status"] == "failed"
     assert [r["status"] for r in results(stack)] == ["failed"]
 
     ledger = Ledger(stack.storage, stack.state_bucket)
     published = []
-    retry_video(stack.storage, ledger, stack.source_bucket, "talk.mp4", published.append)
+    retry_video(stack.storage, ledger, stack.source_bucket, "talk.mp4", published.append, new_project=True)
     assert create(stack, published[0]) == states.PROJECT_CREATED
     assert record(stack, resource).project_id != first_project
 

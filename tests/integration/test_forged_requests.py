@@ -21,7 +21,7 @@ from opus_pipeline.usecases.ingest import handle_finalized
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import CHUNK, Stack, object_resource
-from support import create, ingest, live_metadata, record, services, wait_for
+from support import create, ingest, record, services, wait_for
 
 FORGED_TEMPLATE = "forged-template"
 
@@ -143,20 +143,24 @@ def test_a_refusal_by_opusclip_is_recorded_even_if_freeing_the_slot_fails(stack:
 
 
 @pytest.mark.parametrize("body", [{"stage": "QUEUED"}, {"id": ""}, {"id": "p\r\n1"}], ids=["none", "empty", "crlf"])
-def test_an_accepted_request_without_a_project_id_fails_the_video_and_frees_its_slot(
+def test_an_accepted_request_without_a_project_id_is_looked_up_before_it_is_sent_again(
     stack: Stack, standin, body: dict
 ) -> None:
+    """OpusClip may have made (and charged for) a project all the same: the video stays ``creating``,
+    its slot is freed, and it is created again only when the project list shows none after the grace."""
     resource, request = real_upload(stack)
     standin.inject({"endpoint": "clip-projects", "kind": "status", "status": 200, "body": body})
 
-    assert create(stack, request) == states.FAILED
+    with pytest.raises(TransientError, match="without a usable project id"):
+        create(stack, request)
 
     rec = record(stack, resource)
-    assert rec.reason == "no-project-id" and rec.project_id is None and "dashboard" in rec.error
-    assert live_metadata(stack, "talk.mp4")["opus-status"] == states.FAILED
+    assert rec.state == states.CREATING and rec.project_id is None and rec.create_sent_at is not None
     table = services(stack).admission.read()
     assert resource_key(resource) not in table.in_flight
-    assert not list(stack.storage.list_blobs(stack.state_bucket, prefix="open/"))
+    time.sleep(1.05)  # the local OPUS_CREATE_GRACE_SECONDS: the project list shows nothing of it
+    assert create(stack, request) == states.PROJECT_CREATED
+    assert len(standin.stats()["projects"]) == 1 and standin.calls("project-list") == 1
 
 
 def resource_key(resource: dict) -> str:

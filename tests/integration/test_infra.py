@@ -359,8 +359,9 @@ def test_fresh_project_ordering() -> None:
     assert metric_wait["triggers"] == {
         "video_failures": "${google_logging_metric.video_failures.id}",
         "projects_stalled": "${google_logging_metric.projects_stalled.id}",
+        "video_projects": "${google_logging_metric.video_projects.id}",
     }
-    for name in ("video_failed", "project_stalled"):
+    for name in ("video_failed", "project_stalled", "two_projects_for_a_video"):
         alert = resources("google_monitoring_alert_policy")[name]
         assert alert["depends_on"] == ["${time_sleep.log_metrics_registered}"], name
 
@@ -502,6 +503,7 @@ def test_monitoring_has_metrics_a_dashboard_and_the_three_alerts() -> None:
     assert "pipeline" in resources("google_monitoring_dashboard")
     alerts = resources("google_monitoring_alert_policy")
     assert {"dead_letter_not_empty", "video_failed", "function_errors", "project_stalled"} <= set(alerts)
+    assert "two_projects_for_a_video" in alerts  # issue 24: a video billed twice is seen at once
     for alert in alerts.values():
         assert alert["notification_channels"] == "${var.notification_channels}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import main
 import pytest
@@ -135,23 +136,31 @@ def test_short_retry_after_is_honoured_within_the_delivery(stack: Stack, standin
     assert slept == [2.0] and len(projects(standin)) == 1
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        {"status": 429, "headers": {"Retry-After": "120"}},
-        {"status": 503},
-        {"status": 500},
-    ],
-    ids=["rate-limit-long-retry-after", "503", "500"],
-)
-def test_transient_answers_raise_for_redelivery_and_release_the_claim(stack: Stack, standin, fault: dict) -> None:
+def test_a_long_rate_limit_is_redelivered_and_releases_the_claim(stack: Stack, standin) -> None:
     resource, request = uploaded(stack)
-    standin.inject({"endpoint": "clip-projects", "kind": "status", **fault})
+    standin.inject({"endpoint": "clip-projects", "kind": "status", "status": 429, "headers": {"Retry-After": "120"}})
     with pytest.raises(TransientError):
         create(stack, request)
-    assert record(stack, resource).state == states.QUEUED
+    assert record(stack, resource).state == states.QUEUED and record(stack, resource).create_sent_at is None
     assert create(stack, request) == states.PROJECT_CREATED
     assert len(projects(standin)) == 1
+
+
+@pytest.mark.parametrize("status", [503, 500])
+def test_a_5xx_to_the_create_call_is_looked_up_before_the_video_is_created_again(
+    stack: Stack, standin, status: int
+) -> None:
+    """A 5xx may come from a proxy after OpusClip acted: the redelivery looks in the project list
+    first, and creates again only once the grace (1 s locally) has passed with nothing listed."""
+    resource, request = uploaded(stack)
+    standin.inject({"endpoint": "clip-projects", "kind": "status", "status": status})
+    with pytest.raises(TransientError):
+        create(stack, request)
+    assert record(stack, resource).state == states.CREATING and record(stack, resource).create_attempts == 1
+    time.sleep(1.1)
+    assert create(stack, request) == states.PROJECT_CREATED
+    assert len(projects(standin)) == 1 and standin.calls("project-list") == 1
+    assert record(stack, resource).create_attempts == 2
 
 
 def test_unreachable_opusclip_is_transient(stack: Stack, standin) -> None:

@@ -112,7 +112,7 @@ def epoch_of(iso: str | None) -> float | None:
         return None
     try:
         moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
+    except (TypeError, ValueError):
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
@@ -160,18 +160,43 @@ class Usage:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], now: float) -> Usage | None:
-        """``X-RateLimit-Limit/Remaining/Reset`` (the reset in epoch seconds, or already ISO-8601);
-        None without them."""
-        limit, remaining = _whole(headers.get("X-RateLimit-Limit")), _whole(headers.get("X-RateLimit-Remaining"))
-        if limit is None or remaining is None:
+        """``X-RateLimit-Limit/Remaining/Reset``; None without them. Read leniently, never raising: a
+        header is a hint riding on an answer that may have spent credits, and must not fail it."""
+        try:
+            limit, remaining = _whole(headers.get("X-RateLimit-Limit")), _whole(headers.get("X-RateLimit-Remaining"))
+            if limit is None or remaining is None or limit < 0:
+                return None
+            reset_at = reset_moment(headers.get("X-RateLimit-Reset"), now)
+            return cls(False, limit - remaining, limit, remaining, reset_at, now)
+        except Exception:  # any header, however odd, is only ignored
             return None
-        raw_reset = headers.get("X-RateLimit-Reset")
-        reset = _whole(raw_reset)
-        if reset is not None:
-            reset_at: str | None = datetime.fromtimestamp(reset, UTC).isoformat().replace("+00:00", "Z")
-        else:
-            reset_at = raw_reset if epoch_of(raw_reset) is not None else None
-        return cls(False, limit - remaining, limit, remaining, reset_at, now)
+
+
+_EPOCH_MS_FROM = 100_000_000_000  # a number at least this large is epoch milliseconds (year 5138 in seconds)
+_EPOCH_S_FROM = 1_000_000_000  # below it, a number is seconds from now (2001 in epoch seconds)
+_LATEST_YEAR = 9999
+
+
+def reset_moment(raw: str | None, now: float) -> str | None:
+    """``X-RateLimit-Reset`` as an ISO-8601 moment (``Z``): epoch seconds, epoch milliseconds,
+    seconds from now, or ISO-8601 already; None for anything else (ignored, never an error)."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return text if epoch_of(text) is not None else None
+    if not math.isfinite(number) or number < 0:
+        return None
+    seconds = number / 1000 if number >= _EPOCH_MS_FROM else number if number >= _EPOCH_S_FROM else now + number
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    if moment.year > _LATEST_YEAR:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -240,15 +265,20 @@ class CreditBook:
             admitted.append(entry["key"])
         return admitted
 
-    def settle(self, key: str, created: bool, now: float) -> None:
+    def settle(self, key: str, created: bool, now: float, credits: int | None = None) -> None:
         """The video's project was created (its estimate now counts against the budget) or will
-        not be: its reservation and its place in the queue are given up."""
-        credits = self.reserved.pop(key, 0)
+        not be: its reservation and its place in the queue are given up. A creation without a
+        reservation (a forged request, a lost book write) is counted at its place's estimate or at
+        ``credits`` (the record's), never as free."""
+        reserved = self.reserved.pop(key, None)
+        entry = self.waiting_entry(key)
         self.waiting = [w for w in self.waiting if w["key"] != key]
         self.spent = [s for s in self.spent if s[0] > now - SPENT_KEPT_SECONDS]
-        if created and credits:
-            self.created += credits
-            self.spent.append([now, credits])
+        if reserved is None:
+            reserved = entry["credits"] if entry is not None else credits
+        if created and reserved:
+            self.created += reserved
+            self.spent.append([now, reserved])
 
     def spend(self, credits: int, now: float) -> None:
         """Credits spent outside a project (an X post: 1), counted as a created project's are."""

@@ -44,6 +44,13 @@ class VideoRecord:
     # since: should OpusClip refuse it, it may no longer have it (``domain/credits.refusal``).
     upload_waited: bool = False
     reuploads: int = 0  # times the video was sent again because OpusClip no longer had its upload
+    # The create call (it spends credits): how many were sent, when the first of them was, and when the
+    # last was sent while what it did is unknown (None once its outcome is recorded). Set, a creation is
+    # ambiguous: the project list is looked at before any other create call (``domain/creation.py``).
+    create_attempts: int = 0
+    create_since: float | None = None
+    create_sent_at: float | None = None
+    stalled_since: float | None = None  # when the project was first seen STALLED (watched, not failed)
     uploaded_at: str | None = None
     checks: int = 0  # the sweeper's looks at the running project
     next_check: float = 0.0  # wall-clock seconds before which the sweeper leaves it alone

@@ -12,7 +12,7 @@ creating ─► project-created | failed | queued | waiting
 waiting ─► creating | queued | uploading
 project-created ─► concluding
 concluding ─► clips-ready | failed | project-created
-failed ─► queued
+failed ─► queued | project-created
 
 ``skipped`` is shown on objects only (non-videos get no record). Every record starts
 ``received``, written by ingest: a clip request never starts one.
@@ -52,7 +52,8 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     WAITING: (CREATING, QUEUED, UPLOADING),
     PROJECT_CREATED: (CONCLUDING,),  # OpusClip says the project ended (COMPLETE or STALLED)
     CONCLUDING: (CLIPS_READY, FAILED, PROJECT_CREATED),  # back: collecting the clips failed transiently
-    FAILED: (QUEUED,),  # ``opus-pipeline retry`` when the bytes are at OpusClip
+    # ``opus-pipeline retry`` when the bytes are at OpusClip; or of a stalled project OpusClip moved on
+    FAILED: (QUEUED, PROJECT_CREATED),
     CLIPS_READY: (),
     SUPERSEDED: (),
 }
@@ -186,6 +187,17 @@ def conclude_step(state: str, lease_owner: str | None, lease_expires: float, me:
 
 # 2**32 minutes outlasts any cap; a larger exponent would overflow a float after ~1,024 looks.
 MAX_BACKOFF_DOUBLINGS = 32
+
+
+def stall_over(stalled_since: float | None, now: float, grace: float) -> bool:
+    """Whether a STALLED project has been watched for ``grace`` seconds: OpusClip may move a stalled
+    project on (its ``stallCount`` counts stalls), so a stall fails the video only past the grace."""
+    return stalled_since is not None and now - stalled_since >= grace
+
+
+def next_stall_look(stalled_since: float, checks: int, now: float, grace: float) -> float:
+    """When to look at a stalled project again: as any running project, but never after its grace ends."""
+    return min(now + next_check_seconds(checks), stalled_since + grace)
 
 
 def next_check_seconds(checks: int, first: float = 60.0, cap: float = 1800.0) -> float:

@@ -15,13 +15,22 @@ from urllib.parse import quote
 import requests
 
 from opus_pipeline import http_policy, logs
+from opus_pipeline.domain.creation import project_id_of
 from opus_pipeline.domain.credits import USAGE_FRESH_SECONDS, Usage
 from opus_pipeline.domain.publishing import Account, accounts_listed
-from opus_pipeline.errors import ConcurrentCapError, OpusApiError, RateLimitedError, TransientError
+from opus_pipeline.errors import (
+    AmbiguousCreateError,
+    AnswerLostError,
+    ConcurrentCapError,
+    OpusApiError,
+    RateLimitedError,
+    TransientError,
+)
 
 RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
 CLIPS_PAGE_SIZE = 50  # as OpusClip's own CLI pages
 MAX_CLIP_PAGES = 100
+PROJECT_LIST_PAGE_SIZE = 100  # the most OpusClip's project list gives in one page
 BRAND_TEMPLATES_TTL_SECONDS = 300.0  # a template made in OpusClip's app is seen within five minutes
 # OpusClip allows its social-posting endpoints 1 request a second each (api-facts §7).
 SOCIAL_SPACING_SECONDS = 1.0
@@ -54,10 +63,22 @@ def _body(response: requests.Response) -> dict[str, Any]:
 
 
 def _detail(body: dict[str, Any]) -> str:
-    text = body.get("message") or body.get("error") or body.get("detail") or ""
+    """OpusClip's words: ``{statusCode, message}`` or, as its OpenAPI shows, ``{errorName, errorMessage}``."""
+    text = body.get("message") or body.get("errorMessage") or body.get("error") or body.get("detail") or ""
     if isinstance(text, list):
         text = "; ".join(map(str, text))
+    name = body.get("errorName")
+    if isinstance(name, str) and name and name not in str(text):
+        text = f"{name}: {text}" if text else name
     return str(text)[:300]
+
+
+MONTHLY_CAP = "API_MONTHLY_CAP_REACHED"
+MONTHLY_CAP_REASON = "monthly-cap"  # the reason of the ``OpusApiError`` it is raised as
+
+
+def _monthly_cap(body: dict[str, Any]) -> bool:
+    return MONTHLY_CAP in (body.get("code"), body.get("errorName"))
 
 
 def raise_for_status(response: requests.Response, action: str) -> None:
@@ -66,19 +87,21 @@ def raise_for_status(response: requests.Response, action: str) -> None:
     if status < 300:
         return
     body = _body(response)
-    if status == 403 and body.get("code") == "API_MONTHLY_CAP_REACHED":
-        reset_at = body.get("reset_at")
+    if status == 403 and _monthly_cap(body):
+        reset_at = body.get("reset_at") if isinstance(body.get("reset_at"), str) else None
         raise OpusApiError(
             f"OpusClip's monthly API cap is reached; {action} can be retried after {reset_at} "
             "(opus-pipeline retry), or upgrade the plan",
-            reason="monthly-cap",
+            reason=MONTHLY_CAP_REASON,
             reset_at=reset_at,
             status=status,
         )
     if status in (401, 403):
+        said = _detail(body)
         raise OpusApiError(
-            f"OpusClip refused the API key on {action} (HTTP {status}) — check the secret OPUS_API_KEY "
-            "(and OPUS_ORG_ID, for a key of several organisations)",
+            f"OpusClip refused the API key on {action} (HTTP {status}"
+            + (f": {said}" if said else "")
+            + ") — check the secret OPUS_API_KEY (and OPUS_ORG_ID, for a key of several organisations)",
             reason="api-key-refused",
             status=status,
         )
@@ -154,18 +177,17 @@ class OpusClient:
         self._social_sent: dict[str, float] = {}  # social endpoint → when this instance last called it
         self.sleep: Callable[[float], None] = time.sleep
 
-    def _call(
+    def _send(
         self,
         method: str,
         path: str,
-        action: str,
         *,
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> Any:
-        """One authorized call, within the shared request budget; the JSON answer (an object or,
-        for lists, an array)."""
+    ) -> requests.Response:
+        """One authorized request, within the shared request budget; its ``X-RateLimit-*`` headers
+        noted (read leniently: they never fail an answer)."""
         if self._limiter is not None:
             self._limiter.acquire(RATE_WAIT_SECONDS)
         all_headers = {
@@ -177,8 +199,22 @@ class OpusClient:
         response = http_policy.send(
             self.http, method, self._base_url + path, json=body, params=params, headers=all_headers, stream=True
         )
-        http_policy.read_bounded(response)  # a size and a time bound: the answer is read whole below
+        http_policy.read_bounded(response)  # a size and a time bound: the answer is read whole here
         self._usage = Usage.from_headers(response.headers, time.time()) or self._usage
+        return response
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        action: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One call; the JSON answer (an object or, for lists, an array)."""
+        response = self._send(method, path, body=body, params=params, headers=headers)
         raise_for_status(response, action)
         try:
             return response.json()
@@ -252,21 +288,41 @@ class OpusClient:
         """``POST /api/clip-projects`` for an uploaded video; returns the project representation,
         its id (``id`` or ``projectId``) always as ``id``.
 
-        A 2xx answer without an id is permanent, not transient: OpusClip may have made (and charged
-        for) a project all the same, and asking again could make another one each time, none of
-        which the pipeline could follow. The video fails with ``no-project-id``; a person looks at
-        OpusClip's dashboard and re-drives it with ``opus-pipeline retry``."""
-        answer = self._post(
-            "/api/clip-projects", command, "the clip-project request", headers={"x-opus-upload-id": upload_id}
-        )
-        project_id = answer.get("id") or answer.get("projectId")
-        if not isinstance(project_id, str) or not project_id.strip() or not project_id.isprintable():
-            raise OpusApiError(
-                "OpusClip accepted the clip-project request but answered without a usable project id; a project "
-                "may exist all the same: look in OpusClip's dashboard before retrying",
-                reason="no-project-id",
+        The call spends credits, so every answer that does not say what OpusClip did is
+        ``AmbiguousCreateError``: an answer lost after the request was sent, a 5xx (a proxy in front of
+        OpusClip may answer one after OpusClip acted), a 2xx without JSON or without a usable id. The
+        caller looks in the project list before it asks again. A connection never made, a 429 and a
+        4xx are what they say: nothing was created."""
+        action = "the clip-project request"
+        try:
+            response = self._send("POST", "/api/clip-projects", body=command, headers={"x-opus-upload-id": upload_id})
+        except AnswerLostError as exc:
+            raise AmbiguousCreateError(f"{exc} after {action} was sent", reason="create-ambiguous") from None
+        if 500 <= response.status_code < 600:
+            raise AmbiguousCreateError(
+                f"OpusClip answered HTTP {response.status_code} on {action}; it may have made the project"
             )
-        return {**answer, "id": project_id}
+        raise_for_status(response, action)
+        project_id = project_id_of(_body(response))
+        if project_id is None:
+            raise AmbiguousCreateError(
+                f"OpusClip accepted {action} (HTTP {response.status_code}) but answered without a usable project id"
+            )
+        return {**_body(response), "id": project_id}
+
+    def my_projects(self, page_size: int = PROJECT_LIST_PAGE_SIZE) -> list[dict[str, Any]]:
+        """The workspace's newest projects, newest first: ``GET /api/clip-projects?q=mine&page=0&pageSize=N``
+        (pages from 0, ``pageSize`` 1–100), answered ``{"data": {"list": [...]}}``. The one way to find a
+        project whose create answer was lost."""
+        params = {"q": "mine", "page": 0, "pageSize": max(1, min(PROJECT_LIST_PAGE_SIZE, page_size))}
+        answer = self._call("GET", "/api/clip-projects", "the project list", params=params)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        items = data.get("list") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise TransientError(
+                "OpusClip answered the project list with an unexpected shape", reason="opus-unavailable"
+            )
+        return [item for item in items if isinstance(item, dict)]
 
     def get_project(self, project_id: str) -> dict[str, Any]:
         """``GET /api/clip-projects/{projectId}``: the project and its ``stage``."""

@@ -33,6 +33,7 @@ from opus_pipeline.retry import retried
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.clip_copies import CopyPlan, plan_copies, write_captions
+from opus_pipeline.usecases.create_project import is_ambiguous, resolve_ambiguous
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 from opus_pipeline.usecases.publish import after_clips_ready, plan_at_clips_ready
@@ -67,10 +68,42 @@ def check_project(stored: Stored, services: Services, trigger: str) -> str:
         )
         return _Conclusion(rec.source, services, "GONE", log, trigger, failure=gone).run()
     stage = project["stage"]
+    if stage == "STALLED" and not states.stall_over(rec.stalled_since, services.wall(), _grace(services)):
+        return _watch_stall(stored, services, log)
     if stage not in states.TERMINAL_STAGES:
         _note_stage(stored, stage, services, log)
         return rec.state
     return _Conclusion(rec.source, services, stage, log, trigger).run()
+
+
+def _grace(services: Services) -> float:
+    return services.settings.stalled_grace_seconds
+
+
+def _watch_stall(stored: Stored, services: Services, log: logs.Logger) -> str:
+    """A STALLED project is watched, not failed, for ``STALLED_GRACE_SECONDS``: OpusClip no longer counts
+    it against the parallel cap, so its slot is freed at once; looked at again as any running project
+    (never after the grace ends), its clips come back if it moves on, and past the grace it fails."""
+    rec, now = stored.record, services.wall()
+    since = rec.stalled_since if rec.stalled_since is not None else now
+    checks = rec.checks + 1
+    next_check = states.next_stall_look(since, checks, now, _grace(services))
+    if (
+        services.ledger.update(stored, stage="STALLED", stalled_since=since, checks=checks, next_check=next_check)
+        is None
+    ):
+        return rec.state  # someone else moved the record on meanwhile; their word wins
+    if rec.stalled_since is None:
+        free_slot(services, rec.source.key)
+        services.status.show(
+            rec.source, rec.state, upload_id=rec.upload_id, project_id=rec.project_id, extra={"opus-stage": "STALLED"}
+        )
+        log.warning(
+            f"project {rec.project_id} stalled at OpusClip; watched for {_grace(services):.0f}s before the video fails",
+            event="project_stage",
+            stage="STALLED",
+        )
+    return rec.state
 
 
 def handle_webhook(
@@ -94,6 +127,10 @@ def handle_webhook(
     stored = services.ledger.read_key(key)
     for _ in range(CREATION_WAITS):
         if stored is None or stored.record.state != states.CREATING:
+            break
+        if is_ambiguous(stored.record, services.wall()):  # OpusClip calls for a project it made: adopt it
+            resolve_ambiguous(stored, services)
+            stored = services.ledger.read_key(key)
             break
         services.sleep(CREATION_WAIT_SECONDS)
         stored = services.ledger.read_key(key)
@@ -142,7 +179,8 @@ def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger
     rec = stored.record
     checks = rec.checks + 1
     next_check = services.wall() + states.next_check_seconds(checks)
-    if services.ledger.update(stored, stage=stage, checks=checks, next_check=next_check) is None:
+    moved_on = {"stalled_since": None} if rec.stalled_since is not None else {}  # a stall ended
+    if services.ledger.update(stored, stage=stage, checks=checks, next_check=next_check, **moved_on) is None:
         return  # someone else moved the record on meanwhile; their word wins
     if stage != rec.stage:
         services.status.show(
@@ -388,8 +426,9 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
     def _stalled(self) -> None:
         self._fail(
             PermanentError(
-                f"OpusClip stalled project {self.record.project_id}; `opus-pipeline retry {self.obj.uri}` creates "
-                "a new project from the same upload while OpusClip still has it",
+                f"OpusClip's project {self.record.project_id} stayed stalled for {_grace(self.svc):.0f}s; "
+                f"`opus-pipeline retry {self.obj.uri}` looks at it again (and follows it if it moved on); "
+                "`--new-project` creates a new project from the same upload while OpusClip still has it",
                 reason="project-stalled",
             )
         )

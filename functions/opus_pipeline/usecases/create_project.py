@@ -3,12 +3,13 @@
 Once per upload: the video's state record is claimed ``creating`` by compare-and-swap before
 OpusClip is called, and the project id is recorded right after it answers.
 
-The one window that remains: if this process dies after OpusClip created the project and before
-the ``project-created`` write lands (a few milliseconds), the redelivered message finds the
-record ``creating`` with a lease that expires, and creates a second project. OpusClip's API
-offers no idempotency key and no lookup by upload id that would close it. The same holds when
-the request timed out after OpusClip accepted it. The window is kept small by doing nothing
-between the call and the write, and by holding the lease for the whole call.
+The create call spends credits and OpusClip offers no idempotency key, so it is never sent again
+blind (``domain/creation.py``): the record says "sent" (``create_sent_at``, by compare-and-swap)
+before the call, and a 2xx is recorded before anything else is done. An answer that does not say what
+OpusClip did (lost, a 5xx, a 2xx without a readable id) leaves the creation ambiguous; every later
+delivery (and a webhook for the video) looks in OpusClip's project list first and adopts the project
+found. Only when nothing is found after a grace period is the video created again, a bounded number
+of times. Every attempt and its outcome is logged (``event=create_attempt`` / ``create_outcome``).
 
 Nothing in the message is trusted but the key it names: anyone who may publish to the topic can
 send one, and the ``uploadId`` is no secret (it is on the object's metadata). A request is acted on
@@ -27,19 +28,22 @@ from __future__ import annotations
 from typing import Any
 
 from opus_pipeline import logs
-from opus_pipeline.domain import states
+from opus_pipeline.domain import creation, states
 from opus_pipeline.domain.credits import UPLOAD_GONE, WAITING_FOR_CREDITS, WAITING_FOR_SLOT, Refusal, refusal
 from opus_pipeline.domain.events import foreign_bucket, name_problem
 from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.domain.preferences import Preferences, effective
 from opus_pipeline.domain.project_request import build_command, check_command
-from opus_pipeline.domain.record import VideoRecord
+from opus_pipeline.domain.record import Stored, VideoRecord
 from opus_pipeline.domain.webhook import registered_url
 from opus_pipeline.errors import (
+    AmbiguousCreateError,
+    AnswerLostError,
     ConcurrentCapError,
     InProgressError,
     OpusApiError,
     PermanentError,
+    PipelineError,
     RateLimitedError,
     TransientError,
     UnknownVideoError,
@@ -64,10 +68,13 @@ REFUSED = "refused"  # what a refused request returns: no record was read or wri
 class _CreateProject(LeasedUseCase[states.ProjectStep]):
     rule = staticmethod(states.project_step)
 
-    def __init__(self, request: ClipRequest, services: Services) -> None:
+    def __init__(self, request: ClipRequest, services: Services, adopt_only: bool = False) -> None:
         log = logs.Logger({**request.source.labels(), "uploadId": request.upload_id})
         super().__init__(request.source, services, log, CREATE_LEASE_SECONDS)
         self.request = request
+        self.adopt_only = adopt_only  # a webhook's look: a project exists, so never create one
+        self._outcome_unknown = False  # a create call was sent and what it did is not known
+        self._attempts = 0  # create calls sent for the upload, as the record will say
 
     def decide(self, record: VideoRecord) -> states.ProjectStep:
         if record.upload_id != self.request.upload_id:
@@ -92,12 +99,20 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         if step is not states.ProjectStep.CREATE:
             return self._not_ours(step)
         self.obj = self.record.source  # from here on, the record's word, not the message's
+        self._outcome_unknown = self.record.create_sent_at is not None
+        self._attempts = self.record.create_attempts
         try:
+            if self._outcome_unknown:  # an earlier create call may have made the project
+                settled = self._reconcile()
+                if settled is not None:
+                    return settled
             grant = self.svc.admission.request(self.obj.key, self.svc.wall())
             if not grant.granted:
                 return self._wait(grant.position)
             with self.held.keep_alive():
                 project = self._call_opus()
+        except AmbiguousCreateError as exc:
+            return self._ambiguous(exc)
         except ConcurrentCapError as exc:
             return self._wait_for_cap(exc)
         except OpusApiError as exc:
@@ -142,6 +157,8 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
                 event="stale_clip_request",
             )
         else:
+            if rec.state == states.PROJECT_CREATED:  # the creating delivery may have died before marking it
+                self.svc.open_projects.mark_open(rec.source)
             self.log.info(
                 f"duplicate clip request: the video is already {rec.state}"
                 + (f" (project {rec.project_id})" if rec.project_id else ""),
@@ -150,14 +167,14 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             )
         return rec.state
 
-    def _created(self, project: dict) -> str:
+    def _created(self, project: dict, outcome: str = "created") -> str:
+        """The project is recorded first, before anything else is called: should anything after fail,
+        the redelivery finds the video ``project-created`` (and marks it open again), never one to create."""
         project_id = project["id"]
-        self.svc.open_projects.mark_open(self.obj)  # before the record says so: the sweeper never misses it
-        credit_queue.settle(self.svc, self.obj.key, created=True)
         self.held.release(
             state=states.PROJECT_CREATED,
             project_id=project_id,
-            stage=project.get("stage"),
+            stage=project.get("stage") if isinstance(project.get("stage"), str) else None,
             reason=None,
             error=None,
             checks=0,
@@ -167,21 +184,91 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             manifest_uri=None,
             concluded_at=None,
             upload_waited=False,
+            create_sent_at=None,
         )
+        self.log.bind(projectId=project_id)
+        self._log_outcome(outcome, projectId=project_id)
+        self.svc.open_projects.mark_open(self.obj)  # the sweeper follows it from now on
+        try:
+            credit_queue.settle(self.svc, self.obj.key, created=True, credits=self.record.credits)
+        except PipelineError as exc:  # OpusClip's numbers unreadable now: the sweeper settles it (_settle_ended)
+            self.log.warning(f"the credit book is settled later: {exc}", event="settle_later", reason=exc.reason)
         self.svc.status.show(
             self.obj,
             states.PROJECT_CREATED,
             upload_id=self.record.upload_id,
             project_id=project_id,
-            extra={"opus-stage": str(project.get("stage") or "")},
+            extra={"opus-stage": str(self.record.stage or "")},
         )
-        self.log.bind(projectId=project_id)
         self.log.info(
-            f"created OpusClip project {project_id} for {self.obj.uri}",
+            f"{'adopted' if outcome == 'adopted' else 'created'} OpusClip project {project_id} for {self.obj.uri}",
             event="project_created",
-            stage=project.get("stage"),
+            stage=self.record.stage,
         )
         return states.PROJECT_CREATED
+
+    # -- a creation that may have happened ---------------------------------------------------------
+
+    def _log_outcome(self, outcome: str, **fields: Any) -> None:
+        """One line per create attempt's outcome, with the video's labels: what the dashboard's
+        projects-per-video tile and its alert count (``infra/monitoring.tf``)."""
+        level = self.log.info if outcome in ("created", "adopted", "not-sent", "refused") else self.log.warning
+        level(
+            f"create attempt {self.record.create_attempts} for {self.obj.uri}: {outcome}",
+            event="create_outcome",
+            outcome=outcome,
+            attempt=self.record.create_attempts,
+            **fields,
+        )
+
+    def _sought(self) -> creation.Sought:
+        rec = self.record
+        title = self._command()["uploadedVideoAttr"].get("title")
+        return creation.Sought(rec.upload_id or "", title, rec.create_since or rec.create_sent_at or 0.0)
+
+    def _reconcile(self) -> str | None:
+        """An earlier create call's outcome is unknown: look for its project in OpusClip's list and
+        adopt it; else wait out the grace, create again (None: go on), or give up."""
+        rec = self.record
+        found, item = creation.find_project(self.svc.opus.my_projects(), self._sought())
+        if item is not None:
+            project_id = creation.project_id_of(item) or ""
+            return self._created({**item, "id": project_id}, outcome="adopted")
+        grace = self.settings.create_grace_seconds
+        decided = creation.decide(found, rec.create_attempts, rec.create_sent_at or 0.0, self.svc.wall(), grace)
+        if decided is creation.Next.CREATE and self.adopt_only:
+            decided = creation.Next.WAIT
+        if decided is creation.Next.CREATE:
+            self.log.warning(
+                f"no project of upload {rec.upload_id} in OpusClip's project list {grace:.0f}s "
+                f"after create attempt {rec.create_attempts}: creating it again",
+                event="create_reconciled",
+                found=found.value,
+            )
+            return None
+        if decided is creation.Next.WAIT:  # still ``creating`` and sent (``_give_back``): looked at again
+            raise InProgressError(
+                f"the outcome of create attempt {rec.create_attempts} is unknown and OpusClip does not list a "
+                "project of this upload yet; looking again later",
+                reason="create-ambiguous",
+            )
+        several = " (several projects of its title may be it)" if found is creation.Found.SEVERAL else ""
+        return self._fail(
+            PermanentError(
+                f"OpusClip may have made a project of upload {rec.upload_id} without saying so{several}: "
+                f"{rec.create_attempts} create calls went unanswered and its project list shows none that is "
+                f"surely this video's. Look in OpusClip's dashboard for a project titled {self._sought().title!r} "
+                "before `opus-pipeline retry --new-project`, which creates another (and spends credits)",
+                reason=creation.UNCONFIRMED,
+            )
+        )
+
+    def _ambiguous(self, exc: AmbiguousCreateError) -> str:
+        """The create call may have made the project: the record stays ``creating`` and sent, the lease
+        is given up and the request redelivered; the next delivery looks in the project list first."""
+        self._log_outcome("ambiguous", reason=exc.reason, why=str(exc))
+        self._give_back()
+        raise InProgressError(f"{exc}; the project list is looked at before any other create call", reason=exc.reason)
 
     def _wait_for_cap(self, exc: ConcurrentCapError) -> str:
         """OpusClip's in-flight cap is full after all (another tool shares the key): queue again."""
@@ -270,8 +357,12 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         return states.FAILED
 
     def _give_back(self) -> None:
-        """A transient failure: the record is queued again and the slot freed for the redelivery."""
-        self.held.release(state=states.QUEUED)
+        """A transient failure: the record is queued again and the slot freed for the redelivery. A
+        create call whose outcome is unknown keeps the record ``creating`` (and sent) instead."""
+        if self._outcome_unknown:
+            self.held.release()
+        else:
+            self.held.release(state=states.QUEUED)
         free_slot(self.svc, self.obj.key)
 
     def _wait(self, position: int) -> str:
@@ -279,15 +370,18 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self.held.release(state=states.WAITING, waiting_for=WAITING_FOR_SLOT)
         return show_waiting(self.svc, self.obj, self.record.upload_id, position, self.log)
 
-    def _call_opus(self) -> dict:
+    def _command(self) -> dict[str, Any]:
         settings, rec = self.settings, self.record
-        upload_id = rec.upload_id or ""
         prefs = effective(Preferences.from_message(rec.preferences), settings.default_preferences, self.obj.name)
         hook = settings.webhook_url and registered_url(settings.webhook_url, settings.webhook_token or "", self.obj.key)
-        command = build_command(upload_id, prefs, settings.notify_email, hook or None)
+        command = build_command(rec.upload_id or "", prefs, settings.notify_email, hook or None)
         check_command(command)
+        return command
+
+    def _call_opus(self) -> dict:
+        command = self._command()
         try:
-            return self.svc.opus.create_clip_project(command, upload_id)
+            return self._send(command)
         except ConcurrentCapError:
             raise  # the slots are all taken: waiting in the queue is cheaper than sleeping here
         except RateLimitedError as exc:
@@ -295,9 +389,55 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
                 raise
             self.log.warning(f"{exc}; retrying in {exc.retry_after:.0f}s", event="rate_limited", reason=exc.reason)
             self.svc.sleep(exc.retry_after)
-            return self.svc.opus.create_clip_project(command, upload_id)
+            return self._send(command)
+
+    def _send(self, command: dict[str, Any]) -> dict:
+        """One create call: "sent" is recorded durably first; an answer that proves nothing was made
+        (a 4xx, a 429, a connection never made) takes the mark back with the record's next write."""
+        rec, now = self.record, self.svc.wall()
+        self._attempts += 1
+        self.held.save(create_sent_at=now, create_since=rec.create_since or now, create_attempts=self._attempts)
+        self._outcome_unknown = True
+        self.log.info(
+            f"create attempt {self.record.create_attempts} for {self.obj.uri} (upload {rec.upload_id})",
+            event="create_attempt",
+            attempt=self.record.create_attempts,
+        )
+        try:
+            return self.svc.opus.create_clip_project(command, rec.upload_id or "")
+        except (AmbiguousCreateError, AnswerLostError):
+            raise
+        except (TransientError, OpusApiError) as exc:
+            self._log_outcome("not-sent" if isinstance(exc, TransientError) else "refused", reason=exc.reason)
+            self._attempts -= 1
+            self.held.checkpoint(create_sent_at=None, create_attempts=self._attempts)
+            self._outcome_unknown = False
+            raise
 
 
 def handle_clip_request(request: ClipRequest, services: Services) -> str:
     """Create the project for ``request`` unless one exists; raises ``TransientError`` to be redelivered."""
     return _CreateProject(request, services).run()
+
+
+def is_ambiguous(record: VideoRecord, now: float) -> bool:
+    """Whether the video's creation is ambiguous: a create call was sent, what it did is unknown, and
+    no delivery is at it now."""
+    return record.state == states.CREATING and record.create_sent_at is not None and not record.lease_live(now)
+
+
+def resolve_ambiguous(stored: Stored, services: Services) -> None:
+    """A webhook for a video whose creation is ambiguous: OpusClip made a project of it, so the project
+    list is looked at now, once (under the video's lease, never creating anything) rather than on the
+    clip request's next redelivery. Found nothing, or could not look: the redelivery looks again."""
+    rec = stored.record
+    if not rec.upload_id:
+        return
+    try:
+        _CreateProject(rec.clip_request(), services, adopt_only=True).run()
+    except TransientError as exc:
+        logs.info(
+            f"webhook: the project of {rec.source.uri} is not adopted yet ({exc}); its clip request looks again",
+            labels=rec.source.labels(),
+            event="create_reconciled",
+        )

@@ -70,11 +70,12 @@ def wait(services: Services, held: HeldRecord, log: logs.Logger, why: str, reset
     return states.WAITING
 
 
-def settle(services: Services, key: str, created: bool) -> None:
-    """``key``'s project was created (its estimate is spent) or will not be (its reservation is freed)."""
+def settle(services: Services, key: str, created: bool, credits: int | None = None) -> None:
+    """``key``'s project was created (its estimate is spent; ``credits``, the record's estimate, when
+    nothing was reserved for it) or will not be (its reservation is freed)."""
     if _checked(services) is not None:
         now = services.wall()
-        services.credit_ledger.change(month_of(now), lambda book: book.settle(key, created, now))
+        services.credit_ledger.change(month_of(now), lambda book: book.settle(key, created, now, credits))
 
 
 def fits(services: Services, credits: int) -> bool:
@@ -100,7 +101,7 @@ def admit_waiting(services: Services) -> list[str]:
     An admitted video is handed back: an ingest request when its bytes are not yet at OpusClip, its
     clip request again when they are (a 403 at creation sent it back here)."""
     book = services.credit_ledger.read()
-    _settle_ended(services, book)
+    stranded = _settle_ended(services, book)
     # While videos wait, the numbers of now (a tick is minutes apart); else those of the last minute,
     # which the sweeper's own calls usually carry.
     usage, now = services.opus.usage(max_age=0 if book.waiting else USAGE_FRESH_SECONDS), services.wall()
@@ -115,6 +116,8 @@ def admit_waiting(services: Services) -> list[str]:
         admitted = services.credit_ledger.change(month_of(now), edit)
         for key in admitted:
             _hand_back(services, key)
+    for key in stranded:  # admitted earlier, its hand-back lost (a crash before the publish)
+        _hand_back(services, key)
     _report(usage, book)
     return admitted
 
@@ -138,22 +141,35 @@ def _report(usage: Usage, book: CreditBook) -> None:
     )
 
 
-def _settle_ended(services: Services, book: CreditBook) -> None:
-    """Reservations and places whose video was created, failed or vanished meanwhile (a lost write)."""
-    ended: dict[str, bool] = {}
+def _settle_ended(services: Services, book: CreditBook) -> list[str]:
+    """Reservations and places whose video was created, failed or vanished meanwhile (a lost write).
+    Returns the videos holding a reservation yet still waiting for credits, none of it being worked
+    on: admitted, but their hand-back was lost (``create_project._upload_again`` crashed before its
+    ingest request went out); handed back again."""
+    ended: dict[str, tuple[bool, int | None]] = {}
+    stranded: list[str] = []
+    now = services.wall()
     for key in [*book.reserved, *(w["key"] for w in book.waiting)]:
         stored = services.ledger.read_key(key)
         state = stored.record.state if stored else None
         if state in _CREATED_STATES or state is None or state in states.END_STATES:
-            ended[key] = state in _CREATED_STATES
+            ended[key] = (state in _CREATED_STATES, stored.record.credits if stored else None)
+        elif (
+            key in book.reserved
+            and stored is not None
+            and state == states.WAITING
+            and stored.record.waiting_for == WAITING_FOR_CREDITS
+            and not stored.record.lease_live(now)
+        ):
+            stranded.append(key)
     if ended:
-        now = services.wall()
 
         def edit(b: CreditBook) -> None:
-            for key, created in ended.items():
-                b.settle(key, created, now)
+            for key, (created, credits) in ended.items():
+                b.settle(key, created, now, credits)
 
         services.credit_ledger.change(month_of(now), edit)
+    return stranded
 
 
 def _hand_back(services: Services, key: str) -> None:

@@ -24,6 +24,7 @@ from opus_pipeline.domain.url_policy import check_url
 from opus_pipeline.errors import (
     DeadlineReachedError,
     InProgressError,
+    OpusApiError,
     PermanentError,
     SessionExpiredError,
     SupersededError,
@@ -32,6 +33,7 @@ from opus_pipeline.errors import (
 from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.gcs.sessions import UploadSessions
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
+from opus_pipeline.opus.client import MONTHLY_CAP_REASON as MONTHLY_CAP
 from opus_pipeline.opus.resumable import ResumableSession, put_length, start
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases import credits as credit_queue
@@ -155,6 +157,14 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
                         return self.record.state
                     self._upload()
                 self._hand_over()
+        except OpusApiError as exc:
+            if exc.reason != MONTHLY_CAP:
+                record_failure(self.held, self.status, exc, self.log)
+                self._forget_session()
+            else:  # on upload-links or api-usage: the video waits for the month's credits, as at creation
+                self.held.save()  # the probe's estimate, noted only, is what it waits with
+                why = f"OpusClip's monthly cap is reached until {exc.reset_at}"
+                credit_queue.wait(self.svc, self.held, self.log, why, reset_at=exc.reset_at)
         except PermanentError as exc:
             record_failure(self.held, self.status, exc, self.log)
             self._forget_session()
@@ -172,7 +182,9 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _may_upload(self) -> bool:
         """Before any byte, once: the checks, the probe, and whether this month's credits suffice
-        (a video admitted from the credit queue, or resumed, passed them already)."""
+        (a resumed one passed them already; one admitted from the credit queue must hold its reservation)."""
+        if self.record.state == states.WAITING:  # an ingest request: only what the credit book admitted goes
+            return self._admitted()
         if self.record.state != states.RECEIVED:
             return True
         prefs = self._validate()
@@ -183,6 +195,15 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         if credit_queue.ask(self.svc, self.obj.key, estimate):
             return True
         credit_queue.wait(self.svc, self.held, self.log, f"its {estimate} credits do not fit this month")
+        return False
+
+    def _admitted(self) -> bool:
+        """The same credit gate as a first upload: an ingest request (the sweeper's, or anyone's who may
+        publish one) uploads a waiting video only if its estimate is reserved in the book or fits now."""
+        estimate = self.record.credits or 0
+        if credit_queue.ask(self.svc, self.obj.key, estimate):
+            return True
+        credit_queue.wait(self.svc, self.held, self.log, f"its {estimate} credits are not reserved and do not fit")
         return False
 
     def _probe(self, prefs: Preferences) -> int:

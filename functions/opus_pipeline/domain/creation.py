@@ -1,0 +1,119 @@
+"""A create call that spends credits, once it may have been acted on, is never sent again blind. Pure logic.
+
+``POST /api/clip-projects`` has no idempotency key. So the video's record says "sent" (durably, by
+compare-and-swap) before the call, and an answer that does not say what OpusClip did (lost, a 5xx,
+a 2xx without a readable id) leaves the creation *ambiguous*. Before any second POST the project is
+looked for in the workspace's project list (``GET /api/clip-projects?q=mine``, newest first): by the
+upload's id where an item names its source, else by its title and a creation time after the first
+attempt (``find_project``). Found, it is adopted; not found within ``CREATE_GRACE_SECONDS`` of the
+last attempt, the video waits; past it, the video is created again, at most ``MAX_CREATE_ATTEMPTS``
+times in all; then it fails (``create-unconfirmed``) saying to look in OpusClip (``decide``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from opus_pipeline.domain.credits import epoch_of
+
+CREATE_GRACE_SECONDS = 300.0  # OPUS_CREATE_GRACE_SECONDS' default: how long a project is looked for before another
+MAX_CREATE_ATTEMPTS = 3  # create calls sent for one upload, in all
+CLOCK_SKEW_SECONDS = 60.0  # OpusClip's ``createdAt`` against our clock, when matching by title and time
+UNCONFIRMED = "create-unconfirmed"  # the failure reason past the last attempt
+# The fields of a project-list item that may name its source (OpenAPI ``sourceId``; OpusClip's CLI
+# shows ``source_video_id``).
+_SOURCE_ID_FIELDS = ("sourceId", "sourceVideoId", "source_video_id")
+
+
+def project_id_of(answer: Any) -> str | None:
+    """The project id of a create answer or a list item (``id`` or ``projectId``); None when there is no
+    usable one (absent, empty, not text, or with control characters)."""
+    if not isinstance(answer, Mapping):
+        return None
+    for key in ("id", "projectId"):
+        value = answer.get(key)
+        if isinstance(value, str) and value.strip() and value.isprintable():
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class Sought:
+    """What is known of the project an ambiguous create may have made."""
+
+    upload_id: str
+    title: str | None
+    since: float  # wall seconds: when the first create call of this upload was sent
+
+
+def _names_source(item: Mapping[str, Any]) -> list[str]:
+    named = [item.get(field) for field in _SOURCE_ID_FIELDS]
+    uri = item.get("sourceUri")
+    return [value for value in [*named, uri] if isinstance(value, str) and value]
+
+
+def _title(item: Mapping[str, Any]) -> str | None:
+    info = item.get("sourceInfo")
+    title = info.get("title") if isinstance(info, Mapping) else None
+    return title if isinstance(title, str) else None
+
+
+def matches(item: Mapping[str, Any], sought: Sought) -> bool | None:
+    """True: the item is the upload's project (its source names the upload id); False: it is not (it
+    names another source, or has another title, or is older than the first attempt); None: it names
+    no source, and its title and creation time fit."""
+    if project_id_of(item) is None:
+        return False
+    sources = _names_source(item)
+    if sources:
+        return any(value == sought.upload_id or value.endswith("/" + sought.upload_id) for value in sources)
+    created = epoch_of(item.get("createdAt") if isinstance(item.get("createdAt"), str) else None)
+    fits = (
+        sought.title is not None
+        and _title(item) == sought.title
+        and created is not None
+        and created >= sought.since - CLOCK_SKEW_SECONDS
+    )
+    return None if fits else False
+
+
+class Found(Enum):
+    ONE = "one"
+    NONE = "none"
+    SEVERAL = "several"  # more than one project fits by title and time: which is ours cannot be told
+
+
+def find_project(items: Iterable[Mapping[str, Any]], sought: Sought) -> tuple[Found, Mapping[str, Any] | None]:
+    """The upload's project in a project list: one naming the upload wins; else the one item whose
+    title and time fit; several such, none is chosen (``Found.SEVERAL``)."""
+    likely = []
+    for item in items:
+        verdict = matches(item, sought)
+        if verdict is True:
+            return Found.ONE, item
+        if verdict is None:
+            likely.append(item)
+    if len(likely) == 1:
+        return Found.ONE, likely[0]
+    return (Found.SEVERAL if likely else Found.NONE), None
+
+
+class Next(Enum):
+    """What an ambiguous creation does after its look at the project list found nothing."""
+
+    WAIT = "wait"  # within the grace: OpusClip may not list it yet; look again later
+    CREATE = "create"  # nothing after the grace: create again (an attempt is left)
+    GIVE_UP = "give-up"  # no attempt is left, or several projects may be ours: a person looks in OpusClip
+
+
+def decide(found: Found, attempts: int, last_sent_at: float, now: float, grace: float = CREATE_GRACE_SECONDS) -> Next:
+    """After ``attempts`` create calls, the last sent at ``last_sent_at``, and a project list look that
+    found nothing surely ours; ``grace``: how long OpusClip may take to list a project it made."""
+    if found is Found.SEVERAL:
+        return Next.GIVE_UP
+    if now - last_sent_at < grace:
+        return Next.WAIT
+    return Next.CREATE if attempts < MAX_CREATE_ATTEMPTS else Next.GIVE_UP
