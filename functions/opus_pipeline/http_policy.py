@@ -31,7 +31,6 @@ JSON_READ_PIECE = 64 * 1024
 
 # As google-cloud-storage's retry.py: 501 (Not Implemented) and other 5xx are not transient.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-BACKOFF_CAP_SECONDS = 32.0
 
 
 def is_retryable(status: int) -> bool:
@@ -54,13 +53,6 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def backoff_seconds(failures: int, hint: float | None, jitter: float, cap: float = BACKOFF_CAP_SECONDS) -> float:
-    """Exponential backoff (1, 2, 4 … ``cap`` s) scaled by ``jitter`` in [0.5, 1]; a short hint wins."""
-    if hint is not None and hint <= cap:
-        return hint
-    return min(cap, 2.0 ** max(0, failures - 1)) * jitter
 
 
 def describe_transport_error(exc: BaseException, peer: str = "OpusClip") -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from opus_pipeline import http_policy
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject, skip_reason, storage_object
 from opus_pipeline.domain.url_policy import check_url
@@ -192,13 +191,3 @@ def test_ingest_step(state: str, owner: str | None, expires: float, step: states
 )
 def test_retry_action(state: str, complete: bool, live: bool, action: states.RetryAction) -> None:
     assert states.retry_action(state, complete, live) is action
-
-
-def test_backoff_grows_exponentially_to_a_cap_with_jitter() -> None:
-    assert [http_policy.backoff_seconds(n, None, 1.0) for n in (1, 2, 3, 6, 7, 20)] == [1, 2, 4, 32, 32, 32]
-    assert http_policy.backoff_seconds(3, None, 0.5) == 2
-
-
-def test_a_short_retry_after_hint_wins_a_long_one_does_not() -> None:
-    assert http_policy.backoff_seconds(1, 5.0, 1.0) == 5.0
-    assert http_policy.backoff_seconds(1, 3600.0, 1.0) == 1.0

@@ -9,10 +9,9 @@ fit, and the sweeper's ingest request brings it back). See ``domain/states.py`` 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 
-from opus_pipeline import http_policy, logs
+from opus_pipeline import logs
 from opus_pipeline.domain import credits, states
 from opus_pipeline.domain.credits import WAITING_FOR_SLOT
 from opus_pipeline.domain.events import StorageObject, foreign_bucket, name_problem, skip_reason
@@ -35,6 +34,7 @@ from opus_pipeline.gcs.sessions import UploadSessions
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
 from opus_pipeline.opus.client import MONTHLY_CAP_REASON as MONTHLY_CAP
 from opus_pipeline.opus.resumable import ResumableSession, put_length, start
+from opus_pipeline.retry import Backoff
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases import credits as credit_queue
 from opus_pipeline.usecases.admit import admit_next, show_waiting
@@ -280,7 +280,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         streaming_since = self.svc.clock()
         source = SourceObject(self.svc.storage, self.obj, self.record.read_generation or self.obj.generation)
         link = _Link(source, self.obj.size, self.settings.upload_chunk_size, streaming_since)
-        renewals = failures = 0
+        renewals, backoff = 0, Backoff()
         try:
             while not session.complete:
                 before = session.committed
@@ -295,19 +295,19 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
                         raise TransientError("the OpusClip upload session keeps expiring") from None
                     self.log.warning("the upload session expired; starting a new one")
                     session = self._open_session()
-                    failures = 0  # a new session owes nothing to the old one's failures: its backoff starts over
+                    backoff.restart()  # a new session owes nothing to the old one's failures
                 except (DeadlineReachedError, InProgressError):
                     raise
                 except TransientError as exc:
-                    failures = 1 if session.committed > before else failures + 1
+                    if session.committed > before:
+                        backoff.restart()  # it moved on: its failures start over
                     session.mark_unknown()
-                    self._wait_before_retry(exc, failures, session)
+                    self._wait_before_retry(exc, backoff.next_wait(exc), session)
         finally:
             link.close()
         self._uploaded(self.svc.clock() - streaming_since)
 
-    def _wait_before_retry(self, exc: TransientError, failures: int, session: ResumableSession) -> None:
-        delay = http_policy.backoff_seconds(failures, exc.retry_after, random.uniform(0.5, 1))
+    def _wait_before_retry(self, exc: TransientError, delay: float, session: ResumableSession) -> None:
         if self.svc.clock() + delay > self.deadline:
             self.held.renew(committed=session.committed)
             raise DeadlineReachedError(
