@@ -20,23 +20,45 @@ failed ─► queued | project-created
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import TypeVar
 
 from opus_pipeline.errors import IllegalTransitionError
 
-RECEIVED = "received"
-UPLOADING = "uploading"
-UPLOADED = "uploaded"
-QUEUED = "queued"
-CREATING = "creating"
-WAITING = "waiting"
-PROJECT_CREATED = "project-created"
-CONCLUDING = "concluding"
-CLIPS_READY = "clips-ready"
-FAILED = "failed"
-SKIPPED = "skipped"
-SUPERSEDED = "superseded"
+
+class Status(StrEnum):
+    """A video's status: the state record's ``state`` and the object's ``opus-status``. A ``str``:
+    records keep it as its text, and a status read back compares equal to its member."""
+
+    RECEIVED = "received"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    QUEUED = "queued"
+    CREATING = "creating"
+    WAITING = "waiting"
+    PROJECT_CREATED = "project-created"
+    CONCLUDING = "concluding"
+    CLIPS_READY = "clips-ready"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    SUPERSEDED = "superseded"
+
+
+# The members by their own names, as every module writes them (``states.FAILED``).
+(
+    RECEIVED,
+    UPLOADING,
+    UPLOADED,
+    QUEUED,
+    CREATING,
+    WAITING,
+    PROJECT_CREATED,
+    CONCLUDING,
+    CLIPS_READY,
+    FAILED,
+    SKIPPED,
+    SUPERSEDED,
+) = Status
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     # waiting: its estimate does not fit this month's credits; superseded: overwritten before the probe
