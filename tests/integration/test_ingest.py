@@ -9,6 +9,7 @@ import pytest
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.errors import InProgressError, TransientError
+from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 from opus_pipeline.usecases.ingest import handle_finalized
 
@@ -77,7 +78,9 @@ def test_record_keeps_no_session_url_once_uploaded(stack: Stack, standin) -> Non
     resource = stack.put("talk.mp4", data)
     ingest(stack, resource)
     rec = record(stack, resource)
-    assert rec.state == states.QUEUED and rec.session_url is None and rec.committed == len(data)
+    assert rec.state == states.QUEUED and rec.committed == len(data)
+    raw = stack.storage.bucket(stack.state_bucket).blob(record_path(storage_object(resource))).download_as_text()
+    assert "/session/" not in raw
 
 
 # -- exactly once ------------------------------------------------------------------------------

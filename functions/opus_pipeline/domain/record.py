@@ -20,14 +20,14 @@ from opus_pipeline.domain.preferences import Preferences
 
 @dataclass(frozen=True)
 class VideoRecord:
-    """One uploaded version of one object. ``session_url`` is a credential: never log it."""
+    """One uploaded version of one object. Its upload session URL, a credential, is never here
+    (``gcs/sessions.py`` keeps it apart while the upload runs)."""
 
     source: StorageObject
     state: str = states.RECEIVED
     reason: str | None = None
     error: str | None = None
     upload_id: str | None = None
-    session_url: str | None = field(default=None, repr=False)  # only in records from before gcs/sessions.py
     committed: int = 0
     read_generation: int | None = None
     preferences: dict[str, Any] = field(default_factory=dict)

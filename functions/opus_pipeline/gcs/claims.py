@@ -144,7 +144,7 @@ class HeldRecord:
 
     def settle(self, state: str, exc: PipelineError, **changes: Any) -> None:
         """End in ``state`` for the reason ``exc`` gives; an open session is forgotten."""
-        self.release(state=state, reason=exc.reason, error=str(exc), session_url=None, **changes)
+        self.release(state=state, reason=exc.reason, error=str(exc), **changes)
 
     @contextlib.contextmanager
     def keep_alive(self, on_lost: Callable[[Exception], None] | None = None) -> Iterator[None]:

@@ -318,7 +318,6 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             waiting_for=WAITING_FOR_CREDITS,
             upload_id=None,
             committed=0,
-            session_url=None,
             uploaded_at=None,
             reset_at=None,
             upload_waited=False,

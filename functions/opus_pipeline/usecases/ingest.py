@@ -337,7 +337,6 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         self.held.save(
             state=states.UPLOADING,
             upload_id=link.upload_id,
-            session_url=None,
             committed=0,
             read_generation=self.obj.generation,
         )
@@ -351,11 +350,10 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         return ResumableSession(self.svc.opus.http, session_url, self.obj.size)
 
     def _kept_session(self) -> str | None:
-        """The session of the upload under way, kept apart from the record (``gcs/sessions.py``);
-        a record written before that kept it itself."""
+        """The session of the upload under way, kept apart from the record (``gcs/sessions.py``)."""
         if self.record.state != states.UPLOADING:
             return None
-        return self.record.session_url or self.sessions.find(self.obj)
+        return self.sessions.find(self.obj)
 
     def _resume(self, session_url: str) -> ResumableSession:
         """The kept session, whose position only it knows for sure."""
@@ -427,9 +425,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
     def _uploaded(self, seconds: float) -> None:
         # Written with the hand-over's ``queued`` unless a second has passed (Cloud Storage's write rate on
         # the record): a crash before that write finds the session complete and ends here again.
-        self.held.checkpoint(
-            state=states.UPLOADED, committed=self.obj.size, session_url=None, uploaded_at=now_rfc3339()
-        )
+        self.held.checkpoint(state=states.UPLOADED, committed=self.obj.size, uploaded_at=now_rfc3339())
         self.status.show(self.obj, states.UPLOADED, upload_id=self.record.upload_id, background=True)
         self.log.info(
             f"uploaded {self.obj.uri}: {self.obj.size} bytes in {seconds:.1f}s",
