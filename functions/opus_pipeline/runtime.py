@@ -49,7 +49,7 @@ class Services:
 
     @property
     def credit_ledger(self) -> CreditLedger:
-        return CreditLedger(self.storage, self.settings.state_bucket)
+        return CreditLedger(self.storage, self.settings.state_bucket, self.wall)
 
     @cached_property
     def status(self) -> StatusMirror:

@@ -18,7 +18,7 @@ from opus_pipeline.domain.credits import CreditBook, Refusal, Usage, estimate, r
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.errors import PoisonMessageError
-from opus_pipeline.gcs.credit_ledger import BOOK_OBJECT
+from opus_pipeline.gcs.credit_ledger import CREDITS_PREFIX
 from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.ingest import handle_ingest_request
 from opus_pipeline.usecases.sweep import sweep
@@ -251,7 +251,7 @@ def test_an_uncapped_workspace_keeps_no_book_and_asks_once(stack: Stack, standin
     for name in ("one.mp4", "two.mp4"):
         assert ingest_with(svc, stack.put(name, video())) == states.QUEUED
     assert standin.calls("api-usage") == 1
-    assert stack.storage.bucket(stack.state_bucket).get_blob(BOOK_OBJECT) is None
+    assert not list(stack.storage.bucket(stack.state_bucket).list_blobs(prefix=CREDITS_PREFIX))
 
 
 def ingest_with(svc, resource: dict) -> str:

@@ -181,9 +181,9 @@ def test_an_x_post_is_booked_against_the_months_credits(stack: Stack, standin) -
     resource, _ = concluded(stack, standin, {"opus-publish": "TWITTER", "opus-publish-at": _iso(_at(5))}, **AUTO)
 
     project_credits = record(stack, resource).credits
-    book = json.loads(stack.storage.bucket(stack.state_bucket).blob("credits/book.json").download_as_bytes())
+    book = services(stack, **AUTO).credit_ledger.read()
     assert standin.credits_used() - before == project_credits + 1
-    assert book["created"] == project_credits + 1 and sorted(c for _, c in book["spent"]) == [1, project_credits]
+    assert book.created == project_credits + 1 and sorted(c for _, c in book.spent) == [1, project_credits]
 
 
 def test_a_video_without_clips_gets_no_plan(stack: Stack, standin) -> None:

@@ -146,6 +146,14 @@ def test_a_creation_without_a_reservation_is_counted_at_the_records_estimate() -
     assert book.created == 12
 
 
+def test_a_creation_settled_twice_is_counted_once() -> None:
+    book = CreditBook(month="2026-12", reserved={"k": 10})
+    book.settle("k", created=True, now=NOW)
+    book.reserved["k"] = 10  # as left by a crash before the reservation was given up
+    book.settle("k", created=True, now=NOW, credits=10)
+    assert book.created == 10 and book.reserved == {}
+
+
 def test_a_creation_from_the_queue_is_counted_at_its_place_estimate() -> None:
     book = CreditBook(month="2026-12", waiting=[{"key": "k", "credits": 20, "since": NOW, "notBefore": None}])
     book.settle("k", created=True, now=NOW)

@@ -201,13 +201,15 @@ def reset_moment(raw: str | None, now: float) -> str | None:
 
 @dataclass
 class CreditBook:
-    """The credits the pipeline has promised this month, shared by every instance (one JSON object)."""
+    """The credits the pipeline has promised this month, shared by every instance (kept spread over
+    objects by ``gcs/credit_ledger.py``: a reservation, a place, a creation each its own)."""
 
     month: str = ""
     created: int = 0
     reserved: dict[str, int] = field(default_factory=dict)
     waiting: list[dict[str, Any]] = field(default_factory=list)  # {"key", "credits", "since", "notBefore"}
     spent: list[list[float]] = field(default_factory=list)  # [when, credits] of the last minutes' creations
+    counted: dict[str, int] = field(default_factory=dict)  # video key → the credits its creation counted
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -219,7 +221,7 @@ class CreditBook:
     def roll(self, month: str) -> None:
         """A new month: the budget counts from zero again."""
         if month != self.month:
-            self.month, self.created = month, 0
+            self.month, self.created, self.counted = month, 0, {}
 
     def room(self, usage: Usage, budget: int | None) -> int | None:
         """The credits a newly admitted video may take now; None when nothing limits them."""
@@ -269,16 +271,18 @@ class CreditBook:
         """The video's project was created (its estimate now counts against the budget) or will
         not be: its reservation and its place in the queue are given up. A creation without a
         reservation (a forged request, a lost book write) is counted at its place's estimate or at
-        ``credits`` (the record's), never as free."""
+        ``credits`` (the record's), never as free; a creation settled again (a redelivery, a
+        settling after a crash) is counted once."""
         reserved = self.reserved.pop(key, None)
         entry = self.waiting_entry(key)
         self.waiting = [w for w in self.waiting if w["key"] != key]
         self.spent = [s for s in self.spent if s[0] > now - SPENT_KEPT_SECONDS]
         if reserved is None:
             reserved = entry["credits"] if entry is not None else credits
-        if created and reserved:
+        if created and reserved and key not in self.counted:
             self.created += reserved
             self.spent.append([now, reserved])
+            self.counted[key] = reserved
 
     def spend(self, credits: int, now: float) -> None:
         """Credits spent outside a project (an X post: 1), counted as a created project's are."""

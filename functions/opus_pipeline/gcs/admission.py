@@ -6,9 +6,10 @@ of videos writes the table once or more per video within seconds. The table is s
 - a held slot is one object ``admission/slots/<i>`` (``i < cap``), claimed by create-only
   (``ifGenerationMatch=0``) and deleted when its project ends: at most ``cap`` can exist, so at
   most ``cap`` projects run, and each slot object is written twice per project it serves;
-- a waiting video is one object ``admission/queue/<hash of its key>``, created when it starts to
-  wait, marked when it is admitted, deleted when it gets a slot (or ends): three writes in its
-  life, on an object nobody else writes.
+- a waiting video is its place in the one queue of both gates (``gcs/queue.py``), an object
+  ``admission/queue/<hash of its key>`` with ``waitingFor: slot``, created when it starts to wait,
+  marked when it is admitted, deleted when it gets a slot (or ends): three writes in its life, on
+  an object nobody else writes.
 
 The table is read in two list calls (slot and queue objects carry their entry in metadata);
 an edit is the pure ``SlotTable`` logic applied to that view, and its difference is written
@@ -25,7 +26,6 @@ the limit; a read costs two listings.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import random
 from collections.abc import Callable
@@ -34,14 +34,15 @@ from typing import Any, TypeVar
 
 from google.cloud import storage
 
+from opus_pipeline.domain.credits import WAITING_FOR_SLOT
 from opus_pipeline.domain.slots import Grant, SlotTable
 from opus_pipeline.errors import ConflictError
-from opus_pipeline.gcs.cas import CasObject, Listed, listing, until_won
+from opus_pipeline.gcs.cas import Listed, until_won
+from opus_pipeline.gcs.queue import Place, Queue, WaitingQueue
 from opus_pipeline.gcs.slot_store import SlotStore
 
 SLOTS_PREFIX = "admission/slots/"
-QUEUE_PREFIX = "admission/queue/"
-ENTRY = "entry"  # the metadata field holding a slot's or a queue entry's JSON
+ENTRY = "entry"  # the metadata field holding a slot's JSON
 R = TypeVar("R")
 
 
@@ -52,11 +53,8 @@ class _View:
     table: SlotTable
     slots: dict[str, list[Listed]] = field(default_factory=dict)  # key → its slot object(s)
     used: set[int] = field(default_factory=set)  # slot indices taken
-    queue: dict[str, tuple[Listed, float]] = field(default_factory=dict)  # key → (entry object, order)
-
-
-def _queue_name(key: str) -> str:
-    return QUEUE_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:40]
+    queue: dict[str, tuple[Place, float]] = field(default_factory=dict)  # key → (its place, order)
+    places: Queue = field(default_factory=lambda: Queue({}, {}))  # both gates' places, as read
 
 
 def _entry(item: Listed) -> dict[str, Any] | None:
@@ -73,6 +71,7 @@ class Admission:
     def __init__(self, client: storage.Client, bucket: str, cap: int) -> None:
         self._bucket = client.bucket(bucket)
         self._slots = SlotStore(self._bucket, SLOTS_PREFIX, ENTRY)
+        self._queue = WaitingQueue(self._bucket)
         self.cap = cap
         self._rng = random.Random()
 
@@ -94,12 +93,12 @@ class Admission:
             since = float(entry.get("since", 0.0))
             view.table.in_flight[entry["key"]] = min(since, view.table.in_flight.get(entry["key"], since))
         waiting = []
-        for item in listing(self._bucket, QUEUE_PREFIX):
-            entry = _entry(item)
-            if entry is not None:
-                order = float(entry.pop("order", entry.get("since", 0.0)))
-                view.queue[entry["key"]] = (item, order)
-                waiting.append((order, item.name, entry))
+        view.places = self._queue.read()
+        for key, place in view.places.at(WAITING_FOR_SLOT).items():
+            entry = dict(place.entry)
+            order = float(entry.pop("order", entry.get("since", 0.0)))
+            view.queue[key] = (place, order)
+            waiting.append((order, place.item.name, entry))
         view.table.waiting = [entry for _, _, entry in sorted(waiting, key=lambda w: (w[0], w[1]))]
         return view
 
@@ -147,8 +146,7 @@ class Admission:
         gone = {w["key"] for w in after.waiting}
         for key in old:
             if key not in gone and key in view.queue:
-                item = view.queue[key][0]
-                CasObject(self._bucket, item.name).delete(item.generation)
+                self._queue.remove(view.queue[key][0])
 
     def _claim(self, view: _View, key: str, since: float) -> None:
         """Create a free slot object for ``key``; ``ConflictError`` when none is left or another
@@ -162,10 +160,7 @@ class Admission:
         view.used.add(index)
 
     def _put_entry(self, view: _View, entry: dict[str, Any], order: float) -> None:
-        doc = json.dumps({**entry, "order": order}, sort_keys=True)
-        listed = view.queue.get(entry["key"])
-        name = listed[0].name if listed else _queue_name(entry["key"])
-        CasObject(self._bucket, name).write(doc.encode(), listed[0].generation if listed else 0, {ENTRY: doc})
+        self._queue.put(view.places, WAITING_FOR_SLOT, {**entry, "order": order})
 
     # -- what the use cases ask -------------------------------------------------------------
 

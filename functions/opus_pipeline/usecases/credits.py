@@ -107,13 +107,9 @@ def admit_waiting(services: Services) -> list[str]:
     usage, now = services.opus.usage(max_age=0 if book.waiting else USAGE_FRESH_SECONDS), services.wall()
     budget, admitted = services.settings.monthly_credit_budget, []
     if book.waiting:
-
-        def edit(b: CreditBook) -> list[str]:
-            keys = b.admit_due(usage, budget, now)
-            book.waiting, book.reserved = list(b.waiting), dict(b.reserved)
-            return keys
-
-        admitted = services.credit_ledger.change(month_of(now), edit)
+        admitted = services.credit_ledger.change(month_of(now), lambda b: b.admit_due(usage, budget, now))
+        if admitted:
+            book = services.credit_ledger.read()  # for the report: the edit may be applied more than once
         for key in admitted:
             _hand_back(services, key)
     for key in stranded:  # admitted earlier, its hand-back lost (a crash before the publish)

@@ -4,9 +4,10 @@ Each run reads the index of running projects (one marker per project in ``STATE_
 skips those whose next look is not due (per-video backoff: ``states.next_check_seconds``) or
 that another invocation is concluding, and asks OpusClip about at most ``SWEEP_MAX_CALLS`` of
 them, so a thousand open projects cost a bounded number of calls per run out of the 30 a minute
-OpusClip allows one key. Markers of videos that ended meanwhile are removed. First of all,
-project slots whose holder is gone are reclaimed and waiting videos admitted (should an
-admission have been lost), so a long sweep never starves the queue.
+OpusClip allows one key. Markers of videos that ended meanwhile are removed. First of all, the
+one queue (``gcs/queue.py``) is served gate by gate: project slots whose holder is gone are
+reclaimed and the videos waiting for a slot admitted (should an admission have been lost), then
+those waiting for credits that fit now, so a long sweep never starves the queue.
 """
 
 from __future__ import annotations
@@ -43,12 +44,7 @@ def sweep(services: Services) -> SweepReport:
     """One tick. Every part is isolated: a failure of any kind (storage refusing a write, an
     unexpected bug) in the reclaim or in one project's look is logged and the rest goes on."""
     report = SweepReport()
-    try:
-        report.reclaimed = reclaim_slots(services, report)  # first: a long sweep must not starve the queue
-    except Exception as exc:
-        report.errors += 1
-        logs.error(f"sweep: reclaiming slots and admitting waiting videos failed: {_said(exc)}", event="sweep_error")
-    report.admitted_for_credits = _admit_for_credits(services)
+    _admit_due(services, report)  # first: a long sweep must not starve the queue
     report.publishing_plans = _publish_approved(services)
     for obj in services.open_projects.running():
         report.open += 1
@@ -134,13 +130,19 @@ def _said(exc: Exception) -> str:
     return str(exc) if isinstance(exc, PipelineError) else f"an unexpected {type(exc).__name__}"
 
 
-def _admit_for_credits(services: Services) -> int:
-    """The credit queue's turn; its trouble (OpusClip unreachable) waits for the next tick."""
+def _admit_due(services: Services, report: SweepReport) -> None:
+    """The one queue's turn, gate by gate, each isolated from the other: the project slots (their
+    storage trouble is a sweep error), then the credits (their trouble, OpusClip unreachable, waits
+    for the next tick)."""
     try:
-        return len(admit_waiting(services))
+        report.reclaimed = reclaim_slots(services, report)
+    except Exception as exc:
+        report.errors += 1
+        logs.error(f"sweep: reclaiming slots and admitting waiting videos failed: {_said(exc)}", event="sweep_error")
+    try:
+        report.admitted_for_credits = len(admit_waiting(services))
     except Exception as exc:
         logs.warning(f"sweep: the videos waiting for credits could not be looked at: {_said(exc)}")
-        return 0
 
 
 def _publish_approved(services: Services) -> int:
