@@ -83,3 +83,25 @@ def test_videos_racing_for_the_last_credits_get_one_reservation_and_the_others_w
     book = ledger(stack).read()
     assert outcomes.count(True) == len(book.reserved) == 1
     assert outcomes.count(False) == len(book.waiting) == 3
+
+
+def test_a_book_kept_as_one_object_before_the_upgrade_is_spread_without_losing_anything(stack: Stack) -> None:
+    legacy = {
+        "month": MONTH,
+        "created": 40,
+        "reserved": {ONE: 10},
+        "waiting": [{"key": TWO, "credits": 20, "since": NOW - 60}],
+        "spent": [],
+        "counted": {},
+    }
+    stack.storage.bucket(stack.state_bucket).blob("credits/book.json").upload_from_string(json.dumps(legacy))
+
+    book = ledger(stack)
+    book.change(MONTH, lambda b: None)  # any change of the new book takes the old one over first
+
+    after = book.read()
+    assert after.reserved == {ONE: 10} and after.created == 40
+    assert [w["key"] for w in after.waiting] == [TWO]
+    assert "credits/book.json" not in names(stack, "credits/")
+    ledger(stack).change(MONTH, lambda b: None)  # a second instance finds nothing more to take over
+    assert ledger(stack).read().created == 40

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -211,11 +211,10 @@ class CreditBook:
     spent: list[list[float]] = field(default_factory=list)  # [when, credits] of the last minutes' creations
     counted: dict[str, int] = field(default_factory=dict)  # video key → the credits its creation counted
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
     @classmethod
     def from_json(cls, raw: bytes | None) -> CreditBook:
+        """The book as the one object ``credits/book.json`` kept it before it was spread (the upgrade
+        takes it over: ``gcs/credit_ledger.py``)."""
         return cls(**json.loads(raw)) if raw else cls()
 
     def roll(self, month: str) -> None:

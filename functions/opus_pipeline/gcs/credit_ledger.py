@@ -25,6 +25,7 @@ settles it, which finds the creation counted), never credits handed out twice.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -43,6 +44,7 @@ from opus_pipeline.gcs.cas import CasObject, Listed, listing, until_won
 from opus_pipeline.gcs.queue import Place, Queue, WaitingQueue
 
 CREDITS_PREFIX = "credits/"
+LEGACY_BOOK = "credits/book.json"  # the one object the book was before it was spread (read once, then gone)
 RESERVED_PREFIX = "credits/reserved/"
 SPENT_PREFIX = "credits/spent/"
 ENTRY = "entry"  # the metadata field holding an object's entry as JSON
@@ -78,6 +80,7 @@ class CreditLedger:
         self._bucket = client.bucket(bucket)
         self._wall = wall
         self._queue = WaitingQueue(self._bucket)
+        self._legacy_checked = False
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -120,6 +123,7 @@ class CreditLedger:
         changed, by CAS; a lost race reads and edits again (``until_won``). A credit spent is
         written once per call, however often the edit is applied again."""
         month = month or month_of(self._wall())
+        self._take_over_legacy_book()
         booked: Counter[int] = Counter()  # credits already written as spent by an earlier attempt
 
         def once() -> R:
@@ -193,6 +197,33 @@ class CreditLedger:
             CasObject(self._bucket, view.reserved[key].name).delete(view.reserved[key].generation)
         for key in was.keys() - {w["key"] for w in after.waiting}:
             self._queue.remove(view.waiting[key])
+
+    def _take_over_legacy_book(self) -> None:
+        """Spread a book kept as the one object ``credits/book.json`` (a deployment from before the
+        book was spread) over the objects of today, then delete it, so that no reservation, place in
+        the credit queue or credit counted this month is lost in the upgrade. Every write is
+        create-only and the delete conditional: instances doing it at once, or again after a crash,
+        end with the same objects. Looked for once per instance."""
+        if self._legacy_checked:
+            return
+        legacy = CasObject(self._bucket, LEGACY_BOOK)
+        current = legacy.read()
+        if current.raw is not None:
+            book = CreditBook.from_json(current.raw)
+            for key, credits in book.reserved.items():
+                with contextlib.suppress(ConflictError):
+                    self._reserve(None, key, credits)
+            places = self._queue.read()
+            waiting_now = places.at(WAITING_FOR_CREDITS)
+            for entry in book.waiting:
+                if entry.get("key") not in waiting_now:
+                    self._queue.put(places, WAITING_FOR_CREDITS, entry)
+            if book.month and book.created:
+                with contextlib.suppress(ConflictError):  # its creations, counted once as one object
+                    self._spend(f"{SPENT_PREFIX}{book.month}/legacy-book", {"when": 0.0, "credits": int(book.created)})
+            with contextlib.suppress(ConflictError):
+                legacy.delete(current.generation)
+        self._legacy_checked = True
 
     def _spend(self, name: str, entry: dict[str, Any]) -> None:
         doc = json.dumps(entry, sort_keys=True)
