@@ -26,6 +26,16 @@ API_KEY = "sk-test-" + "7f3a9c1e5b2d4f60"  # a realistic-looking secret the log 
 PROJECT = "test-project"
 CHUNK = 256 * 1024
 UNIT_TIER = Path(__file__).resolve().parent / "unit"
+# The environment every function needs at the least, with harmless values: what config tests start from.
+REQUIRED_ENV = {
+    "OPUS_API_KEY": "sk-abcdef",
+    "STATE_BUCKET": "state",
+    "SOURCE_BUCKET": "videos",
+    "OUTPUT_BUCKET": "clips",
+    "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
+    "INGEST_REQUESTS_TOPIC": "projects/p/topics/ingest-requests",
+    "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
+}
 
 
 class NotAUnitTestError(RuntimeError):
@@ -218,3 +228,14 @@ def reader() -> Iterator[Callable[..., RangedReader]]:
     yield open_reader
     for descriptor in descriptors:
         os.close(descriptor)
+
+
+@pytest.fixture
+def ticks(stack: Stack) -> tuple[str, str]:
+    """A sweep-ticks topic and a subscription that sees what is published on it."""
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"projects/{PROJECT}/topics/sweep-ticks-{suffix}"
+    subscription = f"projects/{PROJECT}/subscriptions/sweep-ticks-{suffix}"
+    pubsub_v1.PublisherClient().create_topic(name=topic)
+    pubsub_v1.SubscriberClient().create_subscription(name=subscription, topic=topic)
+    return topic, subscription

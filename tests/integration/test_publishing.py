@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from google.cloud import pubsub_v1
 
 from opus_pipeline import cli
 from opus_pipeline.domain import publishing, states
@@ -22,7 +20,7 @@ from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.usecases.conclude import check_project, handle_webhook
 from opus_pipeline.usecases.publish import publish_approved
 
-from conftest import PROJECT, Stack, deliver_concurrently
+from conftest import Stack, deliver_concurrently
 from support import create, ingest, live_metadata, record, services, uploaded, video, wait_for
 
 AUTO = {"OPUS_PUBLISH_APPROVAL": "auto"}
@@ -76,17 +74,6 @@ def plan(stack: Stack) -> dict:
 
 def live_schedules(standin) -> list[dict]:
     return [s for s in standin.social()["schedules"] if not s["cancelled"]]
-
-
-@pytest.fixture
-def ticks(stack: Stack) -> tuple[str, str]:
-    """A sweep-ticks topic and a subscription to it: what the CLI's approval publishes on."""
-    suffix = uuid.uuid4().hex[:8]
-    topic = f"projects/{PROJECT}/topics/sweep-ticks-{suffix}"
-    subscription = f"projects/{PROJECT}/subscriptions/sweep-ticks-{suffix}"
-    pubsub_v1.PublisherClient().create_topic(name=topic)
-    pubsub_v1.SubscriberClient().create_subscription(name=subscription, topic=topic)
-    return topic, subscription
 
 
 def run_cli(stack: Stack, ticks: tuple[str, str], *args: str) -> int:

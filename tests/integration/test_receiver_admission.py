@@ -4,11 +4,7 @@ to the sweeper (a tick for its one video), whose conclusion frees the slot and a
 from __future__ import annotations
 
 import time
-import uuid
 from urllib.parse import parse_qsl, urlsplit
-
-import pytest
-from google.cloud import pubsub_v1
 
 from opus_local.videos import smallest_video, video_bytes
 from opus_pipeline.domain import states
@@ -20,7 +16,7 @@ from opus_pipeline.usecases.admit import admit_next
 from opus_pipeline.usecases.conclude import handle_webhook
 from opus_pipeline.usecases.sweep import look_at
 
-from conftest import PROJECT, Stack
+from conftest import Stack
 from support import create, ingest, record, services, uploaded, wait_for
 
 ONE_SLOT = {"OPUS_MAX_PARALLEL_PROJECTS": "1"}
@@ -30,17 +26,6 @@ HOOK = {"OPUS_WEBHOOK_URL": "https://hooks.example.com/opus", "OPUS_WEBHOOK_TOKE
 def query_for(key: str) -> dict[str, str]:
     url = registered_url(HOOK["OPUS_WEBHOOK_URL"], HOOK["OPUS_WEBHOOK_TOKEN"], key)
     return dict(parse_qsl(urlsplit(url).query))
-
-
-@pytest.fixture
-def ticks(stack: Stack) -> tuple[str, str]:
-    """A sweep-ticks topic and a subscription that sees what is published on it."""
-    suffix = uuid.uuid4().hex[:8]
-    topic = f"projects/{PROJECT}/topics/sweep-ticks-{suffix}"
-    subscription = f"projects/{PROJECT}/subscriptions/sweep-ticks-{suffix}"
-    pubsub_v1.PublisherClient().create_topic(name=topic)
-    pubsub_v1.SubscriberClient().create_subscription(name=subscription, topic=topic)
-    return topic, subscription
 
 
 def one_running_and_one_waiting(stack: Stack, standin) -> tuple[dict, dict]:

@@ -10,15 +10,8 @@ from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.manifest import caption_object_name, copy_source, manifest
 from opus_pipeline.errors import ConfigError
 
-REQUIRED = {
-    "OPUS_API_KEY": "sk-abcdef",
-    "STATE_BUCKET": "state",
-    "SOURCE_BUCKET": "videos",
-    "OUTPUT_BUCKET": "clips",
-    "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
-    "INGEST_REQUESTS_TOPIC": "projects/p/topics/ingest-requests",
-    "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
-}
+from conftest import REQUIRED_ENV
+
 SOURCE = StorageObject(bucket="videos", name="talk.mp4", generation=1, size=10)
 CLIP = {"id": "P1.CU1", "curationId": "CU1", "projectId": "P1", "durationMs": 19478, "timeRanges": [[192170, 211630]]}
 
@@ -56,18 +49,18 @@ def test_transcript_availability_is_told_only_when_it_was_asked() -> None:
 
 
 def test_the_deploy_wide_selection_variables_use_the_metadata_syntax() -> None:
-    settings = config.load({**REQUIRED, "OPUS_DEFAULT_COPY_TOP": " 3 ", "OPUS_DEFAULT_MIN_SCORE": "0"})
+    settings = config.load({**REQUIRED_ENV, "OPUS_DEFAULT_COPY_TOP": " 3 ", "OPUS_DEFAULT_MIN_SCORE": "0"})
     assert (settings.default_preferences.copyTop, settings.default_preferences.minScore) == (3, 0)
     with pytest.raises(ConfigError, match="OPUS_DEFAULT_MIN_SCORE"):
-        config.load({**REQUIRED, "OPUS_DEFAULT_MIN_SCORE": "200"})
+        config.load({**REQUIRED_ENV, "OPUS_DEFAULT_MIN_SCORE": "200"})
 
 
 def test_the_organisation_is_read_from_opus_org_id() -> None:
-    assert config.load(REQUIRED).opus_org_id is None
-    assert config.load({**REQUIRED, "OPUS_ORG_ID": " org_Example00000001 "}).opus_org_id == "org_Example00000001"
+    assert config.load(REQUIRED_ENV).opus_org_id is None
+    assert config.load({**REQUIRED_ENV, "OPUS_ORG_ID": " org_Example00000001 "}).opus_org_id == "org_Example00000001"
 
 
 @pytest.mark.parametrize("bad", ["org one", "org\u00e9", "org\x07"])
 def test_an_organisation_id_that_cannot_be_a_header_is_refused(bad: str) -> None:
     with pytest.raises(ConfigError, match="OPUS_ORG_ID"):
-        config.load({**REQUIRED, "OPUS_ORG_ID": bad})
+        config.load({**REQUIRED_ENV, "OPUS_ORG_ID": bad})

@@ -7,19 +7,11 @@ import pytest
 from opus_pipeline import config
 from opus_pipeline.errors import ConfigError
 
-BASE = {
-    "OPUS_API_KEY": "sk-abcdef",
-    "STATE_BUCKET": "state",
-    "SOURCE_BUCKET": "videos",
-    "OUTPUT_BUCKET": "clips",
-    "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
-    "INGEST_REQUESTS_TOPIC": "projects/p/topics/ingest-requests",
-    "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
-}
+from conftest import REQUIRED_ENV
 
 
 def test_defaults() -> None:
-    settings = config.load(BASE)
+    settings = config.load(REQUIRED_ENV)
     assert settings.opus_api_base_url == "https://api.opus.pro"
     assert settings.upload_url_hosts == ("storage.googleapis.com",)
     assert settings.upload_chunk_size == 16 * 1024 * 1024
@@ -50,18 +42,18 @@ def test_defaults() -> None:
 )
 def test_a_bad_variable_is_named(overrides: dict, variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
-        config.load({**BASE, **overrides})
+        config.load({**REQUIRED_ENV, **overrides})
 
 
 def test_the_monthly_credit_budget_is_off_unless_set() -> None:
-    assert config.load(BASE).monthly_credit_budget is None
-    assert config.load({**BASE, "OPUS_MONTHLY_CREDIT_BUDGET": "600"}).monthly_credit_budget == 600
+    assert config.load(REQUIRED_ENV).monthly_credit_budget is None
+    assert config.load({**REQUIRED_ENV, "OPUS_MONTHLY_CREDIT_BUDGET": "600"}).monthly_credit_budget == 600
 
 
 def test_preference_defaults_use_the_metadata_syntax() -> None:
-    settings = config.load({**BASE, "OPUS_DEFAULT_GENRE": "podcast", "OPUS_DEFAULT_SKIP_CURATE": "true"})
+    settings = config.load({**REQUIRED_ENV, "OPUS_DEFAULT_GENRE": "podcast", "OPUS_DEFAULT_SKIP_CURATE": "true"})
     assert settings.default_preferences.to_message() == {"genre": "Podcast", "skipCurate": True}
 
 
 def test_the_key_is_not_in_the_settings_repr() -> None:
-    assert "sk-abcdef" not in repr(config.load(BASE))
+    assert "sk-abcdef" not in repr(config.load(REQUIRED_ENV))

@@ -20,17 +20,10 @@ from opus_pipeline.domain.preferences import (
 )
 from opus_pipeline.domain.project_request import build_command, check_command
 
+from conftest import REQUIRED_ENV
+
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 CONFIGURATION = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
-REQUIRED = {
-    "OPUS_API_KEY": "sk-abcdef",
-    "STATE_BUCKET": "state",
-    "SOURCE_BUCKET": "videos",
-    "OUTPUT_BUCKET": "clips",
-    "CLIP_RESULTS_TOPIC": "projects/p/topics/clip-results",
-    "INGEST_REQUESTS_TOPIC": "projects/p/topics/ingest-requests",
-    "CLIP_REQUESTS_TOPIC": "projects/p/topics/clip-requests",
-}
 
 
 @pytest.fixture(params=PREFERENCES, ids=lambda pref: pref.suffix)
@@ -89,7 +82,7 @@ def test_places_nest_in_the_request_body() -> None:
 @pytest.mark.parametrize("pref", [p for p in PREFERENCES if p.deploy_default], ids=lambda pref: pref.suffix)
 def test_its_default_variable_uses_the_metadata_syntax(pref: Preference, prefs: Preferences) -> None:
     assert pref.env_var in config.ENV_VARS
-    assert config.load({**REQUIRED, pref.env_var: pref.example}).default_preferences == prefs
+    assert config.load({**REQUIRED_ENV, pref.env_var: pref.example}).default_preferences == prefs
 
 
 def test_its_cli_flag_sets_it(pref: Preference, prefs: Preferences) -> None:

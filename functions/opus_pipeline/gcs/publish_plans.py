@@ -69,14 +69,6 @@ class PublishPlans:
 
         return CasObject(self._output, manifest.manifest_name(source)).change(on_bytes)[0]
 
-    def write_page(self, source: StorageObject, html: str) -> None:
-        blob = self._output.blob(manifest.page_name(source))
-        blob.cache_control = "no-cache"
-        try:
-            blob.upload_from_string(html, content_type="text/html; charset=utf-8")
-        except STORAGE_TRANSIENT as exc:
-            raise storage_trouble(exc, f"write {blob.name}") from None
-
     # -- the to-do list ---------------------------------------------------------------------
 
     def mark(self, source: StorageObject) -> None:

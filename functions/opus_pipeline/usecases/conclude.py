@@ -28,6 +28,7 @@ from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipResult, SweepTick
 from opus_pipeline.domain.record import Stored, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
+from opus_pipeline.gcs.output_page import write_page
 from opus_pipeline.opus.clip_download import copy_clip
 from opus_pipeline.retry import retried
 from opus_pipeline.runtime import Services
@@ -417,9 +418,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
 
     def _write_page(self, doc: Mapping[str, Any], failure: str | None = None) -> None:
         """``index.html`` beside the manifest: the clips to look at, or why there are none."""
-        blob = self.svc.storage.bucket(self.settings.output_bucket).blob(manifest.page_name(self.obj))
-        blob.cache_control = "no-cache"  # a retry's page replaces this one; nobody should see the old
-        blob.upload_from_string(render_page(doc, failure=failure), content_type="text/html; charset=utf-8")
+        write_page(self.svc.storage.bucket(self.settings.output_bucket), self.obj, render_page(doc, failure=failure))
 
     # -- STALLED ----------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from opus_pipeline.errors import (
     RateLimitedError,
     TransientError,
 )
+from opus_pipeline.gcs.output_page import write_page
 from opus_pipeline.gcs.publish_plans import Plan, PublishPlans
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases import credits as credit_book
@@ -263,7 +264,7 @@ def _finish(services: Services, plans: PublishPlans, source: StorageObject) -> s
         return status  # schedules left to delete
     doc = plans.change_manifest(source, lambda manifest: publishing.with_posts(manifest, plan))
     if doc is not None:
-        plans.write_page(source, render_page(_page_doc(doc, plan)))
+        write_page(services.storage.bucket(services.settings.output_bucket), source, render_page(_page_doc(doc, plan)))
     services.status.show(
         source,
         states.CLIPS_READY,
