@@ -126,10 +126,10 @@ def read_object(resource: dict, chunk: int) -> float:
     from google.cloud import storage
 
     from opus_pipeline.domain.events import storage_object
-    from opus_pipeline.gcs.source import SourceObject
+    from opus_pipeline.gcs.source import SourceObject, read_session
 
     obj = storage_object(resource)
-    source, size = SourceObject(storage.Client(), obj, obj.generation), obj.size
+    source, size = SourceObject(storage.Client(), read_session(), obj, obj.generation), obj.size
     view = memoryview(bytearray(chunk))
     start = time.perf_counter()
     for offset in range(0, size, chunk):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import threading
 import time
 from collections import Counter
@@ -179,10 +180,12 @@ def main() -> None:
     parser.add_argument("--workdir", default=".demo/burst")
     parser.add_argument("--contention", action="store_true", help="also measure racing for the shared objects")
     args = parser.parse_args()
-    report = run_burst(Path(args.workdir).resolve(), args.videos, args.cap, args.rate, args.project_seconds)
+    workdir = Path(args.workdir).resolve()
+    shutil.rmtree(workdir, ignore_errors=True)  # a run interrupted before left its buckets' objects there
+    report = run_burst(workdir, args.videos, args.cap, args.rate, args.project_seconds)
     print(json.dumps({**asdict(report), "floorRatio": round(report.floor_ratio, 3)}, indent=2))
     if args.contention:
-        with LocalStack(Path(args.workdir).resolve() / "contention") as stack:
+        with LocalStack(workdir / "contention") as stack:
             for instances in (1, 4, 8):
                 print(json.dumps(contention(stack.storage_proxy, instances)))
 

@@ -119,5 +119,7 @@ def read_bounded(
                     raise AnswerLostError(f"{peer} took longer than {deadline:.0f}s to answer; the answer was dropped")
         except requests.RequestException as exc:
             raise AnswerLostError(describe_transport_error(exc, peer)) from None
-    response._content = bytes(body)  # what requests itself keeps once a body is read
-    return response._content
+    # Where requests itself keeps a body once read (``Response.content``); it has no public setter,
+    # and the callers' error handling reads ``.text``/``.json()`` from the one response.
+    response._content = bytes(body)  # noqa: SLF001
+    return response._content  # noqa: SLF001

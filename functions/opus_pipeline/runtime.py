@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import requests
 from google.cloud import storage
 
 from opus_pipeline import config, logs
@@ -19,6 +20,7 @@ from opus_pipeline.gcs.credit_ledger import CreditLedger
 from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.gcs.open_index import OpenProjects
 from opus_pipeline.gcs.rate_budget import RateLimiter
+from opus_pipeline.gcs.source import read_session
 from opus_pipeline.gcs.status_mirror import StatusMirror
 from opus_pipeline.opus.client import OpusClient
 from opus_pipeline.pubsub.publish import Publisher
@@ -50,6 +52,12 @@ class Services:
     @property
     def credit_ledger(self) -> CreditLedger:
         return CreditLedger(self.storage, self.settings.state_bucket, self.wall)
+
+    @cached_property
+    def source_reads(self) -> requests.Session:
+        """The session every source range is read through, one per instance (its pooled connections
+        serve the next video)."""
+        return read_session()
 
     @cached_property
     def status(self) -> StatusMirror:

@@ -429,14 +429,14 @@ def test_a_source_range_that_storage_fails_twice_is_read_again_not_failed(
     again. An answer cut part way fails inside urllib3's read (its ``ProtocolError``, not a requests
     error); escaping as that, it would even be taken for the upload request's own failure."""
     from opus_pipeline.domain.events import storage_object
-    from opus_pipeline.gcs.source import SourceObject
+    from opus_pipeline.gcs.source import SourceObject, read_session
 
     data = os.urandom(MIB)
     blob = bucket.blob("video.mp4")
     blob.upload_from_string(data)
     blob.reload()
     resource = {"bucket": bucket.name, "name": blob.name, "generation": str(blob.generation), "size": str(blob.size)}
-    source = SourceObject(bucket.client, storage_object(resource), int(blob.generation))
+    source = SourceObject(bucket.client, read_session(), storage_object(resource), int(blob.generation))
     source.read_range(0, 15)  # the media link is looked up before the faults begin
     proxy.configure(faults={fault: 1.0, "max_faults": 2, "kinds": ["read"]})
 

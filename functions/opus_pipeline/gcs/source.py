@@ -6,14 +6,18 @@ memory does not grow with the video's size nor with its interruptions.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import google.auth
 import requests
 import urllib3
+from google.auth.credentials import AnonymousCredentials
+from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage
 
 from opus_pipeline import http_policy
@@ -35,6 +39,23 @@ def same_bytes(expected: StorageObject, live: storage.Blob) -> bool:
     return False
 
 
+READ_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
+
+
+def read_session() -> requests.Session:
+    """The session source ranges are read through, built from public ``google.auth``.
+
+    The same credentials the storage client finds (Application Default Credentials, narrowed to
+    reading), or none under ``STORAGE_EMULATOR_HOST``, as the storage client itself does there. A
+    session of its own keeps the reads off the client's private transport, and its connection pool
+    is the reads' own, so the reader thread never waits for a connection an API call holds.
+    """
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        return AuthorizedSession(AnonymousCredentials())
+    credentials, _ = google.auth.default(scopes=[READ_SCOPE])
+    return AuthorizedSession(credentials)
+
+
 # urllib3's ``readinto`` reads into a temporary bytes object first: pieces keep that copy small.
 READ_PIECE = 1024 * 1024
 
@@ -46,15 +67,17 @@ class SourceObject:
     holds the same bytes (a metadata rewrite or storage-class change); otherwise the video is
     superseded by a newer upload.
 
-    Ranges are fetched through the storage client's own authorized session (``client._http``,
-    the one its API calls use, so credentials and the emulator setting apply alike) and read with
-    ``readinto`` straight into the chunk buffer. The library's downloader hands the body over
-    8 KiB at a time through Python, which competes for the GIL with the sending thread; measured
-    here, reading into the buffer takes a third of the CPU time.
+    Ranges are fetched through ``session`` (``read_session()``: the same credentials as the client,
+    built once per instance) and read with ``readinto`` straight into the chunk buffer. The
+    library's downloader hands the body over 8 KiB at a time through Python, which competes for
+    the GIL with the sending thread; measured here, reading into the buffer takes a third of the
+    CPU time.
     """
 
-    def __init__(self, client: storage.Client, source: StorageObject, generation: int) -> None:
-        self._client = client
+    def __init__(
+        self, client: storage.Client, session: requests.Session, source: StorageObject, generation: int
+    ) -> None:
+        self._session = session
         self._bucket = client.bucket(source.bucket)
         self._source = source
         self.generation = generation
@@ -93,7 +116,7 @@ class SourceObject:
             end = offset + len(view) - 1
             headers = {"Range": f"bytes={offset}-{end}", "Accept-Encoding": "gzip"}
             try:
-                with self._client._http.get(
+                with self._session.get(
                     self._pinned_url(), headers=headers, stream=True, timeout=http_policy.TRANSFER_TIMEOUT
                 ) as r:
                     if r.status_code == 404:

@@ -209,7 +209,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
     def _probe(self, prefs: Preferences) -> int:
         """The duration from the container header (a few ranged reads of the pinned generation), the
         credits it will cost, and OpusClip's limits on both, before any byte is sent."""
-        source = SourceObject(self.svc.storage, self.obj, self.obj.generation)
+        source = SourceObject(self.svc.storage, self.svc.source_reads, self.obj, self.obj.generation)
         reader = RangedReader(source.read_range, self.obj.size)
         seconds = probe_duration(reader, name=self.obj.uri)
         estimate = credits.estimate(seconds, prefs.range)
@@ -278,7 +278,9 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         kept = self._kept_session()
         session = self._resume(kept) if kept else self._open_session()
         streaming_since = self.svc.clock()
-        source = SourceObject(self.svc.storage, self.obj, self.record.read_generation or self.obj.generation)
+        source = SourceObject(
+            self.svc.storage, self.svc.source_reads, self.obj, self.record.read_generation or self.obj.generation
+        )
         link = _Link(source, self.obj.size, self.settings.upload_chunk_size, streaming_since)
         renewals, backoff = 0, Backoff()
         try:
