@@ -14,13 +14,16 @@ import requests
 
 from opus_local.gcs_proxy import GcsProxy
 from opus_pipeline import runtime
+from opus_pipeline.domain import manifest as manifest_lib
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.errors import TransientError
+from opus_pipeline.gcs import claims
 from opus_pipeline.gcs.admission import Admission
 from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.gcs.open_index import OpenProjects
+from opus_pipeline.usecases import conclude
 from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.redrive import retry_video
 from opus_pipeline.usecases.sweep import sweep
@@ -385,9 +388,12 @@ class _RememberingLedger(Ledger):
         return result
 
 
-def test_a_saved_record_never_sees_its_copies_change_afterwards(stack: Stack, standin) -> None:
+def test_a_saved_record_never_sees_its_copies_change_afterwards(
+    stack: Stack, standin, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The lease renewer serialises the held record from its own thread: a record once written
     must not have its ``copied`` grow under it ("dictionary changed size during iteration")."""
+    monkeypatch.setattr(claims, "CHECKPOINT_SECONDS", 0.0)  # every copy noted by a write of its own
     resource, _ = concluded_project(stack, standin)
     svc = services(stack)
     written: list = []
@@ -423,3 +429,59 @@ def test_a_manifest_or_page_write_meeting_a_storage_fault_is_retried_without_fet
 
     assert record(stack, resource).state == states.CLIPS_READY
     assert {clip["downloads"] for clip in standin.stats()["clipFiles"].values()} == {1}
+
+
+# -- a takeover and the copies its record had no time to note ------------------------------
+
+
+class _Crashed(BaseException):
+    """The conclusion's process dying: nothing after it runs, not even the put-off."""
+
+
+def crash_after_the_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    def died(self, doc):
+        raise _Crashed
+
+    monkeypatch.setattr(claims, "CHECKPOINT_SECONDS", LATER)  # the copies ride on a write never made
+    monkeypatch.setattr(conclude._Conclusion, "_write_manifest", died)
+    monkeypatch.setattr(conclude._Conclusion, "_put_off", lambda self: None)
+
+
+def test_a_takeover_keeps_the_copies_its_record_had_no_time_to_note(
+    stack: Stack, standin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resource, project_id = concluded_project(stack, standin)
+    with monkeypatch.context() as crash:
+        crash_after_the_copies(crash)
+        with pytest.raises(_Crashed):
+            sweep_later(stack)
+    assert record(stack, resource).copied == {}
+
+    svc = services(stack)
+    svc.wall = lambda: time.time() + 2 * LATER  # the crashed conclusion's lease has lapsed
+    assert sweep(svc).concluded == 1
+
+    assert {clip["downloads"] for clip in standin.stats()["clipFiles"].values()} == {1}
+    manifest = output_json(stack, "talk.mp4/clips.json")
+    assert all(clip["copied"] for clip in manifest["clips"]) and len(manifest["clips"]) == 3
+    for clip in manifest["clips"]:
+        blob = stack.storage.bucket(stack.output_bucket).get_blob(clip["gcsUri"].split("/", 3)[3])
+        assert (blob.md5_hash, blob.size) == (clip["md5Hash"], clip["size"])
+        assert blob.metadata["opus-project-id"] == project_id and blob.metadata["opus-clip-id"] == clip["id"]
+
+
+def test_an_object_at_a_clips_path_without_its_marks_is_fetched_again(stack: Stack, standin) -> None:
+    resource, project_id = concluded_project(stack, standin)
+    svc = services(stack)
+    clips = svc.opus.all_clips(project_id)
+    bucket = stack.storage.bucket(stack.output_bucket)
+    names = [manifest_lib.clip_object_name(storage_object(resource), clip, i) for i, clip in enumerate(clips)]
+    for name in names:  # the clips' paths taken already, by something else: other bytes, no marks
+        bucket.blob(name).upload_from_string(b"not this clip")
+
+    assert sweep_later(stack).concluded == 1
+
+    assert {clip["downloads"] for clip in standin.stats()["clipFiles"].values()} == {1}
+    for clip in output_json(stack, "talk.mp4/clips.json")["clips"]:
+        blob = bucket.get_blob(clip["gcsUri"].split("/", 3)[3])
+        assert blob.size == clip["size"] == 300_000 and blob.metadata["opus-project-id"] == project_id

@@ -9,14 +9,19 @@ Cloud Storage failing once every byte was read (the upload's last request answer
 after it landed, retries given up) is not a reason to fetch the clip from OpusClip again: the
 object is looked at, and if it holds what was read, the copy is done. Any storage failure is a
 ``TransientError``, never an exception that would undo the conclusion's recorded copies.
+
+A copy carries ``marks`` (which project and clip it is, and its quality) as custom metadata, and a
+copy that does not match what was read is deleted: an object with the marks is a whole, checked
+copy of that clip (``kept_copy``), whatever the state record managed to note before a crash.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import requests
@@ -57,11 +62,14 @@ def copy_clip(
     content_type: str = "video/mp4",
     deadline: float = COPY_DEADLINE_SECONDS,
     clock: Callable[[], float] = time.monotonic,
+    marks: Mapping[str, str] | None = None,
 ) -> Copied:
-    """Stream ``url`` into ``blob``; ``TransientError`` to try again, ``PermanentError`` if never.
-    The same for a clip's poster image (``content_type`` ``image/jpeg``). A copy still reading
-    after ``deadline`` seconds is given up (``TransientError``)."""
+    """Stream ``url`` into ``blob`` (stamped with ``marks``); ``TransientError`` to try again,
+    ``PermanentError`` if never. The same for a clip's poster image (``content_type``
+    ``image/jpeg``). A copy still reading after ``deadline`` seconds is given up (``TransientError``)."""
     check_url(url, allowed_hosts, "clip file URL", setting="OPUS_CLIP_URL_HOSTS")
+    if marks:
+        blob.metadata = dict(marks)
     started = clock()
     response = http_policy.send(http, "GET", url, timeout=http_policy.TRANSFER_TIMEOUT, peer=PEER, stream=True)
     with response:
@@ -93,8 +101,30 @@ def copy_clip(
     except STORAGE_FAILURES as exc:
         raise TransientError(f"Cloud Storage could not show the copy {_uri(blob)} ({type(exc).__name__})") from None
     if blob.md5_hash != md5 or int(blob.size or -1) != size:
+        with contextlib.suppress(*STORAGE_FAILURES):  # never left to pass for a checked copy
+            blob.delete()  # the generation just reloaded, that one only
         raise TransientError(f"the copy of a clip in {_uri(blob)} does not match what was read")
     return Copied(_uri(blob), size, md5)
+
+
+def kept_copy(blob: storage.Blob, marks: Mapping[str, str]) -> Copied | None:
+    """The copy an earlier conclusion made of this very clip, if ``blob`` exists with ``marks``.
+
+    The conclusion notes its copies in the state record with its next write (one write a second
+    per object), so a takeover after a crash may find a clip copied that the record does not
+    name: fetching it again from OpusClip would cost the bytes twice. Only ``copy_clip`` writes
+    the marks, and it deletes a copy that did not check out, so an object carrying them is whole
+    and checked. Any doubt (storage trouble, other marks) answers ``None``: copy again."""
+    try:  # a blob of its own: ``blob`` stays unpinned to the generation found, for the copy to come
+        found = blob.bucket.get_blob(blob.name)
+    except STORAGE_FAILURES:
+        return None
+    if found is None or not found.md5_hash:
+        return None
+    metadata = found.metadata or {}
+    if any(metadata.get(key) != value for key, value in marks.items()):
+        return None
+    return Copied(_uri(found), int(found.size or 0), found.md5_hash)
 
 
 def _uri(blob: storage.Blob) -> str:

@@ -5,7 +5,9 @@ and hands the look on: ``hand_look_on``); nothing but OpusClip's own answer to
 ``GET /api/clip-projects/{id}`` is trusted. A running project only has its stage noted. An ended
 one is claimed ``concluding`` by compare-and-swap, so a second webhook, a webhook racing the
 sweeper or a redelivered sweep find it taken (or done) and write nothing. A takeover after a
-crash skips the clips already copied (the record keeps each copy as it is made). The project slot
+crash skips the clips already copied: those the record names, and those it had no time to name,
+found by the marks on their objects (``kept_copy``; the record notes copies at most once a second,
+Cloud Storage's write rate on one object). The project slot
 is given up as soon as OpusClip says the project is COMPLETE or STALLED, before a clip is read:
 OpusClip no longer counts it against the plan's parallel projects, so the next video starts while
 these clips are listed, rendered and copied. Every part of a conclusion is bounded: the clip list
@@ -29,7 +31,7 @@ from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipResult, SweepTick
 from opus_pipeline.domain.record import Stored, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.gcs.output_page import write_page
-from opus_pipeline.opus.clip_download import copy_clip
+from opus_pipeline.opus.clip_download import copy_clip, kept_copy
 from opus_pipeline.retry import retried
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot
@@ -40,6 +42,10 @@ from opus_pipeline.usecases.leased import LeasedUseCase
 from opus_pipeline.usecases.publish import after_clips_ready, plan_at_clips_ready
 
 CONCLUDE_LEASE_SECONDS = 120.0
+# The custom metadata a clip's copy carries: which project and clip it is, and which file of it.
+COPY_MARK_PROJECT = "opus-project-id"
+COPY_MARK_CLIP = "opus-clip-id"
+COPY_MARK_QUALITY = "opus-quality"
 COPY_ATTEMPTS = 3
 RENDER_RECHECK_SECONDS = 60.0  # a clip still rendering at COMPLETE: when the sweeper looks again
 FAILED_CONCLUSION_SECONDS = 15.0  # a failed conclusion's first put-off: the next tick, then doubling
@@ -317,8 +323,9 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                     # A new dict each time: the saved record keeps the old one, and the lease
                     # renewer may be serialising that record at this very moment.
                     copies = {**copies, ident: self._copy(clip, index, plan)}
-                    if plan.skipped[index] is None:  # a clip left out costs no record write
-                        self.held.save(copied=copies)
+                    # Noted with the record's next write, or now if a second has passed (Cloud Storage's
+                    # write rate on it): a takeover finds a copy the record missed by its marks.
+                    self.held.checkpoint(copied=copies)
         concluded_at = now_rfc3339()
         doc = manifest.manifest(
             self.obj,
@@ -372,20 +379,29 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         blob = self.svc.storage.bucket(self.settings.output_bucket).blob(
             manifest.clip_object_name(self.obj, clip, index)
         )
-        try:
-            copied = retried(
-                lambda: copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, blob),
-                COPY_ATTEMPTS,
-                self.svc.sleep,
-            )
-        except (PermanentError, TransientError) as error:
-            self.log.warning(
-                f"a clip of {self.obj.uri} was not copied: {error}; its OpusClip link stays in the manifest",
-                event="clip_not_copied",
-                reason=error.reason,
-            )
-            return {"copied": False, "error": str(error)}
-        self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size, quality=quality)
+        marks = {
+            COPY_MARK_PROJECT: self.record.project_id or "",
+            COPY_MARK_CLIP: manifest.clip_id(clip, index),
+            COPY_MARK_QUALITY: quality,
+        }
+        copied = kept_copy(blob, marks)
+        if copied is not None:
+            self.log.info(f"a clip was copied already to {copied.gcs_uri}", event="clip_kept", bytes=copied.size)
+        else:
+            try:
+                copied = retried(
+                    lambda: copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, blob, marks=marks),
+                    COPY_ATTEMPTS,
+                    self.svc.sleep,
+                )
+            except (PermanentError, TransientError) as error:
+                self.log.warning(
+                    f"a clip of {self.obj.uri} was not copied: {error}; its OpusClip link stays in the manifest",
+                    event="clip_not_copied",
+                    reason=error.reason,
+                )
+                return {"copied": False, "error": str(error)}
+            self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size, quality=quality)
         return {
             **copied.to_manifest(),
             "quality": quality,

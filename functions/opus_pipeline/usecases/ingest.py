@@ -411,16 +411,14 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             yield view
 
     def _confirmed(self, session: ResumableSession, link: _Link) -> None:
-        """Note what the session confirmed and the generation read every third of a lease; a re-pinned
-        generation is written at once. The first pin and the progress ride on the next write when the
-        record was written within the second (Cloud Storage's write rate on it): a crash loses only
-        what the session's status query gives back, and the first pin is the event's generation."""
+        """Note what the session confirmed and the generation read every third of a lease, and a
+        re-pinned generation when it changes. Each rides on the next write when the record was written
+        within the second (Cloud Storage's write rate on it): a crash loses only what the session's
+        status query gives back, and a takeover that finds the recorded generation gone re-pins by the
+        same bytes check (``SourceObject``), so the new pin need not be written at once."""
         now = self.svc.clock()
         generation, pinned = link.source.generation, self.record.read_generation
-        if pinned is not None and generation != pinned:
-            self.held.renew(committed=session.committed, read_generation=generation)
-            link.last_save = now
-        elif generation != pinned or now - link.last_save >= self.settings.lease_seconds / 3:
+        if generation != pinned or now - link.last_save >= self.settings.lease_seconds / 3:
             self.held.checkpoint(committed=session.committed, read_generation=generation)
             link.last_save = now
 
