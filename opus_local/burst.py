@@ -18,10 +18,12 @@ import argparse
 import json
 import math
 import shutil
+import statistics
 import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 from google.cloud import pubsub_v1, storage
@@ -52,6 +54,13 @@ class BurstReport:
     floor_seconds: float
     storage: dict[str, int]  # the storage proxy's counters: writes admitted, write_limited (429s), …
     limited_by_kind: dict[str, int]  # the write-limited 429s by kind of object (``object_kind``)
+    # Where the time above the floor went: the first project's creation after the first upload, each
+    # slot's turnover (a project's creation after the end of the one whose slot it took: median and
+    # sum over the slots), and the last clips-ready after the last project ended.
+    first_project_seconds: float = 0.0
+    turnover_median_seconds: float = 0.0
+    turnover_total_seconds: float = 0.0
+    tail_seconds: float = 0.0
 
     @property
     def floor_ratio(self) -> float:
@@ -72,6 +81,13 @@ def object_kind(name: str) -> str:
         return "output"
     head = path.split("/")
     return "video record" if head[0] == "videos" else "/".join(head[:2] if head[0] == "admission" else head[:1])
+
+
+def turnovers(created: list[float], cap: int, project_seconds: float) -> list[float]:
+    """How long each slot stood empty: a project's creation after the end of the one ``cap`` before it
+    (the one whose slot it took, when projects take ``project_seconds`` each and start in order)."""
+    ordered = sorted(created)
+    return [ordered[i] - (ordered[i - cap] + project_seconds) for i in range(cap, len(ordered))]
 
 
 def limited_by_kind(limited: dict[str, int]) -> dict[str, int]:
@@ -111,7 +127,7 @@ def run_burst(
         bucket = client.bucket(SOURCE_BUCKET)
         data = [unique_video() for _ in range(videos)]  # each its own bytes, made before the clock starts
         stack.storage_proxy.reset()
-        start = time.monotonic()
+        start, started_at = time.monotonic(), time.time()
         for n in range(videos):
             bucket.blob(f"season/ep{n:03d}.mp4").upload_from_string(data[n], content_type="video/mp4")
         ledger = Ledger(client, STATE_BUCKET)
@@ -123,6 +139,8 @@ def run_burst(
             time.sleep(0.1)
         seconds = time.monotonic() - start
         stats = stack.standin.stats()
+        created = sorted(_created_at(p["createdAt"]) for p in stats["projects"].values())
+        gaps = turnovers(created, cap, project_seconds)
         return BurstReport(
             videos=videos,
             cap=cap,
@@ -137,7 +155,15 @@ def run_burst(
             floor_seconds=floor_seconds(videos, cap, rate_per_minute, project_seconds),
             storage=stack.storage_proxy.stats(),
             limited_by_kind=limited_by_kind(stack.storage_proxy.limited()),
+            first_project_seconds=round(created[0] - started_at, 2) if created else 0.0,
+            turnover_median_seconds=round(statistics.median(gaps), 3) if gaps else 0.0,
+            turnover_total_seconds=round(sum(gaps), 2),
+            tail_seconds=round(started_at + seconds - (created[-1] + project_seconds), 2) if created else 0.0,
         )
+
+
+def _created_at(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def contention(proxy: GcsProxyControl, instances: int = 8, seconds: float = 5.0) -> dict[str, float]:

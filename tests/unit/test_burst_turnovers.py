@@ -1,0 +1,19 @@
+"""The burst's account of where its time above the floor went (pure arithmetic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from opus_local.burst import turnovers
+
+
+def test_a_slot_taken_at_the_end_of_its_last_project_stood_empty_for_no_time() -> None:
+    assert turnovers([0.0, 0.0, 3.0, 3.0], cap=2, project_seconds=3.0) == [0.0, 0.0]
+
+
+def test_each_turnover_is_measured_against_the_project_cap_places_before() -> None:
+    assert turnovers([0.0, 1.0, 3.5, 4.25], cap=2, project_seconds=3.0) == pytest.approx([0.5, 0.25])
+
+
+def test_fewer_projects_than_slots_have_no_turnover() -> None:
+    assert turnovers([0.0, 0.1], cap=3, project_seconds=3.0) == []
