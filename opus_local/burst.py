@@ -197,6 +197,20 @@ def contention(proxy: GcsProxyControl, instances: int = 8, seconds: float = 5.0)
     }
 
 
+WORKDIR_MARK = ".opus-burst"  # what makes a folder one a burst may empty
+
+
+def fresh_workdir(workdir: Path) -> None:
+    """An empty ``workdir`` marked as the burst's: a run interrupted before left its buckets' objects
+    there (the next run's buckets would exist already). A folder with anything in it but no mark is
+    not the burst's to empty, whatever ``--workdir`` names."""
+    if workdir.exists() and any(workdir.iterdir()) and not (workdir / WORKDIR_MARK).exists():
+        raise SystemExit(f"{workdir} is not empty and not a burst's workdir; name another with --workdir")
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    (workdir / WORKDIR_MARK).touch()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=100)
@@ -207,7 +221,7 @@ def main() -> None:
     parser.add_argument("--contention", action="store_true", help="also measure racing for the shared objects")
     args = parser.parse_args()
     workdir = Path(args.workdir).resolve()
-    shutil.rmtree(workdir, ignore_errors=True)  # a run interrupted before left its buckets' objects there
+    fresh_workdir(workdir)
     report = run_burst(workdir, args.videos, args.cap, args.rate, args.project_seconds)
     print(json.dumps({**asdict(report), "floorRatio": round(report.floor_ratio, 3)}, indent=2))
     if args.contention:

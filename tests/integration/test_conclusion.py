@@ -14,7 +14,6 @@ import requests
 
 from opus_local.gcs_proxy import GcsProxy
 from opus_pipeline import runtime
-from opus_pipeline.domain import manifest as manifest_lib
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest
@@ -470,18 +469,39 @@ def test_a_takeover_keeps_the_copies_its_record_had_no_time_to_note(
         assert blob.metadata["opus-project-id"] == project_id and blob.metadata["opus-clip-id"] == clip["id"]
 
 
-def test_an_object_at_a_clips_path_without_its_marks_is_fetched_again(stack: Stack, standin) -> None:
-    resource, project_id = concluded_project(stack, standin)
-    svc = services(stack)
-    clips = svc.opus.all_clips(project_id)
+@pytest.mark.parametrize("marks", [None, {"opus-project-id": "P-another", "opus-clip-id": "CU-another"}])
+def test_a_takeover_fetches_again_a_clip_whose_object_lacks_its_marks(
+    stack: Stack, standin, monkeypatch: pytest.MonkeyPatch, marks: dict | None
+) -> None:
+    _, project_id = concluded_project(stack, standin)
+    with monkeypatch.context() as crash:
+        crash_after_the_copies(crash)
+        with pytest.raises(_Crashed):
+            sweep_later(stack)
     bucket = stack.storage.bucket(stack.output_bucket)
-    names = [manifest_lib.clip_object_name(storage_object(resource), clip, i) for i, clip in enumerate(clips)]
-    for name in names:  # the clips' paths taken already, by something else: other bytes, no marks
-        bucket.blob(name).upload_from_string(b"not this clip")
+    copies = [b for b in bucket.list_blobs(prefix="talk.mp4/clips/") if b.name.endswith(".mp4")]
+    assert len(copies) == 3
+    for copy_ in copies:  # replaced meanwhile by something else: other bytes, other marks or none
+        replaced = bucket.blob(copy_.name)
+        replaced.metadata = marks
+        replaced.upload_from_string(b"not this clip")
+
+    svc = services(stack)
+    svc.wall = lambda: time.time() + 2 * LATER
+    assert sweep(svc).concluded == 1
+
+    assert {clip["downloads"] for clip in standin.stats()["clipFiles"].values()} == {2}
+    for clip in output_json(stack, "talk.mp4/clips.json")["clips"]:
+        blob = bucket.get_blob(clip["gcsUri"].split("/", 3)[3])
+        assert blob.size == clip["size"] == 300_000 and blob.metadata["opus-project-id"] == project_id
+
+
+def test_a_conclusion_notes_every_copy_in_the_record_it_ends_with(stack: Stack, standin) -> None:
+    resource, _ = concluded_project(stack, standin)
 
     assert sweep_later(stack).concluded == 1
 
     assert {clip["downloads"] for clip in standin.stats()["clipFiles"].values()} == {1}
-    for clip in output_json(stack, "talk.mp4/clips.json")["clips"]:
-        blob = bucket.get_blob(clip["gcsUri"].split("/", 3)[3])
-        assert blob.size == clip["size"] == 300_000 and blob.metadata["opus-project-id"] == project_id
+    rec = record(stack, resource)
+    clips = output_json(stack, "talk.mp4/clips.json")["clips"]
+    assert set(rec.copied) == {clip["id"] for clip in clips} and all(c["copied"] for c in rec.copied.values())

@@ -46,9 +46,8 @@ def read_session() -> requests.Session:
     """The session source ranges are read through, built from public ``google.auth``.
 
     The same credentials the storage client finds (Application Default Credentials, narrowed to
-    reading), or none under ``STORAGE_EMULATOR_HOST``, as the storage client itself does there. A
-    session of its own keeps the reads off the client's private transport, and its connection pool
-    is the reads' own, so the reader thread never waits for a connection an API call holds.
+    reading), or none under ``STORAGE_EMULATOR_HOST``, as the storage client itself does there: a
+    session of its own keeps the reads off the client's private transport.
     """
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         return AuthorizedSession(AnonymousCredentials())

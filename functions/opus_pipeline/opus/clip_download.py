@@ -10,9 +10,10 @@ after it landed, retries given up) is not a reason to fetch the clip from OpusCl
 object is looked at, and if it holds what was read, the copy is done. Any storage failure is a
 ``TransientError``, never an exception that would undo the conclusion's recorded copies.
 
-A copy carries ``marks`` (which project and clip it is, and its quality) as custom metadata, and a
-copy that does not match what was read is deleted: an object with the marks is a whole, checked
-copy of that clip (``kept_copy``), whatever the state record managed to note before a crash.
+A copy is given its ``marks`` (which project and clip it is, and its quality) as custom metadata
+only once it checked out, by a metadata patch: an object with the marks is a whole, checked copy
+of that clip (``kept_copy``), whatever the state record managed to note before a crash. A copy
+cut short, unchecked or not matching carries none, and is made again.
 """
 
 from __future__ import annotations
@@ -64,12 +65,12 @@ def copy_clip(
     clock: Callable[[], float] = time.monotonic,
     marks: Mapping[str, str] | None = None,
 ) -> Copied:
-    """Stream ``url`` into ``blob`` (stamped with ``marks``); ``TransientError`` to try again,
-    ``PermanentError`` if never. The same for a clip's poster image (``content_type``
-    ``image/jpeg``). A copy still reading after ``deadline`` seconds is given up (``TransientError``)."""
+    """Stream ``url`` into ``blob``, then stamp it with ``marks`` once it checked out;
+    ``TransientError`` to try again, ``PermanentError`` if never. The same for a clip's poster
+    image (``content_type`` ``image/jpeg``). A copy still reading after ``deadline`` seconds is given
+    up (``TransientError``). ``blob`` should be a fresh one per attempt: its reload pins it to the
+    generation it found."""
     check_url(url, allowed_hosts, "clip file URL", setting="OPUS_CLIP_URL_HOSTS")
-    if marks:
-        blob.metadata = dict(marks)
     started = clock()
     response = http_policy.send(http, "GET", url, timeout=http_policy.TRANSFER_TIMEOUT, peer=PEER, stream=True)
     with response:
@@ -101,10 +102,18 @@ def copy_clip(
     except STORAGE_FAILURES as exc:
         raise TransientError(f"Cloud Storage could not show the copy {_uri(blob)} ({type(exc).__name__})") from None
     if blob.md5_hash != md5 or int(blob.size or -1) != size:
-        with contextlib.suppress(*STORAGE_FAILURES):  # never left to pass for a checked copy
-            blob.delete()  # the generation just reloaded, that one only
         raise TransientError(f"the copy of a clip in {_uri(blob)} does not match what was read")
+    if marks:
+        _mark(blob, marks)
     return Copied(_uri(blob), size, md5)
+
+
+def _mark(blob: storage.Blob, marks: Mapping[str, str]) -> None:
+    """The checked copy's marks; without them (Cloud Storage refused the patch) the copy still
+    counts, and only a takeover would make it again."""
+    blob.metadata = dict(marks)
+    with contextlib.suppress(*STORAGE_FAILURES):
+        blob.patch()
 
 
 def kept_copy(blob: storage.Blob, marks: Mapping[str, str]) -> Copied | None:
@@ -113,8 +122,8 @@ def kept_copy(blob: storage.Blob, marks: Mapping[str, str]) -> Copied | None:
     The conclusion notes its copies in the state record with its next write (one write a second
     per object), so a takeover after a crash may find a clip copied that the record does not
     name: fetching it again from OpusClip would cost the bytes twice. Only ``copy_clip`` writes
-    the marks, and it deletes a copy that did not check out, so an object carrying them is whole
-    and checked. Any doubt (storage trouble, other marks) answers ``None``: copy again."""
+    the marks, after the copy checked out, so an object carrying them is whole and checked. Any
+    doubt (storage trouble, other marks) answers ``None``: copy again."""
     try:  # a blob of its own: ``blob`` stays unpinned to the generation found, for the copy to come
         found = blob.bucket.get_blob(blob.name)
     except STORAGE_FAILURES:

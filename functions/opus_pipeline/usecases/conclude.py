@@ -6,8 +6,8 @@ and hands the look on: ``hand_look_on``); nothing but OpusClip's own answer to
 one is claimed ``concluding`` by compare-and-swap, so a second webhook, a webhook racing the
 sweeper or a redelivered sweep find it taken (or done) and write nothing. A takeover after a
 crash skips the clips already copied: those the record names, and those it had no time to name,
-found by the marks on their objects (``kept_copy``; the record notes copies at most once a second,
-Cloud Storage's write rate on one object). The project slot
+found by the marks a checked copy is given (``kept_copy``; the record notes copies at most once a
+second, Cloud Storage's write rate on one object). The project slot
 is given up as soon as OpusClip says the project is COMPLETE or STALLED, before a clip is read:
 OpusClip no longer counts it against the plan's parallel projects, so the next video starts while
 these clips are listed, rendered and copied. Every part of a conclusion is bounded: the clip list
@@ -28,7 +28,7 @@ from opus_pipeline.domain import manifest, states, webhook
 from opus_pipeline.domain.clips_page import THUMBNAIL_KEY, render_page
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipResult, SweepTick
-from opus_pipeline.domain.record import Stored, now_rfc3339
+from opus_pipeline.domain.record import Stored, VideoRecord, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.gcs.output_page import write_page
 from opus_pipeline.opus.clip_download import copy_clip, kept_copy
@@ -213,6 +213,11 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         self.stage = stage
         self.trigger = trigger
         self._slot_freed = False
+        self._taking_over = False  # the record was left ``concluding`` by a conclusion that died
+
+    def decide(self, record: VideoRecord) -> states.ConcludeStep:
+        self._taking_over = record.state == states.CONCLUDING
+        return super().decide(record)
 
     def run(self) -> str:
         step = self.claim(None, state=states.CONCLUDING)
@@ -344,6 +349,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         self._publish(states.CLIPS_READY, len(clips), manifest_uri)
         self.held.release(
             state=states.CLIPS_READY,
+            copied=copies,
             stage=self.stage,
             clip_count=len(clips),
             manifest_uri=manifest_uri,
@@ -376,21 +382,22 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         if source is None:
             return {"copied": False, "error": "OpusClip gave neither uriForExport nor uriForPreview for this clip"}
         url, quality = source
-        blob = self.svc.storage.bucket(self.settings.output_bucket).blob(
-            manifest.clip_object_name(self.obj, clip, index)
-        )
+        bucket = self.svc.storage.bucket(self.settings.output_bucket)
+        name = manifest.clip_object_name(self.obj, clip, index)
         marks = {
             COPY_MARK_PROJECT: self.record.project_id or "",
             COPY_MARK_CLIP: manifest.clip_id(clip, index),
             COPY_MARK_QUALITY: quality,
         }
-        copied = kept_copy(blob, marks)
+        copied = kept_copy(bucket.blob(name), marks) if self._taking_over else None
         if copied is not None:
             self.log.info(f"a clip was copied already to {copied.gcs_uri}", event="clip_kept", bytes=copied.size)
         else:
             try:
                 copied = retried(
-                    lambda: copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, blob, marks=marks),
+                    lambda: copy_clip(
+                        self.svc.opus.http, url, self.settings.clip_url_hosts, bucket.blob(name), marks=marks
+                    ),
                     COPY_ATTEMPTS,
                     self.svc.sleep,
                 )
