@@ -198,13 +198,15 @@ def contention(proxy: GcsProxyControl, instances: int = 8, seconds: float = 5.0)
 
 
 WORKDIR_MARK = ".opus-burst"  # what makes a folder one a burst may empty
+STACK_FOLDERS = frozenset({"gcs", "logs", "standin", "contention"})  # what a ``LocalStack`` leaves
 
 
 def fresh_workdir(workdir: Path) -> None:
     """An empty ``workdir`` marked as the burst's: a run interrupted before left its buckets' objects
-    there (the next run's buckets would exist already). A folder with anything in it but no mark is
-    not the burst's to empty, whatever ``--workdir`` names."""
-    if workdir.exists() and any(workdir.iterdir()) and not (workdir / WORKDIR_MARK).exists():
+    there (the next run's buckets would exist already). A folder holding anything but the mark and
+    what a local stack leaves is not the burst's to empty, whatever ``--workdir`` names."""
+    found = {entry.name for entry in workdir.iterdir()} if workdir.exists() else set()
+    if not found <= STACK_FOLDERS | {WORKDIR_MARK}:
         raise SystemExit(f"{workdir} is not empty and not a burst's workdir; name another with --workdir")
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

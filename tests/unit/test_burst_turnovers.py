@@ -36,3 +36,12 @@ def test_the_burst_refuses_to_empty_a_folder_it_did_not_mark(tmp_path) -> None:
         fresh_workdir(tmp_path)
 
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_the_burst_empties_what_an_earlier_local_stack_left_there(tmp_path) -> None:
+    for folder in ("gcs", "logs", "standin"):
+        (tmp_path / folder).mkdir()
+
+    fresh_workdir(tmp_path)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".opus-burst"]
