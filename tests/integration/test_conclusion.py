@@ -25,7 +25,7 @@ from opus_pipeline.gcs.open_index import OpenProjects
 from opus_pipeline.usecases import conclude
 from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.redrive import retry_video
-from opus_pipeline.usecases.sweep import sweep
+from opus_pipeline.usecases.sweep import SweepReport, sweep
 
 from conftest import API_KEY, Stack, deliver_concurrently
 from support import create, ingest, live_metadata, record, services, uploaded, video, wait_for
@@ -437,28 +437,37 @@ class _Crashed(BaseException):
     """The conclusion's process dying: nothing after it runs, not even the put-off."""
 
 
-def crash_after_the_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+def crashed_after_the_copies(stack: Stack, standin, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, str]:
+    """A completed project whose conclusion died once its clips were copied, before its record
+    noted any of them; the video's resource and project id."""
+
     def died(self, doc):
         raise _Crashed
 
-    monkeypatch.setattr(claims, "CHECKPOINT_SECONDS", LATER)  # the copies ride on a write never made
-    monkeypatch.setattr(conclude._Conclusion, "_write_manifest", died)
-    monkeypatch.setattr(conclude._Conclusion, "_put_off", lambda self: None)
+    resource, project_id = concluded_project(stack, standin)
+    with monkeypatch.context() as crash:
+        crash.setattr(claims, "CHECKPOINT_SECONDS", LATER)  # the copies ride on a write never made
+        crash.setattr(conclude._Conclusion, "_write_manifest", died)
+        crash.setattr(conclude._Conclusion, "_put_off", lambda self: None)
+        with pytest.raises(_Crashed):
+            sweep_later(stack)
+    return resource, project_id
+
+
+def take_over(stack: Stack) -> SweepReport:
+    """A sweep once the dead conclusion's lease has lapsed."""
+    svc = services(stack)
+    svc.wall = lambda: time.time() + 2 * LATER
+    return sweep(svc)
 
 
 def test_a_takeover_keeps_the_copies_its_record_had_no_time_to_note(
     stack: Stack, standin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    resource, project_id = concluded_project(stack, standin)
-    with monkeypatch.context() as crash:
-        crash_after_the_copies(crash)
-        with pytest.raises(_Crashed):
-            sweep_later(stack)
+    resource, project_id = crashed_after_the_copies(stack, standin, monkeypatch)
     assert record(stack, resource).copied == {}
 
-    svc = services(stack)
-    svc.wall = lambda: time.time() + 2 * LATER  # the crashed conclusion's lease has lapsed
-    assert sweep(svc).concluded == 1
+    assert take_over(stack).concluded == 1
 
     assert {clip["downloads"] for clip in standin.stats()["clipFiles"].values()} == {1}
     manifest = output_json(stack, "talk.mp4/clips.json")
@@ -473,11 +482,7 @@ def test_a_takeover_keeps_the_copies_its_record_had_no_time_to_note(
 def test_a_takeover_fetches_again_a_clip_whose_object_lacks_its_marks(
     stack: Stack, standin, monkeypatch: pytest.MonkeyPatch, marks: dict | None
 ) -> None:
-    _, project_id = concluded_project(stack, standin)
-    with monkeypatch.context() as crash:
-        crash_after_the_copies(crash)
-        with pytest.raises(_Crashed):
-            sweep_later(stack)
+    _, project_id = crashed_after_the_copies(stack, standin, monkeypatch)
     bucket = stack.storage.bucket(stack.output_bucket)
     copies = [b for b in bucket.list_blobs(prefix="talk.mp4/clips/") if b.name.endswith(".mp4")]
     assert len(copies) == 3
@@ -486,9 +491,7 @@ def test_a_takeover_fetches_again_a_clip_whose_object_lacks_its_marks(
         replaced.metadata = marks
         replaced.upload_from_string(b"not this clip")
 
-    svc = services(stack)
-    svc.wall = lambda: time.time() + 2 * LATER
-    assert sweep(svc).concluded == 1
+    assert take_over(stack).concluded == 1
 
     assert {clip["downloads"] for clip in standin.stats()["clipFiles"].values()} == {2}
     for clip in output_json(stack, "talk.mp4/clips.json")["clips"]:

@@ -59,9 +59,8 @@ class VideoRecord:
     conclude_failures: int = 0  # conclusions in a row that failed: each puts the next one further off
     clip_count: int | None = None
     manifest_uri: str | None = None
-    copied: dict[str, dict[str, Any]] = field(
-        default_factory=dict
-    )  # clip id → its copy (noted with the record's next write)
+    # clip id → its copy, noted with the record's next write (a takeover finds the rest by their marks)
+    copied: dict[str, dict[str, Any]] = field(default_factory=dict)
     concluded_at: str | None = None
     updated_at: str = ""
 
