@@ -35,8 +35,8 @@ from .gcs_proxy import GcsProxyControl
 from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
 from .videos import unique_video
 
-# upload link, project creation, one project lookup (the webhook's), one page of clips
-CALLS_PER_VIDEO = 4
+# upload link, project creation, one project lookup (the webhook's), one page of clips, the transcript
+CALLS_PER_VIDEO = 5
 
 
 @dataclass

@@ -60,7 +60,7 @@ from opus_pipeline.domain.creation import MAX_CREATE_ATTEMPTS
 from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 
 from . import emulators
-from .relay import finalized_event
+from .relay import finalized_event, push_body
 from .stack import FUNCTIONS, OUTPUT_BUCKET, STATE_BUCKET, LocalStack
 from .videos import SALT_BYTES, smallest_video, unique_video
 
@@ -386,12 +386,6 @@ class Outcome:
             f"seed {self.seed:>5}  {self.size:>8} B  re-sent {self.resent:>8}/{self.bound:<8} "
             f"{self.seconds:5.1f}s  {verdict}  [{faults}]"
         )
-
-
-def push_body(data: bytes, attributes: dict[str, str], message_id: str, subscription: str) -> dict[str, Any]:
-    """A Pub/Sub push request, as functions-framework turns it into a CloudEvent."""
-    message = {"data": base64.b64encode(data).decode(), "attributes": attributes, "messageId": message_id}
-    return {"message": message, "subscription": subscription}
 
 
 def join_by(threads: list[threading.Thread], deadline: float) -> None:

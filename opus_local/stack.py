@@ -45,7 +45,7 @@ class LocalStack:
     chunk_size: int = 8 * 1024 * 1024
     api_key: str = field(default_factory=lambda: "sk-local-" + secrets.token_hex(8))
     processes: list[emulators.Process] = field(default_factory=list)
-    relay: Relay | None = None
+    relays: list[Relay] = field(default_factory=list)  # Eventarc's trigger and the push subscriptions
     env: dict[str, str] = field(default_factory=dict)
     standin: StandInControl | None = None
     sweep_seconds: float = 5.0
@@ -134,7 +134,7 @@ class LocalStack:
         sweeper = self._keep(
             emulators.start_function("sweep_projects", FUNCTIONS, self.env, logs / "sweep_projects.log")
         )
-        self._create_push_subscription("sweep-ticks-push", "sweep-ticks", f"http://127.0.0.1:{sweeper.port}/")
+        self._push("sweep-ticks-push", "sweep-ticks", f"http://127.0.0.1:{sweeper.port}/")
         self.ticker = Ticker(self.topic("sweep-ticks"), self.sweep_seconds)
         self.ticker.start()
         ingest = self._keep(
@@ -143,12 +143,11 @@ class LocalStack:
         create = self._keep(
             emulators.start_function("create_clip_project", FUNCTIONS, self.env, logs / "create_clip_project.log")
         )
-        self._create_push_subscription(
+        self._push(
             "clip-requests-push", "clip-requests", f"http://127.0.0.1:{create.port}/", dead_letter="clip-requests-dead"
         )
-        self._create_push_subscription("ingest-requests-push", "ingest-requests", f"http://127.0.0.1:{ingest.port}/")
-        self.relay = Relay(self.subscription("gcs-events-relay"), f"http://127.0.0.1:{ingest.port}/")
-        self.relay.start()
+        self._push("ingest-requests-push", "ingest-requests", f"http://127.0.0.1:{ingest.port}/")
+        self._start_relay(Relay.eventarc(self.subscription("gcs-events-relay"), f"http://127.0.0.1:{ingest.port}/"))
         if self.storage_faults:
             self.storage_proxy.configure(faults=self.storage_faults)
 
@@ -183,19 +182,25 @@ class LocalStack:
         for name in ("clip-requests-dead", "clip-results"):  # what a user of the local stack pulls from
             subscriber.create_subscription(name=self.subscription(name), topic=self.topic(name))
 
-    def _create_push_subscription(self, name: str, topic: str, endpoint: str, dead_letter: str | None = None) -> None:
+    def _push(self, name: str, topic: str, endpoint: str, dead_letter: str | None = None) -> None:
+        """A push subscription to ``endpoint`` (retried 1–30 s; dead-lettered after 5 attempts when
+        ``dead_letter`` names a topic), delivered by a ``Relay.push`` (why not the emulator's: relay.py)."""
         from google.cloud import pubsub_v1
 
         request = {
             "name": self.subscription(name),
             "topic": self.topic(topic),
-            "push_config": {"push_endpoint": endpoint},
             "ack_deadline_seconds": 60,
             "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 30}},
         }
         if dead_letter:
             request["dead_letter_policy"] = {"dead_letter_topic": self.topic(dead_letter), "max_delivery_attempts": 5}
         pubsub_v1.SubscriberClient().create_subscription(request=request)
+        self._start_relay(Relay.push(self.subscription(name), endpoint))
+
+    def _start_relay(self, relay: Relay) -> None:
+        self.relays.append(relay)
+        relay.start()
 
     def pids(self) -> list[int]:
         return [p.popen.pid for p in self.processes]
@@ -204,9 +209,8 @@ class LocalStack:
         if self.ticker is not None:
             self.ticker.stop()
             self.ticker = None
-        if self.relay is not None:
-            self.relay.stop()
-            self.relay = None
+        while self.relays:
+            self.relays.pop().stop()
         while self.processes:
             self.processes.pop().stop()
         for name, value in self.saved_env.items():  # the process's clients point where they did before

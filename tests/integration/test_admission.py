@@ -148,6 +148,22 @@ def test_instances_racing_for_the_budget_get_exactly_the_budget(stack: Stack) ->
     assert all(isinstance(o, BudgetSpentError) for o in outcomes if o is not None)
 
 
+def test_one_instance_granting_from_what_it_remembers_stops_at_the_budget(stack: Stack) -> None:
+    limiter = RateLimiter(stack.storage, stack.state_bucket, per_minute=3)
+    for _ in range(3):
+        limiter.acquire(max_wait=0.0)
+    with pytest.raises(BudgetSpentError):
+        limiter.acquire(max_wait=0.0)
+
+
+def test_a_slot_another_instance_took_since_it_was_seen_is_never_granted_twice(stack: Stack) -> None:
+    first, second = (RateLimiter(stack.storage, stack.state_bucket, per_minute=2) for _ in range(2))
+    first.acquire(max_wait=0.0)  # lists the slots and remembers them: the other one looks free
+    second.acquire(max_wait=0.0)  # takes that other one
+    with pytest.raises(BudgetSpentError):  # a lost compare-and-swap on it, a fresh listing: the window is full
+        first.acquire(max_wait=0.0)
+
+
 def test_a_call_waits_for_the_budget_when_it_may(stack: Stack) -> None:
     now = [1000.0]
     limiter = RateLimiter(

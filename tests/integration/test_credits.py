@@ -5,6 +5,7 @@ emulator and the stand-in over HTTP."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -252,6 +253,24 @@ def test_an_uncapped_workspace_keeps_no_book_and_asks_once(stack: Stack, standin
         assert ingest_with(svc, stack.put(name, video())) == states.QUEUED
     assert standin.calls("api-usage") == 1
     assert not list(stack.storage.bucket(stack.state_bucket).list_blobs(prefix=CREDITS_PREFIX))
+
+
+def test_requests_of_one_instance_asking_at_once_share_one_usage_lookup(stack: Stack, standin) -> None:
+    """A cold instance's first requests all need the numbers: one call of the request budget, not one each."""
+    standin.configure(monthlyCreditLimit=None)
+    opus = services(stack).opus
+    meeting = threading.Barrier(6, timeout=20)
+
+    def ask() -> None:
+        meeting.wait()
+        opus.usage()
+
+    askers = [threading.Thread(target=ask) for _ in range(6)]
+    for thread in askers:
+        thread.start()
+    for thread in askers:
+        thread.join(timeout=30)
+    assert standin.calls("api-usage") == 1
 
 
 def ingest_with(svc, resource: dict) -> str:

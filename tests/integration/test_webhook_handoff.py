@@ -13,7 +13,7 @@ import requests
 from google.cloud import pubsub_v1
 
 from opus_local import emulators
-from opus_local.soak import push_body
+from opus_local.relay import push_body
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import SWEEP_VIDEO
 from opus_pipeline.domain.webhook import registered_url

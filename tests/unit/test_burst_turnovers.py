@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opus_local.burst import fresh_workdir, turnovers
+from opus_local.burst import floor_seconds, fresh_workdir, turnovers
 
 
 def test_a_slot_taken_at_the_end_of_its_last_project_stood_empty_for_no_time() -> None:
@@ -45,3 +45,10 @@ def test_the_burst_empties_what_an_earlier_local_stack_left_there(tmp_path) -> N
     fresh_workdir(tmp_path)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == [".opus-burst"]
+
+
+def test_the_floor_counts_every_call_a_video_costs_when_the_rate_binds() -> None:
+    # 100 videos of five calls (upload link, creation, the webhook's look, a page of clips, the
+    # transcript) at 60 a minute take 500 s, longer than 34 rounds of 3 s projects
+    assert floor_seconds(100, cap=3, rate_per_minute=60, project_seconds=3.0) == 500.0
+    assert floor_seconds(100, cap=3, rate_per_minute=300, project_seconds=3.0) == 102.0

@@ -48,26 +48,42 @@ class RateLimiter:
         self._wall = wall
         self._sleep = sleep
         self._rng = random.Random()
+        self._listed: dict[int, Listed] | None = None  # the slots as this instance last saw them
 
     def _take(self, index: int, slots: dict[int, Listed], now: float) -> bool:
-        """Win slot ``index`` for a call at ``now``; False when another instance won it first."""
+        """Win slot ``index`` for a call at ``now`` (remembered with the slots listed); False when
+        another instance won it first."""
+        entry = repr(now)
         body = json.dumps({GRANTED_AT: now, "grant": uuid.uuid4().hex}).encode()  # unique: see SlotStore.take
         try:
-            self._slots.take(index, slots.get(index), repr(now), body)
+            generation = self._slots.take(index, slots.get(index), entry, body)
         except ConflictError:
             return False
+        name = f"{self._slots.prefix}{index}"
+        self._listed = {**slots, index: Listed(name, generation, {GRANTED_AT: entry})}
         return True
 
     def acquire(self, max_wait: float) -> None:
-        """Take one call of the budget, waiting up to ``max_wait`` seconds for it."""
+        """Take one call of the budget, waiting up to ``max_wait`` seconds for it.
+
+        The slots as this instance last saw them are tried first, without listing them again (a
+        listing of every slot is most of a grant's cost): a slot another instance took since is
+        only a lost compare-and-swap, never a second grant in a window, and the slots are then
+        listed anew. Other instances' grants only make the remembered window look emptier than it
+        is, so a window that looks full is full."""
         give_up = self._wall() + max_wait
         while True:
-            slots = self._slots.held()
+            remembered = self._listed
+            slots = remembered if remembered is not None else self._slots.held()
             now = self._wall()
             last = {i: float(s.metadata[GRANTED_AT]) for i, s in slots.items()}
-            free = rate_window.free_slots(last, self.per_minute, now, CANDIDATES, self._rng)
+            wanted = 1 if remembered is not None else CANDIDATES
+            free = rate_window.free_slots(last, self.per_minute, now, wanted, self._rng)
             if any(self._take(index, slots, now) for index in free):
                 return
+            self._listed = None
+            if remembered is not None:
+                continue  # what this instance remembered is out of date: list the slots
             # lost every candidate to other instances (the window moves on), or none is free yet
             if free:
                 wait = CONTENDED_PAUSE_SECONDS

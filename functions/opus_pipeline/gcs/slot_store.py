@@ -33,12 +33,12 @@ class SlotStore:
                 slots[int(index)] = item
         return slots
 
-    def take(self, index: int, previous: Listed | None, entry: str, body: bytes) -> None:
+    def take(self, index: int, previous: Listed | None, entry: str, body: bytes) -> int:
         """Make slot ``index`` ours with ``entry``, if it is still as ``previous`` was listed (``None``:
-        absent). ``body`` must be unique to this taker, so that a retry of its own landed write is
-        recognised. ``ConflictError`` when another instance took it first."""
+        absent); its new generation. ``body`` must be unique to this taker, so that a retry of its own
+        landed write is recognised. ``ConflictError`` when another instance took it first."""
         slot = CasObject(self._bucket, f"{self.prefix}{index}")
-        slot.write(body, previous.generation if previous else 0, {self.field: entry})
+        return slot.write(body, previous.generation if previous else 0, {self.field: entry})
 
     def give_back(self, item: Listed) -> None:
         """Free the slot ``item`` was listed as (already gone is fine). ``ConflictError`` when it

@@ -6,6 +6,7 @@ documented error semantics (shared/opus-api/opus-errors.yml).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,6 +175,7 @@ class OpusClient:
         self._brand_templates: tuple[float, frozenset[str] | None] | None = None  # (when read, ids)
         self.http = requests.Session()
         self._usage: Usage | None = None  # the monthly numbers last seen on any answer
+        self._usage_lookup = threading.Lock()
         self._social_sent: dict[str, float] = {}  # social endpoint → when this instance last called it
         self.sleep: Callable[[float], None] = time.sleep
 
@@ -238,6 +240,12 @@ class OpusClient:
         now = time.time()
         if self._usage is not None and self._usage.fresh(now, max_age):
             return self._usage
+        with self._usage_lookup:  # threads asking at once (a cold instance's first requests) share one call
+            if self._usage is not None and self._usage.fresh(now, max_age):
+                return self._usage
+            return self._look_up_usage(now)
+
+    def _look_up_usage(self, now: float) -> Usage:
         try:
             answer = self._call("GET", "/api/api-usage", "the usage lookup", params={"q": "mine"})
         except OpusApiError as exc:
