@@ -16,6 +16,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from opus_local.relay import Relay
+
 from support import wait_for
 
 PROJECT = "test-project"
