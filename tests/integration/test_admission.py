@@ -164,6 +164,18 @@ def test_a_slot_another_instance_took_since_it_was_seen_is_never_granted_twice(s
         first.acquire(max_wait=0.0)
 
 
+def test_background_calls_leave_the_slot_turning_calls_a_sixth_of_the_budget(stack: Stack) -> None:
+    limiter = RateLimiter(stack.storage, stack.state_bucket, per_minute=12)
+    for _ in range(10):
+        limiter.acquire(max_wait=0.0, background=True)
+    with pytest.raises(BudgetSpentError):
+        limiter.acquire(max_wait=0.0, background=True)
+    limiter.acquire(max_wait=0.0)
+    limiter.acquire(max_wait=0.0)
+    with pytest.raises(BudgetSpentError):
+        limiter.acquire(max_wait=0.0)
+
+
 def test_a_call_waits_for_the_budget_when_it_may(stack: Stack) -> None:
     now = [1000.0]
     limiter = RateLimiter(
