@@ -35,6 +35,7 @@ from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.domain.preferences import Preferences, effective
 from opus_pipeline.domain.project_request import build_command, check_command
 from opus_pipeline.domain.record import Stored, VideoRecord
+from opus_pipeline.domain.slots import Grant
 from opus_pipeline.domain.webhook import registered_url
 from opus_pipeline.errors import (
     AmbiguousCreateError,
@@ -76,6 +77,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self._outcome_unknown = False  # a create call was sent and what it did is not known
         self._attempts = 0  # create calls sent for the upload, as the record will say
         self._first_call = False  # claiming for the upload's first create call, marked sent in the claim
+        self._marked = False  # the claim held marked that first call sent
 
     def decide(self, record: VideoRecord) -> states.ProjectStep:
         if record.upload_id != self.request.upload_id:
@@ -94,7 +96,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         if why:
             return self._refuse(why)
         try:
-            step, granted = self._claim()
+            step, grant = self._claim()
         except UnknownVideoError:
             return self._refuse(
                 "the pipeline has no record of this video (a forged message, or its record was deleted); "
@@ -106,16 +108,15 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self._outcome_unknown = self.record.create_sent_at is not None
         self._attempts = self.record.create_attempts
         try:
-            if self._outcome_unknown and not granted:  # an earlier create call may have made the project
+            if self._outcome_unknown and not self._marked:  # an earlier create call may have made the project
                 settled = self._reconcile()
                 if settled is not None:
                     return settled
-            if not granted:
-                grant = self.svc.admission.request(self.obj.key, self.svc.wall())
-                if not grant.granted:
-                    return self._wait(grant.position)
+            grant = grant or self.svc.admission.request(self.obj.key, self.svc.wall())
+            if not grant.granted:
+                return self._wait(grant.position)
             with self.held.keep_alive():
-                project = self._call_opus(marked=granted)
+                project = self._call_opus(marked=self._marked)
         except AmbiguousCreateError as exc:
             return self._ambiguous(exc)
         except ConcurrentCapError as exc:
@@ -129,19 +130,20 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             raise
         return self._created(project)
 
-    def _claim(self) -> tuple[states.ProjectStep, bool]:
-        """Claim ``creating``; whether the claim itself holds a granted slot and marks the call sent.
+    def _claim(self) -> tuple[states.ProjectStep, Grant | None]:
+        """Claim ``creating``; the slot's grant when it was asked for before the claim.
 
         The upload's first create call (``creation.first_call``: no call was ever sent for it) asks
         for its project slot before the claim, so that one compare-and-swap claims the record and
-        records "sent": the record, which ingest has just written three times, is written once less
-        (Cloud Storage allows about one write a second on it). Any other claim, a video that must
-        wait for a slot, or a record that moved on between the read and the claim take the general
-        claim (then the slot, then "sent" by a write of its own: ``_send``)."""
-        stored, asked = self._handed_over(), False
+        records "sent" (``self._marked``): the record, which ingest has just written three times, is
+        written once less (Cloud Storage allows about one write a second on it). Any other claim, a
+        video that must wait for a slot, or a record that moved on between the read and the claim
+        take the general claim (then the slot, then "sent" by a write of its own: ``_send``); the
+        sweeper leaves a slot granted that recently to its claim (``SLOT_CLAIM_GRACE_SECONDS``)."""
+        stored, grant = self._handed_over(), None
         if self._may_mark_in_claim(stored.record):
-            asked = True
-            if self.svc.admission.request(self.obj.key, self.svc.wall()).granted:
+            grant = self.svc.admission.request(self.obj.key, self.svc.wall())
+            if grant.granted:
                 now = self.svc.wall()
                 self._first_call = True
                 try:
@@ -151,21 +153,19 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
                 finally:
                     self._first_call = False
                 if step is states.ProjectStep.CREATE:
-                    return step, True
+                    self._marked = True
+                    return step, grant
         step = self.claim(None, state=states.CREATING)
-        if (
-            asked
-            and step is not states.ProjectStep.CREATE
-            and not states.holds_slot(self.record.state, self.record.stage)
-        ):
+        unneeded = step is not states.ProjectStep.CREATE and not states.holds_slot(self.record.state, self.record.stage)
+        if grant is not None and unneeded:
             free_slot(self.svc, self.obj.key)  # asked for a first call the record no longer needs
-        return step, False
+        return step, grant
 
     def _may_mark_in_claim(self, record: VideoRecord) -> bool:
-        """Whether the claim may mark the call sent: the upload's first call, ours to create, and a
-        command that can be built (one that cannot fails the video, which the general claim does
-        without a mark)."""
-        if not creation.first_call(record) or self.decide(record) is not states.ProjectStep.CREATE:
+        """Whether the claim may mark the call sent: the upload's first call, ours to create (never a
+        webhook's look, which only adopts), and a command that can be built (one that cannot fails
+        the video, which the general claim does without a mark)."""
+        if self.adopt_only or not creation.first_call(record) or self.decide(record) is not states.ProjectStep.CREATE:
             return False
         try:
             self._command(record)
