@@ -14,7 +14,7 @@ from opus_pipeline.domain.events import StorageObject, storage_object
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.rate_window import MARGIN_SECONDS, WINDOW_SECONDS, wait_seconds
 from opus_pipeline.domain.record import VideoRecord
-from opus_pipeline.domain.slots import ADMIT_GRACE_SECONDS, SLOT_CLAIM_GRACE_SECONDS, SlotTable
+from opus_pipeline.domain.slots import ADMIT_GRACE_SECONDS, SlotTable
 from opus_pipeline.errors import BudgetSpentError, ConflictError, TransientError
 from opus_pipeline.gcs.admission import Admission
 from opus_pipeline.gcs.cas import CasObject
@@ -164,18 +164,6 @@ def test_a_slot_another_instance_took_since_it_was_seen_is_never_granted_twice(s
         first.acquire(max_wait=0.0)
 
 
-def test_background_calls_leave_the_slot_turning_calls_a_sixth_of_the_budget(stack: Stack) -> None:
-    limiter = RateLimiter(stack.storage, stack.state_bucket, per_minute=12)
-    for _ in range(10):
-        limiter.acquire(max_wait=0.0, background=True)
-    with pytest.raises(BudgetSpentError):
-        limiter.acquire(max_wait=0.0, background=True)
-    limiter.acquire(max_wait=0.0)
-    limiter.acquire(max_wait=0.0)
-    with pytest.raises(BudgetSpentError):
-        limiter.acquire(max_wait=0.0)
-
-
 def test_a_call_waits_for_the_budget_when_it_may(stack: Stack) -> None:
     now = [1000.0]
     limiter = RateLimiter(
@@ -312,18 +300,6 @@ def test_a_slot_whose_holder_vanished_is_reclaimed_by_the_sweeper(stack: Stack, 
     assert report.reclaimed == 1
     [admitted] = stack.pull()
     assert ClipRequest.decode(admitted.message.data).source.key == request.source.key
-
-
-def test_a_slot_granted_moments_ago_is_left_to_the_claim_that_may_be_landing(stack: Stack, standin) -> None:
-    """A first create call asks for its slot before it claims the record: a sweep reading the record
-    in between must not give that slot to another video."""
-    _, request = uploaded(stack)  # its record says ``queued``: no slot held yet
-    Admission(stack.storage, stack.state_bucket, cap=4).request(request.source.key, time.time())
-
-    assert sweep(services(stack)).reclaimed == 0
-    later = services(stack)
-    later.wall = lambda: time.time() + SLOT_CLAIM_GRACE_SECONDS + 1
-    assert sweep(later).reclaimed == 1  # no claim came: the slot was nobody's
 
 
 # -- a folder of videos at once --------------------------------------------------------------

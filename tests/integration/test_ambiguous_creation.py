@@ -13,13 +13,8 @@ import pytest
 
 from opus_pipeline.domain import states
 from opus_pipeline.domain.creation import MAX_CREATE_ATTEMPTS, UNCONFIRMED
-from opus_pipeline.domain.events import storage_object
-from opus_pipeline.domain.record import VideoRecord
 from opus_pipeline.domain.webhook import registered_url
 from opus_pipeline.errors import TransientError
-from opus_pipeline.gcs.cas import CasObject
-from opus_pipeline.gcs.ledger import Ledger, record_path
-from opus_pipeline.usecases import create_project
 from opus_pipeline.usecases.conclude import handle_webhook
 from opus_pipeline.usecases.sweep import sweep
 
@@ -201,60 +196,3 @@ def test_a_webhook_for_an_ambiguous_video_whose_project_is_not_listed_creates_no
     assert handle_webhook(query, {}, lambda: b"{}", svc) == 200
     assert standin.calls("clip-projects") == 1 and standin.calls("project-list") == 1
     assert record(stack, resource).state == states.CREATING
-
-
-# -- the first create call, marked sent by the claim itself --------------------------------------
-
-
-def record_writes(monkeypatch: pytest.MonkeyPatch, resource: dict) -> list[VideoRecord]:
-    """Every record of ``resource``'s video written from now on, in order (each still written)."""
-    written: list[VideoRecord] = []
-    real_write = CasObject.write
-
-    def write(self, raw, generation, metadata=None):
-        if self.name == record_path(storage_object(resource)):
-            written.append(VideoRecord.from_json(raw))
-        return real_write(self, raw, generation, metadata)
-
-    monkeypatch.setattr(CasObject, "write", write)
-    return written
-
-
-def test_a_first_create_call_is_claimed_and_marked_sent_in_one_write(
-    stack: Stack, standin, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The record, which ingest has just written three times, is written once before the call (Cloud
-    Storage allows about one write a second on it), and that one write already says "sent"."""
-    resource, request = uploaded(stack)
-    written = record_writes(monkeypatch, resource)
-
-    assert create(stack, request) == states.PROJECT_CREATED
-
-    claimed, created = written
-    assert claimed.state == states.CREATING and claimed.create_sent_at is not None and claimed.create_attempts == 1
-    assert created.state == states.PROJECT_CREATED and standin.calls("clip-projects") == 1
-
-
-def test_a_call_sent_by_another_delivery_between_the_read_and_the_claim_is_looked_for_not_sent_again(
-    stack: Stack, standin, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A delivery reads a first call's record; before it claims, another delivery sends the call and
-    loses the answer. The claim must not mark (and send) a first call on top of that one."""
-    resource, request = uploaded(stack)
-    ledger = Ledger(stack.storage, stack.state_bucket)
-    decided = create_project._CreateProject._may_mark_in_claim
-
-    def then_another_sends(self, rec):
-        may = decided(self, rec)
-        sent = {"create_sent_at": time.time(), "create_since": time.time(), "create_attempts": 1}
-        gone = {"lease_owner": None, "lease_expires": 0.0}  # that delivery gave its lease back (``_ambiguous``)
-        ledger.update(ledger.read(storage_object(resource)), state=states.CREATING, **sent, **gone)
-        return may
-
-    monkeypatch.setattr(create_project._CreateProject, "_may_mark_in_claim", then_another_sends)
-    with pytest.raises(TransientError, match="unknown"):  # looked for in the project list: not there yet
-        create(stack, request)
-
-    assert standin.calls("clip-projects") == 0
-    rec = record(stack, resource)
-    assert rec.state == states.CREATING and rec.create_attempts == 1

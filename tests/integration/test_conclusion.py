@@ -448,7 +448,7 @@ def crashed_after_the_copies(stack: Stack, standin, monkeypatch: pytest.MonkeyPa
     with monkeypatch.context() as crash:
         crash.setattr(claims, "CHECKPOINT_SECONDS", LATER)  # the copies ride on a write never made
         crash.setattr(conclude._Conclusion, "_write_manifest", died)
-        crash.setattr(conclude._Conclusion, "_put_off", lambda self, failed=True: None)
+        crash.setattr(conclude._Conclusion, "_put_off", lambda self: None)
         with pytest.raises(_Crashed):
             sweep_later(stack)
     return resource, project_id

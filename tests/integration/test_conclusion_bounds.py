@@ -12,13 +12,9 @@ import pytest
 import requests
 
 from opus_pipeline.domain import states
-from opus_pipeline.domain.events import storage_object
-from opus_pipeline.errors import BudgetSpentError, TransientError
+from opus_pipeline.errors import TransientError
 from opus_pipeline.gcs.admission import Admission
-from opus_pipeline.gcs.ledger import Ledger
-from opus_pipeline.gcs.rate_budget import RateLimiter
 from opus_pipeline.opus.clip_download import copy_clip
-from opus_pipeline.usecases.conclude import check_project
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import Stack
@@ -138,31 +134,6 @@ def test_an_answer_over_the_size_cap_fails_the_call_and_the_conclusion_is_put_of
     assert report.errors == 1 and rec.state == states.PROJECT_CREATED and rec.conclude_failures == 1
     assert rec.next_check >= time.time() + LATER + 10  # put off like a look, not tried on every tick
     assert in_flight(stack) == {} and rec.stage == "COMPLETE"  # the slot went before the clips were read
-
-
-def test_a_conclusion_without_a_background_call_to_spare_frees_the_slot_and_is_put_off_unfailed(
-    stack: Stack, standin
-) -> None:
-    """The clips and transcript of a COMPLETE project wait while the request budget keeps its last
-    sixth for the calls that turn slots: the slot is freed all the same, and the clips come back at
-    a later tick, the conclusion not counted as failed."""
-    standin.configure(projectSeconds=0.3, clipsPerProject=1)
-    resource, _ = completed_project(stack, standin)
-    tight = {"OPUS_RATE_PER_MINUTE": "6"}  # background calls may hold five grants of a window
-    limiter = RateLimiter(stack.storage, stack.state_bucket, per_minute=6)
-    with pytest.raises(BudgetSpentError):
-        for _ in range(6):
-            limiter.acquire(max_wait=0.0, background=True)
-    stored = Ledger(stack.storage, stack.state_bucket).read(storage_object(resource))
-
-    with pytest.raises(BudgetSpentError):
-        check_project(stored, services(stack, **tight), "sweep")  # its look is a slot-turning call: granted
-
-    rec = record(stack, resource)
-    assert rec.state == states.PROJECT_CREATED and rec.stage == "COMPLETE" and rec.conclude_failures == 0
-    assert in_flight(stack) == {} and rec.next_check <= time.time() + 16  # the next tick tries again
-    sweep_at(stack, LATER)  # the budget has room again (here: the usual one)
-    assert record(stack, resource).state == states.CLIPS_READY
 
 
 def test_a_clip_copy_past_its_deadline_is_given_up_and_leaves_no_object(stack: Stack, standin) -> None:

@@ -18,12 +18,9 @@ from opus_pipeline.domain.creation import (
     Sought,
     decide,
     find_project,
-    first_call,
     project_id_of,
 )
 from opus_pipeline.domain.credits import CreditBook, Usage, reset_moment
-from opus_pipeline.domain.events import StorageObject
-from opus_pipeline.domain.record import VideoRecord
 from opus_pipeline.opus.client import _detail
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC).timestamp()
@@ -161,19 +158,3 @@ def test_a_creation_from_the_queue_is_counted_at_its_place_estimate() -> None:
     book = CreditBook(month="2026-12", waiting=[{"key": "k", "credits": 20, "since": NOW, "notBefore": None}])
     book.settle("k", created=True, now=NOW)
     assert book.created == 20 and book.waiting == []
-
-
-@pytest.mark.parametrize(
-    ("marks", "first"),
-    [
-        ({}, True),
-        ({"create_sent_at": 5.0, "create_since": 5.0, "create_attempts": 1}, False),  # awaiting its answer
-        ({"create_since": 5.0, "create_attempts": 1}, False),  # reconciled once: the next call reckons with it
-        ({"create_since": 5.0}, False),  # a call refused before (4xx): its time still bounds the search
-    ],
-)
-def test_only_an_upload_no_call_was_ever_marked_for_has_its_first_call_marked_by_the_claim(
-    marks: dict, first: bool
-) -> None:
-    record = VideoRecord(StorageObject("videos", "a.mp4", 1, 100), state="queued", upload_id="up_1", **marks)
-    assert first_call(record) is first

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from opus_pipeline.domain import states
-from opus_pipeline.domain.rate_window import background_limit, free_slots
+from opus_pipeline.domain.rate_window import free_slots
 from opus_pipeline.domain.slots import SlotTable
 
 
@@ -21,16 +21,6 @@ def test_a_budget_whose_slots_all_granted_within_the_window_has_no_free_slot() -
 
 def test_grants_in_slots_past_a_lowered_budget_still_count() -> None:
     assert free_slots({5: 100.0, 6: 100.0}, per_minute=2, now=101.0, wanted=2, rng=random.Random(1)) == []
-
-
-def test_background_calls_may_fill_all_but_a_sixth_of_the_window() -> None:
-    assert (background_limit(30), background_limit(300), background_limit(5)) == (25, 250, 5)
-
-
-def test_a_window_at_the_background_limit_has_slots_for_slot_turning_calls_only() -> None:
-    window = {i: 100.0 for i in range(5)}  # five grants of six in the window
-    assert free_slots(window, per_minute=6, now=101.0, wanted=1, rng=random.Random(1), limit=5) == []
-    assert free_slots(window, per_minute=6, now=101.0, wanted=1, rng=random.Random(1)) == [5]
 
 
 @pytest.mark.parametrize("state", [states.QUEUED, states.WAITING])

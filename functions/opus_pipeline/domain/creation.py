@@ -18,7 +18,6 @@ from enum import Enum
 from typing import Any
 
 from opus_pipeline.domain.credits import epoch_of
-from opus_pipeline.domain.record import VideoRecord
 
 CREATE_GRACE_SECONDS = 300.0  # OPUS_CREATE_GRACE_SECONDS' default: how long a project is looked for before another
 MAX_CREATE_ATTEMPTS = 3  # create calls sent for one upload, in all
@@ -27,13 +26,6 @@ UNCONFIRMED = "create-unconfirmed"  # the failure reason past the last attempt
 # The fields of a project-list item that may name its source (OpenAPI ``sourceId``; OpusClip's CLI
 # shows ``source_video_id``).
 _SOURCE_ID_FIELDS = ("sourceId", "sourceVideoId", "source_video_id")
-
-
-def first_call(record: VideoRecord) -> bool:
-    """Whether no create call was ever sent for the record's upload: none awaits its answer
-    (``create_sent_at``) and none was ever marked (``create_attempts``, ``create_since``). Only then may
-    the claim itself mark the call sent; any other creation reckons with the calls before it."""
-    return record.create_sent_at is None and record.create_attempts == 0 and record.create_since is None
 
 
 def project_id_of(answer: Any) -> str | None:

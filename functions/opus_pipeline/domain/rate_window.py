@@ -6,12 +6,6 @@ minute. ``MARGIN_SECONDS`` widens the window so that a call granted here and arr
 later still falls inside OpusClip's own minute. ``free_slots`` spreads the window over one slot
 per allowed call, so that no single stored object is written once per call (Cloud Storage allows
 about one write per second to one object).
-
-Calls are not all alike: the project-creating and project-looking calls decide when a slot of
-OpusClip's parallel projects is used again, while reading a concluded project's clips and
-transcript only decides when its copies land. The latter are *background* calls: they may fill the
-window only up to ``background_limit``, so a burst of them (or of anything else) always leaves the
-slot-turning calls ``per_minute - background_limit`` calls of it.
 """
 
 from __future__ import annotations
@@ -36,22 +30,14 @@ def wait_seconds(grants: list[float], per_minute: int, now: float) -> float:
     return inside[-per_minute] + WINDOW_SECONDS + MARGIN_SECONDS - now
 
 
-def background_limit(per_minute: int) -> int:
-    """How many grants of a window background calls may hold: all but a sixth of it (a budget under
-    six calls a minute keeps no reserve, so background calls are never shut out)."""
-    return per_minute - per_minute // 6
-
-
-def free_slots(
-    last_grants: Mapping[int, float], per_minute: int, now: float, wanted: int, rng: Random, limit: int | None = None
-) -> list[int]:
+def free_slots(last_grants: Mapping[int, float], per_minute: int, now: float, wanted: int, rng: Random) -> list[int]:
     """Up to ``wanted`` grant slots in ``range(per_minute)`` that may take a call now, in random
     order (instances racing for the budget then rarely pick the same one); none while the window
     is full. Slot ``i`` holds the time of its last grant (absent: never used), so each slot grants
     at most once per window and ``per_minute`` slots at most ``per_minute`` calls per window, the
     sliding window exactly. Grants in slots past ``per_minute`` (the budget was lowered) still
-    count toward the window. ``limit`` (a background call's) lowers how full the window may be."""
-    if wait_seconds(list(last_grants.values()), per_minute if limit is None else limit, now) > 0:
+    count toward the window."""
+    if wait_seconds(list(last_grants.values()), per_minute, now) > 0:
         return []
     cutoff = now - WINDOW_SECONDS - MARGIN_SECONDS
     stale = [i for i, t in last_grants.items() if i < per_minute and t <= cutoff]

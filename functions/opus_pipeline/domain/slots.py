@@ -14,9 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ADMIT_GRACE_SECONDS = 120.0  # an admitted video's clip request arrives within this, or is admitted again
-# A first create call is granted its slot before its claim lands (``usecases/create_project.py``):
-# the sweeper leaves a slot that young to its claim, however its record reads.
-SLOT_CLAIM_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)

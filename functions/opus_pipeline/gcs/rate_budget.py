@@ -63,9 +63,8 @@ class RateLimiter:
         self._listed = {**slots, index: Listed(name, generation, {GRANTED_AT: entry})}
         return True
 
-    def acquire(self, max_wait: float, background: bool = False) -> None:
-        """Take one call of the budget, waiting up to ``max_wait`` seconds for it; a ``background``
-        call only while the window is below ``rate_window.background_limit``.
+    def acquire(self, max_wait: float) -> None:
+        """Take one call of the budget, waiting up to ``max_wait`` seconds for it.
 
         The slots as this instance last saw them are tried first, without listing them again (a
         listing of every slot is most of a grant's cost): a slot another instance took since is
@@ -73,24 +72,25 @@ class RateLimiter:
         listed anew. Other instances' grants only make the remembered window look emptier than it
         is, so a window that looks full is full."""
         give_up = self._wall() + max_wait
-        limit = rate_window.background_limit(self.per_minute) if background else self.per_minute
         while True:
             remembered = self._listed
             slots = remembered if remembered is not None else self._slots.held()
             now = self._wall()
             last = {i: float(s.metadata[GRANTED_AT]) for i, s in slots.items()}
             wanted = 1 if remembered is not None else CANDIDATES
-            free = rate_window.free_slots(last, self.per_minute, now, wanted, self._rng, limit)
+            free = rate_window.free_slots(last, self.per_minute, now, wanted, self._rng)
             if any(self._take(index, slots, now) for index in free):
                 return
             self._listed = None
             if remembered is not None:
                 continue  # what this instance remembered is out of date: list the slots
             # lost every candidate to other instances (the window moves on), or none is free yet
-            wait = CONTENDED_PAUSE_SECONDS if free else rate_window.wait_seconds(list(last.values()), limit, now)
+            if free:
+                wait = CONTENDED_PAUSE_SECONDS
+            else:
+                wait = rate_window.wait_seconds(list(last.values()), self.per_minute, now)
             if now + wait > give_up:
-                spent = f"{limit} of {self.per_minute}" if background else f"{self.per_minute}"
                 raise BudgetSpentError(
-                    f"OpusClip's budget of {spent} requests a minute is spent for the next {wait:.0f}s"
+                    f"OpusClip's budget of {self.per_minute} requests a minute is spent for the next {wait:.0f}s"
                 )
             self._sleep(wait)

@@ -29,9 +29,6 @@ from opus_pipeline.errors import (
 )
 
 RATE_WAIT_SECONDS = 60.0  # longer, and the event is better redelivered than held
-# A background call (a concluded project's clips and transcript) waits this long for the budget at most:
-# the conclusion is then put off (the sweeper comes back to it) rather than hold the sweeper.
-BACKGROUND_WAIT_SECONDS = 2.0
 CLIPS_PAGE_SIZE = 50  # as OpusClip's own CLI pages
 MAX_CLIP_PAGES = 100
 PROJECT_LIST_PAGE_SIZE = 100  # the most OpusClip's project list gives in one page
@@ -154,7 +151,7 @@ def _clip_key(clip: dict[str, Any]) -> str:
 class Budget(Protocol):
     """The shared request budget every call takes a grant of first (``gcs/rate_budget.py``)."""
 
-    def acquire(self, max_wait: float, background: bool = False) -> None: ...
+    def acquire(self, max_wait: float) -> None: ...
 
 
 class OpusClient:
@@ -190,14 +187,11 @@ class OpusClient:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        background: bool = False,
     ) -> requests.Response:
-        """One authorized request, within the shared request budget (a ``background`` one within its
-        share: ``rate_window.background_limit``); its ``X-RateLimit-*`` headers noted (read
-        leniently: they never fail an answer)."""
+        """One authorized request, within the shared request budget; its ``X-RateLimit-*`` headers
+        noted (read leniently: they never fail an answer)."""
         if self._limiter is not None:
-            wait = BACKGROUND_WAIT_SECONDS if background else RATE_WAIT_SECONDS
-            self._limiter.acquire(wait, background=background)
+            self._limiter.acquire(RATE_WAIT_SECONDS)
         all_headers = {
             "Authorization": f"Bearer {self._api_key}",
             "Accept": "application/json",
@@ -220,10 +214,9 @@ class OpusClient:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        background: bool = False,
     ) -> Any:
         """One call; the JSON answer (an object or, for lists, an array)."""
-        response = self._send(method, path, body=body, params=params, headers=headers, background=background)
+        response = self._send(method, path, body=body, params=params, headers=headers)
         raise_for_status(response, action)
         try:
             return response.json()
@@ -353,7 +346,7 @@ class OpusClient:
         both are accepted.
         """
         params = {"q": "findByProjectId", "projectId": project_id, "pageNum": page_num, "pageSize": page_size}
-        answer = self._call("GET", "/api/exportable-clips", "the clip list", params=params, background=True)
+        answer = self._call("GET", "/api/exportable-clips", "the clip list", params=params)
         if isinstance(answer, dict):
             answer = answer.get("data")
         if not isinstance(answer, list) or not all(isinstance(clip, dict) for clip in answer):
@@ -366,7 +359,7 @@ class OpusClient:
         for it (HTTP 404)."""
         params = {"q": "findByProjectId", "projectId": project_id}
         try:
-            return self._call("GET", "/api/transcripts", "the transcript lookup", params=params, background=True)
+            return self._call("GET", "/api/transcripts", "the transcript lookup", params=params)
         except OpusApiError as exc:
             if exc.reason != "not-found":
                 raise

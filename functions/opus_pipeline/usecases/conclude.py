@@ -29,7 +29,7 @@ from opus_pipeline.domain.clips_page import THUMBNAIL_KEY, render_page
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipResult, SweepTick
 from opus_pipeline.domain.record import Stored, VideoRecord, now_rfc3339
-from opus_pipeline.errors import BudgetSpentError, OpusApiError, PermanentError, TransientError
+from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.gcs.output_page import write_page
 from opus_pipeline.opus.clip_download import copy_clip, kept_copy
 from opus_pipeline.retry import retried
@@ -239,9 +239,9 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                     self._bring_clips_back(clips, frozenset(rendering))
                 else:
                     self._stalled()
-        except BaseException as exc:
+        except BaseException:
             if self.record.state == states.CONCLUDING:  # undo only what is not concluded yet
-                self._put_off(failed=not isinstance(exc, BudgetSpentError))
+                self._put_off()
             raise
         self.svc.open_projects.mark_concluded(self.obj)
         return self.record.state
@@ -259,17 +259,13 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         free_slot(self.svc, self.obj.key)
         self._slot_freed = True
 
-    def _put_off(self, failed: bool = True) -> None:
+    def _put_off(self) -> None:
         """A conclusion that failed goes back to ``project-created`` and is tried again later, at the
         next tick and then 0.5, 1, 2 … 30 minutes after each failure in a row: a project whose clips
         cannot be read or copied costs a bounded share of the sweeps, and never blocks the others.
-        One the request budget had no background call for (``rate_window.background_limit``) has
-        not failed: it is tried again at the next tick. Its stage is kept once its slot is freed,
-        so the next attempt frees nothing again."""
-        failures = self.record.conclude_failures + (1 if failed else 0)
-        delay = FAILED_CONCLUSION_SECONDS
-        if failed:
-            delay = states.next_check_seconds(failures, first=FAILED_CONCLUSION_SECONDS)
+        Its stage is kept once its slot is freed, so the next attempt frees nothing again."""
+        failures = self.record.conclude_failures + 1
+        delay = states.next_check_seconds(failures, first=FAILED_CONCLUSION_SECONDS)
         stage = {"stage": self.stage} if self._slot_freed else {}
         self.held.release(
             state=states.PROJECT_CREATED, conclude_failures=failures, next_check=self.svc.wall() + delay, **stage

@@ -35,7 +35,6 @@ from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.domain.preferences import Preferences, effective
 from opus_pipeline.domain.project_request import build_command, check_command
 from opus_pipeline.domain.record import Stored, VideoRecord
-from opus_pipeline.domain.slots import Grant
 from opus_pipeline.domain.webhook import registered_url
 from opus_pipeline.errors import (
     AmbiguousCreateError,
@@ -76,16 +75,11 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self.adopt_only = adopt_only  # a webhook's look: a project exists, so never create one
         self._outcome_unknown = False  # a create call was sent and what it did is not known
         self._attempts = 0  # create calls sent for the upload, as the record will say
-        self._first_call = False  # claiming for the upload's first create call, marked sent in the claim
-        self._marked = False  # the claim held marked that first call sent
 
     def decide(self, record: VideoRecord) -> states.ProjectStep:
         if record.upload_id != self.request.upload_id:
             return states.ProjectStep.STALE
-        step = super().decide(record)
-        if self._first_call and step is states.ProjectStep.CREATE and not creation.first_call(record):
-            return states.ProjectStep.BUSY  # not claimed: the general claim decides again (``_claim``)
-        return step
+        return super().decide(record)
 
     # -- the story of a clip request ----------------------------------------------------------
 
@@ -96,7 +90,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         if why:
             return self._refuse(why)
         try:
-            step, grant = self._claim()
+            step = self._claim_once_handed_over()
         except UnknownVideoError:
             return self._refuse(
                 "the pipeline has no record of this video (a forged message, or its record was deleted); "
@@ -108,15 +102,15 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self._outcome_unknown = self.record.create_sent_at is not None
         self._attempts = self.record.create_attempts
         try:
-            if self._outcome_unknown and not self._marked:  # an earlier create call may have made the project
+            if self._outcome_unknown:  # an earlier create call may have made the project
                 settled = self._reconcile()
                 if settled is not None:
                     return settled
-            grant = grant or self.svc.admission.request(self.obj.key, self.svc.wall())
+            grant = self.svc.admission.request(self.obj.key, self.svc.wall())
             if not grant.granted:
                 return self._wait(grant.position)
             with self.held.keep_alive():
-                project = self._call_opus(marked=self._marked)
+                project = self._call_opus()
         except AmbiguousCreateError as exc:
             return self._ambiguous(exc)
         except ConcurrentCapError as exc:
@@ -130,62 +124,16 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             raise
         return self._created(project)
 
-    def _claim(self) -> tuple[states.ProjectStep, Grant | None]:
-        """Claim ``creating``; the slot's grant when it was asked for before the claim.
-
-        The upload's first create call (``creation.first_call``: no call was ever sent for it) asks
-        for its project slot before the claim, so that one compare-and-swap claims the record and
-        records "sent" (``self._marked``): the record, which ingest has just written three times, is
-        written once less (Cloud Storage allows about one write a second on it). Any other claim, a
-        video that must wait for a slot, or a record that moved on between the read and the claim
-        take the general claim (then the slot, then "sent" by a write of its own: ``_send``); the
-        sweeper leaves a slot granted that recently to its claim (``SLOT_CLAIM_GRACE_SECONDS``)."""
-        stored, grant = self._handed_over(), None
-        if self._may_mark_in_claim(stored.record):
-            grant = self.svc.admission.request(self.obj.key, self.svc.wall())
-            if grant.granted:
-                now = self.svc.wall()
-                self._first_call = True
-                try:
-                    step = self.claim(
-                        None, state=states.CREATING, create_sent_at=now, create_since=now, create_attempts=1
-                    )
-                finally:
-                    self._first_call = False
-                if step is states.ProjectStep.CREATE:
-                    self._marked = True
-                    return step, grant
+    def _claim_once_handed_over(self) -> states.ProjectStep:
+        """Claim ``creating``; a request that overtook ingest's ``queued`` write waits for it a
+        moment (``HAND_OVER_WAITS``) rather than a Pub/Sub redelivery's backoff."""
         step = self.claim(None, state=states.CREATING)
-        unneeded = step is not states.ProjectStep.CREATE and not states.holds_slot(self.record.state, self.record.stage)
-        if grant is not None and unneeded:
-            free_slot(self.svc, self.obj.key)  # asked for a first call the record no longer needs
-        return step, grant
-
-    def _may_mark_in_claim(self, record: VideoRecord) -> bool:
-        """Whether the claim may mark the call sent: the upload's first call, ours to create (never a
-        webhook's look, which only adopts), and a command that can be built (one that cannot fails
-        the video, which the general claim does without a mark)."""
-        if self.adopt_only or not creation.first_call(record) or self.decide(record) is not states.ProjectStep.CREATE:
-            return False
-        try:
-            self._command(record)
-        except PermanentError:
-            return False
-        return True
-
-    def _handed_over(self) -> Stored:
-        """The record, once ingest handed it over: a request that overtook ingest's ``queued`` write
-        waits for it a moment (``HAND_OVER_WAITS``) rather than a Pub/Sub redelivery's backoff."""
-        waits = 0
-        while True:
-            stored = self.svc.ledger.read(self.obj)
-            if stored is None:
-                raise UnknownVideoError(f"the pipeline has no record of {self.obj.uri}")
-            overtaken = stored.record.state == states.UPLOADED and self.decide(stored.record) is states.ProjectStep.BUSY
-            if not overtaken or waits == HAND_OVER_WAITS:
-                return stored
-            waits += 1
+        for _ in range(HAND_OVER_WAITS):
+            if step is not states.ProjectStep.BUSY or self.record.state != states.UPLOADED:
+                break
             self.svc.sleep(HAND_OVER_WAIT_SECONDS)
+            step = self.claim(None, state=states.CREATING)
+        return step
 
     # -- its endings ------------------------------------------------------------------------------
 
@@ -421,20 +369,18 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self.held.release(state=states.WAITING, waiting_for=WAITING_FOR_SLOT)
         return show_waiting(self.svc, self.obj, self.record.upload_id, position, self.log)
 
-    def _command(self, record: VideoRecord | None = None) -> dict[str, Any]:
-        settings, rec = self.settings, record or self.record
+    def _command(self) -> dict[str, Any]:
+        settings, rec = self.settings, self.record
         prefs = effective(Preferences.from_message(rec.preferences), settings.default_preferences, self.obj.name)
         hook = settings.webhook_url and registered_url(settings.webhook_url, settings.webhook_token or "", self.obj.key)
         command = build_command(rec.upload_id or "", prefs, settings.notify_email, hook or None)
         check_command(command)
         return command
 
-    def _call_opus(self, marked: bool = False) -> dict:
-        """The create call (and one more after a short ``Retry-After``); ``marked``: the claim recorded
-        the first one sent already."""
+    def _call_opus(self) -> dict:
         command = self._command()
         try:
-            return self._send(command, marked)
+            return self._send(command)
         except ConcurrentCapError:
             raise  # the slots are all taken: waiting in the queue is cheaper than sleeping here
         except RateLimitedError as exc:
@@ -444,16 +390,12 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             self.svc.sleep(exc.retry_after)
             return self._send(command)
 
-    def _send(self, command: dict[str, Any], marked: bool = False) -> dict:
-        """One create call: "sent" is recorded durably first (by the claim itself when ``marked``); an
-        answer that proves nothing was made (a 4xx, a 429, a connection never made) takes the mark
-        back with the record's next write."""
+    def _send(self, command: dict[str, Any]) -> dict:
+        """One create call: "sent" is recorded durably first; an answer that proves nothing was made
+        (a 4xx, a 429, a connection never made) takes the mark back with the record's next write."""
         rec, now = self.record, self.svc.wall()
-        if marked:
-            self._attempts = rec.create_attempts
-        else:
-            self._attempts += 1
-            self.held.save(create_sent_at=now, create_since=rec.create_since or now, create_attempts=self._attempts)
+        self._attempts += 1
+        self.held.save(create_sent_at=now, create_since=rec.create_since or now, create_attempts=self._attempts)
         self._outcome_unknown = True
         self.log.info(
             f"create attempt {self.record.create_attempts} for {self.obj.uri} (upload {rec.upload_id})",

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from opus_pipeline import logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject
-from opus_pipeline.domain.record import VideoRecord, object_from_key
-from opus_pipeline.domain.slots import SLOT_CLAIM_GRACE_SECONDS
+from opus_pipeline.domain.record import object_from_key
 from opus_pipeline.errors import PipelineError, TransientError
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import admit_next
@@ -165,7 +164,12 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
     slots, waiting = {}, {}
     for key, since in table.in_flight.items():
         stored = services.ledger.read_key(key)
-        if _unheld(stored.record if stored else None, since, now):
+        rec = stored.record if stored else None
+        if (
+            rec is None
+            or not states.holds_slot(rec.state, rec.stage)
+            or (rec.state == states.CREATING and not rec.lease_live(now))
+        ):
             slots[key] = since
     for entry in table.waiting:
         stored = services.ledger.read_key(entry["key"])
@@ -177,15 +181,3 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
     table = services.admission.read()
     report.slots_in_use, report.waiting = len(table.in_flight), len(table.waiting)
     return len(slots)
-
-
-def _unheld(rec: VideoRecord | None, since: float, now: float) -> bool:
-    """Whether nobody holds the slot granted at ``since`` to ``rec``'s video: its record is gone, its
-    creation's lease lapsed, or its state holds no slot (a slot granted less than
-    ``SLOT_CLAIM_GRACE_SECONDS`` ago is left to the claim that may be landing: a first create call
-    asks for its slot before it claims the record)."""
-    if rec is None:
-        return True
-    if rec.state == states.CREATING:
-        return not rec.lease_live(now)
-    return not states.holds_slot(rec.state, rec.stage) and now - since >= SLOT_CLAIM_GRACE_SECONDS
