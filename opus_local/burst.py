@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import statistics
 import threading
 import time
@@ -34,6 +33,7 @@ from opus_pipeline.gcs.ledger import Ledger
 from .gcs_proxy import GcsProxyControl
 from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
 from .videos import unique_video
+from .workdir import fresh_workdir
 
 # upload link, project creation, one project lookup (the webhook's), one page of clips, the transcript
 CALLS_PER_VIDEO = 5
@@ -197,22 +197,6 @@ def contention(proxy: GcsProxyControl, instances: int = 8, seconds: float = 5.0)
     }
 
 
-WORKDIR_MARK = ".opus-burst"  # what makes a folder one a burst may empty
-STACK_FOLDERS = frozenset({"gcs", "logs", "standin", "contention"})  # what a ``LocalStack`` leaves
-
-
-def fresh_workdir(workdir: Path) -> None:
-    """An empty ``workdir`` marked as the burst's: a run interrupted before left its buckets' objects
-    there (the next run's buckets would exist already). A folder holding anything but the mark and
-    what a local stack leaves is not the burst's to empty, whatever ``--workdir`` names."""
-    found = {entry.name for entry in workdir.iterdir()} if workdir.exists() else set()
-    if not found <= STACK_FOLDERS | {WORKDIR_MARK}:
-        raise SystemExit(f"{workdir} is not empty and not a burst's workdir; name another with --workdir")
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    (workdir / WORKDIR_MARK).touch()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=100)
@@ -223,7 +207,7 @@ def main() -> None:
     parser.add_argument("--contention", action="store_true", help="also measure racing for the shared objects")
     args = parser.parse_args()
     workdir = Path(args.workdir).resolve()
-    fresh_workdir(workdir)
+    fresh_workdir(workdir, "burst")
     report = run_burst(workdir, args.videos, args.cap, args.rate, args.project_seconds)
     print(json.dumps({**asdict(report), "floorRatio": round(report.floor_ratio, 3)}, indent=2))
     if args.contention:

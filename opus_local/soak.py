@@ -63,6 +63,7 @@ from . import emulators
 from .relay import finalized_event, push_body
 from .stack import FUNCTIONS, OUTPUT_BUCKET, STATE_BUCKET, LocalStack
 from .videos import SALT_BYTES, smallest_video, unique_video
+from .workdir import fresh_workdir
 
 GRANULARITY = 256 * 1024
 CHUNK = 2 * GRANULARITY  # two granules, so that a session keeping fewer bytes can keep some of a chunk
@@ -834,7 +835,9 @@ def main() -> None:
         return
     outcomes = []
     started = time.monotonic()
-    with soak_stack(Path(args.workdir).resolve(), args.storage_faults, args.first_seed) as soak:
+    workdir = Path(args.workdir).resolve()
+    fresh_workdir(workdir, "soak")
+    with soak_stack(workdir, args.storage_faults, args.first_seed) as soak:
         for seed in range(args.first_seed, args.first_seed + args.schedules):
             plan, outcome = soak.run(seed)
             print(outcome.line(), flush=True)

@@ -1,10 +1,10 @@
-"""The burst's account of where its time above the floor went, and the workdir it may empty."""
+"""The burst's floor, and its account of where its time above the floor went."""
 
 from __future__ import annotations
 
 import pytest
 
-from opus_local.burst import floor_seconds, fresh_workdir, turnovers
+from opus_local.burst import floor_seconds, turnovers
 
 
 def test_a_slot_taken_at_the_end_of_its_last_project_stood_empty_for_no_time() -> None:
@@ -17,34 +17,6 @@ def test_each_turnover_is_measured_against_the_project_cap_places_before() -> No
 
 def test_fewer_projects_than_slots_have_no_turnover() -> None:
     assert turnovers([0.0, 0.1], cap=3, project_seconds=3.0) == []
-
-
-def test_the_burst_empties_a_workdir_it_marked(tmp_path) -> None:
-    workdir = tmp_path / "burst"
-    fresh_workdir(workdir)
-    (workdir / "gcs").mkdir()
-
-    fresh_workdir(workdir)
-
-    assert sorted(p.name for p in workdir.iterdir()) == [".opus-burst"]
-
-
-def test_the_burst_refuses_to_empty_a_folder_it_did_not_mark(tmp_path) -> None:
-    (tmp_path / "keep.txt").write_text("mine")
-
-    with pytest.raises(SystemExit, match="not a burst's workdir"):
-        fresh_workdir(tmp_path)
-
-    assert (tmp_path / "keep.txt").read_text() == "mine"
-
-
-def test_the_burst_empties_what_an_earlier_local_stack_left_there(tmp_path) -> None:
-    for folder in ("gcs", "logs", "standin"):
-        (tmp_path / folder).mkdir()
-
-    fresh_workdir(tmp_path)
-
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".opus-burst"]
 
 
 def test_the_floor_counts_every_call_a_video_costs_when_the_rate_binds() -> None:
