@@ -1,4 +1,4 @@
-"""The whole pipeline on one machine: emulators, the OpusClip stand-in, every function, the relay.
+"""The whole pipeline on one machine: emulators, the OpusClip stand-in, every function, the relays.
 
     fake-gcs-server ──OBJECT_FINALIZE──► Pub/Sub emulator (gcs-events) ──► relay ──CloudEvent──►
     on_video_uploaded ──► stand-in (upload) ──► clip-requests ──push (dead-letter: clip-requests-dead)──►
@@ -6,6 +6,9 @@
     clips in gs://clips, a message on clip-results;  a ticker (Cloud Scheduler's part) ──► sweep-ticks
     ──push──► sweep_projects (for lost webhooks, and videos admitted against this month's credits:
     ingest-requests ──push──► on_video_uploaded)
+
+Eventarc's trigger and every ``push`` above are played by a ``relay.Relay`` pulling the emulator's
+subscription (the emulator's own push polls, and delivers two messages at a time).
 
 Every storage call of the functions (and of this process's clients, as the CLI's) goes through
 the fault-injecting proxy (``gcs_proxy.py``) in front of fake-gcs-server, with Cloud Storage's write
