@@ -53,14 +53,12 @@ class RateLimiter:
     def _take(self, index: int, slots: dict[int, Listed], now: float) -> bool:
         """Win slot ``index`` for a call at ``now`` (remembered with the slots listed); False when
         another instance won it first."""
-        entry = repr(now)
         body = json.dumps({GRANTED_AT: now, "grant": uuid.uuid4().hex}).encode()  # unique: see SlotStore.take
         try:
-            generation = self._slots.take(index, slots.get(index), entry, body)
+            taken = self._slots.take(index, slots.get(index), repr(now), body)
         except ConflictError:
             return False
-        name = f"{self._slots.prefix}{index}"
-        self._listed = {**slots, index: Listed(name, generation, {GRANTED_AT: entry})}
+        self._listed = {**slots, index: taken}
         return True
 
     def acquire(self, max_wait: float) -> None:

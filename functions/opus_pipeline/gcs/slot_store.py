@@ -33,12 +33,14 @@ class SlotStore:
                 slots[int(index)] = item
         return slots
 
-    def take(self, index: int, previous: Listed | None, entry: str, body: bytes) -> int:
+    def take(self, index: int, previous: Listed | None, entry: str, body: bytes) -> Listed:
         """Make slot ``index`` ours with ``entry``, if it is still as ``previous`` was listed (``None``:
-        absent); its new generation. ``body`` must be unique to this taker, so that a retry of its own
-        landed write is recognised. ``ConflictError`` when another instance took it first."""
+        absent); the slot as a listing would now show it. ``body`` must be unique to this taker, so
+        that a retry of its own landed write is recognised. ``ConflictError`` when another instance
+        took it first."""
         slot = CasObject(self._bucket, f"{self.prefix}{index}")
-        return slot.write(body, previous.generation if previous else 0, {self.field: entry})
+        metadata = {self.field: entry}
+        return Listed(slot.name, slot.write(body, previous.generation if previous else 0, metadata), metadata)
 
     def give_back(self, item: Listed) -> None:
         """Free the slot ``item`` was listed as (already gone is fine). ``ConflictError`` when it

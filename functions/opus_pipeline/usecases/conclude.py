@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from google.cloud import storage
+
 from opus_pipeline import logs
 from opus_pipeline.domain import manifest, states, webhook
 from opus_pipeline.domain.clips_page import THUMBNAIL_KEY, render_page
@@ -31,7 +33,7 @@ from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipResult, SweepTick
 from opus_pipeline.domain.record import Stored, VideoRecord, now_rfc3339
 from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
 from opus_pipeline.gcs.output_page import write_page
-from opus_pipeline.opus.clip_download import copy_clip, kept_copy
+from opus_pipeline.opus.clip_download import Copied, copy_clip, kept_copy
 from opus_pipeline.retry import retried
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot
@@ -389,32 +391,40 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             COPY_MARK_CLIP: manifest.clip_id(clip, index),
             COPY_MARK_QUALITY: quality,
         }
-        copied = kept_copy(bucket.blob(name), marks) if self._taking_over else None
-        if copied is not None:
-            self.log.info(f"a clip was copied already to {copied.gcs_uri}", event="clip_kept", bytes=copied.size)
-        else:
-            try:
-                copied = retried(
-                    lambda: copy_clip(
-                        self.svc.opus.http, url, self.settings.clip_url_hosts, bucket.blob(name), marks=marks
-                    ),
-                    COPY_ATTEMPTS,
-                    self.svc.sleep,
-                )
-            except (PermanentError, TransientError) as error:
-                self.log.warning(
-                    f"a clip of {self.obj.uri} was not copied: {error}; its OpusClip link stays in the manifest",
-                    event="clip_not_copied",
-                    reason=error.reason,
-                )
-                return {"copied": False, "error": str(error)}
-            self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size, quality=quality)
+        try:
+            copied = self._kept(bucket, name, marks) or self._fetch(url, quality, bucket, name, marks)
+        except (PermanentError, TransientError) as error:
+            self.log.warning(
+                f"a clip of {self.obj.uri} was not copied: {error}; its OpusClip link stays in the manifest",
+                event="clip_not_copied",
+                reason=error.reason,
+            )
+            return {"copied": False, "error": str(error)}
         return {
             **copied.to_manifest(),
             "quality": quality,
             **self._copy_thumbnail(clip, index),
             **write_captions(self.svc, self.obj, clip, index, plan, self.log),
         }
+
+    def _kept(self, bucket: storage.Bucket, name: str, marks: Mapping[str, str]) -> Copied | None:
+        """A takeover's copy made by the conclusion that died, found by its marks (``kept_copy``);
+        None for any other conclusion, whose record names every copy it made."""
+        if not self._taking_over or (kept := kept_copy(bucket.blob(name), marks)) is None:
+            return None
+        self.log.info(f"a clip was copied already to {kept.gcs_uri}", event="clip_kept", bytes=kept.size)
+        return kept
+
+    def _fetch(self, url: str, quality: str, bucket: storage.Bucket, name: str, marks: Mapping[str, str]) -> Copied:
+        """The clip copied from OpusClip to ``name`` and stamped with ``marks``, a transient failure
+        retried (a fresh blob per attempt: its reload pins it to the generation it found)."""
+        copied = retried(
+            lambda: copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, bucket.blob(name), marks=marks),
+            COPY_ATTEMPTS,
+            self.svc.sleep,
+        )
+        self.log.info(f"copied a clip to {copied.gcs_uri}", event="clip_copied", bytes=copied.size, quality=quality)
+        return copied
 
     def _copy_thumbnail(self, clip: Mapping[str, Any], index: int) -> dict[str, Any]:
         """The clip's poster for the page, from the allowed hosts only; without it the page shows
