@@ -330,12 +330,14 @@ resource "google_logging_metric" "projects_stalled" {
   }
 }
 
-# One point per project a create call made or the pipeline adopted (create_project.py logs each
-# attempt's outcome with the video's labels): a video with two is a video billed twice.
+# One point per project a create call made or the pipeline adopted, per other project OpusClip's
+# list names the same upload with ("duplicate"), and per unanswered call given up on before the
+# video was created again ("unconfirmed": it may have made a project OpusClip did not list).
+# create_project.py logs each attempt's outcome with the video's labels: two points, two projects.
 resource "google_logging_metric" "video_projects" {
   name        = "${local.prefix}_video_projects"
-  description = "Clip projects per video: created, or found in OpusClip's project list after an unanswered create call."
-  filter      = "${local.function_logs} AND jsonPayload.event=\"create_outcome\" AND jsonPayload.outcome=(\"created\" OR \"adopted\")"
+  description = "Clip projects per video: created, or found in OpusClip's project list after an unanswered create call, or possibly made by a call never answered."
+  filter      = "${local.function_logs} AND jsonPayload.event=\"create_outcome\" AND jsonPayload.outcome=(\"created\" OR \"adopted\" OR \"duplicate\" OR \"unconfirmed\")"
 
   label_extractors = {
     object     = "EXTRACT(labels.object)"
@@ -644,6 +646,6 @@ resource "google_monitoring_alert_policy" "two_projects_for_a_video" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "A video got a second OpusClip project (credits spent twice): a create call went unanswered and OpusClip's project list showed no project of it within create_grace_seconds, so it was created again. The functions' create_outcome lines (jsonPayload.event=\"create_outcome\") for the video name both projects; delete the one not followed in OpusClip's dashboard."
+    content   = "A video may have a second OpusClip project (credits spent twice): a create call went unanswered and OpusClip's project list showed no project of it within create_grace_seconds, so it was created again (outcome \"unconfirmed\", then \"created\"), or the list names two projects of its upload (outcome \"duplicate\"). The functions' create_outcome lines (jsonPayload.event=\"create_outcome\") for the video name both projects; delete the one not followed in OpusClip's dashboard."
   }
 }

@@ -83,6 +83,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "monthlyCreditLimit": 900,  # credits per month (Pro's 900); None: an uncapped workspace
     "monthResetAt": None,  # when the month's credits reset (ISO); None: the 1st of next month, UTC
     "transcript": True,  # GET /api/transcripts has TRANSCRIPT_WORDS for a COMPLETE project; False: data [null]
+    # What a project's sourceId holds: the upload's id, or an id of OpusClip's own that does not
+    # name it (the OpenAPI requires a sourceId and does not say what an upload's is).
+    "sourceIds": "upload",
     "timeRanges": "milliseconds",  # the unit of clips' timeRanges: as the OpenAPI's example, or "seconds" as it says
     "previewOnly": False,  # clips come without uriForExport (a preview-only plan): only uriForPreview
     "orgId": None,  # when set, every /api/* call must send it as x-opus-org-id (else 403)
@@ -122,6 +125,7 @@ _CONFIG_CHECKS: dict[str, Callable[[Any], bool]] = {
     "monthlyCreditLimit": _optional(count_from(0)),
     "monthResetAt": _optional(lambda v: isinstance(v, str) and v.endswith("Z")),
     "transcript": lambda v: isinstance(v, bool),
+    "sourceIds": lambda v: v in ("upload", "opaque"),
     "timeRanges": lambda v: v in ("milliseconds", "seconds"),
     "previewOnly": lambda v: isinstance(v, bool),
     "orgId": _optional(lambda v: isinstance(v, str) and bool(v)),
@@ -211,6 +215,7 @@ class Project:
     rendering_clips: int | None = None
     stalls: bool = False
     resume_after: float | None = None  # a stalled project moves on to COMPLETE this long after it stalled
+    source_id: str = ""  # its sourceId: the upload's id unless the configuration says otherwise
 
     @property
     def ends(self) -> float:
@@ -264,7 +269,7 @@ class Project:
             "isDeleted": False,
             "isPurged": False,
             "sourcePlatform": "UPLOADED",
-            "sourceId": self.upload_id,
+            "sourceId": self.source_id or self.upload_id,
             "sourceUri": None,
             "labels": [],
             "productTier": "PRO",
@@ -683,6 +688,7 @@ class StandIn:
                 rendering_clips=self.config["renderingClips"],
                 stalls=self.stall_next > 0,
                 resume_after=self.resume_after if self.stall_next > 0 else None,
+                source_id="UPLOADED_" + secrets.token_hex(8) if self.config["sourceIds"] == "opaque" else upload_id,
             )
             self.stall_next -= project.stalls
             self.projects[project.id] = project

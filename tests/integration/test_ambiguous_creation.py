@@ -4,7 +4,6 @@ video ends with one project, found in OpusClip's project list when the answer di
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from urllib.parse import parse_qsl, urlsplit
@@ -104,22 +103,23 @@ def test_a_200_with_an_odd_rate_limit_reset_creates_one_project(stack: Stack, st
     assert record(stack, resource).create_sent_at is None
 
 
-def test_a_failing_usage_call_after_the_create_call_makes_no_second_project(stack: Stack, standin) -> None:
-    """An uncapped workspace stamps no usage headers, so a budget makes the pipeline ask api-usage at
-    settlement: a 503 there comes after the project was recorded, never before a second create."""
+def test_a_failing_usage_lookup_creates_nothing_until_it_answers_then_one_project(stack: Stack, standin) -> None:
+    """An uncapped workspace stamps no usage headers, so a budget makes the pipeline ask api-usage: the
+    credit gate asks before the create call (and the settlement after it is served the same answer),
+    so a 503 there sends nothing, and the redelivery creates the one project."""
     standin.configure(monthlyCreditLimit=None)
     resource, request = uploaded(stack)
     standin.inject({"endpoint": "api-usage", "kind": "status", "status": 503, "times": 20})
     overrides = {"OPUS_MONTHLY_CREDIT_BUDGET": "1000"}
 
-    for _ in range(3):
-        with contextlib.suppress(TransientError):
-            create(stack, request, **overrides)
-    assert standin.calls("api-usage") >= 1  # it was asked, and failed, after the create call
+    with pytest.raises(TransientError):
+        create(stack, request, **overrides)
+    assert standin.calls("api-usage") >= 1 and standin.calls("clip-projects") == 0
     standin.clear_faults()
 
-    assert record(stack, resource).state == states.PROJECT_CREATED
+    assert create(stack, request, **overrides) == states.PROJECT_CREATED
     assert len(projects_of(standin, request.upload_id)) == 1 and standin.calls("clip-projects") == 1
+    assert record(stack, resource).state == states.PROJECT_CREATED
 
 
 def test_within_the_grace_a_creation_not_yet_listed_waits_and_creates_nothing(stack: Stack, standin) -> None:
@@ -196,3 +196,72 @@ def test_a_webhook_for_an_ambiguous_video_whose_project_is_not_listed_creates_no
     assert handle_webhook(query, {}, lambda: b"{}", svc) == 200
     assert standin.calls("clip-projects") == 1 and standin.calls("project-list") == 1
     assert record(stack, resource).state == states.CREATING
+
+
+def projects_made_from(standin, upload_id: str) -> list[dict]:
+    """The projects made from the upload, by the create calls' own ``videoUrl`` (whatever their sourceId)."""
+    return [p for p in standin.stats()["projects"].values() if p["request"]["videoUrl"] == upload_id]
+
+
+def test_a_lost_project_whose_source_id_does_not_name_the_upload_is_adopted_by_title_and_time(
+    stack: Stack, standin
+) -> None:
+    standin.configure(sourceIds="opaque")  # the OpenAPI's sourceId: an id of OpusClip's own
+    resource, request = uploaded(stack)
+    after_create(standin, "drop")
+
+    assert create_until_settled(stack, request) == states.PROJECT_CREATED
+
+    [project] = projects_made_from(standin, request.upload_id)
+    assert project["sourceId"] != request.upload_id
+    assert record(stack, resource).project_id == project["projectId"] and standin.calls("clip-projects") == 1
+
+
+def test_a_lost_project_listed_past_the_first_page_is_found(stack: Stack, standin) -> None:
+    standin.configure(monthlyCreditLimit=None)
+    resource, request = uploaded(stack)
+    after_create(standin, "drop")
+    with pytest.raises(TransientError):
+        create(stack, request)
+    other = standin.upload_video(API_KEY)
+    for _ in range(100):  # a busy workspace: a page of projects made since
+        standin.create_project(API_KEY, upload_id=other).raise_for_status()
+
+    assert create(stack, request) == states.PROJECT_CREATED
+
+    [project] = projects_made_from(standin, request.upload_id)
+    assert record(stack, resource).project_id == project["projectId"] and standin.calls("project-list") == 2
+
+
+def test_a_refused_project_list_leaves_the_creation_in_doubt_not_failed(stack: Stack, standin) -> None:
+    resource, request = uploaded(stack)
+    after_create(standin, "drop")
+    with pytest.raises(TransientError):
+        create(stack, request)
+    standin.inject({"endpoint": "project-list", "kind": "status", "status": 404, "body": {"message": "Not Found"}})
+
+    time.sleep(1.05)  # past the local grace: only the list's answer stands between it and a second call
+    with pytest.raises(TransientError, match="refused its project list"):
+        create(stack, request)
+
+    rec = record(stack, resource)
+    assert rec.state == states.CREATING and rec.create_sent_at is not None and standin.calls("clip-projects") == 1
+    assert create(stack, request) == states.PROJECT_CREATED  # the list answers again: adopted
+    assert len(projects_made_from(standin, request.upload_id)) == 1
+
+
+def test_a_create_made_again_after_an_unanswered_one_counts_as_a_possible_second_project(
+    stack: Stack, standin, capsys
+) -> None:
+    _, request = uploaded(stack)
+    standin.inject({"endpoint": "clip-projects", "kind": "drop"})  # nothing listed: OpusClip did not act
+    with pytest.raises(TransientError):
+        create(stack, request)
+    capsys.readouterr()
+    time.sleep(1.05)  # past the local grace
+
+    assert create(stack, request) == states.PROJECT_CREATED
+
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    outcomes = [x["outcome"] for x in lines if x.get("event") == "create_outcome"]
+    assert outcomes == ["unconfirmed", "created"]  # two points of the projects-per-video metric: the alert fires

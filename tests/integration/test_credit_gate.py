@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 
 from opus_pipeline.domain import states
+from opus_pipeline.domain.credits import WAITING_FOR_CREDITS
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.usecases.ingest import handle_ingest_request
 from opus_pipeline.usecases.sweep import sweep
 
-from conftest import Stack
+from conftest import API_KEY, Stack
 from support import CAP_BODY, create, ingest, live_metadata, record, services, video
 
 OPUS_CAP_BODY = {
@@ -52,6 +53,24 @@ def test_an_ingest_request_does_not_admit_a_queued_video_out_of_turn_the_sweeper
     assert sweep(services(stack)).admitted_for_credits == 1
     assert services(stack).credit_ledger.read().reserved == {storage_object(second).key: 10}
     assert handle_ingest_request(request, services(stack)) == states.QUEUED
+
+
+def test_a_clip_request_without_a_reservation_waits_when_its_credits_do_not_fit(stack: Stack, standin) -> None:
+    """``opus-pipeline retry`` of a failed video (its reservation given up) or a forged request: project
+    creation asks the credit gate as a first upload does, and nothing is created past the month."""
+    standin.configure(monthlyCreditLimit=10)
+    resource = stack.put("talk.mp4", video())
+    ingest(stack, resource)
+    request = ClipRequest.decode(stack.pull()[0].message.data)
+    services(stack).credit_ledger.change("", lambda book: book.reserved.clear())  # given up, as at a failure
+    standin.create_project(API_KEY).raise_for_status()  # the month's 10 credits spent by another tool
+    created = standin.calls("clip-projects")
+
+    assert create(stack, request) == states.WAITING
+
+    assert standin.calls("clip-projects") == created
+    assert record(stack, resource).waiting_for == WAITING_FOR_CREDITS
+    assert [w["key"] for w in services(stack).credit_ledger.read().waiting] == [storage_object(resource).key]
 
 
 def test_a_creation_without_a_reservation_is_counted_against_the_budget(stack: Stack, standin) -> None:

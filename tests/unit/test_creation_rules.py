@@ -18,6 +18,7 @@ from opus_pipeline.domain.creation import (
     Sought,
     decide,
     find_project,
+    listing_complete,
     project_id_of,
 )
 from opus_pipeline.domain.credits import CreditBook, Usage, reset_moment
@@ -70,30 +71,69 @@ def test_odd_rate_limit_headers_never_fail_an_answer() -> None:
 
 def test_the_item_naming_the_upload_is_the_project() -> None:
     items = [item("P2", sourceId="up_2"), item("P1", sourceId="up_1")]
-    assert find_project(items, SOUGHT) == (Found.ONE, items[1])
+    assert find_project(items, SOUGHT) == (Found.ONE, [items[1]])
 
 
-def test_an_item_naming_another_upload_is_never_taken_for_it_whatever_its_title() -> None:
-    assert find_project([item("P2", sourceId="up_2")], SOUGHT) == (Found.NONE, None)
+def test_the_upload_id_within_a_longer_source_names_it() -> None:
+    items = [item("P1", sourceId="UPLOADED_up_1", sourceInfo={"title": "other"})]
+    assert find_project(items, SOUGHT) == (Found.ONE, items)
+    assert find_project([item("P1", sourceUri="https://files.example/up_1.mp4?sig=x")], SOUGHT)[0] is Found.ONE
+
+
+def test_a_source_that_does_not_name_the_upload_falls_back_to_title_and_time() -> None:
+    """OpusClip's OpenAPI requires a sourceId on every project and does not say what an upload's holds."""
+    items = [item("P1", sourcePlatform="UPLOADED", sourceId="YT_tEXaoozFRes")]
+    assert find_project(items, SOUGHT) == (Found.ONE, items)
+
+
+def test_an_item_imported_from_another_platform_is_never_taken_for_it_whatever_its_title() -> None:
+    assert find_project([item("P2", sourcePlatform="YOUTUBE", sourceId="YT_x")], SOUGHT) == (Found.NONE, [])
 
 
 def test_an_item_naming_no_source_is_matched_by_title_and_a_creation_after_the_attempt() -> None:
     items = [item("P9", sourceInfo={"title": "other"}), item("P1")]
-    assert find_project(items, SOUGHT) == (Found.ONE, items[1])
+    assert find_project(items, SOUGHT) == (Found.ONE, [items[1]])
+
+
+@pytest.mark.parametrize("created", [(SENT + 1) * 1000, SENT + 1], ids=["epoch-milliseconds", "epoch-seconds"])
+def test_a_numeric_creation_time_is_read_in_seconds_or_milliseconds(created: float) -> None:
+    assert find_project([item("P1", createdAt=created)], SOUGHT)[0] is Found.ONE
 
 
 def test_an_item_created_before_the_first_attempt_is_not_it() -> None:
     old = item("P0", createdAt=iso(SENT - CLOCK_SKEW_SECONDS - 1))
-    assert find_project([old], SOUGHT) == (Found.NONE, None)
+    assert find_project([old], SOUGHT) == (Found.NONE, [])
 
 
 def test_two_items_that_fit_only_by_title_are_not_told_apart() -> None:
-    assert find_project([item("P1"), item("P2")], SOUGHT) == (Found.SEVERAL, None)
+    assert find_project([item("P1"), item("P2")], SOUGHT) == (Found.SEVERAL, [])
+
+
+def test_two_projects_naming_the_upload_are_both_found_the_oldest_first() -> None:
+    newer = item("P2", sourceId="up_1", createdAt=iso(SENT + 20))
+    older = item("P1", sourceId="up_1", createdAt=iso(SENT + 1))
+    assert find_project([newer, older], SOUGHT) == (Found.ONE, [older, newer])
 
 
 def test_an_item_without_a_usable_project_id_is_skipped() -> None:
-    assert find_project([{"projectId": "p\r\n", "sourceId": "up_1"}], SOUGHT) == (Found.NONE, None)
+    assert find_project([{"projectId": "p\r\n", "sourceId": "up_1"}], SOUGHT) == (Found.NONE, [])
     assert project_id_of({"id": "", "projectId": "P1"}) == "P1"
+
+
+# -- how far the project list is read -----------------------------------------------------------
+
+
+def test_a_short_page_ends_the_listing() -> None:
+    assert listing_complete([item("P1")], page_size=100, since=SENT)
+
+
+def test_a_full_page_reaching_back_past_the_first_attempt_ends_the_listing() -> None:
+    page = [item("P1"), item("P0", createdAt=iso(SENT - CLOCK_SKEW_SECONDS - 1))]
+    assert listing_complete(page, page_size=2, since=SENT)
+
+
+def test_a_full_page_of_projects_made_since_the_attempt_asks_for_the_next() -> None:
+    assert not listing_complete([item("P2"), item("P1")], page_size=2, since=SENT)
 
 
 # -- what an ambiguous creation does next -------------------------------------------------------
@@ -105,6 +145,10 @@ def test_within_the_grace_nothing_is_created() -> None:
 
 def test_past_the_grace_with_an_attempt_left_it_is_created_again() -> None:
     assert decide(Found.NONE, 1, NOW - 301, NOW, grace=300) is Next.CREATE
+
+
+def test_a_listing_that_never_reached_the_first_attempt_never_creates_again() -> None:
+    assert decide(Found.NONE, 1, NOW - 301, NOW, grace=300, complete=False) is Next.GIVE_UP
 
 
 def test_past_the_last_attempt_it_gives_up() -> None:

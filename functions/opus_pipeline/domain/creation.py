@@ -12,7 +12,8 @@ times in all; then it fails (``create-unconfirmed``) saying to look in OpusClip 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -26,6 +27,9 @@ UNCONFIRMED = "create-unconfirmed"  # the failure reason past the last attempt
 # The fields of a project-list item that may name its source (OpenAPI ``sourceId``; OpusClip's CLI
 # shows ``source_video_id``).
 _SOURCE_ID_FIELDS = ("sourceId", "sourceVideoId", "source_video_id")
+UPLOADED_PLATFORM = "UPLOADED"  # OpenAPI ``sourcePlatform`` of a project made from an upload
+EPOCH_MILLISECONDS_FROM = 1e11  # a numeric ``createdAt`` above this is in milliseconds (1e11 s is in 5138)
+MAX_LIST_PAGES = 10  # pages of the project list looked through for one upload's project (1,000 projects)
 
 
 def project_id_of(answer: Any) -> str | None:
@@ -61,16 +65,30 @@ def _title(item: Mapping[str, Any]) -> str | None:
     return title if isinstance(title, str) else None
 
 
+def _created_at(item: Mapping[str, Any]) -> float | None:
+    """``createdAt`` in seconds: ISO 8601 as the OpenAPI has it, or epoch seconds or milliseconds."""
+    value = item.get("createdAt")
+    if isinstance(value, str):
+        return epoch_of(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return value / 1000.0 if value > EPOCH_MILLISECONDS_FROM else float(value)
+    return None
+
+
 def matches(item: Mapping[str, Any], sought: Sought) -> bool | None:
-    """True: the item is the upload's project (its source names the upload id); False: it is not (it
-    names another source, or has another title, or is older than the first attempt); None: it names
-    no source, and its title and creation time fit."""
+    """True: the item is the upload's project (a source field names the upload id, bare or within a
+    longer id or URI); False: it is not (a source of another platform than an upload, another title,
+    or made before the first attempt); None: its title and creation time fit. A source that does
+    not name the upload proves nothing: OpusClip's OpenAPI requires a ``sourceId`` on every project
+    and does not say what it holds for an upload (its example, ``YT_tEXaoozFRes``, is prefixed)."""
     if project_id_of(item) is None:
         return False
-    sources = _names_source(item)
-    if sources:
-        return any(value == sought.upload_id or value.endswith("/" + sought.upload_id) for value in sources)
-    created = epoch_of(item.get("createdAt") if isinstance(item.get("createdAt"), str) else None)
+    if sought.upload_id and any(sought.upload_id in value for value in _names_source(item)):
+        return True
+    platform = item.get("sourcePlatform")
+    if isinstance(platform, str) and platform and platform.upper() != UPLOADED_PLATFORM:
+        return False  # imported from a link (YOUTUBE, GDRIVE…): never an upload of ours
+    created = _created_at(item)
     fits = (
         sought.title is not None
         and _title(item) == sought.title
@@ -86,19 +104,33 @@ class Found(Enum):
     SEVERAL = "several"  # more than one project fits by title and time: which is ours cannot be told
 
 
-def find_project(items: Iterable[Mapping[str, Any]], sought: Sought) -> tuple[Found, Mapping[str, Any] | None]:
-    """The upload's project in a project list: one naming the upload wins; else the one item whose
-    title and time fit; several such, none is chosen (``Found.SEVERAL``)."""
-    likely = []
+def find_project(items: Iterable[Mapping[str, Any]], sought: Sought) -> tuple[Found, list[Mapping[str, Any]]]:
+    """The upload's project in a project list, with any others that name the upload too (OpusClip
+    made several of it: the first is adopted, oldest first, and the others are reported); else the one
+    item whose title and time fit; several such, none is chosen (``Found.SEVERAL``)."""
+    sure: list[Mapping[str, Any]] = []
+    likely: list[Mapping[str, Any]] = []
     for item in items:
         verdict = matches(item, sought)
         if verdict is True:
-            return Found.ONE, item
-        if verdict is None:
+            sure.append(item)
+        elif verdict is None:
             likely.append(item)
+    if sure:
+        return Found.ONE, sorted(sure, key=lambda item: _created_at(item) or 0.0)
     if len(likely) == 1:
-        return Found.ONE, likely[0]
-    return (Found.SEVERAL if likely else Found.NONE), None
+        return Found.ONE, likely
+    return (Found.SEVERAL if likely else Found.NONE), []
+
+
+def listing_complete(page: Sequence[Mapping[str, Any]], page_size: int, since: float) -> bool:
+    """Whether no later page of the project list (newest first) can hold a project made since the
+    first attempt: this page is short, or its oldest item was made before that attempt (less the
+    clock skew)."""
+    if len(page) < page_size:
+        return True
+    made = [t for t in (_created_at(item) for item in page) if t is not None]
+    return bool(made) and min(made) < since - CLOCK_SKEW_SECONDS
 
 
 class Next(Enum):
@@ -109,11 +141,20 @@ class Next(Enum):
     GIVE_UP = "give-up"  # no attempt is left, or several projects may be ours: a person looks in OpusClip
 
 
-def decide(found: Found, attempts: int, last_sent_at: float, now: float, grace: float = CREATE_GRACE_SECONDS) -> Next:
+def decide(
+    found: Found,
+    attempts: int,
+    last_sent_at: float,
+    now: float,
+    grace: float = CREATE_GRACE_SECONDS,
+    complete: bool = True,
+) -> Next:
     """After ``attempts`` create calls, the last sent at ``last_sent_at``, and a project list look that
-    found nothing surely ours; ``grace``: how long OpusClip may take to list a project it made."""
+    found nothing surely ours; ``grace``: how long OpusClip may take to list a project it made;
+    ``complete``: whether the look reached back to the first attempt (``listing_complete``). A look
+    that did not (more than ``MAX_LIST_PAGES`` pages of projects since) never creates again."""
     if found is Found.SEVERAL:
         return Next.GIVE_UP
     if now - last_sent_at < grace:
         return Next.WAIT
-    return Next.CREATE if attempts < MAX_CREATE_ATTEMPTS else Next.GIVE_UP
+    return Next.CREATE if attempts < MAX_CREATE_ATTEMPTS and complete else Next.GIVE_UP

@@ -88,6 +88,8 @@ def raise_for_status(response: requests.Response, action: str) -> None:
     if status < 300:
         return
     body = _body(response)
+    said = _detail(body)  # OpusClip's own words, in every refusal's message
+    quoted = f": {said}" if said else ""
     if status == 403 and _monthly_cap(body):
         reset_at = body.get("reset_at") if isinstance(body.get("reset_at"), str) else None
         raise OpusApiError(
@@ -98,19 +100,21 @@ def raise_for_status(response: requests.Response, action: str) -> None:
             status=status,
         )
     if status in (401, 403):
-        said = _detail(body)
         raise OpusApiError(
-            f"OpusClip refused the API key on {action} (HTTP {status}"
-            + (f": {said}" if said else "")
-            + ") — check the secret OPUS_API_KEY (and OPUS_ORG_ID, for a key of several organisations)",
+            f"OpusClip refused the API key on {action} (HTTP {status}{quoted}) — check the secret "
+            "OPUS_API_KEY (and OPUS_ORG_ID, for a key of several organisations)",
             reason="api-key-refused",
             status=status,
         )
     if status == 404:
-        raise OpusApiError(f"OpusClip does not know what {action} names (HTTP 404)", reason="not-found", status=status)
+        raise OpusApiError(
+            f"OpusClip does not know what {action} names (HTTP 404{quoted})",
+            reason="not-found",
+            status=status,
+        )
     if status == 402:
         raise OpusApiError(
-            f"OpusClip has insufficient credits for {action} (HTTP 402) — add credits, then retry",
+            f"OpusClip has insufficient credits for {action} (HTTP 402{quoted}) — add credits, then retry",
             reason="insufficient-credits",
             status=status,
         )
@@ -122,7 +126,7 @@ def raise_for_status(response: requests.Response, action: str) -> None:
     if http_policy.is_retryable(status):
         raise TransientError(f"OpusClip answered HTTP {status} on {action}", reason="opus-unavailable")
     raise OpusApiError(
-        f"OpusClip rejected {action} (HTTP {status}): {_detail(body) or 'no detail given'}",
+        f"OpusClip rejected {action} (HTTP {status}): {said or 'no detail given'}",
         reason="opus-rejected",
         status=status,
     )
@@ -318,14 +322,15 @@ class OpusClient:
             )
         return {**_body(response), "id": project_id}
 
-    def my_projects(self, page_size: int = PROJECT_LIST_PAGE_SIZE) -> list[dict[str, Any]]:
-        """The workspace's newest projects, newest first: ``GET /api/clip-projects?q=mine&page=0&pageSize=N``
-        (pages from 0, ``pageSize`` 1–100), answered ``{"data": {"list": [...]}}``. The one way to find a
+    def my_projects(self, page: int = 0, page_size: int = PROJECT_LIST_PAGE_SIZE) -> list[dict[str, Any]]:
+        """One page of the workspace's projects, newest first: ``GET /api/clip-projects?q=mine&page=P&pageSize=N``
+        (pages from 0, ``pageSize`` 1–100), answered ``{"data": {"list": [...]}}`` (a bare list, or
+        ``data`` as the list, read too: OpusClip's clips come in both shapes). The one way to find a
         project whose create answer was lost."""
-        params = {"q": "mine", "page": 0, "pageSize": max(1, min(PROJECT_LIST_PAGE_SIZE, page_size))}
+        params = {"q": "mine", "page": max(0, page), "pageSize": max(1, min(PROJECT_LIST_PAGE_SIZE, page_size))}
         answer = self._call("GET", "/api/clip-projects", "the project list", params=params)
-        data = answer.get("data") if isinstance(answer, dict) else None
-        items = data.get("list") if isinstance(data, dict) else None
+        data = answer.get("data") if isinstance(answer, dict) else answer
+        items = data.get("list") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise TransientError(
                 "OpusClip answered the project list with an unexpected shape", reason="opus-unavailable"

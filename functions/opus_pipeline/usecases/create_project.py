@@ -29,7 +29,14 @@ from typing import Any
 
 from opus_pipeline import logs
 from opus_pipeline.domain import creation, states
-from opus_pipeline.domain.credits import UPLOAD_GONE, WAITING_FOR_CREDITS, WAITING_FOR_SLOT, Refusal, refusal
+from opus_pipeline.domain.credits import (
+    UPLOAD_GONE,
+    WAITING_FOR_CREDITS,
+    WAITING_FOR_SLOT,
+    Refusal,
+    estimate,
+    refusal,
+)
 from opus_pipeline.domain.events import foreign_bucket, name_problem
 from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.domain.preferences import Preferences, effective
@@ -49,6 +56,7 @@ from opus_pipeline.errors import (
     UnknownVideoError,
 )
 from opus_pipeline.gcs.ledger import record_path
+from opus_pipeline.opus.client import PROJECT_LIST_PAGE_SIZE
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases import credits as credit_queue
 from opus_pipeline.usecases.admit import free_slot, show_waiting
@@ -101,11 +109,16 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self.obj = self.record.source  # from here on, the record's word, not the message's
         self._outcome_unknown = self.record.create_sent_at is not None
         self._attempts = self.record.create_attempts
+        if self.adopt_only and not self._outcome_unknown:  # no call in doubt since: a webhook never creates
+            self.held.release()
+            return self.record.state
         try:
             if self._outcome_unknown:  # an earlier create call may have made the project
                 settled = self._reconcile()
                 if settled is not None:
                     return settled
+            if not self._credits_reserved():
+                return self._wait_for_credits()
             grant = self.svc.admission.request(self.obj.key, self.svc.wall())
             if not grant.granted:
                 return self._wait(grant.position)
@@ -185,6 +198,10 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             concluded_at=None,
             upload_waited=False,
             create_sent_at=None,
+            stalled_since=None,  # a new project (``retry --new-project``) owes nothing to the old one's story
+            rendering_since=0.0,
+            conclude_failures=0,
+            webhook_looked_at=0.0,
         )
         self.log.bind(projectId=project_id)
         self._log_outcome(outcome, projectId=project_id)
@@ -229,16 +246,19 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
     def _reconcile(self) -> str | None:
         """An earlier create call's outcome is unknown: look for its project in OpusClip's list and
         adopt it; else wait out the grace, create again (None: go on), or give up."""
-        rec = self.record
-        found, item = creation.find_project(self.svc.opus.my_projects(), self._sought())
-        if item is not None:
-            project_id = creation.project_id_of(item) or ""
-            return self._created({**item, "id": project_id}, outcome="adopted")
+        rec, sought = self.record, self._sought()
+        found, projects, complete = self._look_for(sought)
+        if projects:
+            return self._adopt(projects)
         grace = self.settings.create_grace_seconds
-        decided = creation.decide(found, rec.create_attempts, rec.create_sent_at or 0.0, self.svc.wall(), grace)
+        now = self.svc.wall()
+        decided = creation.decide(found, rec.create_attempts, rec.create_sent_at or 0.0, now, grace, complete)
         if decided is creation.Next.CREATE and self.adopt_only:
             decided = creation.Next.WAIT
         if decided is creation.Next.CREATE:
+            # counted with the projects of the video (``infra/monitoring.tf``): the unanswered call may
+            # have made one that OpusClip does not list, and the next call makes another
+            self._log_outcome("unconfirmed", found=found.value)
             self.log.warning(
                 f"no project of upload {rec.upload_id} in OpusClip's project list {grace:.0f}s "
                 f"after create attempt {rec.create_attempts}: creating it again",
@@ -257,11 +277,42 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             PermanentError(
                 f"OpusClip may have made a project of upload {rec.upload_id} without saying so{several}: "
                 f"{rec.create_attempts} create calls went unanswered and its project list shows none that is "
-                f"surely this video's. Look in OpusClip's dashboard for a project titled {self._sought().title!r} "
+                f"surely this video's. Look in OpusClip's dashboard for a project titled {sought.title!r} "
                 "before `opus-pipeline retry --new-project`, which creates another (and spends credits)",
                 reason=creation.UNCONFIRMED,
             )
         )
+
+    def _look_for(self, sought: creation.Sought) -> tuple[creation.Found, list[dict[str, Any]], bool]:
+        """The upload's project in OpusClip's project list, page by page (newest first) until a page
+        reaches back past the first attempt (``creation.listing_complete``), at most
+        ``MAX_LIST_PAGES``; and whether the look reached that far. A list OpusClip refuses to show
+        (a 4xx) is no answer about the project: the video waits, nothing is created or failed."""
+        listed: list[dict[str, Any]] = []
+        complete = False
+        try:
+            for page in range(creation.MAX_LIST_PAGES):
+                items = self.svc.opus.my_projects(page)
+                listed.extend(items)
+                complete = creation.listing_complete(items, PROJECT_LIST_PAGE_SIZE, sought.since)
+                if complete:
+                    break
+        except OpusApiError as exc:
+            raise InProgressError(
+                f"OpusClip refused its project list ({exc}); the outcome of create attempt "
+                f"{self.record.create_attempts} stays unknown and is looked for again later",
+                reason="create-ambiguous",
+            ) from None
+        found, projects = creation.find_project(listed, sought)
+        return found, [dict(p) for p in projects], complete
+
+    def _adopt(self, projects: list[dict[str, Any]]) -> str:
+        """The project found is adopted (the oldest, should OpusClip have made several of the upload:
+        each other one is logged as a project of the video, so the two-projects alert fires)."""
+        first, *others = projects
+        for other in others:
+            self._log_outcome("duplicate", projectId=creation.project_id_of(other))
+        return self._created({**first, "id": creation.project_id_of(first) or ""}, outcome="adopted")
 
     def _ambiguous(self, exc: AmbiguousCreateError) -> str:
         """The create call may have made the project: the record stays ``creating`` and sent, the lease
@@ -339,6 +390,17 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             return credit_queue.wait(self.svc, self.held, self.log, why)
         self.held.release()
         return states.WAITING
+
+    def _credits_reserved(self) -> bool:
+        """The same credit gate as a first upload (``credits.ask``): a video ingest admitted holds its
+        reservation already (a read of the book); one sent again by ``opus-pipeline retry`` after its
+        reservation was given up, or named by a forged request, asks for its estimate anew."""
+        rec = self.record
+        return credit_queue.ask(self.svc, self.obj.key, rec.credits if rec.credits is not None else estimate(0, None))
+
+    def _wait_for_credits(self) -> str:
+        why = f"its {self.record.credits} credits are not reserved and do not fit this month"
+        return credit_queue.wait(self.svc, self.held, self.log, why)
 
     def _wait_for_month(self, exc: OpusApiError) -> str:
         """OpusClip's monthly cap after all (a shared workspace, a low estimate): the upload waits for
