@@ -164,6 +164,19 @@ resource "google_cloudfunctions2_function" "this" {
         version    = "latest"
       }
     }
+
+    # The key OpusClip signs webhooks with (its workspace's first API key), when OPUS_API_KEY is
+    # another one: a secret of the operator's own (webhook_signing_secret_id), for the receiver alone,
+    # the one function that verifies signatures. Unset: no block, nothing changes.
+    dynamic "secret_environment_variables" {
+      for_each = each.value.webhook == "receives" && var.webhook_signing_secret_id != "" ? [var.webhook_signing_secret_id] : []
+      content {
+        key        = "OPUS_WEBHOOK_SECRET"
+        project_id = var.project_id
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
   dynamic "event_trigger" {
@@ -190,6 +203,7 @@ resource "google_cloudfunctions2_function" "this" {
     time_sleep.event_grants_propagate,
     google_secret_manager_secret_iam_member.reads_key,
     google_secret_manager_secret_iam_member.reads_webhook_token,
+    google_secret_manager_secret_iam_member.reads_webhook_signing_key,
   ]
 }
 

@@ -181,6 +181,18 @@ resource "google_secret_manager_secret_iam_member" "reads_webhook_token" {
   member    = "serviceAccount:${each.value.service_account}"
 }
 
+# -- the webhook signing key (optional): the receiver verifies OpusClip's signatures with it ----
+
+# The operator's own secret (webhook_signing_secret_id), not one of secrets.tf: readable by the
+# receiver alone, and nothing is granted when the variable is empty.
+resource "google_secret_manager_secret_iam_member" "reads_webhook_signing_key" {
+  for_each = { for key, f in local.functions : key => f if f.webhook == "receives" && var.webhook_signing_secret_id != "" }
+
+  secret_id = "projects/${var.project_id}/secrets/${var.webhook_signing_secret_id}"
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${each.value.service_account}"
+}
+
 # -- the concluding functions (the webhook receiver and the sweeper) --------------------------
 
 resource "google_storage_bucket_iam_member" "writes_output" {

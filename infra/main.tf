@@ -41,9 +41,10 @@ locals {
   # Upload session URLs in the state bucket, as an IAM condition names objects (gcs/sessions.py).
   sessions_object_prefix = "projects/_/buckets/${google_storage_bucket.this["state"].name}/objects/sessions/"
 
-  # Every variable the code reads (functions/opus_pipeline/config.py ENV_VARS) but the two secrets
-  # and OPUS_WEBHOOK_URL, which only the function that registers the webhook gets (functions.tf), and
-  # the optional OPUS_WEBHOOK_SECRET (not deployed: the receiver verifies with OPUS_API_KEY).
+  # Every variable the code reads (functions/opus_pipeline/config.py ENV_VARS) but the secrets
+  # (functions.tf: OPUS_API_KEY, OPUS_WEBHOOK_TOKEN, and OPUS_WEBHOOK_SECRET for the receiver when
+  # webhook_signing_secret_id is set) and OPUS_WEBHOOK_URL, which only the function that registers
+  # the webhook gets (functions.tf).
   function_environment = {
     OPUS_API_BASE_URL              = var.opus_api_base_url
     OPUS_UPLOAD_URL_HOSTS          = join(",", var.opus_upload_url_hosts)

@@ -53,6 +53,11 @@ output "api_key_secret" {
   value       = google_secret_manager_secret.opus_api_key.secret_id
 }
 
+output "webhook_signing_secret" {
+  description = "The secret the receiver reads OPUS_WEBHOOK_SECRET from (webhook_signing_secret_id); add the organisation's first API key as a version of it. null: none."
+  value       = var.webhook_signing_secret_id == "" ? null : var.webhook_signing_secret_id
+}
+
 output "webhook_token_secret" {
   description = "The webhook token (make deploy generates it; create-project and the receiver read it)."
   value       = google_secret_manager_secret.webhook_token.secret_id

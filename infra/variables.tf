@@ -129,8 +129,22 @@ variable "status_metadata" {
 
 variable "webhook_require_signature" {
   type        = bool
-  description = "Refuse webhook calls without a valid X-Opus-Signature (OPUS_WEBHOOK_REQUIRE_SIGNATURE). OpusClip signs with the organisation's first API key: turn it on only when OPUS_API_KEY is that key."
+  description = "Refuse webhook calls without a valid X-Opus-Signature (OPUS_WEBHOOK_REQUIRE_SIGNATURE). OpusClip signs with the organisation's first API key: turn it on only when OPUS_API_KEY is that key, or webhook_signing_secret_id names a secret holding it."
   default     = false
+}
+
+# The variable names a secret, it never holds one: the key's value goes into Secret Manager with
+# gcloud secrets versions add (docs/deploying.md), as the API key's does.
+variable "webhook_signing_secret_id" {
+  type        = string
+  description = "Id of an existing Secret Manager secret in project_id whose latest version is the key OpusClip signs webhooks with (the organisation's first API key), when OPUS_API_KEY is another key: the webhook receiver alone gets it as OPUS_WEBHOOK_SECRET, and may read that secret. Empty: none (signatures are verified with OPUS_API_KEY)."
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.webhook_signing_secret_id == "" || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.webhook_signing_secret_id)) && !startswith(var.webhook_signing_secret_id, "sk-"))
+    error_message = "webhook_signing_secret_id must be a Secret Manager secret id (1-255 letters, digits, - or _, not a projects/... path) in project_id, never the key itself, or empty for none."
+  }
 }
 
 variable "default_preferences" {

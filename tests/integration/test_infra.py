@@ -8,7 +8,6 @@ import re
 import subprocess
 from functools import cache
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import hcl2
@@ -354,6 +353,7 @@ def test_fresh_project_ordering() -> None:
         "${time_sleep.event_grants_propagate}",
         "${google_secret_manager_secret_iam_member.reads_key}",
         "${google_secret_manager_secret_iam_member.reads_webhook_token}",
+        "${google_secret_manager_secret_iam_member.reads_webhook_signing_key}",
     }
     metric_wait = sleeps["log_metrics_registered"]
     assert metric_wait["triggers"] == {
@@ -366,21 +366,42 @@ def test_fresh_project_ordering() -> None:
         assert alert["depends_on"] == ["${time_sleep.log_metrics_registered}"], name
 
 
+def secret_environment(key: str) -> dict:
+    """The dynamic secret_environment_variables block of the functions that maps the variable ``key``."""
+    [block] = [
+        d["secret_environment_variables"]
+        for d in one(FUNCTION["service_config"])["dynamic"]
+        if one(d["secret_environment_variables"]["content"])["key"] == key
+    ]
+    return block
+
+
+# Variables that name a Secret Manager secret (its id), never hold a secret's value.
+SECRET_NAMES = {"webhook_signing_secret_id"}
+
+
 def test_secret_values_never_enter_terraform() -> None:
     assert "google_secret_manager_secret_version" not in infra()["resource"]
-    for name in infra()["variable"]:
+    for name in set(infra()["variable"]) - SECRET_NAMES:
         assert not re.search(r"key|token|password|secret", name), name
     service = one(FUNCTION["service_config"])
     secret = one(service["secret_environment_variables"])
     assert secret["key"] == "OPUS_API_KEY"
     assert secret["secret"] == "${google_secret_manager_secret.opus_api_key.secret_id}"
-    token = one(service["dynamic"])["secret_environment_variables"]
-    assert one(token["content"])["key"] == "OPUS_WEBHOOK_TOKEN"
-    assert one(token["content"])["secret"] == "${secret_environment_variables.value}"
+    for key in ("OPUS_WEBHOOK_TOKEN", "OPUS_WEBHOOK_SECRET"):
+        assert one(secret_environment(key)["content"])["secret"] == "${secret_environment_variables.value}"
+    assert {one(d["secret_environment_variables"]["content"])["key"] for d in service["dynamic"]} == {
+        "OPUS_WEBHOOK_TOKEN",
+        "OPUS_WEBHOOK_SECRET",
+    }
+    # A name only: a secret id, which a pasted key (OpusClip's are sk-...) or a resource path is not.
+    for name in SECRET_NAMES:
+        assert name.endswith("_secret_id") and infra()["variable"][name]["default"] == ""
+        assert not accepts(name, "sk-0123456789abcdef") and not accepts(name, "projects/p/secrets/s")
 
 
 def test_the_webhook_token_reaches_only_the_function_that_registers_it_and_the_receiver() -> None:
-    token = one(one(FUNCTION["service_config"])["dynamic"])["secret_environment_variables"]
+    token = secret_environment("OPUS_WEBHOOK_TOKEN")
     assert token["for_each"] == (
         "${each.value.webhook == null ? [] : [google_secret_manager_secret.webhook_token.secret_id]}"
     )
@@ -392,6 +413,48 @@ def test_the_webhook_token_reaches_only_the_function_that_registers_it_and_the_r
     assert rtype == "google_secret_manager_secret_iam_member"
     assert readers["for_each"] == "${{for key, f in local.functions : key => f if f.webhook != null}}"
     assert readers["role"] == "roles/secretmanager.secretAccessor"
+
+
+def test_the_webhook_signing_key_reaches_the_receiver_alone_and_only_when_a_secret_is_named() -> None:
+    """OpusClip signs webhooks with the organisation's first API key; when OPUS_API_KEY is another one the
+    receiver needs OPUS_WEBHOOK_SECRET. Unset (the default), nothing is mapped and nothing granted; set,
+    the receiver, the one function that verifies signatures, gets it from the named secret, and its
+    account alone may read that secret."""
+    block = secret_environment("OPUS_WEBHOOK_SECRET")
+    assert one(block["content"]) == {
+        "key": "OPUS_WEBHOOK_SECRET",
+        "project_id": "${var.project_id}",
+        "secret": "${secret_environment_variables.value}",
+        "version": "latest",
+    }
+    [(rtype, grant)] = [(t, b) for t, _, b in bindings() if "var.webhook_signing_secret_id" in b.get("secret_id", "")]
+    assert rtype == "google_secret_manager_secret_iam_member"
+    assert grant["role"] == "roles/secretmanager.secretAccessor"
+    assert grant["member"] == "serviceAccount:${each.value.service_account}"
+
+    def mapped(var: dict[str, Any]) -> dict[str, list[str]]:
+        """The secrets each function's OPUS_WEBHOOK_SECRET comes from (the dynamic block's for_each)."""
+        return {key: evaluate(block["for_each"], {"each": {"value": f}, "var": var}) for key, f in FUNCTIONS.items()}
+
+    unset = defaults()
+    assert unset["webhook_signing_secret_id"] == ""
+    assert mapped(unset) == {key: [] for key in FUNCTIONS}
+    assert functions_of(grant["for_each"], unset) == set()
+    assert evaluate(infra()["output"]["webhook_signing_secret"]["value"], {"var": unset}) is None
+
+    named = {**defaults(), "webhook_signing_secret_id": "opus-webhook-signing-key"}
+    assert accepts("webhook_signing_secret_id", "opus-webhook-signing-key")
+    assert mapped(named) == {
+        key: ["opus-webhook-signing-key"] if key == "on_project_concluded" else [] for key in FUNCTIONS
+    }
+    assert functions_of(grant["for_each"], named) == {"on_project_concluded"}
+    assert FUNCTIONS["on_project_concluded"]["webhook"] == "receives"
+    assert FUNCTIONS["on_project_concluded"]["service_account"] == "${google_service_account.webhook.email}"
+    secret_path = evaluate(f'"{grant["secret_id"]}"', {"var": named})  # a template: evaluated as the string it is
+    assert secret_path == "projects/my-project/secrets/opus-webhook-signing-key"
+    assert evaluate(infra()["output"]["webhook_signing_secret"]["value"], {"var": named}) == "opus-webhook-signing-key"
+    # The functions start only once the receiver may read it, as with the API key.
+    assert "${google_secret_manager_secret_iam_member.reads_webhook_signing_key}" in FUNCTION["depends_on"]
 
 
 def test_the_first_deployment_adds_the_key_and_the_token_between_the_secrets_and_the_functions() -> None:
@@ -782,14 +845,13 @@ def permissions_of(role: str) -> set[str]:
     return {role}
 
 
-def functions_of(for_each: str) -> set[str]:
-    """The function keys a ``for_each`` over local.functions selects (its ``if`` evaluated)."""
+def functions_of(for_each: str, var: dict[str, Any] | None = None) -> set[str]:
+    """The function keys a ``for_each`` over local.functions selects (its ``if`` evaluated, with the
+    variables' defaults unless ``var`` is given)."""
     if for_each == "${local.functions}":
         return set(FUNCTIONS)
-    condition = re.fullmatch(r"\$\{\{for key, f in local\.functions : key => f if (.+)\}\}", for_each)[1]
-    python = condition.replace("!=", " <> ").replace("!", " not ").replace(" <> ", " != ")
-    python = python.replace("||", " or ").replace("&&", " and ").replace("null", "None")
-    return {key for key, f in FUNCTIONS.items() if eval(python, {}, {"f": SimpleNamespace(**f), "key": key})}
+    assert re.fullmatch(r"\$\{\{for key, f in local\.functions : key => f if (.+)\}\}", for_each), for_each
+    return set(evaluate(for_each, {"local": {"functions": FUNCTIONS}, "var": defaults() if var is None else var}))
 
 
 def grantees(body: dict) -> set[str]:
@@ -1092,6 +1154,10 @@ VALIDATED = {
         [["1234567890"], ["projects/p/alertPolicies/1"]],
     ),
     "webhook_access": (["no_invoker_check", "all_users", "sweeper_only"], ["public", "allUsers", ""]),
+    "webhook_signing_secret_id": (
+        ["", "opus-webhook-signing-key", "OpusFirstKey_1"],
+        ["sk-0123456789abcdef", "projects/my-project/secrets/s", "has space", "x" * 256],
+    ),
     "plan_members": (
         [[], ["serviceAccount:opus-plan@my-project.iam.gserviceaccount.com"]],
         [["opus-plan@my-project.iam.gserviceaccount.com"], ["allUsers"]],
