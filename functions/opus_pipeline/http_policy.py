@@ -8,8 +8,11 @@ be a credential) into a message.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -37,22 +40,28 @@ def is_retryable(status: int) -> bool:
     return status in RETRYABLE_STATUSES
 
 
+# A Retry-After past this is not believed (an hour: no answer of OpusClip's waits longer, and a
+# video requeued "not before" an epoch in milliseconds or ``inf`` would wait for ever): taken as absent.
+RETRY_AFTER_MAX_SECONDS = 3600.0
+
+
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3); None
+    when absent, unreadable, not finite or over ``RETRY_AFTER_MAX_SECONDS``."""
     if not value:
         return None
     text = value.strip()
     try:
-        return max(0.0, float(text))
+        seconds = max(0.0, float(text))
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return seconds if seconds <= RETRY_AFTER_MAX_SECONDS else None
 
 
 def describe_transport_error(exc: BaseException, peer: str = "OpusClip") -> str:
@@ -97,6 +106,78 @@ def send(
     return response
 
 
+class ReadDeadline:
+    """A total deadline on reading one streamed answer, held even while a read is blocked.
+
+    The read timeout bounds each socket read, not their sum, and ``iter_content`` hands back a piece
+    of a ``Content-Length`` body only once the piece is full: a host sending a byte just inside the
+    read timeout keeps one piece, and any clock check after it, waiting for hours. So a timer shuts
+    the connection's socket down when the deadline passes, which wakes a blocked read at once
+    (``Response.close`` would not: it waits for the read to release its buffer). Whatever the read
+    then raises, or the short body it then ends with, becomes ``overdue()``: the caller's own
+    deadline error, so a deadline overrun reads the same however the host behaved.
+
+    ``ends_at`` is on ``clock``'s scale; the timer waits what is left of it when entered.
+    """
+
+    def __init__(
+        self,
+        response: requests.Response,
+        ends_at: float,
+        overdue: Callable[[], Exception],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._response, self._ends_at, self._overdue, self._clock = response, ends_at, overdue, clock
+        self._passed = threading.Event()
+        self._lock = threading.Lock()  # no cut once the reading is over: the connection may be reused
+        self._over = False
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> ReadDeadline:
+        self._timer = threading.Timer(max(0.0, self._ends_at - self._clock()), self._cut)
+        self._timer.daemon = True  # never keeps a finished instance alive
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._over = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _cut(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self._passed.set()
+            raw = self._response.raw
+            # Either call fails (RuntimeError, ValueError) once the body was read and the
+            # connection released or closed: then there is no read left to stop.
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                if hasattr(raw, "shutdown"):  # urllib3 >= 2.3 kept the socket even where http.client let go
+                    raw.shutdown()
+                elif (sock := getattr(getattr(raw, "connection", None), "sock", None)) is not None:
+                    sock.shutdown(socket.SHUT_RDWR)  # older urllib3: the connection it keeps while streaming
+
+    def check(self) -> None:
+        """``overdue()`` once the deadline passed, by the timer or by ``clock``."""
+        if self._passed.is_set() or self._clock() > self._ends_at:
+            raise self._overdue()
+
+    def pieces(self, size: int) -> Iterator[bytes]:
+        """``response.iter_content(size)``, ended by ``overdue()`` once the deadline passed, mid-read too."""
+        try:
+            for piece in self._response.iter_content(size):
+                self.check()
+                yield piece
+        except Exception:
+            # a read stopped by the cut fails in whatever way the transport reads a closed socket
+            if self._passed.is_set():
+                raise self._overdue() from None
+            raise
+        self.check()  # a body without a length ends quietly, and short, at the cut
+
+
 def read_bounded(
     response: requests.Response,
     peer: str = "OpusClip",
@@ -109,14 +190,16 @@ def read_bounded(
     sent and answered, so what it did is not known from here). The response
     keeps what was read, so ``.json()`` and ``.text`` answer from it as usual."""
     started, body = clock(), bytearray()
-    with response:
+
+    def overdue() -> AnswerLostError:
+        return AnswerLostError(f"{peer} took longer than {deadline:.0f}s to answer; the answer was dropped")
+
+    with response, ReadDeadline(response, started + deadline, overdue, clock) as within:
         try:
-            for piece in response.iter_content(JSON_READ_PIECE):
+            for piece in within.pieces(JSON_READ_PIECE):
                 body += piece
                 if len(body) > max_bytes:
                     raise AnswerLostError(f"{peer} answered with more than {max_bytes} bytes; the answer was dropped")
-                if clock() - started > deadline:
-                    raise AnswerLostError(f"{peer} took longer than {deadline:.0f}s to answer; the answer was dropped")
         except requests.RequestException as exc:
             raise AnswerLostError(describe_transport_error(exc, peer)) from None
     # Where requests itself keeps a body once read (``Response.content``); it has no public setter,

@@ -87,7 +87,7 @@ def test_without_a_duration_only_values_past_a_day_are_milliseconds() -> None:
     assert time_ranges_seconds({"timeRanges": [[100_000, 120_000]]}) == [(100, 120)]
 
 
-@pytest.mark.parametrize("ranges", [None, [], [[5]], [[5, 5]], [[6, 5]], [["a", 5]], "05", [[True, 5]]])
+@pytest.mark.parametrize("ranges", [None, [], [[5]], [[5, 5]], [[6, 5]], [["a", 5]], "05", [[True, 5]], [[0, 10**400]]])
 def test_malformed_ranges_give_none(ranges: object) -> None:
     assert time_ranges_seconds({"durationMs": 1000, "timeRanges": ranges}) == []
 

@@ -22,6 +22,11 @@ def test_copy_top_keeps_the_first_of_the_best_first_order() -> None:
     assert reasons[2] == "not-selected: clip 3 of the best first is past opus-copy-top=2"
 
 
+def test_a_score_too_big_for_a_float_is_no_score_to_meet_min_score() -> None:
+    reasons = not_selected([{"id": "a", "score": 10**400}], min_score=50)  # a 401-digit JSON integer
+    assert reasons == ["not-selected: OpusClip gave this clip no score to meet opus-min-score=50"]
+
+
 def test_min_score_keeps_clips_scoring_at_least_it() -> None:
     reasons = not_selected(CLIPS, min_score=86)
     assert reasons[:2] == [None, None]

@@ -208,6 +208,13 @@ def test_durations_show_as_minutes_and_seconds() -> None:
     assert [duration_text(v) for v in (None, "15000", True, -1, float("nan"), float("inf"))] == [None] * 6
 
 
+def test_a_rank_or_score_too_big_for_a_float_is_left_off_the_card() -> None:
+    huge = 10**400  # what Python's JSON reader makes of a 401-digit integer: no float holds it
+    odd = {**clip("v.mp4", 1, "a", "A"), "rank": huge, "score": huge}
+    page = render_page(manifest("v.mp4", [odd]))
+    assert 'class="rank"' not in page and "score 1000" not in page
+
+
 def test_a_copy_outside_the_page_folder_gets_no_player() -> None:
     stray = clip("v.mp4", 1, "a", "A", gcsUri=f"gs://{OUTPUT}/elsewhere/clips/a.mp4")
     page = render_page(manifest("v.mp4", [stray]))

@@ -81,6 +81,23 @@ def test_a_nan_rank_does_not_order_the_clips() -> None:
     assert [c["id"] for c in manifest.best_first(clips)] == ["b", "a"]  # by score, as rank is not all numbers
 
 
+HUGE = 10**400  # what Python's JSON reader makes of a 401-digit integer: no float holds it
+
+
+def test_a_rank_or_score_too_big_for_a_float_is_written_as_null() -> None:
+    clips = [{"id": "P.a", "rank": HUGE, "score": -HUGE}, {"id": "P.b", "rank": 2, "score": 80.5}]
+
+    doc = manifest.manifest(SOURCE, "up", "P", "COMPLETE", "t", clips, {})
+
+    entries = {entry["id"]: entry for entry in doc["clips"]}
+    assert entries["P.a"]["rank"] is None and entries["P.a"]["score"] is None
+
+
+def test_a_rank_too_big_for_a_float_does_not_order_the_clips() -> None:
+    clips = [{"id": "a", "rank": HUGE, "score": 1}, {"id": "b", "rank": 1, "score": 9}]
+    assert [c["id"] for c in manifest.best_first(clips)] == ["b", "a"]  # by score, as rank is not all numbers
+
+
 # -- webhook signatures --------------------------------------------------------------------------
 
 

@@ -75,6 +75,12 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert http_policy.retry_after_seconds(None, now) is None
 
 
+@pytest.mark.parametrize("value", ["inf", "1e400", "1796083200000", "7200", "Sun, 29 Nov 2026 12:00:00 GMT"])
+def test_a_retry_after_past_an_hour_or_not_finite_is_taken_as_absent(value: str) -> None:
+    """A video requeued "not before" it would otherwise wait for ever (an epoch in milliseconds, inf)."""
+    assert http_policy.retry_after_seconds(value, datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)) is None
+
+
 # -- the state machine is checked, not described ---------------------------------------------
 
 

@@ -13,11 +13,12 @@ the clip's ``durationMs``.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from opus_pipeline.domain.numbers import finite
 
 LINE_CHARS = 42  # the usual broadcast limit of one caption line
 CUE_LINES = 2
@@ -41,10 +42,7 @@ class Cue:
     lines: tuple[str, ...]
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+_number = finite  # a time or a range end that no float holds is not trusted: ``domain/numbers.py``
 
 
 def transcript_words(answer: object) -> list[Word] | None:

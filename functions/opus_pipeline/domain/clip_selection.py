@@ -10,9 +10,10 @@ an error starting ``not-selected``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from opus_pipeline.domain.numbers import finite
 
 NOT_SELECTED = "not-selected"
 
@@ -23,14 +24,12 @@ def not_selected(
     """For each clip (best first), why it is not to be copied, or None when it is."""
     reasons: list[str | None] = []
     for position, clip in enumerate(clips, start=1):
-        raw = clip.get("score")
-        score = float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else math.nan
-        scored = math.isfinite(score)
+        score = finite(clip.get("score"))
         if copy_top is not None and position > copy_top:
             reasons.append(f"{NOT_SELECTED}: clip {position} of the best first is past opus-copy-top={copy_top}")
-        elif min_score is not None and not scored:
+        elif min_score is not None and score is None:
             reasons.append(f"{NOT_SELECTED}: OpusClip gave this clip no score to meet opus-min-score={min_score}")
-        elif min_score is not None and score < min_score:
+        elif min_score is not None and score is not None and score < min_score:
             reasons.append(f"{NOT_SELECTED}: its score {score:g} is below opus-min-score={min_score}")
         else:
             reasons.append(None)

@@ -33,7 +33,6 @@ string of ``#tags`` as OpusClip sends it, or a list), ``durationMs``, ``rank``, 
 from __future__ import annotations
 
 import html
-import math
 import shlex
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -43,6 +42,8 @@ from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
+
+from opus_pipeline.domain.numbers import finite
 
 THUMBNAIL_KEY = "thumbnailUri"
 """The manifest key of a clip's copied thumbnail: ``gs://OUTPUT/<source name>/clips/<id>.jpg``,
@@ -251,7 +252,9 @@ def _text(value: object) -> str:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether ``value`` is a number worth showing (``domain/numbers.py``): a rank or score OpusClip
+    got wrong (NaN, an infinity, 309 digits) leaves the fact out instead of failing the page."""
+    return finite(value) is not None
 
 
 def _number(value: float) -> str:

@@ -12,13 +12,13 @@ times in all; then it fails (``create-unconfirmed``) saying to look in OpusClip 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from opus_pipeline.domain.credits import epoch_of
+from opus_pipeline.domain.numbers import finite
 
 CREATE_GRACE_SECONDS = 300.0  # OPUS_CREATE_GRACE_SECONDS' default: how long a project is looked for before another
 MAX_CREATE_ATTEMPTS = 3  # create calls sent for one upload, in all
@@ -70,9 +70,10 @@ def _created_at(item: Mapping[str, Any]) -> float | None:
     value = item.get("createdAt")
     if isinstance(value, str):
         return epoch_of(value)
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-        return value / 1000.0 if value > EPOCH_MILLISECONDS_FROM else float(value)
-    return None
+    number = finite(value)
+    if number is None or number <= 0:
+        return None
+    return number / 1000.0 if number > EPOCH_MILLISECONDS_FROM else number
 
 
 def matches(item: Mapping[str, Any], sought: Sought) -> bool | None:

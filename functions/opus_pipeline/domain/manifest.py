@@ -7,13 +7,13 @@ one, else by ``score`` (higher is better) when every clip has one, else in OpusC
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opus_pipeline.domain.captions import time_ranges_seconds
 from opus_pipeline.domain.events import StorageObject
+from opus_pipeline.domain.numbers import finite
 
 SCHEMA_VERSION = 1
 # What the manifest keeps of a clip, when OpusClip sent it (``timeRanges`` in seconds, whatever OpusClip sent).
@@ -26,7 +26,9 @@ MAX_STEM = 100
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether ``value`` is a number a float holds (``domain/numbers.py``): NaN, an infinity or an
+    integer of 309 digits count as none, so that they cannot fail a conclusion."""
+    return finite(value) is not None
 
 
 def _all_numeric(clips: Sequence[Mapping[str, Any]], key: str) -> bool:
@@ -35,8 +37,9 @@ def _all_numeric(clips: Sequence[Mapping[str, Any]], key: str) -> bool:
 
 def json_safe(value: Any) -> Any:
     """``value`` with every NaN or infinity (which Python's JSON reader accepts from OpusClip, but
-    which is not JSON) replaced by ``null``, at any depth: the manifest stays readable everywhere."""
-    if isinstance(value, float) and not math.isfinite(value):
+    which is not JSON) and every integer too big for a float (which JSON readers other than Python's
+    read as infinity or refuse) replaced by ``null``, at any depth: the manifest stays readable everywhere."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and not _finite(value):
         return None
     if isinstance(value, Mapping):
         return {key: json_safe(item) for key, item in value.items()}

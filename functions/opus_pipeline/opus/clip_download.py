@@ -81,13 +81,17 @@ def copy_clip(
             raise PermanentError(f"{PEER} refused a clip file with HTTP {response.status_code}", reason="clip-refused")
         digest = hashlib.md5()
         size, read_all = 0, False
+
+        def overdue() -> TransientError:
+            return TransientError(f"{PEER} took longer than {deadline:.0f}s to send a clip file; the copy was given up")
+
         try:
-            with blob.open("wb", chunk_size=COPY_CHUNK, content_type=content_type) as out:
-                for piece in response.iter_content(READ_PIECE):
-                    if clock() - started > deadline:  # raised inside: the partial upload is cancelled
-                        raise TransientError(
-                            f"{PEER} took longer than {deadline:.0f}s to send a clip file; the copy was given up"
-                        )
+            with (
+                blob.open("wb", chunk_size=COPY_CHUNK, content_type=content_type) as out,
+                # raised inside the upload, a deadline overrun cancels the partial upload
+                http_policy.ReadDeadline(response, started + deadline, overdue, clock) as within,
+            ):
+                for piece in within.pieces(READ_PIECE):
                     digest.update(piece)
                     out.write(piece)
                     size += len(piece)
