@@ -135,6 +135,7 @@ class Plan:
     sweep_after: float = 0.0  # seconds after the project ended before the sweeper ticks
     stuck_render: bool = False  # the best clip never finishes rendering: concluded uncopied after the wait
     stall_resume: float | None = None  # the project stalls, then moves on to COMPLETE this many seconds later
+    opaque_sources: bool = False  # projects' sourceId is OpusClip's own id, not the upload's: found by title
 
     def describe(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -268,7 +269,8 @@ def draw_plan(seed: int) -> Plan:
     plan.request_copies = rng.choice((1, 1, 2, 3))
     plan.request_concurrent = plan.request_copies > 1 and rng.random() < 0.5
     plan.sweep_after = round(rng.uniform(0.0, 0.3), 2)  # while the webhook's conclusion runs
-    plan.stuck_render = rng.random() < 0.1  # drawn last: the draws above stay as they were for every seed
+    plan.stuck_render = rng.random() < 0.1  # drawn late: the draws above stay as they were for every seed
+    plan.opaque_sources = rng.random() < 0.3
     return plan
 
 
@@ -471,7 +473,12 @@ class Schedule:
         """A fresh stand-in with the plan's clips and faults; the video the plan draws."""
         plan, standin = self.plan, self.stack.standin
         standin.reset()
-        standin.configure(projectSeconds=PROJECT_SECONDS, clipsPerProject=plan.clips, clipBytes=plan.clip_bytes)
+        standin.configure(
+            projectSeconds=PROJECT_SECONDS,
+            clipsPerProject=plan.clips,
+            clipBytes=plan.clip_bytes,
+            sourceIds="opaque" if plan.opaque_sources else "upload",
+        )
         if plan.stuck_render:
             standin.configure(renderSeconds=None, renderingClips=1)
         if plan.faults:
@@ -518,6 +525,7 @@ class Schedule:
                 fired[fault_label(fault)] += count
         fired["ingest SIGKILLed mid-stream, event redelivered", ""] += self.crashed
         fired["a clip never renders", "media"] += plan.stuck_render
+        fired["projects' sourceId not the upload's id", ""] += plan.opaque_sources
         fired["project stalled, then moved on", ""] += plan.stall_resume is not None
         for what, copies, at_once in (
             ("finalize event", plan.finalize_copies, plan.finalize_concurrent),
@@ -643,7 +651,7 @@ class Schedule:
             self.problems.append(f"expected one project, found {len(projects)}")
             return
         project = projects[0]
-        if complete and project["sourceId"] != complete[0]["uploadId"]:
+        if complete and project["request"]["videoUrl"] != complete[0]["uploadId"]:
             self.problems.append("the project is not of the complete upload")
         stuck = 1 if self.plan.stuck_render else 0
         self.problems.extend(self.soak.manifest_problems(self.name, project["id"], stats["clipFiles"], stuck))
