@@ -80,6 +80,10 @@ def test_the_upload_id_within_a_longer_source_names_it() -> None:
     assert find_project([item("P1", sourceUri="https://files.example/up_1.mp4?sig=x")], SOUGHT)[0] is Found.ONE
 
 
+def test_a_longer_upload_id_does_not_name_a_shorter_one() -> None:
+    assert find_project([item("P10", sourceId="up_10", sourceInfo={"title": "other"})], SOUGHT) == (Found.NONE, [])
+
+
 def test_a_source_that_does_not_name_the_upload_falls_back_to_title_and_time() -> None:
     """OpusClip's OpenAPI requires a sourceId on every project and does not say what an upload's holds."""
     items = [item("P1", sourcePlatform="UPLOADED", sourceId="YT_tEXaoozFRes")]

@@ -12,6 +12,7 @@ times in all; then it fails (``create-unconfirmed``) saying to look in OpusClip 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -59,6 +60,13 @@ def _names_source(item: Mapping[str, Any]) -> list[str]:
     return [value for value in [*named, uri] if isinstance(value, str) and value]
 
 
+def _names(value: str, upload_id: str) -> bool:
+    """Whether ``value`` holds ``upload_id`` whole: bare, or between characters that are not letters
+    or digits (``UPLOADED_<id>``, ``…/<id>.mp4``); ``up_10`` does not name ``up_1``."""
+    pattern = rf"(?<![A-Za-z0-9]){re.escape(upload_id)}(?![A-Za-z0-9])"
+    return re.search(pattern, value) is not None
+
+
 def _title(item: Mapping[str, Any]) -> str | None:
     info = item.get("sourceInfo")
     title = info.get("title") if isinstance(info, Mapping) else None
@@ -84,7 +92,7 @@ def matches(item: Mapping[str, Any], sought: Sought) -> bool | None:
     and does not say what it holds for an upload (its example, ``YT_tEXaoozFRes``, is prefixed)."""
     if project_id_of(item) is None:
         return False
-    if sought.upload_id and any(sought.upload_id in value for value in _names_source(item)):
+    if sought.upload_id and any(_names(value, sought.upload_id) for value in _names_source(item)):
         return True
     platform = item.get("sourcePlatform")
     if isinstance(platform, str) and platform and platform.upper() != UPLOADED_PLATFORM:
