@@ -13,6 +13,7 @@ from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.errors import TransientError
 from opus_pipeline.usecases.create_project import handle_clip_request
+from opus_pipeline.usecases.sweep import sweep
 
 from conftest import Stack, md5_b64
 from support import CAP_BODY, ingest, record, services, uploaded, video
@@ -85,13 +86,19 @@ def test_status_lists_videos_as_a_table_and_as_json(stack: Stack, standin, capsy
     )
 
 
-def test_retry_after_the_monthly_cap_asks_for_the_project_again_once(stack: Stack, standin, capsys) -> None:
-    resource, request = uploaded(stack)
+def test_retry_after_the_monthly_cap_meets_the_credit_gate_and_the_sweeper_creates_once(
+    stack: Stack, standin, capsys
+) -> None:
+    _, request = uploaded(stack)
     standin.inject({"endpoint": "clip-projects", "kind": "status", "status": 403, "body": CAP_BODY})
     assert handle_clip_request(request, services(stack)) == states.WAITING  # for credits, no longer failed
 
     assert run(stack, "retry", f"gs://{stack.source_bucket}/talk.mp4") == 0
-    assert record(stack, resource).state == states.QUEUED
+    [message] = stack.pull()
+    assert handle_clip_request(ClipRequest.decode(message.message.data), services(stack)) == states.WAITING
+    assert standin.stats()["projects"] == {}  # its turn in the credit queue is the sweeper's to give
+
+    assert sweep(services(stack)).admitted_for_credits == 1
     [message] = stack.pull()
     assert handle_clip_request(ClipRequest.decode(message.message.data), services(stack)) == states.PROJECT_CREATED
     assert standin.calls("upload-links") == 1 and len(standin.stats()["projects"]) == 1

@@ -1,20 +1,33 @@
 """A conclusion is bounded whatever OpusClip answers: the slot is freed at COMPLETE, a clip that never
 renders is concluded without after CLIP_RENDER_WAIT_SECONDS, a server that ignores paging costs a few
-calls, a huge answer or a slow clip host fails the call instead of the sweep (through the stand-in)."""
+calls, a huge answer or a slow clip host fails the call instead of the sweep, a conclusion out of time
+(or cut short by the platform) is put off (through the stand-in)."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 
 from opus_pipeline.domain import states
-from opus_pipeline.errors import TransientError
+from opus_pipeline.domain.events import storage_object
+from opus_pipeline.errors import DeadlineReachedError, TransientError
 from opus_pipeline.gcs.admission import Admission
+from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.opus.clip_download import copy_clip
+from opus_pipeline.usecases.conclude import (
+    CONCLUDE_BUDGET_SECONDS,
+    CONCLUDE_LEASE_SECONDS,
+    check_project,
+    hand_look_on,
+)
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import Stack
@@ -147,3 +160,90 @@ def test_a_clip_copy_past_its_deadline_is_given_up_and_leaves_no_object(stack: S
         copy_clip(requests.Session(), url, (url.split("/")[2],), blob, deadline=2, clock=lambda: next(seconds))
 
     assert stack.storage.bucket(stack.output_bucket).get_blob("slow/clip.mp4") is None
+
+
+# -- a conclusion's time --------------------------------------------------------------------------
+
+SPEED = 100.0  # on the conclusion's clock a real second is this many: its budget is 2.4 s of the test's
+SLOW = 1.0  # real seconds the stand-in waits before it sends each clip file
+CLIPS = 8  # copied one after the other, more than the budget's time
+
+
+@pytest.fixture
+def slow_clips(standin) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=CLIPS, clipBytes=300_000, scoredClips="none")
+
+
+def conclude_on_a_fast_clock(stack: Stack, resource: dict) -> None:
+    """A look at the project, a day later, on a clock where the budget passes in a few real seconds."""
+    svc = services(stack)
+    svc.wall = lambda: time.time() + LATER
+    svc.clock = lambda: time.monotonic() * SPEED
+    check_project(Ledger(stack.storage, stack.state_bucket).read(storage_object(resource)), svc, "sweep")
+
+
+def copies(stack: Stack, resource: dict) -> list[dict]:
+    return [copy for copy in record(stack, resource).copied.values() if copy.get("copied")]
+
+
+def test_a_conclusion_out_of_time_returns_within_its_budget_and_is_put_off(stack: Stack, standin, slow_clips) -> None:
+    resource, _ = completed_project(stack, standin)
+    standin.inject({"endpoint": "media", "kind": "slow", "seconds": SLOW, "times": 100})
+    started = time.monotonic()
+
+    with pytest.raises(DeadlineReachedError):
+        conclude_on_a_fast_clock(stack, resource)
+
+    took = time.monotonic() - started
+    assert took < CONCLUDE_BUDGET_SECONDS / SPEED + 2 * SLOW  # the budget, and the copy it cut short
+    rec = record(stack, resource)
+    assert rec.state == states.PROJECT_CREATED and rec.conclude_failures == 1
+    assert rec.next_check >= time.time() + LATER + 10
+    assert 0 < len(copies(stack, resource)) < CLIPS
+    assert standin.calls("media") <= len(copies(stack, resource)) + 1  # no copy started past the budget
+
+
+def test_the_copies_made_in_time_are_kept_for_the_next_try(stack: Stack, standin, slow_clips) -> None:
+    resource, _ = completed_project(stack, standin)
+    standin.inject({"endpoint": "media", "kind": "slow", "seconds": SLOW, "times": 100})
+    with pytest.raises(DeadlineReachedError):
+        conclude_on_a_fast_clock(stack, resource)
+    kept = len(copies(stack, resource))
+    standin.clear_faults()
+    before = standin.calls("media")
+
+    assert sweep_at(stack, 2 * LATER).concluded == 1
+
+    assert record(stack, resource).state == states.CLIPS_READY and len(copies(stack, resource)) == CLIPS
+    assert standin.calls("media") - before == CLIPS - kept  # the kept copies were not fetched again
+
+
+# A conclusion in a process of its own, as the sweep function runs it, for the test to kill.
+CONCLUDE_IN_A_PROCESS = (
+    "import sys; from opus_pipeline import runtime; from opus_pipeline.usecases.sweep import look_at; "
+    "look_at(runtime.build(), sys.argv[1])"
+)
+
+
+def test_a_conclusion_the_platform_cut_short_is_found_put_off(stack: Stack, standin) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=1, clipBytes=300_000)
+    resource, _ = completed_project(stack, standin)
+    standin.inject({"endpoint": "media", "kind": "slow", "seconds": 30})  # the copy is under way when killed
+    hand_look_on(Ledger(stack.storage, stack.state_bucket).read(storage_object(resource)), services(stack))
+    env = {**os.environ, **stack.env}
+    key = storage_object(resource).key
+    concluding = subprocess.Popen([sys.executable, "-c", CONCLUDE_IN_A_PROCESS, key], env=env, start_new_session=True)
+    try:
+        wait_for(lambda: standin.calls("media") == 1, timeout=60)
+    finally:
+        os.killpg(concluding.pid, signal.SIGKILL)
+        concluding.wait()
+    killed_at = time.time()
+    looks = standin.calls("project-get")
+
+    report = sweep_at(stack, CONCLUDE_LEASE_SECONDS + 1)  # its lease lapsed: nobody holds it
+
+    rec = record(stack, resource)
+    assert rec.state == states.CONCLUDING and not rec.lease_live(killed_at + CONCLUDE_LEASE_SECONDS + 1)
+    assert rec.conclude_failures == 1 and rec.next_check > killed_at + CONCLUDE_LEASE_SECONDS + 1
+    assert report.not_due == 1 and standin.calls("project-get") == looks  # left alone: not taken over first

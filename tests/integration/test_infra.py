@@ -167,6 +167,14 @@ def test_sweep_trigger_identity_invokes_only_the_sweeper_and_needs_no_event_rece
     assert body["name"] == service_of("sweep_projects")
 
 
+def test_the_sweeper_runs_as_long_as_its_conclusions_are_budgeted_for() -> None:
+    """A conclusion keeps within the sweep's timeout (``conclude.FUNCTION_TIMEOUT_SECONDS``): the
+    platform would cut it there without a word."""
+    from opus_pipeline.usecases.conclude import FUNCTION_TIMEOUT_SECONDS
+
+    assert FUNCTIONS["sweep_projects"]["timeout_seconds"] == FUNCTION_TIMEOUT_SECONDS
+
+
 def test_ingest_has_the_event_timeout_an_instance_cap_and_memory_for_two_chunks() -> None:
     ingest = FUNCTIONS["ingest"]
     assert ingest["timeout_seconds"] == 540

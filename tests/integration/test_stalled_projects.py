@@ -1,6 +1,7 @@
 """STALLED as OpusClip means it: a stalled project is watched for STALLED_GRACE_SECONDS, not failed;
-one that moves on brings its clips back; ``retry`` of a stalled or ambiguous video looks at the
-existing project first and creates a second one only with ``--new-project``."""
+one that moves on brings its clips back, and holds a project slot again while it runs; ``retry`` of a
+stalled or ambiguous video looks at the existing project first and creates a second one only with
+``--new-project``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import time
 import pytest
 
 from opus_pipeline.domain import states
+from opus_pipeline.domain.events import storage_object
+from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.errors import NothingToRetryError, TransientError
 from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.gcs.open_index import OpenProjects
@@ -16,7 +19,7 @@ from opus_pipeline.usecases.redrive import retry_video
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import Stack
-from support import create, live_metadata, record, services, uploaded, wait_for
+from support import create, ingest, live_metadata, record, services, uploaded, video, wait_for
 
 LATER = 24 * 3600.0
 
@@ -39,6 +42,17 @@ def stalled_video(stack: Stack, standin, resume_after: float | None = None) -> t
     project_id = record(stack, resource).project_id
     wait_for(lambda: standin.project(project_id)["stage"] == "STALLED", timeout=30)
     return resource, project_id
+
+
+def runs_again(standin, project_id: str, looks: int = 1) -> None:
+    """OpusClip answers the next ``looks`` looks at the project with RENDER: it runs again after its
+    stall (the stand-in's own stalled projects only ever move on to COMPLETE)."""
+    answer = {"id": project_id, "stage": "RENDER"}
+    standin.inject({"endpoint": "project-get", "kind": "status", "status": 200, "body": answer, "times": looks})
+
+
+def in_flight(stack: Stack) -> dict[str, float]:
+    return services(stack).admission.read().in_flight
 
 
 def retry(stack: Stack, standin, **options):
@@ -85,6 +99,35 @@ def test_a_stalled_project_that_moves_on_brings_its_clips_back(stack: Stack, sta
     assert len(standin.stats()["projects"]) == 1
 
 
+def test_a_stalled_project_that_runs_again_holds_a_slot_again(stack: Stack, standin) -> None:
+    resource, project_id = stalled_video(stack, standin)
+    sweep_at(stack, LATER)
+    key = storage_object(resource).key
+    assert key not in in_flight(stack)  # given up at STALLED
+    runs_again(standin, project_id)
+
+    sweep_at(stack, LATER + 3600)
+
+    rec = record(stack, resource)
+    assert rec.stage == "RENDER" and rec.stalled_since is None and key in in_flight(stack)
+
+
+def test_a_stalled_project_that_runs_again_takes_a_slot_past_a_full_table(stack: Stack, standin) -> None:
+    one_slot = {"OPUS_MAX_PARALLEL_PROJECTS": "1"}
+    resource, project_id = stalled_video(stack, standin)
+    sweep_at(stack, LATER, **one_slot)
+    standin.configure(projectSeconds=600)
+    other = stack.put("other.mp4", video())
+    ingest(stack, other, **one_slot)
+    [message] = stack.pull()
+    assert create(stack, ClipRequest.decode(message.message.data), **one_slot) == states.PROJECT_CREATED
+    runs_again(standin, project_id)  # the older of the two: looked at first
+
+    sweep_at(stack, LATER + 3600, **one_slot)
+
+    assert set(in_flight(stack)) == {storage_object(resource).key, storage_object(other).key}  # as OpusClip counts
+
+
 def test_past_the_grace_a_stalled_project_fails_as_project_stalled(stack: Stack, standin) -> None:
     resource, _ = stalled_video(stack, standin)
     sweep_at(stack, LATER, STALLED_GRACE_SECONDS="60")
@@ -119,6 +162,19 @@ def test_retry_of_a_stalled_video_whose_project_moved_on_follows_it_again(stack:
     rec = record(stack, resource)
     assert rec.state == states.CLIPS_READY and rec.project_id == project_id
     assert len(standin.stats()["projects"]) == 1
+
+
+def test_retry_of_a_stalled_video_whose_project_runs_again_takes_its_slot_back(stack: Stack, standin) -> None:
+    resource, project_id = stalled_video(stack, standin)
+    sweep_at(stack, LATER, STALLED_GRACE_SECONDS="60")
+    sweep_at(stack, LATER + 61, STALLED_GRACE_SECONDS="60")
+    runs_again(standin, project_id, looks=2)  # the retry's look, then the sweeper's
+    done, published = retry(stack, standin)
+    assert published == [] and "following it again" in done.detail
+
+    sweep_at(stack, LATER + 3600)
+
+    assert record(stack, resource).stage == "RENDER" and storage_object(resource).key in in_flight(stack)
 
 
 def test_retry_of_an_ambiguous_creation_looks_in_the_project_list_before_creating(stack: Stack, standin) -> None:

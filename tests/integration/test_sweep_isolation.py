@@ -1,4 +1,5 @@
-"""One message, one marker or one project can never stop the sweeper; names are checked at the door."""
+"""One message, one marker or one project can never stop the sweeper, nor can projects whose looks keep
+failing starve the others; names are checked at the door."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.errors import TransientError
 from opus_pipeline.gcs.admission import Admission
 from opus_pipeline.gcs.ledger import record_path
-from opus_pipeline.usecases.sweep import SweepReport, sweep
+from opus_pipeline.usecases.sweep import LOOKS_SECONDS, SweepReport, sweep
 
 from conftest import CHUNK, Stack
 from support import create, ingest, live_metadata, record, services, wait_for
@@ -36,8 +37,8 @@ def ended(stack: Stack, standin, resource: dict) -> None:
     wait_for(lambda: standin.project(project_id)["stage"] == "COMPLETE", timeout=30)
 
 
-def sweep_later(stack: Stack, admission: type[Admission] = Admission) -> SweepReport:
-    svc = services(stack)
+def sweep_later(stack: Stack, admission: type[Admission] = Admission, **overrides: str) -> SweepReport:
+    svc = services(stack, **overrides)
     svc.wall = lambda: time.time() + LATER
     svc.admission = admission(svc.storage, stack.state_bucket, svc.settings.max_parallel_projects)
     return sweep(svc)
@@ -92,6 +93,44 @@ def test_a_failed_reclaim_does_not_stop_the_looks(stack: Stack, standin) -> None
 
     assert report.checked == 1 and report.errors == 1
     assert record(stack, resource).checks == 1
+
+
+def test_projects_whose_looks_fail_do_not_starve_a_healthy_one(stack: Stack, standin) -> None:
+    failing = [running(stack, f"failing{n}.mp4") for n in range(3)]  # the oldest: looked at first
+    healthy = running(stack, "healthy.mp4")
+    ended(stack, standin, healthy)
+    standin.inject({"endpoint": "project-get", "kind": "status", "status": 500, "times": 3})
+    assert sweep_later(stack, SWEEP_MAX_CALLS="3").errors == 3  # every look of the run refused
+
+    report = sweep_later(stack, SWEEP_MAX_CALLS="3")
+
+    assert report.concluded == 1 and record(stack, healthy).state == states.CLIPS_READY
+    assert all(record(stack, r).checks == 1 and record(stack, r).next_check > time.time() + LATER for r in failing)
+
+
+def test_a_look_the_rate_limit_refused_ends_the_runs_looks_and_puts_nobody_off(stack: Stack, standin) -> None:
+    first = running(stack, "first.mp4")
+    running(stack, "second.mp4")
+    standin.inject({"endpoint": "project-get", "kind": "status", "status": 429})
+    before = record(stack, first)
+
+    report = sweep_later(stack)
+
+    assert report.errors == 1 and report.checked == 1 and standin.calls("project-get") == 1
+    after = record(stack, first)
+    assert (after.checks, after.next_check) == (before.checks, before.next_check)  # the key's trouble, not its
+
+
+def test_no_look_starts_once_the_runs_time_for_looks_is_spent(stack: Stack, standin) -> None:
+    running(stack, "talk.mp4")
+    svc = services(stack)
+    svc.wall = lambda: time.time() + LATER
+    readings = iter([0.0])  # the run's start; every later reading is LOOKS_SECONDS into it
+    svc.clock = lambda: next(readings, LOOKS_SECONDS)
+
+    report = sweep(svc)
+
+    assert report.open == 1 and report.checked == 0 and standin.calls("project-get") == 0
 
 
 def test_a_name_too_long_for_its_state_record_fails_at_once_without_a_retry(stack: Stack, standin, capsys) -> None:

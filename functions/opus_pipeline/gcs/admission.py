@@ -108,24 +108,25 @@ class Admission:
 
     # -- changing ---------------------------------------------------------------------------
 
-    def change(self, edit: Callable[[SlotTable], R]) -> R:
+    def change(self, edit: Callable[[SlotTable], R], past_the_cap: bool = False) -> R:
         """Apply ``edit(table)`` (which returns a result) and write what it changed, by CAS; a lost
-        race reads and edits again (``until_won``, the one retry of every compare-and-swap)."""
+        race reads and edits again (``until_won``, the one retry of every compare-and-swap).
+        ``past_the_cap``: a claim may take a slot object beyond the cap when none is free (``hold``)."""
 
         def once() -> R:
             view = self._view()
             before = SlotTable(dict(view.table.in_flight), [dict(w) for w in view.table.waiting])
             result = edit(view.table)
-            self._write(view, before)
+            self._write(view, before, max(self.cap, len(view.used) + 1) if past_the_cap else self.cap)
             return result
 
         return until_won(once, "the admission table")
 
-    def _write(self, view: _View, before: SlotTable) -> None:
+    def _write(self, view: _View, before: SlotTable, room: int) -> None:
         after = view.table
         for key, since in after.in_flight.items():  # claims first: nothing else is written if one is lost
             if key not in before.in_flight:
-                self._claim(view, key, since)
+                self._claim(view, key, since, room)
         for key in before.in_flight:
             if key not in after.in_flight:
                 for item in view.slots.get(key, []):
@@ -148,10 +149,10 @@ class Admission:
             if key not in gone and key in view.queue:
                 self._queue.remove(view.queue[key][0])
 
-    def _claim(self, view: _View, key: str, since: float) -> None:
-        """Create a free slot object for ``key``; ``ConflictError`` when none is left or another
-        instance created it first."""
-        free = [i for i in range(self.cap) if i not in view.used]
+    def _claim(self, view: _View, key: str, since: float, room: int) -> None:
+        """Create a free slot object among the first ``room`` for ``key``; ``ConflictError`` when none
+        is left or another instance created it first."""
+        free = [i for i in range(room) if i not in view.used]
         if not free:
             raise ConflictError(SLOTS_PREFIX)
         index = self._rng.choice(free)
@@ -175,6 +176,20 @@ class Admission:
         """Line ``key`` up without taking a slot (its upload is at OpusClip and no slot is free);
         its place in the queue."""
         return self.change(lambda table: table.enqueue(key, now))
+
+    def hold(self, key: str, now: float) -> bool:
+        """Count ``key`` among the projects OpusClip runs, whatever the cap (a stalled project that
+        runs again: OpusClip counts it again). Past the cap when no slot is free, so that the waiting
+        videos start only once one more project ended, and never one project too many. Whether it
+        took a slot (False: it held one already)."""
+
+        def take(table: SlotTable) -> bool:
+            if key in table.in_flight:
+                return False
+            table.in_flight[key] = now
+            return True
+
+        return self.change(take, past_the_cap=True)
 
     def release(self, key: str, now: float) -> list[str]:
         """Free ``key``'s slot; the waiting videos that may go now."""

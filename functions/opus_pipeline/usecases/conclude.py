@@ -12,8 +12,10 @@ is given up as soon as OpusClip says the project is COMPLETE or STALLED, before 
 OpusClip no longer counts it against the plan's parallel projects, so the next video starts while
 these clips are listed, rendered and copied. Every part of a conclusion is bounded: the clip list
 (``OpusClient.all_clips``), each answer and copy (``http_policy``, ``clip_download``), the wait for
-renders (``CLIP_RENDER_WAIT_SECONDS``), and a conclusion that fails is put off like a look, further
-each time, so one bad project never holds the sweep of the others.
+renders (``CLIP_RENDER_WAIT_SECONDS``), the whole conclusion (``CONCLUDE_BUDGET_SECONDS``), and a
+conclusion that fails is put off like a look, further each time, so one bad project never holds the
+sweep of the others. It is counted a failure and put off in the very write that claims it, undone
+when it ends: a conclusion the platform cuts short, which writes nothing more, is put off all the same.
 """
 
 from __future__ import annotations
@@ -28,10 +30,9 @@ from google.cloud import storage
 from opus_pipeline import logs
 from opus_pipeline.domain import manifest, states, webhook
 from opus_pipeline.domain.clips_page import THUMBNAIL_KEY, render_page
-from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipResult, SweepTick
 from opus_pipeline.domain.record import Stored, VideoRecord, now_rfc3339
-from opus_pipeline.errors import OpusApiError, PermanentError, TransientError
+from opus_pipeline.errors import DeadlineReachedError, OpusApiError, PermanentError, TransientError
 from opus_pipeline.gcs.output_page import write_page
 from opus_pipeline.opus.clip_download import Copied, copy_clip, kept_copy
 from opus_pipeline.retry import retried
@@ -49,6 +50,15 @@ COPY_MARK_PROJECT = "opus-project-id"
 COPY_MARK_CLIP = "opus-clip-id"
 COPY_MARK_QUALITY = "opus-quality"
 COPY_ATTEMPTS = 3
+# The sweep function's timeout (``infra/functions.tf``): the platform cuts a run there without a word,
+# so nothing a conclusion would write after it (its put-off) is ever written.
+FUNCTION_TIMEOUT_SECONDS = 540.0
+# A conclusion starts no copy this long after it was claimed, and each copy ends by then (its
+# deadline): it keeps the copies made and is put off, the rest copied on its next try. The rest of
+# the run is room for the wait the budget cannot cut short (a copy's body is cut at its deadline, the
+# answer's headers are waited for up to ``http_policy.TRANSFER_TIMEOUT``), the conclusion's last
+# writes, and the looks before it (``sweep.LOOKS_SECONDS``).
+CONCLUDE_BUDGET_SECONDS = 240.0
 RENDER_RECHECK_SECONDS = 60.0  # a clip still rendering at COMPLETE: when the sweeper looks again
 FAILED_CONCLUSION_SECONDS = 15.0  # a failed conclusion's first put-off: the next tick, then doubling
 # A short project can end before its creation is recorded (that write may be throttled); the one
@@ -75,14 +85,14 @@ def check_project(stored: Stored, services: Services, trigger: str) -> str:
             "creates a new one from the same upload while OpusClip still has it",
             reason="project-gone",
         )
-        return _Conclusion(rec.source, services, "GONE", log, trigger, failure=gone).run()
+        return _Conclusion(rec, services, "GONE", log, trigger, failure=gone).run()
     stage = project["stage"]
     if stage == "STALLED" and not states.stall_over(rec.stalled_since, services.wall(), _grace(services)):
         return _watch_stall(stored, services, log)
     if stage not in states.TERMINAL_STAGES:
         _note_stage(stored, stage, services, log)
         return rec.state
-    return _Conclusion(rec.source, services, stage, log, trigger).run()
+    return _Conclusion(rec, services, stage, log, trigger).run()
 
 
 def _grace(services: Services) -> float:
@@ -186,6 +196,8 @@ def hand_look_on(stored: Stored, services: Services) -> None:
 def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger) -> None:
     """Remember the stage and when to look again; show it on the object when it changed."""
     rec = stored.record
+    if not states.holds_slot(rec.state, rec.stage):  # its slot went at STALLED, and it runs again
+        _take_slot_back(services, rec.source.key, log)
     checks = rec.checks + 1
     next_check = services.wall() + states.next_check_seconds(checks)
     moved_on = {"stalled_since": None} if rec.stalled_since is not None else {}  # a stall ended
@@ -198,31 +210,55 @@ def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger
         log.info(f"project {rec.project_id} is at stage {stage}", event="project_stage", stage=stage)
 
 
+def _take_slot_back(services: Services, key: str, log: logs.Logger) -> None:
+    """A stalled project that runs again counts against OpusClip's parallel cap again, and slots follow
+    OpusClip's own count: it takes a slot back, past the cap when none is free (the videos that wait
+    then start only once one more project ended), so the pipeline never admits one project too many."""
+    if services.admission.hold(key, services.wall()):
+        log.info("the project runs again after a stall: it holds a project slot again", event="slot_taken_back")
+
+
 class _Conclusion(LeasedUseCase[states.ConcludeStep]):
     rule = staticmethod(states.conclude_step)
 
     def __init__(
         self,
-        obj: StorageObject,
+        seen: VideoRecord,
         services: Services,
         stage: str,
         log: logs.Logger,
         trigger: str,
         failure: PermanentError | None = None,
     ) -> None:
-        super().__init__(obj, services, log, CONCLUDE_LEASE_SECONDS)
+        """``seen``: the record as the look read it, whose failures in a row the claim counts on."""
+        super().__init__(seen.source, services, log, CONCLUDE_LEASE_SECONDS)
         self.failure = failure
         self.stage = stage
         self.trigger = trigger
+        self._failures_before = seen.conclude_failures
+        self._deadline = services.clock() + CONCLUDE_BUDGET_SECONDS
         self._slot_freed = False
         self._taking_over = False  # the record was left ``concluding`` by a conclusion that died
 
     def decide(self, record: VideoRecord) -> states.ConcludeStep:
+        """As the rule says, except for a record another conclusion ended meanwhile (its count of
+        failures moved): that one's put-off wins over a second try at once."""
         self._taking_over = record.state == states.CONCLUDING
-        return super().decide(record)
+        step = super().decide(record)
+        if step.claims and record.conclude_failures != self._failures_before:
+            return states.ConcludeStep.BUSY
+        return step
 
     def run(self) -> str:
-        step = self.claim(None, state=states.CONCLUDING)
+        # Counted a failure and put off in advance, as ``_put_off`` would when the budget ends: a
+        # conclusion the platform cuts short (it writes nothing more) is put off all the same.
+        failures = self._failures_before + 1
+        step = self.claim(
+            None,
+            state=states.CONCLUDING,
+            conclude_failures=failures,
+            next_check=_put_off_until(self.svc.wall() + CONCLUDE_BUDGET_SECONDS, failures),
+        )
         if step is not states.ConcludeStep.CONCLUDE:
             why = "being concluded by another invocation" if step is states.ConcludeStep.BUSY else self.record.state
             self.log.info(f"{self.trigger}: {self.obj.uri} is {why}; nothing to do", event="conclusion_ignored")
@@ -262,16 +298,31 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         self._slot_freed = True
 
     def _put_off(self) -> None:
-        """A conclusion that failed goes back to ``project-created`` and is tried again later, at the
-        next tick and then 0.5, 1, 2 … 30 minutes after each failure in a row: a project whose clips
-        cannot be read or copied costs a bounded share of the sweeps, and never blocks the others.
-        Its stage is kept once its slot is freed, so the next attempt frees nothing again."""
-        failures = self.record.conclude_failures + 1
-        delay = states.next_check_seconds(failures, first=FAILED_CONCLUSION_SECONDS)
+        """A conclusion that failed, or ran out of time (``CONCLUDE_BUDGET_SECONDS``), goes back to
+        ``project-created`` and is tried again later, at the next tick and then 0.5, 1, 2 … 30 minutes
+        after each failure in a row: a project whose clips cannot be read or copied costs a bounded
+        share of the sweeps, and never blocks the others. The failure was counted by the claim; the
+        copies made so far are kept (noted with this write). Its stage is kept once its slot is freed,
+        so the next attempt frees nothing again."""
         stage = {"stage": self.stage} if self._slot_freed else {}
-        self.held.release(
-            state=states.PROJECT_CREATED, conclude_failures=failures, next_check=self.svc.wall() + delay, **stage
-        )
+        failures = self.record.conclude_failures
+        self.held.release(state=states.PROJECT_CREATED, next_check=_put_off_until(self.svc.wall(), failures), **stage)
+
+    @property
+    def _not_failed(self) -> dict[str, Any]:
+        """What undoes the failure the claim counted in advance, for every end but a put-off."""
+        return {"conclude_failures": self._failures_before}
+
+    def _time_left(self) -> float:
+        """Seconds left of the conclusion's budget (``CONCLUDE_BUDGET_SECONDS``): each copy's deadline.
+        None left is ``DeadlineReachedError``, and ``run`` puts the conclusion off."""
+        left = self._deadline - self.svc.clock()
+        if left <= 0:
+            raise DeadlineReachedError(
+                f"concluding {self.obj.uri} took its {CONCLUDE_BUDGET_SECONDS:.0f}s; the clips copied so far "
+                "are kept and the others are copied on its next try"
+            )
+        return left
 
     # -- COMPLETE ---------------------------------------------------------------------------
 
@@ -287,6 +338,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             checks=self.record.checks + 1,
             next_check=now + again,
             rendering_since=since,
+            **self._not_failed,
         )
         self.log.info(
             f"project {self.record.project_id} is COMPLETE but {len(rendering)} of its clips are still rendering "
@@ -356,6 +408,7 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             clip_count=len(clips),
             manifest_uri=manifest_uri,
             concluded_at=concluded_at,
+            **self._not_failed,
         )
         self.svc.status.show(
             self.obj,
@@ -391,9 +444,11 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             COPY_MARK_CLIP: manifest.clip_id(clip, index),
             COPY_MARK_QUALITY: quality,
         }
+        self._time_left()  # no copy is started without time left for it
         try:
             copied = self._kept(bucket, name, marks) or self._fetch(url, quality, bucket, name, marks)
         except (PermanentError, TransientError) as error:
+            self._time_left()  # a copy cut short by the budget is made on the next try, not given up
             self.log.warning(
                 f"a clip of {self.obj.uri} was not copied: {error}; its OpusClip link stays in the manifest",
                 event="clip_not_copied",
@@ -419,7 +474,15 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         """The clip copied from OpusClip to ``name`` and stamped with ``marks``, a transient failure
         retried (a fresh blob per attempt: its reload pins it to the generation it found)."""
         copied = retried(
-            lambda: copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, bucket.blob(name), marks=marks),
+            lambda: copy_clip(
+                self.svc.opus.http,
+                url,
+                self.settings.clip_url_hosts,
+                bucket.blob(name),
+                deadline=self._time_left(),
+                clock=self.svc.clock,
+                marks=marks,
+            ),
             COPY_ATTEMPTS,
             self.svc.sleep,
         )
@@ -436,7 +499,15 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             manifest.thumbnail_object_name(self.obj, clip, index)
         )
         try:
-            copied = copy_clip(self.svc.opus.http, url, self.settings.clip_url_hosts, blob, content_type="image/jpeg")
+            copied = copy_clip(
+                self.svc.opus.http,
+                url,
+                self.settings.clip_url_hosts,
+                blob,
+                content_type="image/jpeg",
+                deadline=self._time_left(),
+                clock=self.svc.clock,
+            )
         except (PermanentError, TransientError) as exc:
             self.log.info(f"no poster for a clip of {self.obj.uri}: {exc}", event="thumbnail_not_copied")
             return {}
@@ -470,7 +541,9 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         doc = manifest.manifest(self.obj, rec.upload_id or "", rec.project_id or "", self.stage, now_rfc3339(), [], {})
         self._write_page(doc, failure=f"{exc.reason}: {exc}")
         self._publish(states.FAILED, 0, None, reason=exc.reason)
-        record_failure(self.held, self.svc.status, exc, self.log, stage=self.stage, concluded_at=now_rfc3339())
+        record_failure(
+            self.held, self.svc.status, exc, self.log, stage=self.stage, concluded_at=now_rfc3339(), **self._not_failed
+        )
 
     # -- telling other systems --------------------------------------------------------------
 
@@ -490,6 +563,11 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
             rec.credits,
         )
         self.svc.publisher.publish(self.settings.clip_results_topic, result, "the clip result")
+
+
+def _put_off_until(since: float, failures: int) -> float:
+    """When a conclusion that failed ``failures`` times in a row, the last at ``since``, is tried again."""
+    return since + states.next_check_seconds(failures, first=FAILED_CONCLUSION_SECONDS)
 
 
 def _seconds_since(rfc3339: str | None) -> float | None:

@@ -37,6 +37,21 @@ class Retried:
 
 
 STALLED_REASON = "project-stalled"
+# What a new project (``--new-project``) owes nothing to: the old one's creation and its story. Its
+# stage above all: a video ``creating`` whose record still says STALLED holds no slot
+# (``states.holds_slot``), so the sweeper would give the slot away during the create call, and a new
+# project first seen STALLED would fail at once on the old one's grace.
+NEW_PROJECT: dict[str, Any] = {
+    "project_id": None,
+    "create_attempts": 0,
+    "create_since": None,
+    "create_sent_at": None,
+    "stage": None,
+    "stalled_since": None,
+    "rendering_since": 0.0,
+    "conclude_failures": 0,
+    "webhook_looked_at": 0.0,
+}
 
 
 class ProjectReader(Protocol):
@@ -76,9 +91,7 @@ def retry_video(
         busy = " and being worked on right now" if lease_live else ""
         raise NothingToRetryError(f"gs://{bucket}/{name} is {rec.state}{busy}: there is nothing to retry")
     if action is states.RetryAction.REPUBLISH and new_project:
-        return _republish(
-            ledger, stored, publish, project_id=None, create_attempts=0, create_since=None, create_sent_at=None
-        )
+        return _republish(ledger, stored, publish, **NEW_PROJECT)
     if rec.state == states.FAILED and rec.reason == STALLED_REASON and rec.project_id:
         return _follow_stalled(ledger, stored, opus, open_projects)
     if action is states.RetryAction.REPUBLISH:
@@ -89,7 +102,9 @@ def retry_video(
 def _follow_stalled(
     ledger: Ledger, stored: Stored, opus: ProjectReader | None, open_projects: OpenProjects | None
 ) -> Retried:
-    """The stalled project is looked at first: followed again when OpusClip moved it on, else left."""
+    """The stalled project is looked at first: followed again when OpusClip moved it on, else left.
+    Its stage stays STALLED, the slot given up: the sweeper's first look (due at once) notes the stage
+    and, the project running again, takes a slot back for it (``conclude._note_stage``)."""
     rec = stored.record
     new = f"`opus-pipeline retry --new-project {rec.source.uri}` creates a new project (and spends credits)"
     if opus is None or open_projects is None:
@@ -106,7 +121,6 @@ def _follow_stalled(
         state=states.PROJECT_CREATED,
         reason=None,
         error=None,
-        stage=stage,
         stalled_since=None,
         checks=0,
         next_check=0.0,

@@ -4,26 +4,37 @@ Each run reads the index of running projects (one marker per project in ``STATE_
 skips those whose next look is not due (per-video backoff: ``states.next_check_seconds``) or
 that another invocation is concluding, and asks OpusClip about at most ``SWEEP_MAX_CALLS`` of
 them, so a thousand open projects cost a bounded number of calls per run out of the 30 a minute
-OpusClip allows one key. Markers of videos that ended meanwhile are removed. First of all, the
-one queue (``gcs/queue.py``) is served gate by gate: project slots whose holder is gone are
-reclaimed and the videos waiting for a slot admitted (should an admission have been lost), then
-those waiting for credits that fit now, so a long sweep never starves the queue.
+OpusClip allows one key, and starts none ``LOOKS_SECONDS`` into a run, so the last conclusion ends
+before the function's timeout. A look that fails for the project's own sake (an answer too big, too
+slow, a 5xx) is put off like any look; one the key's rate limit or budget refused ends the run's
+looks, and puts nobody off (the project is not to blame). Markers of videos that ended meanwhile
+are removed. First of all, the one queue (``gcs/queue.py``) is served gate by gate: project slots
+whose holder is gone are reclaimed and the videos waiting for a slot admitted (should an admission
+have been lost), then those waiting for credits that fit now, so a long sweep never starves the queue.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opus_pipeline import logs
+from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.record import object_from_key
-from opus_pipeline.errors import PipelineError, TransientError
+from opus_pipeline.errors import BudgetSpentError, PipelineError, RateLimitedError, TransientError
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import admit_next
-from opus_pipeline.usecases.conclude import check_project
+from opus_pipeline.usecases.conclude import CONCLUDE_BUDGET_SECONDS, FUNCTION_TIMEOUT_SECONDS, check_project
 from opus_pipeline.usecases.credits import admit_waiting
 from opus_pipeline.usecases.publish import publish_approved
+
+# No look starts this long into a run: a look that concludes then has its whole budget, the wait for a
+# copy's answer the budget cannot cut short and its last writes (``LAST_WRITES_SECONDS``) before the
+# function's timeout, which would cut it without a word.
+LAST_WRITES_SECONDS = 30.0
+LOOKS_SECONDS = (
+    FUNCTION_TIMEOUT_SECONDS - CONCLUDE_BUDGET_SECONDS - sum(http_policy.TRANSFER_TIMEOUT) - LAST_WRITES_SECONDS
+)
 
 
 @dataclass
@@ -46,9 +57,11 @@ def sweep(services: Services) -> SweepReport:
     report = SweepReport()
     _admit_due(services, report)  # first: a long sweep must not starve the queue
     report.publishing_plans = _publish_approved(services)
+    started, looking = services.clock(), True
     for obj in services.open_projects.running():
-        report.open += 1
-        _look_isolated(obj, services, report, "sweep")
+        report.open += 1  # once the looks ended, looked at on a later run
+        if looking and services.clock() - started < LOOKS_SECONDS:
+            looking = _look_isolated(obj, services, report, "sweep")
     logs.info(
         f"sweep: {report.open} running projects, {report.checked} looked at, {report.concluded} concluded",
         event="sweep",
@@ -77,12 +90,22 @@ def look_at(services: Services, key: str) -> SweepReport:
     return report
 
 
-def _look_isolated(obj: StorageObject, services: Services, report: SweepReport, trigger: str) -> None:
-    """One look, whose failure of any kind is logged and counted, never raised."""
+def _look_isolated(obj: StorageObject, services: Services, report: SweepReport, trigger: str) -> bool:
+    """One look, whose failure of any kind is logged and counted, never raised. False when the key's
+    rate limit or request budget refused a call: every other look would be refused as well."""
     try:
         _look(obj, services, report, trigger)
-    except TransientError as exc:  # looked at again on the next tick
+    except (RateLimitedError, BudgetSpentError) as exc:  # the key's trouble, not the project's: no put-off
         report.errors += 1
+        logs.warning(
+            f"sweep: {obj.uri} could not be looked at: {exc}; the other projects are looked at on the next run",
+            labels=obj.labels(),
+            reason=exc.reason,
+        )
+        return False
+    except TransientError as exc:  # this project's (a 5xx, an answer too big or too slow): put off, then again
+        report.errors += 1
+        _put_off(obj, services)
         logs.warning(f"sweep: {obj.uri} could not be looked at: {exc}", labels=obj.labels(), reason=exc.reason)
     except Exception as exc:  # one project's trouble must not stop the sweep for the others
         report.errors += 1
@@ -93,6 +116,7 @@ def _look_isolated(obj: StorageObject, services: Services, report: SweepReport, 
             event="sweep_error",
             reason=getattr(exc, "reason", type(exc).__name__),
         )
+    return True
 
 
 def _look(obj: StorageObject, services: Services, report: SweepReport, trigger: str) -> None:
@@ -112,14 +136,16 @@ def _look(obj: StorageObject, services: Services, report: SweepReport, trigger: 
 
 
 def _put_off(obj: StorageObject, services: Services) -> None:
-    """A look that failed for good is put off like a look, so the same project does not fail first
-    on every tick; best effort (the storage trouble may be what failed)."""
+    """A look that failed is put off like a look, so the same project does not fail first on every
+    tick (oldest first, a few failing projects would take every look of every run), unless what
+    failed put it off itself (a conclusion does, further each time); best effort (the storage
+    trouble may be what failed)."""
     try:
         stored = services.ledger.read(obj)
-        if stored is not None:
+        now = services.wall()
+        if stored is not None and stored.record.next_check <= now:
             checks = stored.record.checks + 1
-            next_check = services.wall() + states.next_check_seconds(checks)
-            services.ledger.update(stored, checks=checks, next_check=next_check)
+            services.ledger.update(stored, checks=checks, next_check=now + states.next_check_seconds(checks))
     except Exception as exc:
         logs.warning(f"sweep: could not put {obj.uri} off ({type(exc).__name__})", labels=obj.labels())
 
