@@ -15,7 +15,7 @@ from opus_pipeline.domain.creation import MAX_CREATE_ATTEMPTS, UNCONFIRMED
 from opus_pipeline.domain.webhook import registered_url
 from opus_pipeline.errors import TransientError
 from opus_pipeline.usecases.conclude import handle_webhook
-from opus_pipeline.usecases.sweep import sweep
+from opus_pipeline.usecases.sweep import look_at, sweep
 
 from conftest import API_KEY, Stack
 from support import create, record, services, uploaded, wait_for
@@ -164,7 +164,8 @@ def test_a_webhook_for_a_video_whose_creation_is_ambiguous_adopts_its_project(st
     svc = services(stack, OPUS_WEBHOOK_URL=hook, OPUS_WEBHOOK_TOKEN=token)
     status = handle_webhook(query, {}, lambda: json.dumps({"stage": "COMPLETE"}).encode(), svc)
 
-    assert status == 200
+    assert status == 200 and standin.calls("project-list") == 0  # answered at once: the sweeper looks
+    look_at(svc, request.source.key)  # the video tick the receiver published
     [project] = projects_of(standin, request.upload_id)
     assert record(stack, resource).project_id == project["projectId"]
 
@@ -194,6 +195,7 @@ def test_a_webhook_for_an_ambiguous_video_whose_project_is_not_listed_creates_no
     svc = services(stack, OPUS_WEBHOOK_URL=hook, OPUS_WEBHOOK_TOKEN=token)
 
     assert handle_webhook(query, {}, lambda: b"{}", svc) == 200
+    look_at(svc, request.source.key)  # the video tick the receiver published
     assert standin.calls("clip-projects") == 1 and standin.calls("project-list") == 1
     assert record(stack, resource).state == states.CREATING
 

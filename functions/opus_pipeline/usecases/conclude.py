@@ -39,7 +39,7 @@ from opus_pipeline.retry import retried
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.clip_copies import CopyPlan, plan_copies, write_captions
-from opus_pipeline.usecases.create_project import is_ambiguous, resolve_ambiguous
+from opus_pipeline.usecases.create_project import is_ambiguous
 from opus_pipeline.usecases.failures import record_failure
 from opus_pipeline.usecases.leased import LeasedUseCase
 from opus_pipeline.usecases.publish import after_clips_ready, plan_at_clips_ready
@@ -147,10 +147,9 @@ def handle_webhook(
     for _ in range(CREATION_WAITS):
         if stored is None or stored.record.state != states.CREATING:
             break
-        if is_ambiguous(stored.record, services.wall()):  # OpusClip calls for a project it made: adopt it
-            resolve_ambiguous(stored, services)
-            stored = services.ledger.read_key(key)
-            break
+        if is_ambiguous(stored.record, services.wall()):  # OpusClip calls for a project it made
+            _hand_creation_on(stored, services)
+            return 200
         services.sleep(CREATION_WAIT_SECONDS)
         stored = services.ledger.read_key(key)
     if stored is None:
@@ -158,6 +157,23 @@ def handle_webhook(
         return 200
     hand_look_on(stored, services)
     return 200
+
+
+def _hand_creation_on(stored: Stored, services: Services) -> None:
+    """A webhook for a video whose create call went unanswered: OpusClip made a project of it. Its
+    project list is the sweeper's to read (``sweep.look_at``: a call of the request budget, which may
+    have to wait, and the adoption's writes), not the request's, which answers at once. Without a
+    tick topic, the clip request's redelivery looks in the list all the same."""
+    rec = stored.record
+    topic = services.settings.sweep_ticks_topic
+    if topic:
+        tick = SweepTick("a webhook call for an unanswered creation", scope=SWEEP_VIDEO, video=rec.source.key)
+        services.publisher.publish(topic, tick, "the sweep tick")
+    logs.info(
+        f"webhook: the creation of {rec.source.uri} went unanswered; the sweeper looks for its project",
+        labels=rec.source.labels(),
+        event="webhook_handed_on",
+    )
 
 
 def hand_look_on(stored: Stored, services: Services) -> None:

@@ -25,6 +25,7 @@ from opus_pipeline.errors import BudgetSpentError, PipelineError, RateLimitedErr
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import admit_next
 from opus_pipeline.usecases.conclude import CONCLUDE_BUDGET_SECONDS, FUNCTION_TIMEOUT_SECONDS, check_project
+from opus_pipeline.usecases.create_project import is_ambiguous, resolve_ambiguous
 from opus_pipeline.usecases.credits import admit_waiting
 from opus_pipeline.usecases.publish import publish_approved
 
@@ -86,8 +87,26 @@ def look_at(services: Services, key: str) -> SweepReport:
         logs.error(f"sweep: a video tick names no video ({key[:200]!r}); ignored", event="sweep_error")
         return report
     report.open = 1
+    _settle_creation(obj, services)
     _look_isolated(obj, services, report, "webhook")
     return report
+
+
+def _settle_creation(obj: StorageObject, services: Services) -> None:
+    """A webhook's tick for a video whose create call went unanswered: the project OpusClip called
+    about is looked for in its list now (``resolve_ambiguous``, which never creates), and once
+    adopted it is looked at at once, as the webhook asked. Found nothing, or could not look: the clip
+    request's redelivery looks again."""
+    try:
+        stored = services.ledger.read(obj)
+        if stored is None or not is_ambiguous(stored.record, services.wall()):
+            return
+        resolve_ambiguous(stored, services)
+        adopted = services.ledger.read(obj)
+        if adopted is not None and adopted.record.state == states.PROJECT_CREATED:
+            services.ledger.update(adopted, next_check=services.wall())
+    except Exception as exc:  # the look below, or the clip request's redelivery, goes on regardless
+        logs.warning(f"sweep: the creation of {obj.uri} is not settled yet ({_said(exc)})", labels=obj.labels())
 
 
 def _look_isolated(obj: StorageObject, services: Services, report: SweepReport, trigger: str) -> bool:
