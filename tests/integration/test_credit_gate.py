@@ -10,6 +10,7 @@ from opus_pipeline.domain import states
 from opus_pipeline.domain.credits import WAITING_FOR_CREDITS
 from opus_pipeline.domain.events import storage_object
 from opus_pipeline.domain.messages import ClipRequest, IngestRequest
+from opus_pipeline.errors import TransientError
 from opus_pipeline.usecases.ingest import handle_ingest_request
 from opus_pipeline.usecases.sweep import sweep
 
@@ -71,6 +72,19 @@ def test_a_clip_request_without_a_reservation_waits_when_its_credits_do_not_fit(
     assert standin.calls("clip-projects") == created
     assert record(stack, resource).waiting_for == WAITING_FOR_CREDITS
     assert [w["key"] for w in services(stack).credit_ledger.read().waiting] == [storage_object(resource).key]
+
+
+def test_a_refused_usage_lookup_at_the_credit_gate_fails_nothing_and_creates_nothing(stack: Stack, standin) -> None:
+    standin.configure(monthlyCreditLimit=None)
+    resource = stack.put("talk.mp4", video())
+    ingest(stack, resource)
+    request = ClipRequest.decode(stack.pull()[0].message.data)
+    standin.inject({"endpoint": "api-usage", "kind": "status", "status": 400, "body": {"message": "Bad Request"}})
+
+    with pytest.raises(TransientError, match="credit gate"):
+        create(stack, request, OPUS_MONTHLY_CREDIT_BUDGET="100")
+
+    assert record(stack, resource).state == states.QUEUED and standin.calls("clip-projects") == 0
 
 
 def test_a_creation_without_a_reservation_is_counted_against_the_budget(stack: Stack, standin) -> None:

@@ -80,6 +80,17 @@ def test_the_upload_id_within_a_longer_source_names_it() -> None:
     assert find_project([item("P1", sourceUri="https://files.example/up_1.mp4?sig=x")], SOUGHT)[0] is Found.ONE
 
 
+def test_an_item_naming_another_upload_of_the_same_kind_is_never_taken_for_it_whatever_its_title() -> None:
+    assert find_project([item("P2", sourceId="up_2")], SOUGHT) == (Found.NONE, [])
+    assert find_project([item("P10", sourceId="up_10")], SOUGHT) == (Found.NONE, [])
+
+
+def test_a_project_of_the_upload_made_before_the_first_attempt_is_not_it() -> None:
+    """The project the upload had before ``retry --new-project`` asked for another."""
+    old = item("P0", sourceId="up_1", createdAt=iso(SENT - CLOCK_SKEW_SECONDS - 1))
+    assert find_project([old], SOUGHT) == (Found.NONE, [])
+
+
 def test_a_longer_upload_id_does_not_name_a_shorter_one() -> None:
     assert find_project([item("P10", sourceId="up_10", sourceInfo={"title": "other"})], SOUGHT) == (Found.NONE, [])
 
@@ -111,6 +122,11 @@ def test_an_item_created_before_the_first_attempt_is_not_it() -> None:
 
 def test_two_items_that_fit_only_by_title_are_not_told_apart() -> None:
     assert find_project([item("P1"), item("P2")], SOUGHT) == (Found.SEVERAL, [])
+
+
+def test_a_project_listed_on_two_pages_is_one_project() -> None:
+    assert find_project([item("P1"), item("P1")], SOUGHT) == (Found.ONE, [item("P1")])
+    assert find_project([item("P1", sourceId="up_1")] * 2, SOUGHT) == (Found.ONE, [item("P1", sourceId="up_1")])
 
 
 def test_two_projects_naming_the_upload_are_both_found_the_oldest_first() -> None:

@@ -67,6 +67,13 @@ def _names(value: str, upload_id: str) -> bool:
     return re.search(pattern, value) is not None
 
 
+def _another_upload(value: str, upload_id: str) -> bool:
+    """Whether ``value`` is an upload id of the kind ``upload_id`` is (the same prefix, up to its last
+    character that is not a letter or a digit: ``up_`` of ``up_1``) other than it."""
+    head = re.match(r"^(.*[^A-Za-z0-9])", upload_id)
+    return head is not None and value != upload_id and value.startswith(head.group(1))
+
+
 def _title(item: Mapping[str, Any]) -> str | None:
     info = item.get("sourceInfo")
     title = info.get("title") if isinstance(info, Mapping) else None
@@ -86,24 +93,26 @@ def _created_at(item: Mapping[str, Any]) -> float | None:
 
 def matches(item: Mapping[str, Any], sought: Sought) -> bool | None:
     """True: the item is the upload's project (a source field names the upload id, bare or within a
-    longer id or URI); False: it is not (a source of another platform than an upload, another title,
-    or made before the first attempt); None: its title and creation time fit. A source that does
-    not name the upload proves nothing: OpusClip's OpenAPI requires a ``sourceId`` on every project
-    and does not say what it holds for an upload (its example, ``YT_tEXaoozFRes``, is prefixed)."""
+    longer id or URI, and it was not made before the first attempt: an older one is a project the
+    upload had before ``retry --new-project``); False: it is not (made before the first attempt, a
+    source of another platform than an upload, or naming another upload of the kind ours is, or
+    another title); None: its title and creation time fit. A source that names no upload proves
+    nothing: OpusClip's OpenAPI requires a ``sourceId`` on every project and does not say what it
+    holds for an upload (its example, ``YT_tEXaoozFRes``, is prefixed)."""
     if project_id_of(item) is None:
         return False
-    if sought.upload_id and any(_names(value, sought.upload_id) for value in _names_source(item)):
+    created = _created_at(item)
+    if created is not None and created < sought.since - CLOCK_SKEW_SECONDS:
+        return False
+    sources = _names_source(item)
+    if sought.upload_id and any(_names(value, sought.upload_id) for value in sources):
         return True
     platform = item.get("sourcePlatform")
     if isinstance(platform, str) and platform and platform.upper() != UPLOADED_PLATFORM:
         return False  # imported from a link (YOUTUBE, GDRIVE…): never an upload of ours
-    created = _created_at(item)
-    fits = (
-        sought.title is not None
-        and _title(item) == sought.title
-        and created is not None
-        and created >= sought.since - CLOCK_SKEW_SECONDS
-    )
+    if any(_another_upload(value, sought.upload_id) for value in sources):
+        return False  # another video's upload: its title may well be the same
+    fits = sought.title is not None and _title(item) == sought.title and created is not None
     return None if fits else False
 
 
@@ -115,11 +124,13 @@ class Found(Enum):
 
 def find_project(items: Iterable[Mapping[str, Any]], sought: Sought) -> tuple[Found, list[Mapping[str, Any]]]:
     """The upload's project in a project list, with any others that name the upload too (OpusClip
-    made several of it: the first is adopted, oldest first, and the others are reported); else the one
+    made several of it: the first is adopted, oldest first, and the others are reported; one listed
+    twice is one); else the one
     item whose title and time fit; several such, none is chosen (``Found.SEVERAL``)."""
     sure: list[Mapping[str, Any]] = []
     likely: list[Mapping[str, Any]] = []
-    for item in items:
+    # a project on two pages (the list moved on between them, newest first) is one project
+    for item in {project_id_of(item): item for item in items}.values():
         verdict = matches(item, sought)
         if verdict is True:
             sure.append(item)

@@ -212,13 +212,15 @@ def hand_look_on(stored: Stored, services: Services) -> None:
 def _note_stage(stored: Stored, stage: str, services: Services, log: logs.Logger) -> None:
     """Remember the stage and when to look again; show it on the object when it changed."""
     rec = stored.record
-    if not states.holds_slot(rec.state, rec.stage):  # its slot went at STALLED, and it runs again
-        _take_slot_back(services, rec.source.key, log)
     checks = rec.checks + 1
     next_check = services.wall() + states.next_check_seconds(checks)
     moved_on = {"stalled_since": None} if rec.stalled_since is not None else {}  # a stall ended
     if services.ledger.update(stored, stage=stage, checks=checks, next_check=next_check, **moved_on) is None:
         return  # someone else moved the record on meanwhile; their word wins
+    if not states.holds_slot(rec.state, rec.stage) and states.holds_slot(rec.state, stage):
+        # its slot went at STALLED, and it runs again; the stage first, so that the sweeper's reclaim of
+        # slots whose holder holds none never finds the slot taken back beside a record still STALLED
+        _take_slot_back(services, rec.source.key, log)
     if stage != rec.stage:
         services.status.show(
             rec.source, rec.state, upload_id=rec.upload_id, project_id=rec.project_id, extra={"opus-stage": stage}
@@ -524,6 +526,8 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                 deadline=self._time_left(),
                 clock=self.svc.clock,
             )
+        except DeadlineReachedError:
+            raise  # the conclusion's time is up: put off, and the poster fetched with the clip next time
         except (PermanentError, TransientError) as exc:
             self.log.info(f"no poster for a clip of {self.obj.uri}: {exc}", event="thumbnail_not_copied")
             return {}

@@ -87,6 +87,8 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
     def decide(self, record: VideoRecord) -> states.ProjectStep:
         if record.upload_id != self.request.upload_id:
             return states.ProjectStep.STALE
+        if self.adopt_only and (record.state != states.CREATING or record.create_sent_at is None):
+            return states.ProjectStep.NOTHING  # no longer in doubt (a redelivery moved it on): not a webhook's
         return super().decide(record)
 
     # -- the story of a clip request ----------------------------------------------------------
@@ -256,9 +258,6 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         if decided is creation.Next.CREATE and self.adopt_only:
             decided = creation.Next.WAIT
         if decided is creation.Next.CREATE:
-            # counted with the projects of the video (``infra/monitoring.tf``): the unanswered call may
-            # have made one that OpusClip does not list, and the next call makes another
-            self._log_outcome("unconfirmed", found=found.value)
             self.log.warning(
                 f"no project of upload {rec.upload_id} in OpusClip's project list {grace:.0f}s "
                 f"after create attempt {rec.create_attempts}: creating it again",
@@ -394,9 +393,17 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
     def _credits_reserved(self) -> bool:
         """The same credit gate as a first upload (``credits.ask``): a video ingest admitted holds its
         reservation already (a read of the book); one sent again by ``opus-pipeline retry`` after its
-        reservation was given up, or named by a forged request, asks for its estimate anew."""
+        reservation was given up, or named by a forged request, asks for its estimate anew. OpusClip
+        refusing the usage lookup is not a refusal of the project (its monthly cap aside): tried again."""
         rec = self.record
-        return credit_queue.ask(self.svc, self.obj.key, rec.credits if rec.credits is not None else estimate(0, None))
+        try:
+            return credit_queue.ask(
+                self.svc, self.obj.key, rec.credits if rec.credits is not None else estimate(0, None)
+            )
+        except OpusApiError as exc:
+            if exc.reason == "monthly-cap":
+                raise
+            raise TransientError(f"the credit gate could not ask OpusClip's usage: {exc}", reason=exc.reason) from None
 
     def _wait_for_credits(self) -> str:
         why = f"its {self.record.credits} credits are not reserved and do not fit this month"
@@ -456,6 +463,10 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         """One create call: "sent" is recorded durably first; an answer that proves nothing was made
         (a 4xx, a 429, a connection never made) takes the mark back with the record's next write."""
         rec, now = self.record, self.svc.wall()
+        if self._outcome_unknown:
+            # counted with the projects of the video (``infra/monitoring.tf``): the unanswered call may
+            # have made one that OpusClip does not list, and this one makes another
+            self._log_outcome("unconfirmed")
         self._attempts += 1
         self.held.save(create_sent_at=now, create_since=rec.create_since or now, create_attempts=self._attempts)
         self._outcome_unknown = True

@@ -55,10 +55,9 @@ class SweepReport:
 def sweep(services: Services) -> SweepReport:
     """One tick. Every part is isolated: a failure of any kind (storage refusing a write, an
     unexpected bug) in the reclaim or in one project's look is logged and the rest goes on."""
-    report = SweepReport()
+    report, started, looking = SweepReport(), services.clock(), True
     _admit_due(services, report)  # first: a long sweep must not starve the queue
     report.publishing_plans = _publish_approved(services)
-    started, looking = services.clock(), True
     for obj in services.open_projects.running():
         report.open += 1  # once the looks ended, looked at on a later run
         if looking and services.clock() - started < LOOKS_SECONDS:
