@@ -149,6 +149,21 @@ def test_an_answer_over_the_size_cap_fails_the_call_and_the_conclusion_is_put_of
     assert in_flight(stack) == {} and rec.stage == "COMPLETE"  # the slot went before the clips were read
 
 
+def test_a_rate_limited_conclusion_is_tried_again_after_retry_after_and_not_counted_a_failure(
+    stack: Stack, standin
+) -> None:
+    standin.configure(projectSeconds=0.3, clipsPerProject=1)
+    resource, _ = completed_project(stack, standin)
+    standin.inject({"endpoint": "exportable-clips", "kind": "status", "status": 429, "headers": {"Retry-After": "2"}})
+
+    sweep_at(stack, LATER)
+
+    rec = record(stack, resource)
+    assert rec.state == states.PROJECT_CREATED and rec.conclude_failures == 0  # the key's limit, not the project's
+    assert rec.next_check <= time.time() + LATER + 2 + 1  # again after Retry-After, not 15 s and doubling
+    assert sweep_at(stack, LATER + 3).concluded == 1 and record(stack, resource).state == states.CLIPS_READY
+
+
 def test_a_clip_copy_past_its_deadline_is_given_up_and_leaves_no_object(stack: Stack, standin) -> None:
     standin.configure(projectSeconds=0.3, clipsPerProject=1, clipBytes=3 * 1024 * 1024)
     completed_project(stack, standin)

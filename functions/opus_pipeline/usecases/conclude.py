@@ -32,7 +32,14 @@ from opus_pipeline.domain import manifest, states, webhook
 from opus_pipeline.domain.clips_page import THUMBNAIL_KEY, render_page
 from opus_pipeline.domain.messages import SWEEP_VIDEO, ClipResult, SweepTick
 from opus_pipeline.domain.record import Stored, VideoRecord, now_rfc3339
-from opus_pipeline.errors import DeadlineReachedError, OpusApiError, PermanentError, TransientError
+from opus_pipeline.errors import (
+    BudgetSpentError,
+    DeadlineReachedError,
+    OpusApiError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
 from opus_pipeline.gcs.output_page import write_page
 from opus_pipeline.opus.clip_download import Copied, copy_clip, kept_copy
 from opus_pipeline.retry import retried
@@ -295,6 +302,10 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
                     self._bring_clips_back(clips, frozenset(rendering))
                 else:
                     self._stalled()
+        except (RateLimitedError, BudgetSpentError) as exc:
+            if self.record.state == states.CONCLUDING:
+                self._wait_for_the_key(exc)
+            raise
         except BaseException:
             if self.record.state == states.CONCLUDING:  # undo only what is not concluded yet
                 self._put_off()
@@ -322,9 +333,21 @@ class _Conclusion(LeasedUseCase[states.ConcludeStep]):
         share of the sweeps, and never blocks the others. The failure was counted by the claim; the
         copies made so far are kept (noted with this write). Its stage is kept once its slot is freed,
         so the next attempt frees nothing again."""
-        stage = {"stage": self.stage} if self._slot_freed else {}
         failures = self.record.conclude_failures
-        self.held.release(state=states.PROJECT_CREATED, next_check=_put_off_until(self.svc.wall(), failures), **stage)
+        next_check = _put_off_until(self.svc.wall(), failures)
+        self.held.release(state=states.PROJECT_CREATED, next_check=next_check, **self._stage_kept)
+
+    def _wait_for_the_key(self, exc: RateLimitedError | BudgetSpentError) -> None:
+        """OpusClip's rate limit (or the shared budget) refused a call: the key's trouble, not the
+        project's. Not counted as a failure (that would put the project off further each time), it
+        is tried again once ``Retry-After`` has passed (without one: the first put-off)."""
+        next_check = self.svc.wall() + (exc.retry_after or FAILED_CONCLUSION_SECONDS)
+        self.held.release(state=states.PROJECT_CREATED, next_check=next_check, **self._not_failed, **self._stage_kept)
+
+    @property
+    def _stage_kept(self) -> dict[str, Any]:
+        """Its stage, once its slot is freed: the next attempt frees nothing again."""
+        return {"stage": self.stage} if self._slot_freed else {}
 
     @property
     def _not_failed(self) -> dict[str, Any]:
