@@ -118,3 +118,14 @@ def object_from_key(key: str) -> StorageObject:
     if not bucket or not name:
         raise ValueError(f"not a video key: {key!r}")
     return StorageObject(bucket=bucket, name=name, generation=parse_generation(generation), size=0)
+
+
+# What a video's record knows of one project's life at OpusClip (its stage, stall and render clocks,
+# failed conclusions, the webhook's last look): a new project of the same upload starts it afresh.
+PROJECT_STORY_RESET: dict[str, Any] = {
+    "stage": None,
+    "stalled_since": None,
+    "rendering_since": 0.0,
+    "conclude_failures": 0,
+    "webhook_looked_at": 0.0,
+}

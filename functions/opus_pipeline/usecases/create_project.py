@@ -41,7 +41,7 @@ from opus_pipeline.domain.events import foreign_bucket, name_problem
 from opus_pipeline.domain.messages import ClipRequest, IngestRequest
 from opus_pipeline.domain.preferences import Preferences, effective
 from opus_pipeline.domain.project_request import build_command, check_command
-from opus_pipeline.domain.record import Stored, VideoRecord
+from opus_pipeline.domain.record import PROJECT_STORY_RESET, Stored, VideoRecord
 from opus_pipeline.domain.webhook import registered_url
 from opus_pipeline.errors import (
     AmbiguousCreateError,
@@ -56,7 +56,7 @@ from opus_pipeline.errors import (
     UnknownVideoError,
 )
 from opus_pipeline.gcs.ledger import record_path
-from opus_pipeline.opus.client import PROJECT_LIST_PAGE_SIZE
+from opus_pipeline.opus.client import MONTHLY_CAP_REASON, PROJECT_LIST_PAGE_SIZE
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases import credits as credit_queue
 from opus_pipeline.usecases.admit import free_slot, show_waiting
@@ -111,9 +111,6 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self.obj = self.record.source  # from here on, the record's word, not the message's
         self._outcome_unknown = self.record.create_sent_at is not None
         self._attempts = self.record.create_attempts
-        if self.adopt_only and not self._outcome_unknown:  # no call in doubt since: a webhook never creates
-            self.held.release()
-            return self.record.state
         try:
             if self._outcome_unknown:  # an earlier create call may have made the project
                 settled = self._reconcile()
@@ -189,7 +186,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self.held.release(
             state=states.PROJECT_CREATED,
             project_id=project_id,
-            stage=project.get("stage") if isinstance(project.get("stage"), str) else None,
+            **{**PROJECT_STORY_RESET, "stage": project.get("stage") if isinstance(project.get("stage"), str) else None},
             reason=None,
             error=None,
             checks=0,
@@ -200,10 +197,6 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             concluded_at=None,
             upload_waited=False,
             create_sent_at=None,
-            stalled_since=None,  # a new project (``retry --new-project``) owes nothing to the old one's story
-            rendering_since=0.0,
-            conclude_failures=0,
-            webhook_looked_at=0.0,
         )
         self.log.bind(projectId=project_id)
         self._log_outcome(outcome, projectId=project_id)
@@ -332,7 +325,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
     def _refused_by_opus(self, exc: OpusApiError) -> str:
         """OpusClip refused the project: its monthly cap (wait for credits), an upload it no longer
         has after such a wait (send it again, once), or anything else (fail as it said)."""
-        if exc.reason == "monthly-cap":
+        if exc.reason == MONTHLY_CAP_REASON:
             return self._wait_for_month(exc)
         rec = self.record
         decided = refusal(exc.status, rec.upload_waited, rec.reuploads)
@@ -401,7 +394,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
                 self.svc, self.obj.key, rec.credits if rec.credits is not None else estimate(0, None)
             )
         except OpusApiError as exc:
-            if exc.reason == "monthly-cap":
+            if exc.reason == MONTHLY_CAP_REASON:
                 raise
             raise TransientError(f"the credit gate could not ask OpusClip's usage: {exc}", reason=exc.reason) from None
 

@@ -22,7 +22,7 @@ from google.cloud import storage
 from opus_pipeline.domain import states
 from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.domain.preferences import parse_metadata
-from opus_pipeline.domain.record import Stored
+from opus_pipeline.domain.record import PROJECT_STORY_RESET, Stored
 from opus_pipeline.errors import NothingToRetryError, OpusApiError, PermanentError
 from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.gcs.open_index import OpenProjects
@@ -46,11 +46,7 @@ NEW_PROJECT: dict[str, Any] = {
     "create_attempts": 0,
     "create_since": None,
     "create_sent_at": None,
-    "stage": None,
-    "stalled_since": None,
-    "rendering_since": 0.0,
-    "conclude_failures": 0,
-    "webhook_looked_at": 0.0,
+    **PROJECT_STORY_RESET,
 }
 
 
