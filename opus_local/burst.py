@@ -28,7 +28,8 @@ from pathlib import Path
 from google.cloud import pubsub_v1, storage
 
 from opus_pipeline.domain import states
-from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.domain.record import VideoRecord
+from opus_pipeline.gcs.ledger import RECORDS_PREFIX
 
 from .gcs_proxy import GcsProxyControl
 from .stack import SOURCE_BUCKET, STATE_BUCKET, LocalStack
@@ -130,10 +131,10 @@ def run_burst(
         start, started_at = time.monotonic(), time.time()
         for n in range(videos):
             bucket.blob(f"season/ep{n:03d}.mp4").upload_from_string(data[n], content_type="video/mp4")
-        ledger = Ledger(client, STATE_BUCKET)
+        watch = _RecordWatch(client.bucket(STATE_BUCKET), f"{RECORDS_PREFIX}{SOURCE_BUCKET}/season/")
         deadline = start + timeout
         while True:
-            found = Counter(s.record.state for s in ledger.records(SOURCE_BUCKET, "season/"))
+            found = watch.states()
             if sum(found[s] for s in (states.CLIPS_READY, states.FAILED)) == videos or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -160,6 +161,24 @@ def run_burst(
             turnover_total_seconds=round(sum(gaps), 2),
             tail_seconds=round(started_at + seconds - (created[-1] + project_seconds), 2) if created else 0.0,
         )
+
+
+class _RecordWatch:
+    """The videos' states, read without loading the stack it measures: each poll is one listing, and
+    only a record whose generation moved since the last poll, and that had not ended, is read again
+    (not every record ten times a second, a load on the emulator the functions share)."""
+
+    def __init__(self, bucket: storage.Bucket, prefix: str) -> None:
+        self._bucket = bucket
+        self._prefix = prefix
+        self._seen: dict[str, tuple[int, str]] = {}  # record name → (generation, state)
+
+    def states(self) -> Counter[str]:
+        for blob in self._bucket.list_blobs(prefix=self._prefix):
+            generation, state = self._seen.get(blob.name, (0, ""))
+            if generation != blob.generation and state not in states.END_STATES:
+                self._seen[blob.name] = (blob.generation, VideoRecord.from_json(blob.download_as_bytes()).state)
+        return Counter(state for _, state in self._seen.values())
 
 
 def _created_at(stamp: str) -> float:

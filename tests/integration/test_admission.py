@@ -12,13 +12,14 @@ from opus_local.burst import run_burst
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject, storage_object
 from opus_pipeline.domain.messages import ClipRequest
-from opus_pipeline.domain.rate_window import MARGIN_SECONDS, WINDOW_SECONDS, wait_seconds
+from opus_pipeline.domain.rate_window import MARGIN_SECONDS, WINDOW_SECONDS, share_of, wait_seconds
 from opus_pipeline.domain.record import VideoRecord
 from opus_pipeline.domain.slots import ADMIT_GRACE_SECONDS, SlotTable
 from opus_pipeline.errors import BudgetSpentError, ConflictError, TransientError
 from opus_pipeline.gcs.admission import Admission
 from opus_pipeline.gcs.cas import CasObject
 from opus_pipeline.gcs.ledger import Ledger
+from opus_pipeline.gcs.queue import place_name
 from opus_pipeline.gcs.rate_budget import RateLimiter
 from opus_pipeline.usecases.sweep import sweep
 
@@ -178,6 +179,39 @@ def test_a_call_waits_for_the_budget_when_it_may(stack: Stack) -> None:
     assert now[0] == pytest.approx(1000.0 + WINDOW_SECONDS + MARGIN_SECONDS)
 
 
+def test_calls_limited_to_a_share_of_the_window_wait_while_the_others_still_go(stack: Stack) -> None:
+    limiter = RateLimiter(stack.storage, stack.state_bucket, per_minute=10)
+    for _ in range(2):  # a fifth of 10
+        limiter.acquire(max_wait=0.0, kind="/api/upload-links", share=0.2)
+    with pytest.raises(BudgetSpentError, match="share"):
+        limiter.acquire(max_wait=0.0, kind="/api/upload-links", share=0.2)
+    for _ in range(8):  # the rest of the window is the other calls'
+        limiter.acquire(max_wait=0.0)
+    with pytest.raises(BudgetSpentError):
+        limiter.acquire(max_wait=0.0)
+
+
+def test_a_call_limited_to_a_share_waits_until_its_own_kind_leaves_the_window(stack: Stack) -> None:
+    now = [1000.0]
+    limiter = RateLimiter(
+        stack.storage,
+        stack.state_bucket,
+        per_minute=10,
+        wall=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+    )
+    limiter.acquire(max_wait=0.0, kind="/api/upload-links", share=0.1)
+    now[0] += 5.0
+    limiter.acquire(max_wait=0.0)  # another kind: not counted against the share
+    limiter.acquire(max_wait=120.0, kind="/api/upload-links", share=0.1)
+    assert now[0] == pytest.approx(1000.0 + WINDOW_SECONDS + MARGIN_SECONDS)
+
+
+def test_a_share_is_at_least_one_call_a_window() -> None:
+    assert share_of(30, 0.2) == 6
+    assert share_of(3, 0.2) == 1
+
+
 # -- waiting videos --------------------------------------------------------------------------
 
 
@@ -315,6 +349,38 @@ def test_thirty_videos_at_once_all_come_back_under_the_caps_without_a_refusal(tm
     # Not a performance figure (``make bench`` measures and prints that): a video left for the
     # scheduled sweep (every 30 s here) instead of admitted when a slot frees would pass 2× the floor.
     assert report.floor_ratio <= 2.0, report
+
+
+def test_a_granted_video_keeps_its_queue_entry_until_it_gives_the_slot_back(stack: Stack) -> None:
+    # Its entry was just written (queued, then marked admitted): a third write within the second is
+    # one Cloud Storage throttles on the way to the next project. Read, it no longer waits.
+    admission = Admission(stack.storage, stack.state_bucket, cap=1)
+    admission.request("a", 1.0)
+    admission.request("b", 1.0)  # waits
+    admission.release("a", 2.0)  # admits b
+    assert admission.request("b", 2.0).granted
+    bucket = stack.storage.bucket(stack.state_bucket)
+    assert len(list(bucket.list_blobs(prefix="admission/queue/"))) == 1
+    table = admission.read()
+    assert table.waiting == [] and list(table.in_flight) == ["b"]
+    admission.request("c", 3.0)
+    assert admission.read().waiting[0]["key"] == "c"  # first in line, not behind b's entry
+    admission.release("b", 4.0)
+    assert [blob.name for blob in bucket.list_blobs(prefix="admission/queue/")] == [place_name("c")]
+
+
+def test_a_granted_video_refused_for_the_cap_goes_back_to_the_head_over_its_kept_entry(stack: Stack) -> None:
+    admission = Admission(stack.storage, stack.state_bucket, cap=1)
+    admission.request("a", 1.0)
+    admission.request("b", 1.0)
+    admission.release("a", 2.0)
+    admission.request("b", 2.0)
+    admission.request("c", 3.0)
+    admission.requeue("b", 4.0, not_before=10.0)
+    table = admission.read()
+    assert [w["key"] for w in table.waiting] == ["b", "c"] and table.in_flight == {}
+    bucket = stack.storage.bucket(stack.state_bucket)
+    assert len(list(bucket.list_blobs(prefix="admission/queue/"))) == 2
 
 
 def test_stale_entries_are_forgotten_only_as_they_were_read() -> None:

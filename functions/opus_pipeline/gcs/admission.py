@@ -8,15 +8,19 @@ of videos writes the table once or more per video within seconds. The table is s
   most ``cap`` projects run, and each slot object is written twice per project it serves;
 - a waiting video is its place in the one queue of both gates (``gcs/queue.py``), an object
   ``admission/queue/<hash of its key>`` with ``waitingFor: slot``, created when it starts to wait,
-  marked when it is admitted, deleted when it gets a slot (or ends): three writes in its life, on
-  an object nobody else writes.
+  marked when it is admitted, and deleted when the slot it got is given back (or it ends): three
+  writes in its life, on an object nobody else writes. Not deleted when it gets the slot: that
+  would be its third write within a second of the mark (and of a racing admission's), which Cloud
+  Storage throttles, right on the path from a freed slot to the next project. While its video
+  holds a slot, a read ignores the entry.
 
 The table is read in two list calls (slot and queue objects carry their entry in metadata);
 an edit is the pure ``SlotTable`` logic applied to that view, and its difference is written
 object by object, each by the one compare-and-swap (``gcs/cas.py``) on the generation read; a
 lost race reads again and applies the edit again (every ``SlotTable`` edit can be applied twice).
-Claims are written first, so that a crash between two writes leaves at worst a queue entry of a
-video that holds a slot, which ``request`` and the sweeper clear.
+Claims are written first, and a slot is given back only after its video's entry is deleted, so
+that a crash between two writes leaves at worst a queue entry of a video that holds a slot (which
+a read ignores) or a slot nobody holds (which the sweeper reclaims).
 
 Per video at 30 calls a minute and 4–50 slots that is about five writes, each on its own object
 or on a slot object that changes hands once per project (minutes apart on OpusClip), far under
@@ -55,6 +59,7 @@ class _View:
     used: set[int] = field(default_factory=set)  # slot indices taken
     queue: dict[str, tuple[Place, float]] = field(default_factory=dict)  # key → (its place, order)
     places: Queue = field(default_factory=lambda: Queue({}, {}))  # both gates' places, as read
+    spent: dict[str, Place] = field(default_factory=dict)  # the places of videos holding a slot
 
 
 def _entry(item: Listed) -> dict[str, Any] | None:
@@ -95,6 +100,9 @@ class Admission:
         waiting = []
         view.places = self._queue.read()
         for key, place in view.places.at(WAITING_FOR_SLOT).items():
+            if key in view.table.in_flight:  # granted a slot; deleted when it gives the slot back
+                view.spent[key] = place
+                continue
             entry = dict(place.entry)
             order = float(entry.pop("order", entry.get("since", 0.0)))
             view.queue[key] = (place, order)
@@ -129,6 +137,8 @@ class Admission:
                 self._claim(view, key, since, room)
         for key in before.in_flight:
             if key not in after.in_flight:
+                if key in view.spent and all(w["key"] != key for w in after.waiting):
+                    self._queue.remove(view.spent[key])  # first: once the slot is free it would wait again
                 for item in view.slots.get(key, []):
                     self._slots.give_back(item)
         old = {w["key"]: w for w in before.waiting}
@@ -144,9 +154,9 @@ class Admission:
             else:
                 order = float(entry["since"])
             self._put_entry(view, entry, order)
-        gone = {w["key"] for w in after.waiting}
+        kept = {w["key"] for w in after.waiting}
         for key in old:
-            if key not in gone and key in view.queue:
+            if key not in kept and key not in after.in_flight and key in view.queue:
                 self._queue.remove(view.queue[key][0])
 
     def _claim(self, view: _View, key: str, since: float, room: int) -> None:

@@ -6,6 +6,9 @@ The budget is spread over ``per_minute`` grant slots, one small object each
 grant has left the window, by the one compare-and-swap (``gcs/cas.py``): each slot grants at
 most once a window, so the slots together grant at most ``per_minute`` calls in any window.
 
+A call of a kind limited to a share of the window (``rate_window.UPLOAD_LINK_SHARE``) also waits
+while the window holds that many grants of its kind; the slot carries the kind of its last grant.
+
 Why not one object: Cloud Storage allows about one write per second to one object name, and a
 single window object written once per call held the whole pipeline to about one OpusClip call a
 second whatever the budget said. Here a call costs one listing of the slots (a read, unlimited)
@@ -30,6 +33,7 @@ from opus_pipeline.gcs.slot_store import SlotStore
 
 SLOTS_PREFIX = "admission/rate/"
 GRANTED_AT = "grantedAt"  # the metadata field of a slot: the wall-clock time of its last grant
+KIND = "kind"  # and the kind of that grant, for a call limited to a share of the window
 CANDIDATES = 4  # slots one look tries before looking again
 CONTENDED_PAUSE_SECONDS = 0.2  # after losing every candidate: a breath, then look again until give-up
 
@@ -50,19 +54,26 @@ class RateLimiter:
         self._rng = random.Random()
         self._listed: dict[int, Listed] | None = None  # the slots as this instance last saw them
 
-    def _take(self, index: int, slots: dict[int, Listed], now: float) -> bool:
+    def _take(self, index: int, slots: dict[int, Listed], now: float, kind: str | None) -> bool:
         """Win slot ``index`` for a call at ``now`` (remembered with the slots listed); False when
         another instance won it first."""
         body = json.dumps({GRANTED_AT: now, "grant": uuid.uuid4().hex}).encode()  # unique: see SlotStore.take
+        more = {KIND: kind} if kind else {}
         try:
-            taken = self._slots.take(index, slots.get(index), repr(now), body)
+            taken = self._slots.take(index, slots.get(index), repr(now), body, more)
         except ConflictError:
             return False
         self._listed = {**slots, index: taken}
         return True
 
-    def acquire(self, max_wait: float) -> None:
-        """Take one call of the budget, waiting up to ``max_wait`` seconds for it.
+    def _kind_waits(self, slots: dict[int, Listed], kind: str, share: float, now: float) -> float:
+        """How long a call of ``kind`` waits for its share of the window (0: it may go)."""
+        grants = [float(s.metadata[GRANTED_AT]) for s in slots.values() if s.metadata.get(KIND) == kind]
+        return rate_window.wait_seconds(grants, rate_window.share_of(self.per_minute, share), now)
+
+    def acquire(self, max_wait: float, kind: str | None = None, share: float = 1.0) -> None:
+        """Take one call of the budget, waiting up to ``max_wait`` seconds for it; a call of ``kind``
+        takes at most ``share`` of the window (counted on a fresh listing of the slots).
 
         The slots as this instance last saw them are tried first, without listing them again (a
         listing of every slot is most of a grant's cost): a slot another instance took since is
@@ -70,25 +81,30 @@ class RateLimiter:
         listed anew. Other instances' grants only make the remembered window look emptier than it
         is, so a window that looks full is full."""
         give_up = self._wall() + max_wait
+        shared = kind is not None and share < 1.0
         while True:
-            remembered = self._listed
+            remembered = None if shared else self._listed
             slots = remembered if remembered is not None else self._slots.held()
             now = self._wall()
             last = {i: float(s.metadata[GRANTED_AT]) for i, s in slots.items()}
             wanted = 1 if remembered is not None else CANDIDATES
-            free = rate_window.free_slots(last, self.per_minute, now, wanted, self._rng)
-            if any(self._take(index, slots, now) for index in free):
+            kind_wait = self._kind_waits(slots, kind, share, now) if shared and kind else 0.0
+            free = [] if kind_wait else rate_window.free_slots(last, self.per_minute, now, wanted, self._rng)
+            if any(self._take(index, slots, now, kind) for index in free):
                 return
             self._listed = None
             if remembered is not None:
                 continue  # what this instance remembered is out of date: list the slots
             # lost every candidate to other instances (the window moves on), or none is free yet
-            if free:
+            if kind_wait:
+                wait = kind_wait
+            elif free:
                 wait = CONTENDED_PAUSE_SECONDS
             else:
                 wait = rate_window.wait_seconds(list(last.values()), self.per_minute, now)
             if now + wait > give_up:
+                spent = f" (the share {kind} calls may take of it)" if kind_wait else ""
                 raise BudgetSpentError(
-                    f"OpusClip's budget of {self.per_minute} requests a minute is spent for the next {wait:.0f}s"
+                    f"OpusClip's budget of {self.per_minute} requests a minute{spent} is spent for the next {wait:.0f}s"
                 )
             self._sleep(wait)

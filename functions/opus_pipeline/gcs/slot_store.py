@@ -33,13 +33,15 @@ class SlotStore:
                 slots[int(index)] = item
         return slots
 
-    def take(self, index: int, previous: Listed | None, entry: str, body: bytes) -> Listed:
-        """Make slot ``index`` ours with ``entry``, if it is still as ``previous`` was listed (``None``:
-        absent); the slot as a listing would now show it. ``body`` must be unique to this taker, so
-        that a retry of its own landed write is recognised. ``ConflictError`` when another instance
-        took it first."""
+    def take(
+        self, index: int, previous: Listed | None, entry: str, body: bytes, more: dict[str, str] | None = None
+    ) -> Listed:
+        """Make slot ``index`` ours with ``entry`` (and ``more`` metadata), if it is still as ``previous``
+        was listed (``None``: absent); the slot as a listing would now show it. ``body`` must be unique to
+        this taker, so that a retry of its own landed write is recognised. ``ConflictError`` when another
+        instance took it first."""
         slot = CasObject(self._bucket, f"{self.prefix}{index}")
-        metadata = {self.field: entry}
+        metadata = {self.field: entry, **(more or {})}
         return Listed(slot.name, slot.write(body, previous.generation if previous else 0, metadata), metadata)
 
     def give_back(self, item: Listed) -> None:

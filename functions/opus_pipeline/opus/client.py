@@ -16,6 +16,7 @@ from urllib.parse import quote
 import requests
 
 from opus_pipeline import http_policy, logs
+from opus_pipeline.domain import rate_window
 from opus_pipeline.domain.creation import project_id_of
 from opus_pipeline.domain.credits import USAGE_FRESH_SECONDS, Usage
 from opus_pipeline.domain.publishing import Account, accounts_listed
@@ -155,7 +156,7 @@ def _clip_key(clip: dict[str, Any]) -> str:
 class Budget(Protocol):
     """The shared request budget every call takes a grant of first (``gcs/rate_budget.py``)."""
 
-    def acquire(self, max_wait: float) -> None: ...
+    def acquire(self, max_wait: float, kind: str | None = None, share: float = 1.0) -> None: ...
 
 
 class OpusClient:
@@ -191,11 +192,13 @@ class OpusClient:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        share: float = 1.0,
     ) -> requests.Response:
-        """One authorized request, within the shared request budget; its ``X-RateLimit-*`` headers
-        noted (read leniently: they never fail an answer)."""
+        """One authorized request, within the shared request budget (``share``: at most that share
+        of it for calls to ``path``); its ``X-RateLimit-*`` headers noted (read leniently: they never
+        fail an answer)."""
         if self._limiter is not None:
-            self._limiter.acquire(RATE_WAIT_SECONDS)
+            self._limiter.acquire(RATE_WAIT_SECONDS, path if share < 1.0 else None, share)
         all_headers = {
             "Authorization": f"Bearer {self._api_key}",
             "Accept": "application/json",
@@ -218,9 +221,10 @@ class OpusClient:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        share: float = 1.0,
     ) -> Any:
         """One call; the JSON answer (an object or, for lists, an array)."""
-        response = self._send(method, path, body=body, params=params, headers=headers)
+        response = self._send(method, path, body=body, params=params, headers=headers, share=share)
         raise_for_status(response, action)
         try:
             return response.json()
@@ -228,9 +232,14 @@ class OpusClient:
             raise TransientError(f"OpusClip answered {action} without JSON", reason="opus-unavailable") from None
 
     def _post(
-        self, path: str, body: dict[str, Any], action: str, headers: dict[str, str] | None = None
+        self,
+        path: str,
+        body: dict[str, Any],
+        action: str,
+        headers: dict[str, str] | None = None,
+        share: float = 1.0,
     ) -> dict[str, Any]:
-        answer = self._call("POST", path, action, body=body, headers=headers)
+        answer = self._call("POST", path, action, body=body, headers=headers, share=share)
         if not isinstance(answer, dict) or not answer:
             raise TransientError(f"OpusClip answered {action} without a JSON body", reason="opus-unavailable")
         return answer
@@ -267,7 +276,12 @@ class OpusClient:
 
     def create_upload_link(self) -> UploadLink:
         """``POST /api/upload-links`` for a local upload."""
-        body = self._post("/api/upload-links", {"video": {"usecase": "LocalUpload"}}, "the upload-link request")
+        body = self._post(
+            "/api/upload-links",
+            {"video": {"usecase": "LocalUpload"}},
+            "the upload-link request",
+            share=rate_window.UPLOAD_LINK_SHARE,  # never crowding out the calls that turn projects over
+        )
         try:
             total = body.get("totalAmount")
             return UploadLink(
