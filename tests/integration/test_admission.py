@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,13 @@ from opus_local.burst import run_burst
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject, storage_object
 from opus_pipeline.domain.messages import ClipRequest
-from opus_pipeline.domain.rate_window import MARGIN_SECONDS, WINDOW_SECONDS, share_of, wait_seconds
+from opus_pipeline.domain.rate_window import (
+    MARGIN_SECONDS,
+    UPLOAD_LINK_SHARE,
+    WINDOW_SECONDS,
+    share_of,
+    wait_seconds,
+)
 from opus_pipeline.domain.record import VideoRecord
 from opus_pipeline.domain.slots import ADMIT_GRACE_SECONDS, SlotTable
 from opus_pipeline.errors import BudgetSpentError, ConflictError, TransientError
@@ -272,6 +279,35 @@ def test_a_video_uploaded_while_every_slot_is_taken_waits_in_line_without_a_clip
     metadata = live_metadata(stack, "second.mp4")
     assert metadata["opus-status"] == "waiting" and metadata["opus-queue-position"] == "1"
     assert standin.calls("clip-projects") == 1
+
+
+def links_spent(stack: Stack, per_minute: int) -> None:
+    """Upload links took their share of a ``per_minute`` budget within the last minute (counting
+    those the test's videos asked for already)."""
+    limiter = RateLimiter(stack.storage, stack.state_bucket, per_minute=per_minute)
+    with contextlib.suppress(BudgetSpentError):
+        for _ in range(share_of(per_minute, UPLOAD_LINK_SHARE)):
+            limiter.acquire(max_wait=0.0, kind="/api/upload-links", share=UPLOAD_LINK_SHARE)
+
+
+def test_an_upload_link_waits_for_its_share_of_the_budget_once_a_slot_s_worth_of_videos_waits(
+    stack: Stack, standin
+) -> None:
+    one_project_running(stack)
+    assert ingest(stack, stack.put("second.mp4", video()), **ONE_SLOT) == states.WAITING
+    links_spent(stack, per_minute=10)
+    links = standin.calls("upload-links")
+
+    with pytest.raises(BudgetSpentError, match="share"):
+        ingest(stack, stack.put("third.mp4", video()), **ONE_SLOT, OPUS_RATE_PER_MINUTE="10")
+
+    assert standin.calls("upload-links") == links
+
+
+def test_an_upload_link_takes_the_whole_budget_while_no_slot_s_worth_of_videos_waits(stack: Stack, standin) -> None:
+    links_spent(stack, per_minute=10)
+
+    assert ingest(stack, stack.put("first.mp4", video()), **ONE_SLOT, OPUS_RATE_PER_MINUTE="10") == states.QUEUED
 
 
 def test_a_video_ingest_lined_up_is_admitted_and_created_when_the_slot_frees(stack: Stack, standin) -> None:

@@ -15,11 +15,12 @@ from random import Random
 
 WINDOW_SECONDS = 60.0
 MARGIN_SECONDS = 2.0
-# Upload links take at most this share of the window. A folder's uploads run ahead of the project
-# slots (each waits its turn uploaded), so nothing is gained by asking for all their links at once,
-# and each one asked early is a call the slots' turnovers (create, look, clips, transcript) miss a
-# minute later: a burst of 100 links in the first half minute stalled every project call at the
-# window's end. A fifth still lets 6 uploads a minute start at 30 requests a minute.
+# Upload links take at most this share of the window while a slot's worth of videos already waits
+# uploaded (ingest's ``_link_share``): those run ahead of the project slots, so nothing is gained by
+# asking for every link of a folder at once, and each one asked early is a call the slots' turnovers
+# (create, look, clips, transcript) miss a minute later: 100 links in a burst's first half minute
+# stalled every project call at the window's end. A fifth still lets 6 uploads a minute start at 30
+# requests a minute.
 UPLOAD_LINK_SHARE = 0.2
 
 

@@ -33,7 +33,7 @@ from opus_pipeline.gcs.slot_store import SlotStore
 
 SLOTS_PREFIX = "admission/rate/"
 GRANTED_AT = "grantedAt"  # the metadata field of a slot: the wall-clock time of its last grant
-KIND = "kind"  # and the kind of that grant, for a call limited to a share of the window
+KIND = "kind"  # and the kind of that grant (the path called), for a call limited to a share of the window
 CANDIDATES = 4  # slots one look tries before looking again
 CONTENDED_PAUSE_SECONDS = 0.2  # after losing every candidate: a breath, then look again until give-up
 
@@ -72,8 +72,9 @@ class RateLimiter:
         return rate_window.wait_seconds(grants, rate_window.share_of(self.per_minute, share), now)
 
     def acquire(self, max_wait: float, kind: str | None = None, share: float = 1.0) -> None:
-        """Take one call of the budget, waiting up to ``max_wait`` seconds for it; a call of ``kind``
-        takes at most ``share`` of the window (counted on a fresh listing of the slots).
+        """Take one call of the budget, waiting up to ``max_wait`` seconds for it. Its grant is noted as
+        of ``kind``; with a ``share`` below 1, calls of its kind take at most that share of the window
+        (counted on a fresh listing of the slots).
 
         The slots as this instance last saw them are tried first, without listing them again (a
         listing of every slot is most of a grant's cost): a slot another instance took since is

@@ -16,7 +16,6 @@ from urllib.parse import quote
 import requests
 
 from opus_pipeline import http_policy, logs
-from opus_pipeline.domain import rate_window
 from opus_pipeline.domain.creation import project_id_of
 from opus_pipeline.domain.credits import USAGE_FRESH_SECONDS, Usage
 from opus_pipeline.domain.publishing import Account, accounts_listed
@@ -198,7 +197,7 @@ class OpusClient:
         of it for calls to ``path``); its ``X-RateLimit-*`` headers noted (read leniently: they never
         fail an answer)."""
         if self._limiter is not None:
-            self._limiter.acquire(RATE_WAIT_SECONDS, path if share < 1.0 else None, share)
+            self._limiter.acquire(RATE_WAIT_SECONDS, path, share)
         all_headers = {
             "Authorization": f"Bearer {self._api_key}",
             "Accept": "application/json",
@@ -274,13 +273,10 @@ class OpusClient:
         self._usage = usage
         return usage
 
-    def create_upload_link(self) -> UploadLink:
-        """``POST /api/upload-links`` for a local upload."""
+    def create_upload_link(self, share: float = 1.0) -> UploadLink:
+        """``POST /api/upload-links`` for a local upload, taking at most ``share`` of the request budget."""
         body = self._post(
-            "/api/upload-links",
-            {"video": {"usecase": "LocalUpload"}},
-            "the upload-link request",
-            share=rate_window.UPLOAD_LINK_SHARE,  # never crowding out the calls that turn projects over
+            "/api/upload-links", {"video": {"usecase": "LocalUpload"}}, "the upload-link request", share=share
         )
         try:
             total = body.get("totalAmount")

@@ -18,6 +18,7 @@ from opus_pipeline.domain.events import StorageObject, foreign_bucket, name_prob
 from opus_pipeline.domain.media_probe import RangedReader, probe_duration
 from opus_pipeline.domain.messages import IngestRequest
 from opus_pipeline.domain.preferences import Preferences, effective, parse_metadata
+from opus_pipeline.domain.rate_window import UPLOAD_LINK_SHARE
 from opus_pipeline.domain.record import VideoRecord, now_rfc3339
 from opus_pipeline.domain.url_policy import check_url
 from opus_pipeline.errors import (
@@ -322,7 +323,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _open_session(self) -> ResumableSession:
         """New upload link and session, recorded before any byte is sent."""
-        link = self.svc.opus.create_upload_link()
+        link = self.svc.opus.create_upload_link(self._link_share())
         if link.remaining is None:
             self.log.info("OpusClip did not say how much upload quota is left; uploading anyway")
         elif self.obj.size > link.remaining:
@@ -350,6 +351,14 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
             bytes=self.obj.size,
         )
         return ResumableSession(self.svc.opus.http, session_url, self.obj.size)
+
+    def _link_share(self) -> float:
+        """How much of OpusClip's request budget this upload link may take. Once a slot's worth of
+        videos waits uploaded for a project slot, this one would only wait behind them, and its link
+        is a call the projects' turnovers (creation, the look, clips, transcript) need a minute later:
+        links then take at most ``UPLOAD_LINK_SHARE`` of the window. Otherwise, the whole budget."""
+        waiting = len(self.svc.admission.read().waiting)
+        return UPLOAD_LINK_SHARE if waiting >= self.settings.max_parallel_projects else 1.0
 
     def _kept_session(self) -> str | None:
         """The session of the upload under way, kept apart from the record (``gcs/sessions.py``)."""
