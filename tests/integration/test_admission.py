@@ -172,15 +172,21 @@ def test_a_slot_another_instance_took_since_it_was_seen_is_never_granted_twice(s
         first.acquire(max_wait=0.0)
 
 
-def test_a_call_waits_for_the_budget_when_it_may(stack: Stack) -> None:
+def clocked(stack: Stack, per_minute: int) -> tuple[RateLimiter, list[float]]:
+    """A budget on a clock that only its own waits move, from t=1000."""
     now = [1000.0]
     limiter = RateLimiter(
         stack.storage,
         stack.state_bucket,
-        per_minute=1,
+        per_minute=per_minute,
         wall=lambda: now[0],
         sleep=lambda s: now.__setitem__(0, now[0] + s),
     )
+    return limiter, now
+
+
+def test_a_call_waits_for_the_budget_when_it_may(stack: Stack) -> None:
+    limiter, now = clocked(stack, per_minute=1)
     limiter.acquire(max_wait=0.0)
     limiter.acquire(max_wait=120.0)
     assert now[0] == pytest.approx(1000.0 + WINDOW_SECONDS + MARGIN_SECONDS)
@@ -199,14 +205,7 @@ def test_calls_limited_to_a_share_of_the_window_wait_while_the_others_still_go(s
 
 
 def test_a_call_limited_to_a_share_waits_until_its_own_kind_leaves_the_window(stack: Stack) -> None:
-    now = [1000.0]
-    limiter = RateLimiter(
-        stack.storage,
-        stack.state_bucket,
-        per_minute=10,
-        wall=lambda: now[0],
-        sleep=lambda s: now.__setitem__(0, now[0] + s),
-    )
+    limiter, now = clocked(stack, per_minute=10)
     limiter.acquire(max_wait=0.0, kind="/api/upload-links", share=0.1)
     now[0] += 5.0
     limiter.acquire(max_wait=0.0)  # another kind: not counted against the share
