@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1, storage
+from google.cloud.storage.exceptions import DataCorruption
 
 from opus_pipeline.domain import states
 from opus_pipeline.domain.record import VideoRecord
@@ -176,8 +178,13 @@ class _RecordWatch:
     def states(self) -> Counter[str]:
         for blob in self._bucket.list_blobs(prefix=self._prefix):
             generation, state = self._seen.get(blob.name, (0, ""))
-            if generation != blob.generation and state not in states.END_STATES:
-                self._seen[blob.name] = (blob.generation, VideoRecord.from_json(blob.download_as_bytes()).state)
+            if generation == blob.generation or state in states.END_STATES:
+                continue
+            try:  # the generation listed: one written over since is read on the next poll
+                raw = blob.download_as_bytes(if_generation_match=blob.generation)
+            except (gexc.NotFound, gexc.PreconditionFailed, DataCorruption):
+                continue
+            self._seen[blob.name] = (blob.generation, VideoRecord.from_json(raw).state)
         return Counter(state for _, state in self._seen.values())
 
 

@@ -97,6 +97,18 @@ class ConflictError(PipelineError):
     reason = "conflict"
 
 
+class ClaimLostError(PipelineError):
+    """A record read without a claim was claimed by another delivery before this one claimed it;
+    ``step`` is what the record, as now found, leaves this one to do (nothing of it is this one's to
+    undo). Caught by the use case that claims."""
+
+    reason = "claim-lost"
+
+    def __init__(self, step: object) -> None:
+        super().__init__(f"another delivery took the record up ({getattr(step, 'value', step)})")
+        self.step = step
+
+
 class ContendedError(TransientError):
     """A shared object kept changing under every attempt of one change: try again later. Not an
     ``InProgressError``: no other invocation holds this one's lease."""

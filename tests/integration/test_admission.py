@@ -18,6 +18,7 @@ from opus_pipeline.domain.rate_window import (
     UPLOAD_LINK_SHARE,
     WINDOW_SECONDS,
     share_of,
+    share_wait,
     wait_seconds,
 )
 from opus_pipeline.domain.record import VideoRecord
@@ -192,16 +193,27 @@ def test_a_call_waits_for_the_budget_when_it_may(stack: Stack) -> None:
     assert now[0] == pytest.approx(1000.0 + WINDOW_SECONDS + MARGIN_SECONDS)
 
 
-def test_calls_limited_to_a_share_of_the_window_wait_while_the_others_still_go(stack: Stack) -> None:
+def test_calls_limited_to_a_share_of_the_window_wait_their_turn_while_the_others_still_go(stack: Stack) -> None:
     limiter = RateLimiter(stack.storage, stack.state_bucket, per_minute=10)
-    for _ in range(2):  # a fifth of 10
+    limiter.acquire(max_wait=0.0, kind="/api/upload-links", share=0.2)
+    with pytest.raises(BudgetSpentError, match="share"):  # two a window, the next in half a window
         limiter.acquire(max_wait=0.0, kind="/api/upload-links", share=0.2)
-    with pytest.raises(BudgetSpentError, match="share"):
-        limiter.acquire(max_wait=0.0, kind="/api/upload-links", share=0.2)
-    for _ in range(8):  # the rest of the window is the other calls'
+    for _ in range(9):  # the rest of the window is the other calls'
         limiter.acquire(max_wait=0.0)
     with pytest.raises(BudgetSpentError):
         limiter.acquire(max_wait=0.0)
+
+
+def test_a_share_spreads_its_calls_evenly_over_the_window() -> None:
+    spacing = (WINDOW_SECONDS + MARGIN_SECONDS) / 2  # two calls a window
+    assert share_wait([], per_minute=10, share=0.2, now=100.0) == 0.0
+    assert share_wait([100.0], per_minute=10, share=0.2, now=110.0) == pytest.approx(100.0 + spacing - 110.0)
+    assert share_wait([100.0], per_minute=10, share=0.2, now=100.0 + spacing) == 0.0
+
+
+def test_a_full_share_waits_for_its_oldest_call_to_leave_the_window() -> None:
+    window = WINDOW_SECONDS + MARGIN_SECONDS
+    assert share_wait([100.0, 101.0], per_minute=10, share=0.2, now=140.0) == pytest.approx(100.0 + window - 140.0)
 
 
 def test_a_call_limited_to_a_share_waits_until_its_own_kind_leaves_the_window(stack: Stack) -> None:
@@ -210,7 +222,8 @@ def test_a_call_limited_to_a_share_waits_until_its_own_kind_leaves_the_window(st
     now[0] += 5.0
     limiter.acquire(max_wait=0.0)  # another kind: not counted against the share
     limiter.acquire(max_wait=120.0, kind="/api/upload-links", share=0.1)
-    assert now[0] == pytest.approx(1000.0 + WINDOW_SECONDS + MARGIN_SECONDS)
+    window = WINDOW_SECONDS + MARGIN_SECONDS  # one call a window; waiters wake up to half of it apart
+    assert 1000.0 + window <= now[0] <= 1000.0 + window * 1.5
 
 
 def test_a_share_is_at_least_one_call_a_window() -> None:
@@ -369,6 +382,22 @@ def test_a_slot_whose_holder_vanished_is_reclaimed_by_the_sweeper(stack: Stack, 
     assert report.reclaimed == 1
     [admitted] = stack.pull()
     assert ClipRequest.decode(admitted.message.data).source.key == request.source.key
+
+
+def test_a_slot_just_taken_by_a_queued_video_on_its_way_to_creation_is_not_reclaimed(stack: Stack, standin) -> None:
+    # A first create call takes its slot, then claims the record and marks the call sent in one write.
+    _, request = uploaded(stack)
+    Admission(stack.storage, stack.state_bucket, cap=1).request(request.source.key, time.time())
+
+    assert sweep(services(stack, OPUS_MAX_PARALLEL_PROJECTS="1")).reclaimed == 0
+
+
+def test_a_slot_a_queued_video_took_long_ago_is_reclaimed(stack: Stack, standin) -> None:
+    _, request = uploaded(stack)
+    taken = time.time() - ADMIT_GRACE_SECONDS - 1
+    Admission(stack.storage, stack.state_bucket, cap=1).request(request.source.key, taken)
+
+    assert sweep(services(stack, OPUS_MAX_PARALLEL_PROJECTS="1")).reclaimed == 1
 
 
 # -- a folder of videos at once --------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_every_exception_class_is_defined_in_errors() -> None:
 # transient outcome by its caller (a lost CAS, a session to open again, a video overwritten while it
 # streamed, a bug in a transition, a CLI message); the base class of them all is ``PipelineError``.
 INTERNAL_SIGNALS = {"PipelineError", "ConflictError", "SessionExpiredError", "SupersededError"}
-INTERNAL_SIGNALS |= {"IllegalTransitionError", "CliError"}
+INTERNAL_SIGNALS |= {"IllegalTransitionError", "CliError", "ClaimLostError"}
 
 
 def test_every_error_the_pipeline_defines_says_whether_to_retry() -> None:

@@ -29,6 +29,21 @@ def share_of(per_minute: int, share: float) -> int:
     return max(1, int(per_minute * share))
 
 
+def share_wait(grants: list[float], per_minute: int, share: float, now: float) -> float:
+    """How long a call of a kind limited to ``share`` of the window waits, ``grants`` being that kind's.
+    Its calls are spread evenly, one per window / ``share_of`` seconds, not let through in a burst: a
+    burst of them leaves the window all at once a minute later, and the next burst then meets every
+    other call's at the window's end."""
+    inside = recent(grants, now)
+    spaced = inside[-1] + share_spacing(per_minute, share) - now if inside else 0.0
+    return max(0.0, spaced, wait_seconds(inside, share_of(per_minute, share), now))
+
+
+def share_spacing(per_minute: int, share: float) -> float:
+    """The seconds between two calls of a kind limited to ``share`` of the window."""
+    return (WINDOW_SECONDS + MARGIN_SECONDS) / share_of(per_minute, share)
+
+
 def recent(grants: list[float], now: float) -> list[float]:
     """The grants still inside the window at ``now``, oldest first."""
     return sorted(t for t in grants if t > now - WINDOW_SECONDS - MARGIN_SECONDS)

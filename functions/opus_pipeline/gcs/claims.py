@@ -109,7 +109,7 @@ class HeldRecord:
         to one object, and a renewal throttled past the lease's end lets another delivery in)."""
         with self._lock:
             changes = {**self._pending, **changes}
-            if self.record.lease_owner == self._lease.owner:
+            if self.leased():
                 changes = {"lease_expires": self._lease.until(), **changes}
             try:
                 self._stored = self._ledger.write(self._stored, self.record.replace(**changes))
@@ -117,6 +117,10 @@ class HeldRecord:
                 raise InProgressError("another invocation took over this video's record") from None
             self._pending = {}
             self._written_at = time.monotonic()
+
+    def leased(self) -> bool:
+        """Whether the record names this holder's lease (False: read, not claimed yet)."""
+        return self.record.lease_owner == self._lease.owner
 
     def checkpoint(self, **changes: Any) -> None:
         """Note progress a takeover would use (the clips copied so far): written now if the record
@@ -131,7 +135,7 @@ class HeldRecord:
     def renew(self, **changes: Any) -> None:
         """Extend the lease (with ``changes``, e.g. the committed offset) while it is ours."""
         with self._lock:
-            if self.record.lease_owner == self._lease.owner:
+            if self.leased():
                 self.save(**changes)
 
     def renewed_lately(self) -> bool:

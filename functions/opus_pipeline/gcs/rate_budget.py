@@ -7,7 +7,8 @@ grant has left the window, by the one compare-and-swap (``gcs/cas.py``): each sl
 most once a window, so the slots together grant at most ``per_minute`` calls in any window.
 
 A call of a kind limited to a share of the window (``rate_window.UPLOAD_LINK_SHARE``) also waits
-while the window holds that many grants of its kind; the slot carries the kind of its last grant.
+for its turn among its kind's, spread evenly over the window (``rate_window.share_wait``); the slot
+carries the kind of its last grant.
 
 Why not one object: Cloud Storage allows about one write per second to one object name, and a
 single window object written once per call held the whole pipeline to about one OpusClip call a
@@ -69,7 +70,7 @@ class RateLimiter:
     def _kind_waits(self, slots: dict[int, Listed], kind: str, share: float, now: float) -> float:
         """How long a call of ``kind`` waits for its share of the window (0: it may go)."""
         grants = [float(s.metadata[GRANTED_AT]) for s in slots.values() if s.metadata.get(KIND) == kind]
-        return rate_window.wait_seconds(grants, rate_window.share_of(self.per_minute, share), now)
+        return rate_window.share_wait(grants, self.per_minute, share, now)
 
     def acquire(self, max_wait: float, kind: str | None = None, share: float = 1.0) -> None:
         """Take one call of the budget, waiting up to ``max_wait`` seconds for it. Its grant is noted as
@@ -98,7 +99,9 @@ class RateLimiter:
                 continue  # what this instance remembered is out of date: list the slots
             # lost every candidate to other instances (the window moves on), or none is free yet
             if kind_wait:
-                wait = kind_wait
+                # not all at the same moment: callers waking together would each win a slot of their
+                # own, a burst of the kind the spacing is there to avoid
+                wait = kind_wait + self._rng.uniform(0.0, rate_window.share_spacing(self.per_minute, share) / 2)
             elif free:
                 wait = CONTENDED_PAUSE_SECONDS
             else:

@@ -1,7 +1,10 @@
 """Use case: a clip request arrived → exactly one OpusClip clip project for its upload.
 
 Once per upload: the video's state record is claimed ``creating`` by compare-and-swap before
-OpusClip is called, and the project id is recorded right after it answers.
+OpusClip is called, and the project id is recorded right after it answers. A first create call is
+claimed and marked sent in that one write, once its credits and its slot are settled (read first,
+written last): each write of a record is one of the few a second Cloud Storage allows it, on the
+way from a freed slot (or a video's upload) to its project.
 
 The create call spends credits and OpusClip offers no idempotency key, so it is never sent again
 blind (``domain/creation.py``): the record says "sent" (``create_sent_at``, by compare-and-swap)
@@ -25,7 +28,7 @@ is uploaded again, once, keeping its admission; refused so again, it fails (``up
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from opus_pipeline import logs
 from opus_pipeline.domain import creation, states
@@ -46,6 +49,7 @@ from opus_pipeline.domain.webhook import registered_url
 from opus_pipeline.errors import (
     AmbiguousCreateError,
     AnswerLostError,
+    ClaimLostError,
     ConcurrentCapError,
     InProgressError,
     OpusApiError,
@@ -55,6 +59,7 @@ from opus_pipeline.errors import (
     TransientError,
     UnknownVideoError,
 )
+from opus_pipeline.gcs.claims import HeldRecord
 from opus_pipeline.gcs.ledger import record_path
 from opus_pipeline.opus.client import MONTHLY_CAP_REASON, PROJECT_LIST_PAGE_SIZE
 from opus_pipeline.runtime import Services
@@ -71,6 +76,7 @@ CREATE_LEASE_SECONDS = 120.0
 HAND_OVER_WAIT_SECONDS = 0.25
 HAND_OVER_WAITS = 8
 REFUSED = "refused"  # what a refused request returns: no record was read or written for it
+_HANDED_OVER = (states.QUEUED, states.WAITING)  # a first call's record, before creation claims it
 
 
 class _CreateProject(LeasedUseCase[states.ProjectStep]):
@@ -83,12 +89,16 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         self.adopt_only = adopt_only  # a webhook's look: a project exists, so never create one
         self._outcome_unknown = False  # a create call was sent and what it did is not known
         self._attempts = 0  # create calls sent for the upload, as the record will say
+        self._first_call = False  # claiming a first call and marking it sent in one write
+        self._sent_by_claim = False  # that claim recorded the coming call as sent
 
     def decide(self, record: VideoRecord) -> states.ProjectStep:
         if record.upload_id != self.request.upload_id:
             return states.ProjectStep.STALE
         if self.adopt_only and (record.state != states.CREATING or record.create_sent_at is None):
             return states.ProjectStep.NOTHING  # no longer in doubt (a redelivery moved it on): not a webhook's
+        if self._first_call and record.create_sent_at is not None:
+            return states.ProjectStep.BUSY  # another delivery sent one since it was read: redelivered, it looks
         return super().decide(record)
 
     # -- the story of a clip request ----------------------------------------------------------
@@ -100,7 +110,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         if why:
             return self._refuse(why)
         try:
-            step = self._claim_once_handed_over()
+            step = self._take_up()
         except UnknownVideoError:
             return self._refuse(
                 "the pipeline has no record of this video (a forged message, or its record was deleted); "
@@ -117,12 +127,19 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
                 if settled is not None:
                     return settled
             if not self._credits_reserved():
+                self._hold()
                 return self._wait_for_credits()
             grant = self.svc.admission.request(self.obj.key, self.svc.wall())
             if not grant.granted:
+                self._hold()
                 return self._wait(grant.position)
+            command = self._command()
+            if not self.held.leased():
+                self._claim_first_call()
             with self.held.keep_alive():
-                project = self._call_opus()
+                project = self._call_opus(command)
+        except ClaimLostError as lost:  # another delivery's record now: nothing (nor the slot) is ours to undo
+            return self._not_ours(cast(states.ProjectStep, lost.step))
         except AmbiguousCreateError as exc:
             return self._ambiguous(exc)
         except ConcurrentCapError as exc:
@@ -135,6 +152,46 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             self._give_back()
             raise
         return self._created(project)
+
+    def _take_up(self) -> states.ProjectStep:
+        """The record as read, not claimed yet, when this is a first call for a handed-over video
+        (``queued``, or ``waiting`` and admitted): ``_claim_first_call`` claims it with the call.
+        Anything else (an unanswered call, a takeover, a request ahead of ingest) is claimed now."""
+        stored = self.svc.ledger.read(self.obj)
+        if stored is None:
+            raise UnknownVideoError(f"the pipeline has no record of {self.obj.uri}")
+        step = self.decide(stored.record)
+        rec = stored.record
+        if step is states.ProjectStep.CREATE and rec.state in _HANDED_OVER and rec.create_sent_at is None:
+            self.held = HeldRecord(self.svc.ledger, stored, self.lease)
+            return step
+        return self._claim_once_handed_over()
+
+    def _hold(self) -> None:
+        """Claim the record now, before any other write of it, if it was only read so far."""
+        if not self.held.leased():
+            step = self._claim_once_handed_over()
+            if step is not states.ProjectStep.CREATE:
+                raise ClaimLostError(step)
+
+    def _claim_first_call(self) -> None:
+        """Claim ``creating`` and mark the coming call sent, in one write; ``ClaimLostError`` when another
+        delivery claimed the record since it was read."""
+        now = self.svc.wall()
+        self._first_call = True
+        try:
+            step = self.claim(
+                None,
+                state=states.CREATING,
+                create_sent_at=now,
+                create_since=self.record.create_since or now,
+                create_attempts=self._attempts + 1,
+            )
+        finally:
+            self._first_call = False
+        if step is not states.ProjectStep.CREATE:
+            raise ClaimLostError(step)
+        self._sent_by_claim = True
 
     def _claim_once_handed_over(self) -> states.ProjectStep:
         """Claim ``creating``; a request that overtook ingest's ``queued`` write waits for it a
@@ -405,6 +462,10 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
     def _wait_for_month(self, exc: OpusApiError) -> str:
         """OpusClip's monthly cap after all (a shared workspace, a low estimate): the upload waits for
         credits until ``reset_at``, then its project is created from the same upload."""
+        try:
+            self._hold()
+        except ClaimLostError as lost:
+            return self._not_ours(cast(states.ProjectStep, lost.step))
         free_slot(self.svc, self.obj.key)
         why = f"OpusClip's monthly cap is reached until {exc.reset_at}"
         return credit_queue.wait(self.svc, self.held, self.log, why, reset_at=exc.reset_at)
@@ -412,6 +473,10 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
     def _fail(self, exc: PermanentError, **changes: Any) -> str:
         """Recorded first (with ``changes``): should freeing the slot fail, the redelivery finds the
         video failed and calls OpusClip no more (the sweeper reclaims the slot)."""
+        try:
+            self._hold()
+        except ClaimLostError as lost:
+            return self._not_ours(cast(states.ProjectStep, lost.step))
         reset_at = exc.reset_at if isinstance(exc, OpusApiError) else None
         record_failure(self.held, self.svc.status, exc, self.log, reset_at=reset_at, **changes)
         free_slot(self.svc, self.obj.key)
@@ -419,7 +484,11 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
 
     def _give_back(self) -> None:
         """A transient failure: the record is queued again and the slot freed for the redelivery. A
-        create call whose outcome is unknown keeps the record ``creating`` (and sent) instead."""
+        create call whose outcome is unknown keeps the record ``creating`` (and sent) instead. A record
+        only read (a first call, not claimed yet) is left as it is, and so is the slot: another
+        delivery may hold both; the redelivery asks again, and the sweeper reclaims a slot nobody holds."""
+        if not self.held.leased():
+            return
         if self._outcome_unknown:
             self.held.release()
         else:
@@ -439,8 +508,7 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
         check_command(command)
         return command
 
-    def _call_opus(self) -> dict:
-        command = self._command()
+    def _call_opus(self, command: dict[str, Any]) -> dict:
         try:
             return self._send(command)
         except ConcurrentCapError:
@@ -461,7 +529,10 @@ class _CreateProject(LeasedUseCase[states.ProjectStep]):
             # have made one that OpusClip does not list, and this one makes another
             self._log_outcome("unconfirmed")
         self._attempts += 1
-        self.held.save(create_sent_at=now, create_since=rec.create_since or now, create_attempts=self._attempts)
+        if self._sent_by_claim:
+            self._sent_by_claim = False  # the claim recorded this call as sent
+        else:
+            self.held.save(create_sent_at=now, create_since=rec.create_since or now, create_attempts=self._attempts)
         self._outcome_unknown = True
         self.log.info(
             f"create attempt {self.record.create_attempts} for {self.obj.uri} (upload {rec.upload_id})",

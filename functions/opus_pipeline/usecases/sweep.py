@@ -21,6 +21,7 @@ from opus_pipeline import http_policy, logs
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import StorageObject
 from opus_pipeline.domain.record import object_from_key
+from opus_pipeline.domain.slots import ADMIT_GRACE_SECONDS
 from opus_pipeline.errors import BudgetSpentError, PipelineError, RateLimitedError, TransientError
 from opus_pipeline.runtime import Services
 from opus_pipeline.usecases.admit import admit_next
@@ -209,6 +210,8 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
     for key, since in table.in_flight.items():
         stored = services.ledger.read_key(key)
         rec = stored.record if stored else None
+        if rec is not None and rec.state in (states.QUEUED, states.WAITING) and now - since < ADMIT_GRACE_SECONDS:
+            continue  # its first create call takes the slot before it claims the record, and claims it next
         if (
             rec is None
             or not states.holds_slot(rec.state, rec.stage)
