@@ -217,7 +217,7 @@ class CountingBudget:
     def __init__(self) -> None:
         self.grants = 0
 
-    def acquire(self, max_wait: float) -> None:
+    def acquire(self, max_wait: float, kind: str | None = None, share: float = 1.0) -> None:
         self.grants += 1
 
 
