@@ -56,8 +56,10 @@ from typing import Any
 import requests
 from cloudevents.conversion import to_binary
 
+from opus_pipeline.domain import states
 from opus_pipeline.domain.creation import MAX_CREATE_ATTEMPTS
 from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
+from opus_pipeline.usecases.conclude import FAILED_CONCLUSION_SECONDS
 
 from . import emulators
 from .relay import finalized_event, push_body
@@ -274,6 +276,20 @@ def draw_plan(seed: int) -> Plan:
     return plan
 
 
+def conclusion_put_offs(faults: list[dict[str, Any]]) -> float:
+    """The seconds a schedule's clip-list faults put its conclusion off by design: each drop or 5xx
+    there fails a conclusion, and a failed conclusion is tried again ``FAILED_CONCLUSION_SECONDS``
+    later, then twice that after each failure in a row (``conclude._put_off_until``). A 429 is the
+    key's trouble and waits only its ``Retry-After``. Three such faults are 105 s on top of the
+    schedule's own time, which ``SCHEDULE_SECONDS`` alone does not hold."""
+    failures = sum(
+        f.get("times", 1)
+        for f in faults
+        if f["endpoint"] == "exportable-clips" and (f["kind"] == "drop" or f.get("status", 0) >= 500)
+    )
+    return sum(states.next_check_seconds(n, first=FAILED_CONCLUSION_SECONDS) for n in range(1, failures + 1))
+
+
 def fired_counts(faults: list[dict[str, Any]], calls: dict[str, int]) -> list[int]:
     """How many calls each fault answered, from the calls its endpoint received: the stand-in
     applies one endpoint's faults in order, each after its ``skip``."""
@@ -438,7 +454,7 @@ class Schedule:
         self.stack = soak.stack
         self.plan = plan
         self.name = name
-        self.deadline = time.monotonic() + SCHEDULE_SECONDS
+        self.deadline = time.monotonic() + SCHEDULE_SECONDS + conclusion_put_offs(plan.faults)
         self.deliveries = Deliveries(self.deadline)
         self.stop_ticks = threading.Event()
         self.crashed = False

@@ -19,6 +19,11 @@ CI_SEEDS = range(1, 21)
 REGRESSION_SEEDS: list[int] = [
     709,  # three 429s on the clip list put the conclusion off 15 + 30 + 60 s: now again after Retry-After
     711,  # the same, with an empty 200 after the project was made
+    # three drops or 5xx on the clip list put the conclusion off 15 + 30 + 60 s by design: the schedule's
+    # own 120 s did not hold that (soak.conclusion_put_offs now adds it)
+    74,
+    147,
+    168,
 ]
 
 
