@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))  # stop the stack on TERM as on Ctrl-C
+    # Ctrl-C stops the stack also when the demo was started from a script's background job, which
+    # starts with SIGINT ignored (Python then installs no KeyboardInterrupt of its own)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run(args)
     except KeyboardInterrupt:
