@@ -17,9 +17,11 @@ from opus_pipeline.domain.rate_window import (
     MARGIN_SECONDS,
     UPLOAD_LINK_SHARE,
     WINDOW_SECONDS,
+    headroom_wait,
     share_of,
     share_wait,
     wait_seconds,
+    yielded_limit,
 )
 from opus_pipeline.domain.record import VideoRecord
 from opus_pipeline.domain.slots import ADMIT_GRACE_SECONDS, SlotTable
@@ -29,6 +31,7 @@ from opus_pipeline.gcs.cas import CasObject
 from opus_pipeline.gcs.ledger import Ledger
 from opus_pipeline.gcs.queue import place_name
 from opus_pipeline.gcs.rate_budget import RateLimiter
+from opus_pipeline.usecases.admit import free_slot
 from opus_pipeline.usecases.sweep import sweep
 
 from conftest import Stack
@@ -204,6 +207,15 @@ def test_calls_limited_to_a_share_of_the_window_wait_their_turn_while_the_others
         limiter.acquire(max_wait=0.0)
 
 
+def test_an_upload_link_waits_while_only_the_window_s_headroom_is_left(stack: Stack) -> None:
+    limiter = RateLimiter(stack.storage, stack.state_bucket, per_minute=20)
+    for _ in range(yielded_limit(20)):
+        limiter.acquire(max_wait=0.0, kind="/api/clip-projects")
+    with pytest.raises(BudgetSpentError, match="share"):
+        limiter.acquire(max_wait=0.0, kind="/api/upload-links")  # also when it may take the whole budget
+    limiter.acquire(max_wait=0.0, kind="/api/clip-projects")  # the headroom is the other calls'
+
+
 def test_a_share_spreads_its_calls_evenly_over_the_window() -> None:
     spacing = (WINDOW_SECONDS + MARGIN_SECONDS) / 2  # two calls a window
     assert share_wait([], per_minute=10, share=0.2, now=100.0) == 0.0
@@ -214,6 +226,14 @@ def test_a_share_spreads_its_calls_evenly_over_the_window() -> None:
 def test_a_full_share_waits_for_its_oldest_call_to_leave_the_window() -> None:
     window = WINDOW_SECONDS + MARGIN_SECONDS
     assert share_wait([100.0, 101.0], per_minute=10, share=0.2, now=140.0) == pytest.approx(100.0 + window - 140.0)
+
+
+def test_a_call_that_only_prepares_leaves_the_window_s_last_room_to_the_other_calls() -> None:
+    window = WINDOW_SECONDS + MARGIN_SECONDS
+    others = [100.0 + i for i in range(yielded_limit(100))]  # the window full but for its headroom
+    assert yielded_limit(100) == 95 and yielded_limit(30) == 28 and yielded_limit(10) == 9
+    assert headroom_wait(others, per_minute=100, now=150.0) == pytest.approx(100.0 + window - 150.0)
+    assert headroom_wait(others[1:], per_minute=100, now=150.0) == 0.0
 
 
 def test_a_call_limited_to_a_share_waits_until_its_own_kind_leaves_the_window(stack: Stack) -> None:
@@ -270,6 +290,25 @@ def test_the_conclusion_that_frees_a_slot_admits_the_oldest_waiting_video(stack:
 
 
 ONE_SLOT = {"OPUS_MAX_PARALLEL_PROJECTS": "1"}
+
+
+def test_a_first_call_queued_for_a_slot_is_admitted_before_it_writes_waiting(stack: Stack, standin) -> None:
+    first = stack.put("first.mp4", video(salt=b"first"))
+    second = stack.put("second.mp4", video(salt=b"second"))
+    assert ingest(stack, first, **ONE_SLOT) == states.QUEUED
+    assert ingest(stack, second, **ONE_SLOT) == states.QUEUED  # the slot looked free: no project yet
+    requests = {ClipRequest.decode(m.message.data).source.name: m for m in stack.pull()}
+    assert create(stack, ClipRequest.decode(requests["first.mp4"].message.data), **ONE_SLOT) == states.PROJECT_CREATED
+    svc = services(stack, **ONE_SLOT)
+    key = storage_object(second).key
+    assert not svc.admission.request(key, svc.wall()).granted  # the second's first call, queued for a slot
+
+    free_slot(svc, storage_object(first).key)  # the first project ends before that call writes ``waiting``
+
+    [admitted] = stack.pull()
+    request = ClipRequest.decode(admitted.message.data)
+    assert request.source.name == "second.mp4"
+    assert create(stack, request, **ONE_SLOT) == states.PROJECT_CREATED
 
 
 def one_project_running(stack: Stack) -> None:

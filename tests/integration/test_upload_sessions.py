@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from opus_local.videos import video_bytes
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
@@ -10,7 +12,7 @@ from opus_pipeline.gcs.sessions import session_path
 from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
 
 from conftest import CHUNK, Stack, md5_hex
-from support import ingest, interrupted_upload, only_upload, record
+from support import ingest, interrupted_upload, only_upload, record, wait_for
 
 
 def state_object(stack: Stack, name: str):
@@ -48,3 +50,20 @@ def test_a_video_that_fails_mid_upload_leaves_no_session_behind(stack: Stack, st
 
     assert standin.calls("start") == 1
     assert state_object(stack, session_path(storage_object(resource))) is None
+
+
+def test_an_upload_under_way_is_recorded_uploading_within_a_second_or_so_of_its_first_byte(
+    stack: Stack, standin
+) -> None:
+    standin.inject({"endpoint": "chunk", "kind": "slow", "seconds": 4, "times": 1})
+    resource = stack.put("talk.mp4", video_bytes(CHUNK))
+    ingesting = threading.Thread(target=ingest, args=(stack, resource))
+    ingesting.start()
+    try:
+        # noted at the session's start, written by the lease's keeper while the slow request runs
+        wait_for(lambda: standin.stats()["uploads"] and record(stack, resource).state == states.UPLOADING, timeout=3.5)
+        [upload_id] = standin.stats()["uploads"]
+        assert record(stack, resource).upload_id == upload_id
+    finally:
+        ingesting.join()
+    assert record(stack, resource).state == states.QUEUED

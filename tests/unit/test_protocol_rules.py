@@ -90,7 +90,11 @@ def test_the_module_diagram_is_the_transition_table() -> None:
 
 @pytest.mark.parametrize(
     ("current", "new"),
-    [(states.PROJECT_CREATED, states.QUEUED), (states.RECEIVED, states.QUEUED), (states.SUPERSEDED, states.UPLOADING)],
+    [
+        (states.PROJECT_CREATED, states.QUEUED),
+        (states.RECEIVED, states.CREATING),
+        (states.SUPERSEDED, states.UPLOADING),
+    ],
 )
 def test_a_transition_outside_the_table_is_refused(current: str, new: str) -> None:
     with pytest.raises(IllegalTransitionError):

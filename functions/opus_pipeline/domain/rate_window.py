@@ -22,6 +22,13 @@ MARGIN_SECONDS = 2.0
 # stalled every project call at the window's end. A fifth still lets 6 uploads a minute start at 30
 # requests a minute.
 UPLOAD_LINK_SHARE = 0.2
+# A call that only prepares a video (its upload link) never takes the window's last twentieth: that is
+# left to the calls that turn project slots (create, look, clips, transcript). A link can wait; a
+# turnover held up holds a slot idle. At five calls a video the projects and their links fill about
+# 97% of the window when the slots turn over fast, and links granted in the window's last room made
+# turnovers wait for the window's oldest call to leave it.
+PREPARING_CALLS = frozenset({"/api/upload-links"})
+HEADROOM = 0.05
 
 
 def share_of(per_minute: int, share: float) -> int:
@@ -37,6 +44,17 @@ def share_wait(grants: list[float], per_minute: int, share: float, now: float) -
     inside = recent(grants, now)
     spaced = inside[-1] + share_spacing(per_minute, share) - now if inside else 0.0
     return max(0.0, spaced, wait_seconds(inside, share_of(per_minute, share), now))
+
+
+def headroom_wait(grants: list[float], per_minute: int, now: float) -> float:
+    """How long a call that only prepares (``PREPARING_CALLS``) waits, ``grants`` being every call's:
+    until the window holds fewer than ``yielded_limit`` of them."""
+    return wait_seconds(grants, yielded_limit(per_minute), now)
+
+
+def yielded_limit(per_minute: int) -> int:
+    """How full the window may be for a call that only prepares to go (at least one call)."""
+    return max(1, per_minute - max(1, round(per_minute * HEADROOM)))
 
 
 def share_spacing(per_minute: int, share: float) -> float:

@@ -4,12 +4,12 @@ The state record is the truth; every transition is one compare-and-swap write of
 against ``TRANSITIONS`` (writing without a state change is always allowed). The diagram below
 is ``diagram()``; a test keeps the two equal.
 
-received ─► uploading | failed | waiting | superseded
+received ─► uploading | uploaded | queued | failed | waiting | superseded
 uploading ─► uploaded | queued | waiting | failed | superseded
 uploaded ─► queued | waiting | creating
 queued ─► creating
 creating ─► project-created | failed | queued | waiting
-waiting ─► creating | queued | uploading
+waiting ─► creating | queued | uploading | uploaded
 project-created ─► concluding
 concluding ─► clips-ready | failed | project-created
 failed ─► queued | project-created
@@ -61,8 +61,9 @@ class Status(StrEnum):
 ) = Status
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
-    # waiting: its estimate does not fit this month's credits; superseded: overwritten before the probe
-    RECEIVED: (UPLOADING, FAILED, WAITING, SUPERSEDED),
+    # waiting: its estimate does not fit this month's credits; superseded: overwritten before the probe;
+    # uploaded, queued or waiting (a slot): a short video's ``uploading`` rode on a later write
+    RECEIVED: (UPLOADING, UPLOADED, QUEUED, FAILED, WAITING, SUPERSEDED),
     # queued or waiting: ``uploaded`` rode on the hand-over's write; waiting: no project slot is free,
     # so ingest lines the video up itself rather than publish a clip request that would only wait
     UPLOADING: (UPLOADED, QUEUED, WAITING, FAILED, SUPERSEDED),
@@ -71,7 +72,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     CREATING: (PROJECT_CREATED, FAILED, QUEUED, WAITING),  # queued again: the call failed transiently
     # Admitted when a slot frees (or, waiting for credits, when they suffice: uploading, or creating if
     # its bytes are at OpusClip already); queued again by ``opus-pipeline retry``.
-    WAITING: (CREATING, QUEUED, UPLOADING),
+    WAITING: (CREATING, QUEUED, UPLOADING, UPLOADED),
     PROJECT_CREATED: (CONCLUDING,),  # OpusClip says the project ended (COMPLETE or STALLED)
     CONCLUDING: (CLIPS_READY, FAILED, PROJECT_CREATED),  # back: collecting the clips failed transiently
     # ``opus-pipeline retry`` when the bytes are at OpusClip; or of a stalled project OpusClip moved on

@@ -101,7 +101,9 @@ class HeldRecord:
 
     @property
     def record(self) -> VideoRecord:
-        return self._stored.record
+        """The record as this holder has it: as last written, with the progress noted since."""
+        with self._lock:
+            return self._stored.record.replace(**self._pending) if self._pending else self._stored.record
 
     def save(self, **changes: Any) -> None:
         """Write ``changes``; while the lease is ours each write extends it too, so that the
@@ -124,12 +126,13 @@ class HeldRecord:
 
     def checkpoint(self, **changes: Any) -> None:
         """Note progress a takeover would use (the clips copied so far): written now if the record
-        was last written ``CHECKPOINT_SECONDS`` ago or more, else with the next write. A burst of
-        progress then costs no write Cloud Storage would throttle, and a crash loses at most the
-        progress of the last second (the takeover redoes it: each step must be safe to redo)."""
+        was last written ``CHECKPOINT_SECONDS`` ago or more, else with the next write, or by
+        ``keep_alive`` once that second has passed. A burst of progress then costs no write Cloud
+        Storage would throttle, and a crash loses at most the progress of the last second or so (the
+        takeover redoes it: each step must be safe to redo)."""
         with self._lock:
             self._pending.update(changes)
-            if time.monotonic() - self._written_at >= CHECKPOINT_SECONDS:
+            if self._pending and time.monotonic() - self._written_at >= CHECKPOINT_SECONDS:
                 self.save()
 
     def renew(self, **changes: Any) -> None:
@@ -157,15 +160,18 @@ class HeldRecord:
         thread of its own: a blocking call (a slow PUT, a long ``Retry-After``) cannot outlive the
         lease while this process lives, and a crashed process stops renewing, so its lease lapses.
         Looked at every ``RENEW_LOOKS``-th of the lease, so about two thirds of it are left when
-        a renewal starts, time enough for a write Cloud Storage throttles."""
+        a renewal starts, time enough for a write Cloud Storage throttles, and at least every
+        ``CHECKPOINT_SECONDS``: progress noted (``checkpoint``) and not carried by a write of the holder
+        meanwhile is written then."""
         stop = threading.Event()
 
         def renew_until_stopped() -> None:
-            while not stop.wait(self._lease.seconds / RENEW_LOOKS):
-                if self.renewed_lately():
-                    continue
+            while not stop.wait(min(self._lease.seconds / RENEW_LOOKS, CHECKPOINT_SECONDS)):
                 try:
-                    self.renew()
+                    if not self.renewed_lately():
+                        self.renew()
+                    else:
+                        self.checkpoint()
                 except Exception as exc:  # lost to another invocation, or storage trouble
                     if on_lost is not None:
                         on_lost(exc)

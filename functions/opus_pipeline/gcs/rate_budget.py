@@ -8,7 +8,8 @@ most once a window, so the slots together grant at most ``per_minute`` calls in 
 
 A call of a kind limited to a share of the window (``rate_window.UPLOAD_LINK_SHARE``) also waits
 for its turn among its kind's, spread evenly over the window (``rate_window.share_wait``); the slot
-carries the kind of its last grant.
+carries the kind of its last grant. A call that only prepares (an upload link) leaves the window's
+last room to the calls that turn project slots (``rate_window.headroom_wait``).
 
 Why not one object: Cloud Storage allows about one write per second to one object name, and a
 single window object written once per call held the whole pipeline to about one OpusClip call a
@@ -67,15 +68,26 @@ class RateLimiter:
         self._listed = {**slots, index: taken}
         return True
 
-    def _kind_waits(self, slots: dict[int, Listed], kind: str, share: float, now: float) -> float:
-        """How long a call of ``kind`` waits for its share of the window (0: it may go)."""
-        grants = [float(s.metadata[GRANTED_AT]) for s in slots.values() if s.metadata.get(KIND) == kind]
-        return rate_window.share_wait(grants, self.per_minute, share, now)
+    def _held_back(self, slots: dict[int, Listed], kind: str | None, share: float, now: float) -> float:
+        """How long a call of ``kind`` waits before it may take a free slot (0: it may go): its kind's
+        share of the window (``rate_window.share_wait``), and the window's headroom when it only
+        prepares (``rate_window.headroom_wait``)."""
+        if kind is None:
+            return 0.0
+        last = {i: float(s.metadata[GRANTED_AT]) for i, s in slots.items()}
+        wait = 0.0
+        if share < 1.0:
+            grants = [last[i] for i, s in slots.items() if s.metadata.get(KIND) == kind]
+            wait = rate_window.share_wait(grants, self.per_minute, share, now)
+        if kind in rate_window.PREPARING_CALLS:
+            wait = max(wait, rate_window.headroom_wait(list(last.values()), self.per_minute, now))
+        return wait
 
     def acquire(self, max_wait: float, kind: str | None = None, share: float = 1.0) -> None:
         """Take one call of the budget, waiting up to ``max_wait`` seconds for it. Its grant is noted as
-        of ``kind``; with a ``share`` below 1, calls of its kind take at most that share of the window
-        (counted on a fresh listing of the slots).
+        of ``kind``; with a ``share`` below 1, calls of its kind take at most that share of the window,
+        and a call that only prepares leaves the window's headroom to the others (both counted on a
+        fresh listing of the slots).
 
         The slots as this instance last saw them are tried first, without listing them again (a
         listing of every slot is most of a grant's cost): a slot another instance took since is
@@ -83,31 +95,31 @@ class RateLimiter:
         listed anew. Other instances' grants only make the remembered window look emptier than it
         is, so a window that looks full is full."""
         give_up = self._wall() + max_wait
-        shared = kind is not None and share < 1.0
+        restrained = share < 1.0 or kind in rate_window.PREPARING_CALLS
         while True:
-            remembered = None if shared else self._listed
+            remembered = None if restrained else self._listed
             slots = remembered if remembered is not None else self._slots.held()
             now = self._wall()
             last = {i: float(s.metadata[GRANTED_AT]) for i, s in slots.items()}
             wanted = 1 if remembered is not None else CANDIDATES
-            kind_wait = self._kind_waits(slots, kind, share, now) if shared and kind else 0.0
-            free = [] if kind_wait else rate_window.free_slots(last, self.per_minute, now, wanted, self._rng)
+            held_back = self._held_back(slots, kind, share, now) if restrained else 0.0
+            free = [] if held_back else rate_window.free_slots(last, self.per_minute, now, wanted, self._rng)
             if any(self._take(index, slots, now, kind) for index in free):
                 return
             self._listed = None
             if remembered is not None:
                 continue  # what this instance remembered is out of date: list the slots
             # lost every candidate to other instances (the window moves on), or none is free yet
-            if kind_wait:
+            if held_back:
                 # not all at the same moment: callers waking together would each win a slot of their
                 # own, a burst of the kind the spacing is there to avoid
-                wait = kind_wait + self._rng.uniform(0.0, rate_window.share_spacing(self.per_minute, share) / 2)
+                wait = held_back + self._rng.uniform(0.0, rate_window.share_spacing(self.per_minute, share) / 2)
             elif free:
                 wait = CONTENDED_PAUSE_SECONDS
             else:
                 wait = rate_window.wait_seconds(list(last.values()), self.per_minute, now)
             if now + wait > give_up:
-                spent = f" (the share {kind} calls may take of it)" if kind_wait else ""
+                spent = f" (the share {kind} calls may take of it)" if held_back else ""
                 raise BudgetSpentError(
                     f"OpusClip's budget of {self.per_minute} requests a minute{spent} is spent for the next {wait:.0f}s"
                 )

@@ -36,11 +36,13 @@ def admit(services: Services, keys: list[str]) -> None:
         if stored is None or stored.record.state in states.END_STATES:
             services.admission.change(partial(_forget_waiting, key=key))
             continue
-        if stored.record.state not in (states.WAITING, states.CREATING):
+        if stored.record.state not in (states.WAITING, states.QUEUED, states.CREATING):
             continue  # asking again by itself (a redelivery): its own request decides
-        # ``creating``: its request was just queued and ``waiting`` is not written yet (a write
-        # Cloud Storage may throttle); skipping it would hold its admission for ADMIT_GRACE_SECONDS.
-        # The admitted request then meets the lease (redelivered) or ``waiting``, and goes on.
+        # ``queued`` or ``creating``: a create call just asked for a slot, was queued, and has not
+        # written ``waiting`` yet (a first call asks before it claims the record; a write Cloud
+        # Storage may throttle). Skipping it would leave its admission unused, and counted as a slot
+        # taken, for ADMIT_GRACE_SECONDS. The admitted request then meets the lease (redelivered),
+        # ``waiting`` or a project already made, and goes on or does nothing.
         request = stored.record.clip_request()
         services.publisher.publish(services.settings.clip_requests_topic, request, "the admitted clip request")
         logs.info(

@@ -322,7 +322,12 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
     # -- the session ------------------------------------------------------------------------
 
     def _open_session(self) -> ResumableSession:
-        """New upload link and session, recorded before any byte is sent."""
+        """New upload link and session: the session kept (``gcs/sessions.py``) before any byte is sent,
+        the record's ``uploading`` noted to ride on its next write, or to be written by the lease's
+        keeper within the second (Cloud Storage's write rate on the record: the claim has just
+        written it, and a short video is handed over within that second). A crash before that write
+        costs a new link and the bytes sent so far (the kept session is resumed for an ``uploading``
+        record only), never a credit."""
         link = self.svc.opus.create_upload_link(self._link_share())
         if link.remaining is None:
             self.log.info("OpusClip did not say how much upload quota is left; uploading anyway")
@@ -337,7 +342,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         session_url = start(self.svc.opus.http, link.url)
         check_url(session_url, hosts, "upload session Location")
         self.sessions.keep(self.obj, session_url)
-        self.held.save(
+        self.held.checkpoint(
             state=states.UPLOADING,
             upload_id=link.upload_id,
             committed=0,
