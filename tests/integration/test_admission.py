@@ -258,10 +258,10 @@ def test_a_video_without_a_free_slot_waits_visibly_and_is_acknowledged(stack: St
     _, first = uploaded(stack)
     assert create(stack, first, OPUS_MAX_PARALLEL_PROJECTS="1") == states.PROJECT_CREATED
     second = stack.put("second.mp4", video())
-    ingest(stack, second)
-    [message] = stack.pull()
+    assert ingest(stack, second, OPUS_MAX_PARALLEL_PROJECTS="1") == states.WAITING
+    request = record(stack, second).clip_request()  # a clip request of it all the same (redelivered, re-driven)
 
-    assert create(stack, ClipRequest.decode(message.message.data), OPUS_MAX_PARALLEL_PROJECTS="1") == states.WAITING
+    assert create(stack, request, OPUS_MAX_PARALLEL_PROJECTS="1") == states.WAITING
 
     assert record(stack, second).state == states.WAITING and standin.calls("clip-projects") == 1
     metadata = live_metadata(stack, "second.mp4")
@@ -273,9 +273,7 @@ def test_the_conclusion_that_frees_a_slot_admits_the_oldest_waiting_video(stack:
     first_resource, first = uploaded(stack)
     create(stack, first, OPUS_MAX_PARALLEL_PROJECTS="1")
     for name in ("second.mp4", "third.mp4"):
-        ingest(stack, stack.put(name, video()))
-    for message in stack.pull():
-        create(stack, ClipRequest.decode(message.message.data), OPUS_MAX_PARALLEL_PROJECTS="1")
+        assert ingest(stack, stack.put(name, video()), OPUS_MAX_PARALLEL_PROJECTS="1") == states.WAITING
     project_id = record(stack, first_resource).project_id
     wait_for(lambda: standin.project(project_id)["stage"] == "COMPLETE", timeout=30)
 
@@ -296,12 +294,13 @@ def test_a_first_call_queued_for_a_slot_is_admitted_before_it_writes_waiting(sta
     first = stack.put("first.mp4", video(salt=b"first"))
     second = stack.put("second.mp4", video(salt=b"second"))
     assert ingest(stack, first, **ONE_SLOT) == states.QUEUED
-    assert ingest(stack, second, **ONE_SLOT) == states.QUEUED  # the slot looked free: no project yet
-    requests = {ClipRequest.decode(m.message.data).source.name: m for m in stack.pull()}
-    assert create(stack, ClipRequest.decode(requests["first.mp4"].message.data), **ONE_SLOT) == states.PROJECT_CREATED
+    [first_request] = stack.pull()
+    assert create(stack, ClipRequest.decode(first_request.message.data), **ONE_SLOT) == states.PROJECT_CREATED
+    assert ingest(stack, second, **ONE_SLOT) == states.WAITING
+    ledger = Ledger(stack.storage, stack.state_bucket)
+    ledger.update(ledger.read(storage_object(second)), state=states.QUEUED)  # re-driven: its request on its way
     svc = services(stack, **ONE_SLOT)
-    key = storage_object(second).key
-    assert not svc.admission.request(key, svc.wall()).granted  # the second's first call, queued for a slot
+    assert not svc.admission.request(storage_object(second).key, svc.wall()).granted  # that request asks: queued
 
     free_slot(svc, storage_object(first).key)  # the first project ends before that call writes ``waiting``
 
@@ -309,6 +308,20 @@ def test_a_first_call_queued_for_a_slot_is_admitted_before_it_writes_waiting(sta
     request = ClipRequest.decode(admitted.message.data)
     assert request.source.name == "second.mp4"
     assert create(stack, request, **ONE_SLOT) == states.PROJECT_CREATED
+
+
+def test_ingests_that_see_one_free_slot_hand_one_video_over_and_line_the_other_up(stack: Stack, standin) -> None:
+    first = stack.put("first.mp4", video(salt=b"first"))
+    second = stack.put("second.mp4", video(salt=b"second"))
+
+    assert ingest(stack, first, **ONE_SLOT) == states.QUEUED  # its slot taken before its project exists
+    assert ingest(stack, second, **ONE_SLOT) == states.WAITING
+
+    [request] = stack.pull()
+    assert ClipRequest.decode(request.message.data).source.name == "first.mp4"
+    table = Admission(stack.storage, stack.state_bucket, cap=1).read()
+    assert list(table.in_flight) == [storage_object(first).key]
+    assert [w["key"] for w in table.waiting] == [storage_object(second).key]
 
 
 def one_project_running(stack: Stack) -> None:
@@ -414,27 +427,28 @@ def test_a_concurrent_cap_refusal_that_slips_through_waits_instead_of_retrying(s
 def test_a_slot_whose_holder_vanished_is_reclaimed_by_the_sweeper(stack: Stack, standin) -> None:
     admission = Admission(stack.storage, stack.state_bucket, cap=1)
     admission.request("gone-bucket/nothing.mp4#1", time.time())
-    _, request = uploaded(stack)
-    assert create(stack, request, OPUS_MAX_PARALLEL_PROJECTS="1") == states.WAITING
+    resource = stack.put("talk.mp4", video())
+    assert ingest(stack, resource, OPUS_MAX_PARALLEL_PROJECTS="1") == states.WAITING
     report = sweep(services(stack, OPUS_MAX_PARALLEL_PROJECTS="1"))
 
     assert report.reclaimed == 1
     [admitted] = stack.pull()
-    assert ClipRequest.decode(admitted.message.data).source.key == request.source.key
+    assert ClipRequest.decode(admitted.message.data).source.key == storage_object(resource).key
 
 
 def test_a_slot_just_taken_by_a_queued_video_on_its_way_to_creation_is_not_reclaimed(stack: Stack, standin) -> None:
-    # A first create call takes its slot, then claims the record and marks the call sent in one write.
+    # Its hand-over took the slot; project creation claims the record and marks the call sent next.
     _, request = uploaded(stack)
-    Admission(stack.storage, stack.state_bucket, cap=1).request(request.source.key, time.time())
+    assert request.source.key in Admission(stack.storage, stack.state_bucket, cap=1).read().in_flight
 
     assert sweep(services(stack, OPUS_MAX_PARALLEL_PROJECTS="1")).reclaimed == 0
 
 
 def test_a_slot_a_queued_video_took_long_ago_is_reclaimed(stack: Stack, standin) -> None:
     _, request = uploaded(stack)
-    taken = time.time() - ADMIT_GRACE_SECONDS - 1
-    Admission(stack.storage, stack.state_bucket, cap=1).request(request.source.key, taken)
+    admission = Admission(stack.storage, stack.state_bucket, cap=1)
+    admission.release(request.source.key, time.time())
+    admission.request(request.source.key, time.time() - ADMIT_GRACE_SECONDS - 1)  # taken long ago
 
     assert sweep(services(stack, OPUS_MAX_PARALLEL_PROJECTS="1")).reclaimed == 1
 

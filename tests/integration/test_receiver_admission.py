@@ -33,9 +33,7 @@ def one_running_and_one_waiting(stack: Stack, standin) -> tuple[dict, dict]:
     first, request = uploaded(stack)
     assert create(stack, request, **ONE_SLOT) == states.PROJECT_CREATED
     second = stack.put("second.mp4", video_bytes(smallest_video()))
-    ingest(stack, second)
-    [message] = stack.pull()
-    assert create(stack, ClipRequest.decode(message.message.data), **ONE_SLOT) == states.WAITING
+    assert ingest(stack, second, **ONE_SLOT) == states.WAITING  # lined up: no clip request
     project_id = record(stack, first).project_id
     wait_for(lambda: standin.project(project_id)["stage"] == "COMPLETE", timeout=30)
     return first, second

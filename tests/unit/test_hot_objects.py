@@ -43,6 +43,14 @@ def test_a_slot_is_free_for_a_newcomer_only_after_the_due_waiters_ahead() -> Non
     assert table.free_for("new", cap=3, now=2.0)
 
 
+def test_taking_a_free_slot_takes_none_and_no_place_when_none_is_free_for_it() -> None:
+    table = SlotTable(in_flight={"a": 1.0}, waiting=[{"key": "w", "since": 1.0, "notBefore": 0.0}])
+    assert not table.take("new", cap=2, now=2.0)  # the one free slot is the waiter's
+    assert table.in_flight == {"a": 1.0} and [w["key"] for w in table.waiting] == ["w"]
+    assert table.take("w", cap=2, now=2.0)
+    assert table.in_flight == {"a": 1.0, "w": 2.0} and table.waiting == []
+
+
 def test_lining_up_takes_no_slot_and_keeps_an_existing_place() -> None:
     table = SlotTable(in_flight={"a": 1.0}, waiting=[{"key": "w", "since": 1.0, "notBefore": 0.0, "admittedAt": 1.5}])
     assert table.enqueue("new", now=2.0) == 2

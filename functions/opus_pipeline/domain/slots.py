@@ -43,15 +43,21 @@ class SlotTable:
         ahead = due.index(key) if key in due else len(due)
         return ahead < cap - len(self.in_flight)
 
-    def request(self, key: str, cap: int, now: float) -> Grant:
-        """A slot for ``key`` when one is free for it (``free_for``). Otherwise ``key`` waits; its
-        place is returned."""
+    def take(self, key: str, cap: int, now: float) -> bool:
+        """A slot for ``key`` when one is free for it (``free_for``); nothing changes otherwise."""
         if key in self.in_flight:
             self._unqueue(key)  # a slot claimed before its queue entry was cleared (a crash between)
-            return Grant(True)
-        if self.free_for(key, cap, now):
-            self.drop(key)
-            self.in_flight[key] = now
+            return True
+        if not self.free_for(key, cap, now):
+            return False
+        self.drop(key)
+        self.in_flight[key] = now
+        return True
+
+    def request(self, key: str, cap: int, now: float) -> Grant:
+        """A slot for ``key`` when one is free for it (``take``). Otherwise ``key`` waits; its place
+        is returned."""
+        if self.take(key, cap, now):
             return Grant(True)
         position = self._position(key)
         if position < 0:

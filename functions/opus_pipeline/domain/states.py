@@ -89,6 +89,9 @@ OPEN_STATES = frozenset({PROJECT_CREATED, CONCLUDING})
 HOLDING_STATES = frozenset({CREATING, PROJECT_CREATED, CONCLUDING})
 # A waiting video is in the queue until it is admitted (or asks again: its request is redelivered).
 QUEUE_STATES = frozenset({WAITING, QUEUED, UPLOADED, CREATING})
+# Not created yet: a slot taken now (by ingest's hand-over, or a first create call before it claims
+# the record) is its video's before the record says so.
+BEFORE_CREATION = frozenset({RECEIVED, UPLOADING, UPLOADED, QUEUED, WAITING})
 TERMINAL_STAGES = frozenset({"COMPLETE", "STALLED"})  # OpusClip no longer counts the project as running
 INITIAL_STATES = frozenset({RECEIVED})
 E = TypeVar("E", bound=Enum)

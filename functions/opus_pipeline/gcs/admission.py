@@ -178,9 +178,9 @@ class Admission:
     def request(self, key: str, now: float) -> Grant:
         return self.change(lambda table: table.request(key, self.cap, now))
 
-    def free_for(self, key: str, now: float) -> bool:
-        """Whether a clip request for ``key`` would be granted a slot now (a read, no write)."""
-        return self._view().table.free_for(key, self.cap, now)
+    def take(self, key: str, now: float) -> bool:
+        """A slot for ``key`` if one is free for it now; no write otherwise (no place in the queue)."""
+        return self.change(lambda table: table.take(key, self.cap, now))
 
     def enqueue(self, key: str, now: float) -> int:
         """Line ``key`` up without taking a slot (its upload is at OpusClip and no slot is free);

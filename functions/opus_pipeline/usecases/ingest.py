@@ -452,9 +452,14 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
 
     def _hand_over(self) -> None:
         """Hand the uploaded video to project creation: its clip request when a project slot is free
-        for it, else a place in the slot queue (``_line_up``).
+        for it, else a place in the slot queue (``_line_up``). The free slot is taken here, not only
+        seen: ingests of a folder that all see the same free slot would each publish a clip request,
+        and all but one would be refused a slot, claim the record and write it ``waiting``, two more
+        writes at once on a record ingest has just written (Cloud Storage allows about one a second),
+        ahead of the videos admitted. Project creation finds the slot its own; the sweeper leaves it
+        alone while the video is not created yet (``ADMIT_GRACE_SECONDS``).
 
-        Either is recorded first (``queued`` or ``waiting``, the lease still ours) by a fresh CAS:
+        Either hand-over is recorded first (``queued`` or ``waiting``, the lease still ours) by a fresh CAS:
         that write is what makes one clip request per upload more than luck. An invocation whose
         lease lapsed and was taken over loses that CAS and publishes nothing, and a later delivery
         finds the record handed over and does nothing (``states.ingest_step``) unless its holder
@@ -463,7 +468,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         holds it, and a release would be one more write competing with its claim under Cloud
         Storage's write rate on the record. A duplicate event meanwhile meets the lease (and is
         redelivered) or a record that moved on."""
-        if self.record.state == states.WAITING or not self.svc.admission.free_for(self.obj.key, self.svc.wall()):
+        if self.record.state == states.WAITING or not self.svc.admission.take(self.obj.key, self.svc.wall()):
             self._line_up()
             return
         self.held.save(state=states.QUEUED)

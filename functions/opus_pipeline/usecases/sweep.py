@@ -210,8 +210,8 @@ def reclaim_slots(services: Services, report: SweepReport) -> int:
     for key, since in table.in_flight.items():
         stored = services.ledger.read_key(key)
         rec = stored.record if stored else None
-        if rec is not None and rec.state in (states.QUEUED, states.WAITING) and now - since < ADMIT_GRACE_SECONDS:
-            continue  # its first create call takes the slot before it claims the record, and claims it next
+        if rec is not None and rec.state in states.BEFORE_CREATION and now - since < ADMIT_GRACE_SECONDS:
+            continue  # taken by its hand-over or its first create call before the record says so
         if (
             rec is None
             or not states.holds_slot(rec.state, rec.stage)
