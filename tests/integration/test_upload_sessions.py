@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 from opus_local.videos import video_bytes
@@ -27,8 +28,9 @@ def test_an_upload_under_way_keeps_its_session_outside_the_state_record(stack: S
     rec = record(stack, resource)
     assert rec.state == states.UPLOADING
     assert "/session/" not in state_object(stack, record_path(obj)).download_as_text()
-    kept = state_object(stack, session_path(obj)).download_as_text()
-    assert kept.startswith(stack.standin_url) and "/session/" in kept
+    kept = json.loads(state_object(stack, session_path(obj)).download_as_text())
+    assert kept["sessionUrl"].startswith(stack.standin_url) and "/session/" in kept["sessionUrl"]
+    assert kept["uploadId"] == rec.upload_id
 
 
 def test_the_retry_resumes_the_kept_session_and_then_deletes_it(stack: Stack, standin) -> None:

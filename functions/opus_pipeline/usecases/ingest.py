@@ -31,7 +31,7 @@ from opus_pipeline.errors import (
     TransientError,
 )
 from opus_pipeline.gcs.ledger import record_path
-from opus_pipeline.gcs.sessions import UploadSessions
+from opus_pipeline.gcs.sessions import KeptSession, UploadSessions
 from opus_pipeline.gcs.source import Prefetcher, SourceObject
 from opus_pipeline.opus.client import MONTHLY_CAP_REASON as MONTHLY_CAP
 from opus_pipeline.opus.resumable import ResumableSession, put_length, start
@@ -326,8 +326,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         the record's ``uploading`` noted to ride on its next write, or to be written by the lease's
         keeper within the second (Cloud Storage's write rate on the record: the claim has just
         written it, and a short video is handed over within that second). A crash before that write
-        costs a new link and the bytes sent so far (the kept session is resumed for an ``uploading``
-        record only), never a credit."""
+        finds the session kept all the same (``_kept_session``)."""
         link = self.svc.opus.create_upload_link(self._link_share())
         if link.remaining is None:
             self.log.info("OpusClip did not say how much upload quota is left; uploading anyway")
@@ -341,7 +340,7 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         check_url(link.url, hosts, "upload-link url")
         session_url = start(self.svc.opus.http, link.url)
         check_url(session_url, hosts, "upload session Location")
-        self.sessions.keep(self.obj, session_url)
+        self.sessions.keep(self.obj, session_url, link.upload_id)
         self.held.checkpoint(
             state=states.UPLOADING,
             upload_id=link.upload_id,
@@ -365,15 +364,20 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         waiting = len(self.svc.admission.read().waiting)
         return UPLOAD_LINK_SHARE if waiting >= self.settings.max_parallel_projects else 1.0
 
-    def _kept_session(self) -> str | None:
-        """The session of the upload under way, kept apart from the record (``gcs/sessions.py``)."""
-        if self.record.state != states.UPLOADING:
+    def _kept_session(self) -> KeptSession | None:
+        """The session of the upload under way, kept apart from the record (``gcs/sessions.py``): the
+        record says ``uploading``, or still ``received`` when the invocation that opened the session
+        died before that rode on a write."""
+        if self.record.state not in (states.UPLOADING, states.RECEIVED):
             return None
         return self.sessions.find(self.obj)
 
-    def _resume(self, session_url: str) -> ResumableSession:
+    def _resume(self, kept: KeptSession) -> ResumableSession:
         """The kept session, whose position only it knows for sure."""
-        return ResumableSession(self.svc.opus.http, session_url, self.obj.size, self.record.committed, invalid=True)
+        if self.record.state == states.RECEIVED:
+            self.held.checkpoint(state=states.UPLOADING, upload_id=kept.upload_id, read_generation=self.obj.generation)
+            self.log.bind(uploadId=kept.upload_id)
+        return ResumableSession(self.svc.opus.http, kept.url, self.obj.size, self.record.committed, invalid=True)
 
     def _forget_session(self) -> None:
         """No session URL outlives its upload; one left behind expires with the lifecycle rule."""
