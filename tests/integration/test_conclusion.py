@@ -147,7 +147,7 @@ def test_a_sweep_looks_at_no_more_projects_than_its_budget_oldest_first(stack: S
     names = [f"ep{n:02d}.mp4" for n in range(7)]
     for name in names:
         resource = stack.put(name, video())
-        ingest(stack, resource)
+        ingest(stack, resource, OPUS_MAX_PARALLEL_PROJECTS="10")
     for message in stack.pull():
         create(stack, ClipRequest.decode(message.message.data), OPUS_MAX_PARALLEL_PROJECTS="10")
     before = standin.calls("project-get")
