@@ -24,6 +24,9 @@ REGRESSION_SEEDS: list[int] = [
     74,
     147,
     168,
+    # a session expired, the new one was kept, and ingest was killed before the new upload id rode on a
+    # write of the record: the redelivery resumed the new session under the old id (400 at creation)
+    51,
 ]
 
 

@@ -8,9 +8,10 @@ import threading
 from opus_local.videos import video_bytes
 from opus_pipeline.domain import states
 from opus_pipeline.domain.events import storage_object
+from opus_pipeline.domain.messages import ClipRequest
 from opus_pipeline.gcs.ledger import record_path
-from opus_pipeline.gcs.sessions import session_path
-from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS
+from opus_pipeline.gcs.sessions import UploadSessions, session_path
+from opus_pipeline.opus.resumable import FIRST_PUT_CHUNKS, start
 
 from conftest import CHUNK, Stack, md5_hex
 from support import ingest, interrupted_upload, only_upload, record, wait_for
@@ -69,3 +70,21 @@ def test_an_upload_under_way_is_recorded_uploading_within_a_second_or_so_of_its_
     finally:
         ingesting.join()
     assert record(stack, resource).state == states.QUEUED
+
+
+def test_a_kept_session_of_another_upload_than_the_record_names_is_resumed_under_its_own(stack: Stack, standin) -> None:
+    # the record says ``uploading`` an upload whose session expired; the invocation that opened a new
+    # session (and kept it) died before the new upload id rode on a write of the record
+    data = video_bytes((FIRST_PUT_CHUNKS + 2) * CHUNK)
+    resource, _, svc = interrupted_upload(stack, standin, data)
+    standin.clear_faults()
+    link = svc.opus.create_upload_link()
+    UploadSessions(stack.storage, stack.state_bucket).keep(
+        storage_object(resource), start(svc.opus.http, link.url), link.upload_id
+    )
+
+    assert ingest(stack, resource) == states.QUEUED
+
+    [message] = stack.pull()
+    assert ClipRequest.decode(message.message.data).upload_id == link.upload_id
+    assert standin.stats()["uploads"][link.upload_id]["md5"] == md5_hex(data)

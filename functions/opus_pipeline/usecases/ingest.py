@@ -373,9 +373,11 @@ class _Ingest(LeasedUseCase[states.IngestStep]):
         return self.sessions.find(self.obj)
 
     def _resume(self, kept: KeptSession) -> ResumableSession:
-        """The kept session, whose position only it knows for sure."""
-        if self.record.state == states.RECEIVED:
-            self.held.checkpoint(state=states.UPLOADING, upload_id=kept.upload_id, read_generation=self.obj.generation)
+        """The kept session, whose position only it knows for sure. It names its upload, which the
+        record may not yet: a session opened again after one expired, or the first, whose ``uploading``
+        had not ridden on a write when its invocation died."""
+        if self.record.upload_id != kept.upload_id:
+            self.held.checkpoint(state=states.UPLOADING, upload_id=kept.upload_id, committed=0)
             self.log.bind(uploadId=kept.upload_id)
         return ResumableSession(self.svc.opus.http, kept.url, self.obj.size, self.record.committed, invalid=True)
 
